@@ -1,0 +1,2 @@
+//! Load generator placeholder.
+fn main() {}

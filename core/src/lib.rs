@@ -1,0 +1,27 @@
+//! hpcotel-core: what every hpcotel component shares.
+//!
+//! - [`signal`]: the telemetry model. Signals travel as `opentelemetry-proto` prost types in
+//!   [`Batch`]es; there is no second model.
+//! - [`component`]: component identities (`otlp/in`) and the lifecycle traits
+//!   [`Receiver`], [`Processor`] and [`Exporter`], each with its written contract.
+//! - [`pipeline`]: the bounded, all-or-nothing fan-out that receivers send into.
+//! - [`telemetry`]: per-component counters (accepted, refused, sent, failed, dropped, queue
+//!   size) and their conversion to OTLP metrics.
+//! - [`semconv`]: every attribute and metric name hpcotel emits, defined once.
+
+pub mod component;
+pub mod config;
+pub mod pipeline;
+pub mod semconv;
+pub mod signal;
+pub mod telemetry;
+
+pub use component::{
+    ComponentError, ComponentId, ComponentKind, ExportError, ExportOutcome, Exporter, Processor,
+    Receiver, ReceiverContext,
+};
+pub use config::{BearerAuthConfig, HostPort, Secret, TlsClientConfig, TlsServerConfig};
+pub use opentelemetry_proto::tonic as proto;
+pub use pipeline::{Output, Outputs, SendError};
+pub use signal::{Batch, Signal};
+pub use telemetry::{ComponentStats, Counter, Telemetry};

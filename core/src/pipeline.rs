@@ -1,0 +1,245 @@
+//! The bounded hand-over from receivers into pipelines.
+//!
+//! A receiver may feed several pipelines of the same signal (the Collector's fan-out). A
+//! hand-over is all-or-nothing: capacity is reserved in every pipeline first, and the batch is
+//! delivered only when all of them had room, so a client told "retry" has not been half
+//! accepted. Every accepted or refused item is counted in the receiver's [`ComponentStats`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::signal::{Batch, Signal};
+use crate::telemetry::{ComponentStats, Counter};
+
+/// Why a batch was not handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No pipeline of this signal lists the receiver.
+    #[error("no {0} pipeline uses this receiver")]
+    NoPipeline(Signal),
+    /// A pipeline is full; the client should retry later.
+    #[error("pipeline is full")]
+    Full,
+    /// The pipeline is shutting down.
+    #[error("pipeline is shutting down")]
+    Closed,
+}
+
+impl SendError {
+    /// The reason label used for the refused-items counter.
+    pub fn reason(self) -> &'static str {
+        match self {
+            SendError::NoPipeline(_) => "no_pipeline",
+            SendError::Full => "pipeline_full",
+            SendError::Closed => "shutting_down",
+        }
+    }
+}
+
+/// The pipelines one signal of a receiver feeds.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    senders: Vec<(String, mpsc::Sender<Batch>)>,
+}
+
+impl Output {
+    /// Adds a pipeline (by name) to feed.
+    pub fn push(&mut self, pipeline: impl Into<String>, sender: mpsc::Sender<Batch>) {
+        self.senders.push((pipeline.into(), sender));
+    }
+
+    /// Names of the pipelines fed.
+    pub fn pipelines(&self) -> impl Iterator<Item = &str> {
+        self.senders.iter().map(|(n, _)| n.as_str())
+    }
+
+    fn deliver(permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch) {
+        let n = permits.len();
+        for (i, permit) in permits.into_iter().enumerate() {
+            if i + 1 == n {
+                permit.send(batch);
+                return;
+            }
+            permit.send(batch.clone());
+        }
+    }
+
+    fn try_send(&self, batch: Batch) -> Result<(), SendError> {
+        let mut permits = Vec::with_capacity(self.senders.len());
+        for (_, s) in &self.senders {
+            match s.try_reserve() {
+                Ok(p) => permits.push(p),
+                Err(mpsc::error::TrySendError::Full(())) => return Err(SendError::Full),
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(SendError::Closed),
+            }
+        }
+        Self::deliver(permits, batch);
+        Ok(())
+    }
+
+    async fn send(&self, batch: Batch) -> Result<(), SendError> {
+        let mut permits = Vec::with_capacity(self.senders.len());
+        for (_, s) in &self.senders {
+            permits.push(s.reserve().await.map_err(|_| SendError::Closed)?);
+        }
+        Self::deliver(permits, batch);
+        Ok(())
+    }
+}
+
+/// Everything a receiver sends into: one [`Output`] per signal, plus its counters.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    per_signal: [Option<Output>; 3],
+    stats: Arc<ComponentStats>,
+}
+
+impl Outputs {
+    /// Outputs with no pipelines yet, counting into `stats`.
+    pub fn new(stats: Arc<ComponentStats>) -> Self {
+        Self {
+            per_signal: [None, None, None],
+            stats,
+        }
+    }
+
+    /// Adds pipeline `name` (fed through `sender`) to `signal`'s output.
+    pub fn add(&mut self, signal: Signal, name: impl Into<String>, sender: mpsc::Sender<Batch>) {
+        self.per_signal[signal.index()]
+            .get_or_insert_with(Output::default)
+            .push(name, sender);
+    }
+
+    /// The output for `signal`, if any pipeline of that signal uses this receiver.
+    pub fn output(&self, signal: Signal) -> Option<&Output> {
+        self.per_signal[signal.index()].as_ref()
+    }
+
+    /// True when some pipeline of `signal` uses this receiver.
+    pub fn handles(&self, signal: Signal) -> bool {
+        self.output(signal).is_some()
+    }
+
+    /// The receiver's counters.
+    pub fn stats(&self) -> &Arc<ComponentStats> {
+        &self.stats
+    }
+
+    fn count(&self, signal: Signal, items: usize, result: &Result<(), SendError>) {
+        match result {
+            Ok(()) => self.stats.add(signal, Counter::Accepted, items as u64),
+            Err(e) => {
+                self.stats
+                    .add_with_reason(signal, Counter::Refused, e.reason(), items as u64)
+            }
+        }
+    }
+
+    /// Hands `batch` over without waiting. [`SendError::Full`] means the client should be
+    /// told to retry (gRPC RESOURCE_EXHAUSTED, HTTP 429 + Retry-After).
+    pub fn try_send(&self, batch: Batch) -> Result<(), SendError> {
+        let (signal, items) = (batch.signal(), batch.item_count());
+        let result = match self.output(signal) {
+            None => Err(SendError::NoPipeline(signal)),
+            Some(o) => o.try_send(batch),
+        };
+        self.count(signal, items, &result);
+        result
+    }
+
+    /// Hands `batch` over, waiting up to `wait` for room before answering
+    /// [`SendError::Full`]. A zero `wait` behaves as [`Outputs::try_send`].
+    pub async fn send_within(&self, batch: Batch, wait: Duration) -> Result<(), SendError> {
+        if wait.is_zero() {
+            return self.try_send(batch);
+        }
+        let (signal, items) = (batch.signal(), batch.item_count());
+        let result = match self.output(signal) {
+            None => Err(SendError::NoPipeline(signal)),
+            Some(o) => match tokio::time::timeout(wait, o.send(batch)).await {
+                Ok(r) => r,
+                Err(_) => Err(SendError::Full),
+            },
+        };
+        self.count(signal, items, &result);
+        result
+    }
+
+    /// Hands `batch` over, waiting as long as it takes for room in every pipeline.
+    pub async fn send(&self, batch: Batch) -> Result<(), SendError> {
+        let (signal, items) = (batch.signal(), batch.item_count());
+        let result = match self.output(signal) {
+            None => Err(SendError::NoPipeline(signal)),
+            Some(o) => o.send(batch).await,
+        };
+        self.count(signal, items, &result);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::{ComponentId, ComponentKind};
+    use crate::telemetry::Telemetry;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+
+    fn logs(n: usize) -> Batch {
+        Batch::Logs(vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); n],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    }
+
+    #[tokio::test]
+    async fn fan_out_is_all_or_nothing_and_counted() {
+        let telemetry = Telemetry::default();
+        let stats = telemetry.register(ComponentKind::Receiver, ComponentId::new("otlp", None));
+        let (a_tx, mut a_rx) = mpsc::channel(2);
+        let (b_tx, mut b_rx) = mpsc::channel(1);
+        let mut out = Outputs::new(stats.clone());
+        out.add(Signal::Logs, "logs/a", a_tx);
+        out.add(Signal::Logs, "logs/b", b_tx);
+
+        out.try_send(logs(3)).unwrap();
+        // b is full now: the second batch must reach neither pipeline.
+        assert_eq!(out.try_send(logs(5)), Err(SendError::Full));
+        assert_eq!(a_rx.recv().await.unwrap().item_count(), 3);
+        assert_eq!(b_rx.recv().await.unwrap().item_count(), 3);
+        assert!(
+            a_rx.try_recv().is_err(),
+            "refused batch leaked into pipeline a"
+        );
+        assert_eq!(
+            out.try_send(Batch::Traces(vec![])),
+            Err(SendError::NoPipeline(Signal::Traces))
+        );
+        assert_eq!(stats.get(Signal::Logs, Counter::Accepted), 3);
+        assert_eq!(stats.get(Signal::Logs, Counter::Refused), 5);
+        assert_eq!(
+            stats.reasons(Signal::Logs, Counter::Refused),
+            vec![("pipeline_full".to_string(), 5)]
+        );
+    }
+
+    #[tokio::test]
+    async fn send_within_refuses_after_the_wait() {
+        let telemetry = Telemetry::default();
+        let stats = telemetry.register(ComponentKind::Receiver, ComponentId::new("otlp", None));
+        let (tx, _rx) = mpsc::channel(1);
+        let mut out = Outputs::new(stats);
+        out.add(Signal::Logs, "logs", tx);
+        out.send_within(logs(1), Duration::from_millis(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            out.send_within(logs(1), Duration::from_millis(5)).await,
+            Err(SendError::Full)
+        );
+    }
+}

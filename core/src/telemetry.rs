@@ -1,0 +1,329 @@
+//! Self-telemetry: per-component item counters and export-queue gauges.
+//!
+//! Every component registers once and gets an [`Arc<ComponentStats>`]; counting is a relaxed
+//! atomic add on the hot path (a mutex only for counts that carry a reason, which are the rare
+//! refusals and drops). [`Telemetry::to_resource_metrics`] turns a snapshot into OTLP metrics
+//! that the collector sends through its own metrics pipelines:
+//!
+//! | metric | type | attributes |
+//! |---|---|---|
+//! | `hpcotel.receiver.accepted` | counter `{item}` | `hpcotel.component.id`, `hpcotel.signal` |
+//! | `hpcotel.receiver.refused` | counter `{item}` | + `hpcotel.reason` |
+//! | `hpcotel.processor.dropped` | counter `{item}` | + `hpcotel.reason` |
+//! | `hpcotel.exporter.sent` | counter `{item}` | `hpcotel.component.id`, `hpcotel.signal` |
+//! | `hpcotel.exporter.send_failed` | counter `{item}` | + `hpcotel.reason` (attempts that failed, retried or not) |
+//! | `hpcotel.exporter.dropped` | counter `{item}` | + `hpcotel.reason` (given up: permanent, retries exhausted, queue full, rejected) |
+//! | `hpcotel.exporter.queue.size` | gauge `{batch}` | `hpcotel.component.id` |
+//! | `hpcotel.exporter.queue.capacity` | gauge `{batch}` | `hpcotel.component.id` |
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+    metric::Data, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::component::{ComponentId, ComponentKind};
+use crate::semconv;
+use crate::signal::Signal;
+
+/// The item counters every component may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Counter {
+    /// Items a receiver handed to its pipelines.
+    Accepted,
+    /// Items a receiver turned away (client told to retry, or no pipeline).
+    Refused,
+    /// Items an exporter delivered.
+    Sent,
+    /// Items in export attempts that failed (each failed attempt counts).
+    SendFailed,
+    /// Items given up on for good.
+    Dropped,
+}
+
+impl Counter {
+    const ALL: [Counter; 5] = [
+        Counter::Accepted,
+        Counter::Refused,
+        Counter::Sent,
+        Counter::SendFailed,
+        Counter::Dropped,
+    ];
+
+    /// Metric-name suffix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counter::Accepted => "accepted",
+            Counter::Refused => "refused",
+            Counter::Sent => "sent",
+            Counter::SendFailed => "send_failed",
+            Counter::Dropped => "dropped",
+        }
+    }
+}
+
+/// The counters of one component instance.
+#[derive(Debug)]
+pub struct ComponentStats {
+    kind: ComponentKind,
+    id: ComponentId,
+    counters: [[AtomicU64; 5]; 3],
+    reasons: Mutex<BTreeMap<(Signal, Counter, String), u64>>,
+    queue_size: AtomicI64,
+    queue_capacity: AtomicI64,
+}
+
+impl ComponentStats {
+    fn new(kind: ComponentKind, id: ComponentId) -> Self {
+        Self {
+            kind,
+            id,
+            counters: Default::default(),
+            reasons: Mutex::default(),
+            queue_size: AtomicI64::new(0),
+            queue_capacity: AtomicI64::new(-1),
+        }
+    }
+
+    /// The component's id.
+    pub fn id(&self) -> &ComponentId {
+        &self.id
+    }
+
+    /// The component's kind.
+    pub fn kind(&self) -> ComponentKind {
+        self.kind
+    }
+
+    /// Adds `n` items to `counter` for `signal`.
+    pub fn add(&self, signal: Signal, counter: Counter, n: u64) {
+        self.counters[signal.index()][counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` items to `counter` for `signal`, remembering why.
+    pub fn add_with_reason(&self, signal: Signal, counter: Counter, reason: &str, n: u64) {
+        self.add(signal, counter, n);
+        let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+        *reasons
+            .entry((signal, counter, reason.to_owned()))
+            .or_default() += n;
+    }
+
+    /// The current total of `counter` for `signal`.
+    pub fn get(&self, signal: Signal, counter: Counter) -> u64 {
+        self.counters[signal.index()][counter as usize].load(Ordering::Relaxed)
+    }
+
+    /// The per-reason totals of `counter` for `signal`, sorted by reason.
+    pub fn reasons(&self, signal: Signal, counter: Counter) -> Vec<(String, u64)> {
+        let reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+        reasons
+            .iter()
+            .filter(|((s, c, _), _)| *s == signal && *c == counter)
+            .map(|((_, _, r), n)| (r.clone(), *n))
+            .collect()
+    }
+
+    /// Records the export queue's current length and capacity, in batches.
+    pub fn set_queue(&self, size: usize, capacity: usize) {
+        self.queue_size.store(size as i64, Ordering::Relaxed);
+        self.queue_capacity
+            .store(capacity as i64, Ordering::Relaxed);
+    }
+
+    /// The export queue's length and capacity, if this component has a queue.
+    pub fn queue(&self) -> Option<(u64, u64)> {
+        let cap = self.queue_capacity.load(Ordering::Relaxed);
+        (cap >= 0).then(|| {
+            (
+                self.queue_size.load(Ordering::Relaxed).max(0) as u64,
+                cap as u64,
+            )
+        })
+    }
+}
+
+/// The registry of every component's counters.
+#[derive(Debug, Default, Clone)]
+pub struct Telemetry {
+    components: Arc<Mutex<Vec<Arc<ComponentStats>>>>,
+}
+
+impl Telemetry {
+    /// Registers a component and returns its counters (registering an id twice returns the
+    /// same counters).
+    pub fn register(&self, kind: ComponentKind, id: ComponentId) -> Arc<ComponentStats> {
+        let mut all = self.components.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = all.iter().find(|s| s.kind == kind && s.id == id) {
+            return s.clone();
+        }
+        let s = Arc::new(ComponentStats::new(kind, id));
+        all.push(s.clone());
+        s
+    }
+
+    /// Every registered component's counters.
+    pub fn components(&self) -> Vec<Arc<ComponentStats>> {
+        self.components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The counters of `id` of `kind`, if registered.
+    pub fn find(&self, kind: ComponentKind, id: &str) -> Option<Arc<ComponentStats>> {
+        self.components()
+            .into_iter()
+            .find(|s| s.kind == kind && s.id.to_string() == id)
+    }
+
+    /// The current counters as OTLP metrics: cumulative sums since `start_unix_nano`, queue
+    /// gauges, under `resource`. Counters that never moved are left out.
+    pub fn to_resource_metrics(&self, resource: Resource, start_unix_nano: u64) -> ResourceMetrics {
+        let now = unix_nanos(SystemTime::now());
+        let mut sums: BTreeMap<String, Vec<NumberDataPoint>> = BTreeMap::new();
+        let mut gauges: BTreeMap<&'static str, Vec<NumberDataPoint>> = BTreeMap::new();
+        let point = |attrs: Vec<KeyValue>, v: i64, start: u64| NumberDataPoint {
+            attributes: attrs,
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            value: Some(number_data_point::Value::AsInt(v)),
+            ..Default::default()
+        };
+        for c in self.components() {
+            let comp = kv(semconv::HPCOTEL_COMPONENT_ID, c.id.to_string());
+            for signal in Signal::ALL {
+                for counter in Counter::ALL {
+                    let total = c.get(signal, counter);
+                    if total == 0 {
+                        continue;
+                    }
+                    let name = format!("hpcotel.{}.{}", c.kind.as_str(), counter.as_str());
+                    let base = vec![comp.clone(), kv(semconv::HPCOTEL_SIGNAL, signal.as_str())];
+                    let reasons = c.reasons(signal, counter);
+                    let explained: u64 = reasons.iter().map(|(_, n)| n).sum();
+                    let points = sums.entry(name).or_default();
+                    for (reason, n) in reasons {
+                        let mut attrs = base.clone();
+                        attrs.push(kv(semconv::HPCOTEL_REASON, reason));
+                        points.push(point(attrs, n as i64, start_unix_nano));
+                    }
+                    if total > explained {
+                        points.push(point(base, (total - explained) as i64, start_unix_nano));
+                    }
+                }
+            }
+            if let Some((size, cap)) = c.queue() {
+                gauges
+                    .entry("hpcotel.exporter.queue.size")
+                    .or_default()
+                    .push(point(vec![comp.clone()], size as i64, 0));
+                gauges
+                    .entry("hpcotel.exporter.queue.capacity")
+                    .or_default()
+                    .push(point(vec![comp], cap as i64, 0));
+            }
+        }
+        let mut metrics: Vec<Metric> = sums
+            .into_iter()
+            .map(|(name, data_points)| Metric {
+                name,
+                unit: "{item}".into(),
+                description: String::new(),
+                data: Some(Data::Sum(Sum {
+                    data_points,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            })
+            .collect();
+        metrics.extend(gauges.into_iter().map(|(name, data_points)| Metric {
+            name: name.into(),
+            unit: "{batch}".into(),
+            description: String::new(),
+            data: Some(Data::Gauge(Gauge { data_points })),
+            ..Default::default()
+        }));
+        ResourceMetrics {
+            resource: Some(resource),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: semconv::SCOPE_NAME.into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A string-valued OTLP attribute.
+pub fn kv(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_becomes_otlp_sums_with_reasons() {
+        let t = Telemetry::default();
+        let ex = t.register(ComponentKind::Exporter, "otlp/tempo".parse().unwrap());
+        ex.add(Signal::Traces, Counter::Sent, 10);
+        ex.add_with_reason(Signal::Traces, Counter::Dropped, "permanent", 4);
+        ex.set_queue(3, 100);
+        let rm = t.to_resource_metrics(Resource::default(), 1);
+        let metrics = &rm.scope_metrics[0].metrics;
+        let find = |n: &str| metrics.iter().find(|m| m.name == n).unwrap();
+        let Some(Data::Sum(dropped)) = &find("hpcotel.exporter.dropped").data else {
+            panic!("dropped is not a sum")
+        };
+        assert_eq!(dropped.data_points.len(), 1);
+        let dp = &dropped.data_points[0];
+        assert_eq!(dp.value, Some(number_data_point::Value::AsInt(4)));
+        assert!(
+            dp.attributes
+                .contains(&kv(semconv::HPCOTEL_REASON, "permanent"))
+        );
+        assert!(
+            dp.attributes
+                .contains(&kv(semconv::HPCOTEL_COMPONENT_ID, "otlp/tempo"))
+        );
+        let Some(Data::Gauge(q)) = &find("hpcotel.exporter.queue.capacity").data else {
+            panic!("capacity is not a gauge")
+        };
+        assert_eq!(
+            q.data_points[0].value,
+            Some(number_data_point::Value::AsInt(100))
+        );
+        assert!(
+            metrics
+                .iter()
+                .all(|m| m.name != "hpcotel.exporter.send_failed")
+        );
+    }
+}

@@ -1,1 +1,179 @@
-fn main() {}
+//! The `hpcotel` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hpcotel::config::{Config, EMBEDDED_NAME};
+use hpcotel::service::Collector;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// hpcotel: the OpenTelemetry-native collector for GPU/HPC Kubernetes clusters.
+#[derive(Parser, Debug)]
+#[command(name = "hpcotel", version, about)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace) or a tracing filter such as
+    /// `info,hpcotel_exporters=debug`.
+    #[arg(long, global = true, default_value = "info", env = "HPCOTEL_LOG_LEVEL")]
+    log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HPCOTEL_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the collector (the default command).
+    Run {
+        /// Config file; without it the embedded default is used (see `print-config`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and exit: 0 when valid, 1 with the error otherwise.
+    Validate {
+        /// Config file to check.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the effective config (defaults filled in, variables expanded, secrets redacted).
+    PrintConfig {
+        /// Config file; without it the embedded default is printed.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Config, hpcotel::config::Error> {
+    match config {
+        Some(path) => Config::load_file(path),
+        None => Config::embedded_default(),
+    }
+}
+
+fn init_logs(cli: &Cli) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("--log-level: invalid level or filter '{}'", cli.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = init_logs(&cli) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    match cli.command {
+        Some(Command::Validate { config }) => match Config::load_file(&config) {
+            Ok(c) => {
+                for unused in c.unused_components() {
+                    eprintln!("warning: {}: {unused} is defined but used by no pipeline", config.display());
+                }
+                println!("{}: valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::PrintConfig { config }) => match load(config.as_ref()) {
+            Ok(c) => {
+                print!("{}", c.to_yaml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Run { config }) => run(config),
+        None => run(None),
+    }
+}
+
+fn run(config_path: Option<PathBuf>) -> ExitCode {
+    let config = match load(config_path.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let source = config_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| EMBEDDED_NAME.to_string());
+    for unused in config.unused_components() {
+        warn!(config = %source, component = %unused, "defined but used by no pipeline; not started");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let collector = match Collector::build(config).await {
+            Ok(c) => c,
+            Err(e) => {
+                error!(config = %source, error = %e, "cannot start");
+                eprintln!("error: {source}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!(config = %source, version = env!("CARGO_PKG_VERSION"), "starting hpcotel");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(watch_signals(shutdown.clone()));
+        let report = collector.run(shutdown).await;
+        if report.clean {
+            ExitCode::SUCCESS
+        } else {
+            error!(
+                dropped_at_shutdown = report.dropped_at_shutdown,
+                failed = ?report.failed,
+                "hpcotel stopped uncleanly"
+            );
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT; a second one exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        error!("cannot install signal handlers; stop hpcotel with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "stopping: draining pipelines (send again to exit at once)");
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    warn!("second signal: exiting without draining");
+    std::process::exit(130);
+}

@@ -10,3 +10,18 @@ pub mod debug;
 pub mod file;
 pub mod otlp;
 pub mod queue;
+
+/// An error and its sources on one line (`cannot open 'x': Permission denied`).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        cur = c.source();
+    }
+    s
+}

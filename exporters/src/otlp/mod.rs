@@ -1,1 +1,30 @@
-//! Placeholder, being written.
+//! The OTLP exporters: `otlp` (OTLP/gRPC) and `otlphttp` (OTLP/HTTP with protobuf bodies),
+//! as in the OpenTelemetry Collector.
+//!
+//! [`OtlpExporter::new`] builds either from one [`Config`] and a [`Protocol`]; it implements
+//! [`Exporter`](hpcotel_core::Exporter) and sits behind an
+//! [`ExportQueue`](crate::queue::ExportQueue) (`sending_queue`, `retry_on_failure` in the
+//! same config). It sends each [`Batch`](hpcotel_core::Batch) as one
+//! `Export{Trace,Metrics,Logs}ServiceRequest`, gzip-compressed by default, with the
+//! configured headers, and classifies failures per the OTLP specification
+//! ([`classify_status`], [`classify_http`]): retryable ones carry the backend's
+//! `google.rpc.RetryInfo` / `Retry-After` delay. A partial success becomes an
+//! [`ExportOutcome`](hpcotel_core::ExportOutcome) with the rejected count and message.
+//!
+//! TLS is rustls (ring): `ca_file` or the bundled web roots, optional client certificate,
+//! `insecure_skip_verify` for tests. gRPC over TLS dials through hpcotel's own connector
+//! (so the HTTP/2 `:scheme` it sends is `http`); `tls.server_name` applies to gRPC only.
+
+mod config;
+mod exporter;
+mod grpc;
+mod http;
+mod tls;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{Compression, Config, DEFAULT_COMPRESSION, DEFAULT_TIMEOUT, Endpoint, Scheme};
+pub use exporter::{Error, OtlpExporter, Protocol, Result};
+pub use grpc::classify_status;
+pub use http::{classify_http, parse_retry_after};

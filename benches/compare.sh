@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Side-by-side: hpcotel vs rotel as OTLP/gRPC span forwarders into the same counting sink.
+#
+#   benches/compare.sh                       # defaults below
+#   RATE=100000 BATCH=200 DURATION=20s CONCURRENCY=8 benches/compare.sh
+#   ROTEL_AGENT=/path/to/rotel-agent COLLECTORS="hpcotel" benches/compare.sh
+#
+# For each collector: start it forwarding 127.0.0.1:24317 -> otlp-sink 127.0.0.1:14317, run
+# otlp-loadgen against it, wait for the sink to receive every accepted span, read the
+# collector's peak RSS (VmHWM), stop it, and print one table row. Exits non-zero when a
+# collector did not deliver every span it accepted.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+RATE="${RATE:-0}"                 # spans/s over all connections; 0 = as fast as possible
+BATCH="${BATCH:-100}"             # spans per request
+DURATION="${DURATION:-10s}"
+CONCURRENCY="${CONCURRENCY:-4}"
+COLLECTORS="${COLLECTORS:-hpcotel rotel}"
+SINK_GRPC="127.0.0.1:14317"
+SINK_HTTP="127.0.0.1:14318"
+COLLECTOR_GRPC="127.0.0.1:24317"
+DELIVERY_WAIT_S="${DELIVERY_WAIT_S:-30}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/hpcotel-bench.XXXXXX")"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do
+    [ -n "$p" ] && kill "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+log() { echo "[compare] $*" >&2; }
+
+wait_port() { # host:port timeout_s
+  local host="${1%:*}" port="${1##*:}" deadline=$((SECONDS + $2))
+  until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then log "nothing listens on $1 after $2 s"; return 1; fi
+    sleep 0.1
+  done
+}
+
+sink_spans() { # last running total printed by otlp-sink
+  local line
+  line="$(grep -E '^spans=' "$WORK/sink.out" | tail -n 1 || true)"
+  line="${line#spans=}"
+  echo "${line%% *}" | grep -E '^[0-9]+$' || echo 0
+}
+
+json_field() { # json key
+  echo "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"
+}
+
+find_rotel() {
+  if [ -n "${ROTEL_AGENT:-}" ]; then echo "$ROTEL_AGENT"; return; fi
+  local cand
+  for cand in "$ROOT"/.venv/lib/python*/site-packages/rotel/rotel-agent; do
+    [ -x "$cand" ] && { echo "$cand"; return; }
+  done
+  echo ""
+}
+
+build=(-p hpcotel-benches --bin otlp-loadgen -p hpcotel-testkit --bin otlp-sink)
+case " $COLLECTORS " in *" hpcotel "*) build+=(-p hpcotel --bin hpcotel) ;; esac
+log "building release binaries: ${build[*]}"
+cargo build --release "${build[@]}" >&2
+HPCOTEL="$TARGET_DIR/release/hpcotel"
+LOADGEN="$TARGET_DIR/release/otlp-loadgen"
+SINK="$TARGET_DIR/release/otlp-sink"
+
+"$SINK" --grpc "$SINK_GRPC" --http "$SINK_HTTP" --print-every 100ms >"$WORK/sink.out" 2>"$WORK/sink.err" &
+pids+=($!)
+wait_port "$SINK_GRPC" 10
+
+rows=()
+declare -A RESULT_RATE RESULT_RSS
+status=0
+
+for collector in $COLLECTORS; do
+  case "$collector" in
+    hpcotel)
+      cmd=("$HPCOTEL" run --config "$ROOT/benches/hpcotel-bench.yaml")
+      ;;
+    rotel)
+      rotel="$(find_rotel)"
+      if [ -z "$rotel" ]; then
+        log "rotel not found (set ROTEL_AGENT or create .venv with 'pip install rotel'); skipped"
+        continue
+      fi
+      cmd=("$rotel" start --otlp-grpc-endpoint "$COLLECTOR_GRPC"
+           --otlp-http-endpoint 127.0.0.1:24318
+           --exporter otlp --otlp-exporter-endpoint "http://$SINK_GRPC"
+           --pid-file "$WORK/rotel.pid")
+      ;;
+    *) log "unknown collector '$collector'"; exit 2 ;;
+  esac
+
+  log "starting $collector: ${cmd[*]}"
+  "${cmd[@]}" >"$WORK/$collector.out" 2>"$WORK/$collector.err" &
+  cpid=$!
+  pids+=("$cpid")
+  if ! wait_port "$COLLECTOR_GRPC" 30; then
+    log "$collector did not start; its stderr:"; tail -n 20 "$WORK/$collector.err" >&2
+    status=1; kill "$cpid" 2>/dev/null || true; continue
+  fi
+
+  before="$(sink_spans)"
+  log "loadgen: rate=$RATE batch=$BATCH duration=$DURATION concurrency=$CONCURRENCY"
+  result="$("$LOADGEN" --endpoint "http://$COLLECTOR_GRPC" --rate "$RATE" --batch "$BATCH" \
+    --duration "$DURATION" --concurrency "$CONCURRENCY")"
+  echo "$collector $result" >>"$WORK/results.jsonl"
+  log "$collector: $result"
+  accepted="$(json_field "$result" accepted_spans)"
+
+  # Wait until the sink has every accepted span (collectors batch and flush on their own time).
+  deadline=$((SECONDS + DELIVERY_WAIT_S))
+  while :; do
+    delivered=$(( $(sink_spans) - before ))
+    [ "$delivered" -ge "$accepted" ] && break
+    [ $SECONDS -ge $deadline ] && break
+    sleep 0.2
+  done
+
+  # Peak RSS of the collector process (kB in VmHWM), read before it is stopped.
+  rss_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$cpid/status" 2>/dev/null || echo 0)"
+  kill -TERM "$cpid" 2>/dev/null || true
+  wait "$cpid" 2>/dev/null || true
+  sleep 0.3   # the sink prints its totals every 100 ms
+  delivered=$(( $(sink_spans) - before ))
+
+  rate="$(json_field "$result" spans_per_s)"
+  p99="$(json_field "$result" p99_ms)"
+  rss_mib="$(awk -v k="$rss_kb" 'BEGIN {printf "%.1f", k / 1024}')"
+  RESULT_RATE[$collector]="$rate"
+  RESULT_RSS[$collector]="$rss_mib"
+  rows+=("$(printf '%-8s %12s %10s %14s %22s' "$collector" "$rate" "$p99" "$rss_mib" "$delivered/$accepted")")
+  if [ "$delivered" -lt "$accepted" ]; then
+    log "$collector delivered $delivered of $accepted accepted spans"
+    status=1
+  fi
+done
+
+echo
+printf '%-8s %12s %10s %14s %22s\n' collector spans/s "p99 ms" "peak RSS MiB" delivered/accepted
+for r in "${rows[@]}"; do echo "$r"; done
+if [ -n "${RESULT_RATE[hpcotel]:-}" ] && [ -n "${RESULT_RATE[rotel]:-}" ]; then
+  awk -v a="${RESULT_RATE[hpcotel]}" -v b="${RESULT_RATE[rotel]}" \
+      -v c="${RESULT_RSS[hpcotel]}" -v d="${RESULT_RSS[rotel]}" \
+      'BEGIN { printf "hpcotel/rotel: throughput x%.2f, peak RSS x%.2f\n", (b > 0 ? a / b : 0), (d > 0 ? c / d : 0) }'
+fi
+echo "(raw results and logs in $WORK)"
+exit $status

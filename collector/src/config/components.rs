@@ -1,0 +1,173 @@
+//! The component kinds hpcotel knows, one enum per component family.
+//!
+//! Adding a component = its folder in its crate + one variant here + one arm in `parse` and
+//! one in `build`. The config key's type (`otlp` in `otlp/in`) picks the variant.
+
+use std::sync::Arc;
+
+use hpcotel_core::{Exporter, Processor, Receiver, Signal};
+use hpcotel_exporters::queue::{QueueConfig, RetryConfig};
+use hpcotel_exporters::{debug, file, otlp as otlp_exporter};
+use hpcotel_receivers::{host, otlp as otlp_receiver};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use crate::processors::batch;
+
+/// Deserializes one component's section, returning (relative key path, message) on error.
+fn section<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
+    // `otlp:` with nothing after it means "all defaults".
+    let value = match value {
+        Value::Null => Value::Mapping(Default::default()),
+        v => v,
+    };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, e.into_inner().to_string())
+    })
+}
+
+fn unknown(family: &str, kind: &str, known: &[&str]) -> (String, String) {
+    (
+        String::new(),
+        format!(
+            "unknown {family} type '{kind}'; known types: {}",
+            known.join(", ")
+        ),
+    )
+}
+
+/// A receiver's config, by type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ReceiverConfig {
+    /// `otlp`: OTLP over gRPC and HTTP.
+    Otlp(otlp_receiver::Config),
+    /// `host`: host metrics.
+    Host(host::Config),
+}
+
+impl ReceiverConfig {
+    /// Receiver types, as written in config.
+    pub const KINDS: &'static [&'static str] = &["otlp", "host"];
+
+    /// Parses the section of a receiver of type `kind`.
+    pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
+        Ok(match kind {
+            "otlp" => Self::Otlp(section(value)?),
+            "host" => Self::Host(section(value)?),
+            other => return Err(unknown("receiver", other, Self::KINDS)),
+        })
+    }
+
+    /// The signals this receiver can produce.
+    pub fn signals(&self) -> &'static [Signal] {
+        match self {
+            Self::Otlp(_) => &Signal::ALL,
+            Self::Host(_) => &[Signal::Metrics],
+        }
+    }
+
+    /// Builds the receiver: binds its sockets, opens what it needs.
+    pub async fn build(&self) -> Result<Box<dyn Receiver>, hpcotel_core::ComponentError> {
+        Ok(match self {
+            Self::Otlp(c) => Box::new(otlp_receiver::OtlpReceiver::bind(c).await?),
+            Self::Host(c) => Box::new(host::HostReceiver::new(c)?),
+        })
+    }
+}
+
+/// A processor's config, by type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ProcessorConfig {
+    /// `batch`: groups items into larger batches by size and time.
+    Batch(batch::Config),
+}
+
+impl ProcessorConfig {
+    /// Processor types, as written in config.
+    pub const KINDS: &'static [&'static str] = &["batch"];
+
+    /// Parses the section of a processor of type `kind`.
+    pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
+        Ok(match kind {
+            "batch" => Self::Batch(section(value)?),
+            other => return Err(unknown("processor", other, Self::KINDS)),
+        })
+    }
+
+    /// Builds one instance of the processor for one pipeline.
+    pub fn build(&self) -> Box<dyn Processor> {
+        match self {
+            Self::Batch(c) => Box::new(batch::BatchProcessor::new(c.clone())),
+        }
+    }
+}
+
+/// An exporter's config, by type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ExporterConfig {
+    /// `otlp`: OTLP over gRPC.
+    Otlp(otlp_exporter::Config),
+    /// `otlphttp`: OTLP over HTTP/protobuf.
+    Otlphttp(otlp_exporter::Config),
+    /// `file`: OTLP JSON lines on disk.
+    File(file::Config),
+    /// `debug`: a summary line per interval on stderr.
+    Debug(debug::Config),
+}
+
+/// A built exporter and the queue settings it runs behind.
+pub struct BuiltExporter {
+    /// The exporter.
+    pub exporter: Arc<dyn Exporter>,
+    /// Its queue.
+    pub queue: QueueConfig,
+    /// Its retry policy.
+    pub retry: RetryConfig,
+}
+
+impl ExporterConfig {
+    /// Exporter types, as written in config.
+    pub const KINDS: &'static [&'static str] = &["otlp", "otlphttp", "file", "debug"];
+
+    /// Parses the section of an exporter of type `kind`.
+    pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
+        Ok(match kind {
+            "otlp" => Self::Otlp(section(value)?),
+            "otlphttp" => Self::Otlphttp(section(value)?),
+            "file" => Self::File(section(value)?),
+            "debug" => Self::Debug(section(value)?),
+            other => return Err(unknown("exporter", other, Self::KINDS)),
+        })
+    }
+
+    /// Builds the exporter (no network I/O: connections are made lazily).
+    pub fn build(&self) -> Result<BuiltExporter, hpcotel_core::ComponentError> {
+        let local = |exporter: Arc<dyn Exporter>| BuiltExporter {
+            exporter,
+            queue: QueueConfig::default(),
+            retry: RetryConfig::disabled(),
+        };
+        Ok(match self {
+            Self::Otlp(c) | Self::Otlphttp(c) => {
+                let protocol = if matches!(self, Self::Otlp(_)) {
+                    otlp_exporter::Protocol::Grpc
+                } else {
+                    otlp_exporter::Protocol::HttpProtobuf
+                };
+                BuiltExporter {
+                    exporter: Arc::new(otlp_exporter::OtlpExporter::new(c, protocol)?),
+                    queue: c.sending_queue.clone(),
+                    retry: c.retry_on_failure.clone(),
+                }
+            }
+            Self::File(c) => local(Arc::new(file::FileExporter::new(c)?)),
+            Self::Debug(c) => local(Arc::new(debug::DebugExporter::new(c))),
+        })
+    }
+}

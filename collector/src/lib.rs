@@ -1,0 +1,7 @@
+//! hpcotel, the collector: YAML config -> a topology of receivers, processors and exporters
+//! joined by bounded channels; the processors; self-telemetry; graceful shutdown. The binary
+//! (`main.rs`) is the CLI around [`service::Collector`].
+
+pub mod config;
+pub mod processors;
+pub mod service;

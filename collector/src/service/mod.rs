@@ -1,0 +1,315 @@
+//! The running collector: turns a [`Config`] into tasks and channels, runs them, and shuts
+//! them down in order.
+//!
+//! ```text
+//! receiver ─┐                 bounded            bounded                 export queue
+//! receiver ─┼─► pipeline in ─────────► processor ─────────► fan-out ─┬─► exporter A
+//! self-metrics ┘   (per pipeline)                                     └─► exporter B
+//! ```
+//!
+//! Shutdown (SIGTERM/SIGINT): receivers are cancelled and finish their in-flight requests;
+//! their senders drop, so each pipeline's input closes; processors flush and finish; fan-out
+//! tasks finish and drop their queue senders; export queues deliver what they hold and call
+//! the exporters' `shutdown`. All of it within `service.shutdown_timeout`, after which export
+//! queues are aborted and what is left is counted as dropped.
+
+mod self_telemetry;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hpcotel_core::{
+    Batch, ComponentId, ComponentKind, Counter, Outputs, ReceiverContext, Signal, Telemetry,
+};
+use hpcotel_exporters::queue::{ExportQueue, QueueSender};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config, SelfMetricsLevel};
+
+/// Why the collector could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A component could not be built (port in use, unreadable certificate, ...).
+    #[error("{kind} '{id}': {source}")]
+    Build {
+        /// receiver, processor or exporter.
+        kind: &'static str,
+        /// The component's config id.
+        id: ComponentId,
+        /// Why.
+        #[source]
+        source: hpcotel_core::ComponentError,
+    },
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Every component drained in time and nothing was dropped at shutdown.
+    pub clean: bool,
+    /// Items dropped because the shutdown deadline passed.
+    pub dropped_at_shutdown: u64,
+    /// Components that ended with an error.
+    pub failed: Vec<String>,
+}
+
+/// A collector whose components are built (sockets bound) but not yet running.
+pub struct Collector {
+    config: Config,
+    telemetry: Telemetry,
+    receivers: Vec<(ComponentId, Box<dyn hpcotel_core::Receiver>, Outputs)>,
+    stages: JoinSet<(String, std::result::Result<(), hpcotel_core::ComponentError>)>,
+    queues: JoinSet<ComponentId>,
+    queue_abort: CancellationToken,
+    self_metrics: Option<Outputs>,
+}
+
+impl Collector {
+    /// Builds every component the pipelines use and wires the channels. Receivers bind here,
+    /// so a port in use is reported now. Must be called inside a tokio runtime.
+    pub async fn build(config: Config) -> Result<Self> {
+        let telemetry = Telemetry::default();
+        let queue_abort = CancellationToken::new();
+        let mut queues = JoinSet::new();
+        let mut stages = JoinSet::new();
+        let pipelines = &config.service.pipelines;
+
+        // Exporters used by any pipeline, each behind its own queue.
+        let mut exporter_queues: BTreeMap<ComponentId, QueueSender> = BTreeMap::new();
+        for id in pipelines.values().flat_map(|p| &p.exporters) {
+            if exporter_queues.contains_key(id) {
+                continue;
+            }
+            let built = config.exporters[id].build().map_err(|source| Error::Build {
+                kind: "exporter",
+                id: id.clone(),
+                source,
+            })?;
+            let stats = telemetry.register(ComponentKind::Exporter, id.clone());
+            let (sender, handle) = ExportQueue::start(
+                id.clone(),
+                built.exporter,
+                built.queue,
+                built.retry,
+                stats,
+                queue_abort.clone(),
+            );
+            let qid = id.clone();
+            queues.spawn(async move {
+                if let Err(e) = handle.await {
+                    error!(exporter = %qid, error = %e, "export queue task failed");
+                }
+                qid
+            });
+            exporter_queues.insert(id.clone(), sender);
+        }
+
+        // Pipelines: input channel -> processors -> fan-out to exporter queues.
+        let mut receiver_outputs: BTreeMap<ComponentId, Outputs> = BTreeMap::new();
+        let mut self_metrics = None;
+        let self_level = config.service.telemetry.metrics.level;
+        for (name, p) in pipelines {
+            let signal = config::pipeline_signal(name).expect("validated pipeline id");
+            let (input_tx, mut rx) = mpsc::channel::<Batch>(p.queue_size);
+            for pid in &p.processors {
+                let (tx, next_rx) = mpsc::channel::<Batch>(p.queue_size);
+                let processor = config.processors[pid].build();
+                let stats = telemetry.register(ComponentKind::Processor, pid.clone());
+                let stage = format!("{name}/{pid}");
+                stages.spawn(async move {
+                    let r = processor.run(rx, tx, stats).await;
+                    (stage, r)
+                });
+                rx = next_rx;
+            }
+            let targets: Vec<(ComponentId, QueueSender)> = p
+                .exporters
+                .iter()
+                .map(|e| (e.clone(), exporter_queues[e].clone()))
+                .collect();
+            let stage = format!("{name}/fan-out");
+            stages.spawn(async move {
+                fan_out(rx, targets).await;
+                (stage, Ok(()))
+            });
+            for rid in &p.receivers {
+                receiver_outputs
+                    .entry(rid.clone())
+                    .or_insert_with(|| {
+                        Outputs::new(telemetry.register(ComponentKind::Receiver, rid.clone()))
+                    })
+                    .add(signal, name.clone(), input_tx.clone());
+            }
+            if signal == Signal::Metrics && self_level == SelfMetricsLevel::Basic {
+                // Self-metrics are not counted as any receiver's.
+                self_metrics
+                    .get_or_insert_with(|| {
+                        Outputs::new(Telemetry::default().register(
+                            ComponentKind::Receiver,
+                            ComponentId::new("hpcotel_self", None),
+                        ))
+                    })
+                    .add(signal, name.clone(), input_tx.clone());
+            }
+        }
+        drop(exporter_queues);
+
+        let mut receivers = Vec::new();
+        for (id, outputs) in receiver_outputs {
+            let receiver = config.receivers[&id]
+                .build()
+                .await
+                .map_err(|source| Error::Build {
+                    kind: "receiver",
+                    id: id.clone(),
+                    source,
+                })?;
+            receivers.push((id, receiver, outputs));
+        }
+
+        Ok(Self {
+            config,
+            telemetry,
+            receivers,
+            stages,
+            queues,
+            queue_abort,
+            self_metrics,
+        })
+    }
+
+    /// The counters of every component (for tests and the self-metrics).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Runs until `shutdown` is cancelled (or a receiver fails), then drains.
+    pub async fn run(self, shutdown: CancellationToken) -> RunReport {
+        let Collector {
+            config,
+            telemetry,
+            receivers,
+            mut stages,
+            mut queues,
+            queue_abort,
+            self_metrics,
+        } = self;
+        let mut failed = Vec::new();
+        let receiver_stop = CancellationToken::new();
+        let mut running: JoinSet<(ComponentId, std::result::Result<(), hpcotel_core::ComponentError>)> =
+            JoinSet::new();
+        for (id, receiver, outputs) in receivers {
+            let ctx = ReceiverContext {
+                id: id.clone(),
+                outputs,
+                shutdown: receiver_stop.clone(),
+            };
+            running.spawn(async move { (id, receiver.run(ctx).await) });
+        }
+        if let Some(outputs) = self_metrics {
+            let t = telemetry.clone();
+            let interval = config.service.telemetry.metrics.interval;
+            let stop = receiver_stop.clone();
+            running.spawn(async move {
+                self_telemetry::run(t, outputs, interval, stop).await;
+                (ComponentId::new("hpcotel_self", None), Ok(()))
+            });
+        }
+        info!(
+            receivers = running.len(),
+            pipelines = config.service.pipelines.len(),
+            "hpcotel is running"
+        );
+
+        // Run until told to stop, or until a receiver ends on its own (a failure).
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(done) = running.join_next() => {
+                    match done {
+                        Ok((id, Err(e))) => {
+                            error!(receiver = %id, error = %e, "receiver failed; shutting down");
+                            failed.push(id.to_string());
+                        }
+                        Ok((id, Ok(()))) => warn!(receiver = %id, "receiver stopped on its own; shutting down"),
+                        Err(e) => {
+                            error!(error = %e, "receiver task panicked; shutting down");
+                            failed.push("receiver task".into());
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+
+        let deadline = tokio::time::Instant::now() + config.service.shutdown_timeout;
+        info!(timeout = ?config.service.shutdown_timeout, "shutting down: draining pipelines");
+        receiver_stop.cancel();
+        let drain = async {
+            while let Some(done) = running.join_next().await {
+                if let Ok((id, Err(e))) = done {
+                    error!(receiver = %id, error = %e, "receiver ended with an error");
+                    failed.push(id.to_string());
+                }
+            }
+            while let Some(done) = stages.join_next().await {
+                if let Ok((stage, Err(e))) = done {
+                    error!(stage = %stage, error = %e, "pipeline stage failed");
+                    failed.push(stage);
+                }
+            }
+            while queues.join_next().await.is_some() {}
+        };
+        let in_time = tokio::time::timeout_at(deadline, drain).await.is_ok();
+        if !in_time {
+            warn!("shutdown deadline passed; aborting export queues, what is left is dropped");
+            queue_abort.cancel();
+            running.abort_all();
+            stages.abort_all();
+            // Aborted queues count what they held and call their exporters' shutdown.
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while queues.join_next().await.is_some() {}
+            })
+            .await;
+        }
+        let dropped_at_shutdown: u64 = telemetry
+            .components()
+            .iter()
+            .flat_map(|c| {
+                Signal::ALL.into_iter().flat_map(move |s| {
+                    c.reasons(s, Counter::Dropped)
+                        .into_iter()
+                        .filter(|(r, _)| r == "shutdown")
+                        .map(|(_, n)| n)
+                })
+            })
+            .sum();
+        let clean = in_time && failed.is_empty() && dropped_at_shutdown == 0;
+        if clean {
+            info!("shutdown complete: everything accepted was delivered");
+        }
+        RunReport {
+            clean,
+            dropped_at_shutdown,
+            failed,
+        }
+    }
+}
+
+/// Sends every batch from `rx` to every exporter queue; the last one gets the original.
+async fn fan_out(mut rx: mpsc::Receiver<Batch>, targets: Vec<(ComponentId, QueueSender)>) {
+    while let Some(batch) = rx.recv().await {
+        if let Some(((_, last), rest)) = targets.split_last() {
+            for (_, q) in rest {
+                q.send(batch.clone()).await;
+            }
+            last.send(batch).await;
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Configuration of the `otlp` (gRPC) and `otlphttp` (HTTP/protobuf) exporters.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use hpcotel_core::{HostPort, Secret, TlsClientConfig};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::queue::{QueueConfig, RetryConfig};
+
+/// Default for [`Config::compression`].
+pub const DEFAULT_COMPRESSION: Compression = Compression::Gzip;
+/// Default for [`Config::timeout`]: 10 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings shared by the `otlp` and `otlphttp` exporters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where to send. gRPC (`otlp`): `host:port` (TLS unless `tls.insecure`) or
+    /// `http://host:port` (plaintext) / `https://host:port` (TLS). HTTP (`otlphttp`): a base
+    /// URL `http(s)://host:port[/path]` to which `/v1/traces`, `/v1/metrics` and `/v1/logs`
+    /// are appended. Required (for `otlphttp`, unless every signal used has its own
+    /// `*_endpoint`). Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+    /// `otlphttp` only: full URL for traces, used as is instead of `<endpoint>/v1/traces`.
+    /// Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces_endpoint: Option<Endpoint>,
+    /// `otlphttp` only: full URL for metrics, used as is instead of `<endpoint>/v1/metrics`.
+    /// Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_endpoint: Option<Endpoint>,
+    /// `otlphttp` only: full URL for logs, used as is instead of `<endpoint>/v1/logs`.
+    /// Default: unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logs_endpoint: Option<Endpoint>,
+    /// Request body compression: `none` or `gzip`. Default: `gzip`.
+    pub compression: Compression,
+    /// Extra request headers (gRPC metadata), e.g. `authorization: "Bearer ${env:TOKEN}"`.
+    /// Values are secrets: never printed or logged. Default: none.
+    pub headers: BTreeMap<String, Secret>,
+    /// Deadline of one export request (connecting included), e.g. "10s". Default: 10s.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// TLS settings. `http://` endpoints are plaintext; `https://` endpoints use TLS; a bare
+    /// gRPC `host:port` uses TLS unless `tls.insecure: true`. Default: TLS with the bundled
+    /// web roots.
+    pub tls: TlsClientConfig,
+    /// The export queue in front of the exporter. Default: see [`QueueConfig`].
+    pub sending_queue: QueueConfig,
+    /// Retry of retryable failures. Default: see [`RetryConfig`].
+    pub retry_on_failure: RetryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            traces_endpoint: None,
+            metrics_endpoint: None,
+            logs_endpoint: None,
+            compression: DEFAULT_COMPRESSION,
+            headers: BTreeMap::new(),
+            timeout: DEFAULT_TIMEOUT,
+            tls: TlsClientConfig::default(),
+            sending_queue: QueueConfig::default(),
+            retry_on_failure: RetryConfig::default(),
+        }
+    }
+}
+
+/// Request body compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Uncompressed.
+    None,
+    /// gzip (gRPC `grpc-encoding: gzip`, HTTP `Content-Encoding: gzip`).
+    Gzip,
+}
+
+/// The scheme an [`Endpoint`] was written with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `http://`: plaintext.
+    Http,
+    /// `https://`: TLS.
+    Https,
+}
+
+/// An exporter endpoint: `host:port` or `http(s)://host[:port][/path]`. Validated while
+/// parsing; whether the form suits the protocol is checked when the exporter is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    raw: String,
+    scheme: Option<Scheme>,
+    host: String,
+    port: Option<u16>,
+    path: String,
+}
+
+impl Endpoint {
+    /// Parses an endpoint; the error says what was expected and what was given.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("expected host:port or http(s)://host:port, got '{s}'");
+        let scheme = if s.starts_with("http://") {
+            Some(Scheme::Http)
+        } else if s.starts_with("https://") {
+            Some(Scheme::Https)
+        } else {
+            None
+        };
+        let Some(scheme) = scheme else {
+            if s.contains("://") {
+                return Err(bad());
+            }
+            let hp = HostPort::parse(s).map_err(|_| bad())?;
+            return Ok(Self {
+                raw: s.to_owned(),
+                scheme: None,
+                host: hp.host,
+                port: Some(hp.port),
+                path: String::new(),
+            });
+        };
+        let uri: http::Uri = s.parse().map_err(|_| bad())?;
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(bad)?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(format!(
+                "expected http(s)://host:port without user info, got '{s}' (use headers for credentials)"
+            ));
+        }
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self {
+            raw: s.to_owned(),
+            scheme: Some(scheme),
+            host,
+            port: uri.port_u16(),
+            path,
+        })
+    }
+
+    /// The endpoint as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// `http`/`https`, or `None` for a bare `host:port`.
+    pub fn scheme(&self) -> Option<Scheme> {
+        self.scheme
+    }
+
+    /// The host name or IP address, without brackets.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, if written.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The path (and query) after the authority, without a trailing `/`; empty for none.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// `host:port` for an authority, with IPv6 hosts in brackets.
+    pub(crate) fn authority(&self, default_port: u16) -> String {
+        let port = self.port.unwrap_or(default_port);
+        if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl Serialize for Endpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.raw)
+    }
+}
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Endpoint::parse(&s).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,136 @@
+//! Configuration of the export queue (`sending_queue`) and its retry policy
+//! (`retry_on_failure`), with the OpenTelemetry Collector's names and defaults.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default for [`QueueConfig::enabled`].
+pub const DEFAULT_QUEUE_ENABLED: bool = true;
+/// Default for [`QueueConfig::queue_size`], in batches.
+pub const DEFAULT_QUEUE_SIZE: usize = 1000;
+/// Default for [`QueueConfig::num_consumers`].
+pub const DEFAULT_NUM_CONSUMERS: usize = 4;
+/// Default for [`QueueConfig::block_on_full`].
+pub const DEFAULT_BLOCK_ON_FULL: bool = true;
+
+/// Default for [`RetryConfig::enabled`].
+pub const DEFAULT_RETRY_ENABLED: bool = true;
+/// Default for [`RetryConfig::initial_interval`]: 5 s.
+pub const DEFAULT_INITIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// Default for [`RetryConfig::randomization_factor`].
+pub const DEFAULT_RANDOMIZATION_FACTOR: f64 = 0.5;
+/// Default for [`RetryConfig::multiplier`].
+pub const DEFAULT_MULTIPLIER: f64 = 1.5;
+/// Default for [`RetryConfig::max_interval`]: 30 s.
+pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(30);
+/// Default for [`RetryConfig::max_elapsed_time`]: 300 s.
+pub const DEFAULT_MAX_ELAPSED_TIME: Duration = Duration::from_secs(300);
+
+/// `sending_queue`: the bounded in-memory queue in front of an exporter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Queue batches and export them from `num_consumers` background tasks. When false, the
+    /// sender exports inline (with retry) in its own task. Default: true.
+    pub enabled: bool,
+    /// Capacity of the queue, in batches (at least 1). Default: 1000.
+    #[serde(deserialize_with = "at_least_one")]
+    pub queue_size: usize,
+    /// Number of concurrent export tasks (at least 1). Default: 4.
+    #[serde(deserialize_with = "at_least_one")]
+    pub num_consumers: usize,
+    /// When the queue is full: true makes the sender wait (backpressure, so receivers answer
+    /// their clients RESOURCE_EXHAUSTED / 429); false drops the batch, counted as dropped with
+    /// reason `queue_full`. Default: true.
+    pub block_on_full: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_QUEUE_ENABLED,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            num_consumers: DEFAULT_NUM_CONSUMERS,
+            block_on_full: DEFAULT_BLOCK_ON_FULL,
+        }
+    }
+}
+
+/// `retry_on_failure`: exponential backoff with jitter for retryable export failures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retry retryable failures. When false, a retryable failure drops the batch (reason
+    /// `retry_disabled`). Default: true.
+    pub enabled: bool,
+    /// Wait before the first retry (before jitter), e.g. "5s". Default: 5s.
+    #[serde(with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Jitter: each wait is drawn uniformly from `interval * [1 - f, 1 + f]`; 0 to 1.
+    /// Default: 0.5.
+    #[serde(deserialize_with = "unit_interval")]
+    pub randomization_factor: f64,
+    /// Growth of the interval after each retry (at least 1). Default: 1.5.
+    #[serde(deserialize_with = "at_least_one_f64")]
+    pub multiplier: f64,
+    /// Upper bound of the interval before jitter, e.g. "30s". A longer delay asked for by the
+    /// backend (RetryInfo / Retry-After) is still honoured. Default: 30s.
+    #[serde(with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Give up on a batch once retrying it would take longer than this since its first
+    /// attempt, e.g. "300s"; "0s" retries forever. Default: 300s.
+    #[serde(with = "humantime_serde")]
+    pub max_elapsed_time: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: DEFAULT_RETRY_ENABLED,
+            initial_interval: DEFAULT_INITIAL_INTERVAL,
+            randomization_factor: DEFAULT_RANDOMIZATION_FACTOR,
+            multiplier: DEFAULT_MULTIPLIER,
+            max_interval: DEFAULT_MAX_INTERVAL,
+            max_elapsed_time: DEFAULT_MAX_ELAPSED_TIME,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// No retries: a retryable failure drops the batch.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("expected at least 1, got 0"));
+    }
+    Ok(n)
+}
+
+fn at_least_one_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let n = f64::deserialize(d)?;
+    if !(n >= 1.0 && n.is_finite()) {
+        return Err(serde::de::Error::custom(format!(
+            "expected a number >= 1, got {n}"
+        )));
+    }
+    Ok(n)
+}
+
+fn unit_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let n = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "expected a number from 0 to 1, got {n}"
+        )));
+    }
+    Ok(n)
+}

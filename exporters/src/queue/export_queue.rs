@@ -1,0 +1,353 @@
+//! The export queue itself: a bounded channel, `num_consumers` workers, retry with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hpcotel_core::{Batch, ComponentId, ComponentStats, Counter, ExportError, Exporter, Signal};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::backoff::next_wait;
+use super::config::{QueueConfig, RetryConfig};
+
+/// Drop reason: the backend refused the batch for good.
+pub const REASON_PERMANENT: &str = "permanent";
+/// Drop reason: retrying would have exceeded `max_elapsed_time`.
+pub const REASON_RETRIES_EXHAUSTED: &str = "retries_exhausted";
+/// Drop reason: a retryable failure with `retry_on_failure.enabled: false`.
+pub const REASON_RETRY_DISABLED: &str = "retry_disabled";
+/// Drop reason: the queue was full and `block_on_full` is false.
+pub const REASON_QUEUE_FULL: &str = "queue_full";
+/// Drop reason: items the backend rejected in an OTLP partial success.
+pub const REASON_REJECTED: &str = "rejected";
+/// Drop reason: the shutdown deadline passed (or the queue was closed) before delivery.
+pub const REASON_SHUTDOWN: &str = "shutdown";
+/// `send_failed` reason of an attempt that failed with a retryable error.
+pub const REASON_RETRYABLE: &str = "retryable";
+
+/// Starts export queues; see the [module docs](super).
+#[derive(Debug)]
+pub struct ExportQueue;
+
+/// What every worker and inline sender shares.
+struct Shared {
+    id: ComponentId,
+    exporter: Arc<dyn Exporter>,
+    retry: RetryConfig,
+    stats: Arc<ComponentStats>,
+    abort: CancellationToken,
+}
+
+#[derive(Clone)]
+enum Mode {
+    /// Batches go through the bounded channel to the workers.
+    Queued {
+        tx: mpsc::Sender<Batch>,
+        block_on_full: bool,
+    },
+    /// `sending_queue.enabled: false`: export in the sender's task. The channel carries
+    /// nothing; it only tells the supervisor when the last sender is gone.
+    Inline { _alive: mpsc::Sender<()> },
+}
+
+/// The handle pipelines send batches to an exporter with. Cheap to clone; the queue drains
+/// and the exporter shuts down once every clone is dropped.
+#[derive(Clone)]
+pub struct QueueSender {
+    shared: Arc<Shared>,
+    mode: Mode,
+}
+
+impl std::fmt::Debug for QueueSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSender")
+            .field("exporter", &self.shared.id.to_string())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl ExportQueue {
+    /// Starts the queue (or, with `queue.enabled: false`, the inline sender) for `exporter`.
+    ///
+    /// Must be called inside a Tokio runtime. Returns the sender and the queue's task, which
+    /// completes once every [`QueueSender`] clone is dropped, everything queued has been
+    /// delivered or given up on (retries go on while draining), and
+    /// [`Exporter::shutdown`] has been awaited. Cancelling `abort` (the shutdown deadline)
+    /// stops waiting and retrying: what is left is counted dropped with reason `shutdown`.
+    pub fn start(
+        id: ComponentId,
+        exporter: Arc<dyn Exporter>,
+        queue: QueueConfig,
+        retry: RetryConfig,
+        stats: Arc<ComponentStats>,
+        abort: CancellationToken,
+    ) -> (QueueSender, JoinHandle<()>) {
+        let shared = Arc::new(Shared {
+            id,
+            exporter,
+            retry,
+            stats,
+            abort,
+        });
+        if !queue.enabled {
+            let (alive, mut gone) = mpsc::channel::<()>(1);
+            let sup = shared.clone();
+            let handle = tokio::spawn(async move {
+                tokio::select! {
+                    _ = gone.recv() => {}
+                    _ = sup.abort.cancelled() => {}
+                }
+                shutdown_exporter(&sup).await;
+            });
+            let sender = QueueSender {
+                shared,
+                mode: Mode::Inline { _alive: alive },
+            };
+            return (sender, handle);
+        }
+        let capacity = queue.queue_size.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        shared.stats.set_queue(0, capacity);
+        let rx = Arc::new(Mutex::new(rx));
+        let handle = tokio::spawn(supervise(
+            shared.clone(),
+            rx,
+            queue.num_consumers.max(1),
+            capacity,
+        ));
+        let sender = QueueSender {
+            shared,
+            mode: Mode::Queued {
+                tx,
+                block_on_full: queue.block_on_full,
+            },
+        };
+        (sender, handle)
+    }
+}
+
+impl QueueSender {
+    /// Hands `batch` to the exporter. Never fails: when the queue is full it waits
+    /// (`block_on_full: true`) or drops the batch counting reason `queue_full`; once the queue
+    /// is closed or the shutdown deadline passed, it counts the batch dropped with reason
+    /// `shutdown`. With the queue disabled it exports inline, retrying as configured.
+    pub async fn send(&self, batch: Batch) {
+        let shared = &self.shared;
+        if shared.abort.is_cancelled() {
+            drop_batch(shared, &batch, REASON_SHUTDOWN);
+            return;
+        }
+        match &self.mode {
+            Mode::Inline { .. } => deliver(shared, batch).await,
+            Mode::Queued { tx, block_on_full } => {
+                if *block_on_full {
+                    let permit = tokio::select! {
+                        biased;
+                        _ = shared.abort.cancelled() => None,
+                        p = tx.reserve() => p.ok(),
+                    };
+                    match permit {
+                        Some(p) => p.send(batch),
+                        None => drop_batch(shared, &batch, REASON_SHUTDOWN),
+                    }
+                } else {
+                    match tx.try_send(batch) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(b)) => {
+                            warn!(exporter = %shared.id, signal = %b.signal(), items = b.item_count(),
+                                "export queue full; dropping the batch");
+                            drop_batch(shared, &b, REASON_QUEUE_FULL);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(b)) => {
+                            drop_batch(shared, &b, REASON_SHUTDOWN);
+                        }
+                    }
+                }
+                shared.stats.set_queue(self.len(), self.capacity());
+            }
+        }
+    }
+
+    /// Batches waiting in the queue (0 when the queue is disabled).
+    pub fn len(&self) -> usize {
+        match &self.mode {
+            Mode::Queued { tx, .. } => tx.max_capacity().saturating_sub(tx.capacity()),
+            Mode::Inline { .. } => 0,
+        }
+    }
+
+    /// True when no batch is waiting in the queue.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The queue's capacity in batches (0 when the queue is disabled).
+    pub fn capacity(&self) -> usize {
+        match &self.mode {
+            Mode::Queued { tx, .. } => tx.max_capacity(),
+            Mode::Inline { .. } => 0,
+        }
+    }
+}
+
+/// Runs the workers, then drains what the deadline left behind and shuts the exporter down.
+async fn supervise(
+    shared: Arc<Shared>,
+    rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    workers: usize,
+    capacity: usize,
+) {
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        set.spawn(worker(shared.clone(), rx.clone(), capacity));
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Err(e) = joined {
+            error!(exporter = %shared.id, error = %e, "export queue worker failed");
+        }
+    }
+    let mut rx = rx.lock().await;
+    rx.close();
+    let mut left = 0usize;
+    while let Ok(batch) = rx.try_recv() {
+        left += 1;
+        drop_batch(&shared, &batch, REASON_SHUTDOWN);
+    }
+    shared.stats.set_queue(0, capacity);
+    if left > 0 {
+        error!(exporter = %shared.id, batches = left,
+            "shutdown deadline passed; dropping queued batches");
+    }
+    drop(rx);
+    shutdown_exporter(&shared).await;
+}
+
+/// One consumer: pulls batches until the queue is closed and empty, or the deadline passes.
+async fn worker(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::Receiver<Batch>>>, capacity: usize) {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shared.abort.cancelled() => return,
+            b = async {
+                let mut rx = rx.lock().await;
+                let b = rx.recv().await;
+                shared.stats.set_queue(rx.len(), capacity);
+                b
+            } => b,
+        };
+        let Some(batch) = next else { return };
+        deliver(&shared, batch).await;
+    }
+}
+
+async fn shutdown_exporter(shared: &Shared) {
+    if let Err(e) = shared.exporter.shutdown().await {
+        error!(exporter = %shared.id, error = %e, "exporter shutdown failed");
+    } else {
+        debug!(exporter = %shared.id, "exporter shut down");
+    }
+}
+
+fn drop_batch(shared: &Shared, batch: &Batch, reason: &str) {
+    let items = batch.item_count() as u64;
+    shared
+        .stats
+        .add_with_reason(batch.signal(), Counter::Dropped, reason, items);
+}
+
+/// Exports one batch, retrying retryable failures per the retry policy, and counts the
+/// outcome.
+async fn deliver(shared: &Shared, mut batch: Batch) {
+    if batch.is_empty() {
+        return;
+    }
+    let signal: Signal = batch.signal();
+    let items = batch.item_count() as u64;
+    let stats = &shared.stats;
+    let retry = &shared.retry;
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    loop {
+        let this_attempt = if retry.enabled {
+            batch.clone()
+        } else {
+            std::mem::replace(&mut batch, Batch::empty(signal))
+        };
+        let result = tokio::select! {
+            biased;
+            _ = shared.abort.cancelled() => {
+                stats.add_with_reason(signal, Counter::Dropped, REASON_SHUTDOWN, items);
+                warn!(exporter = %shared.id, %signal, items,
+                    "shutdown deadline passed during export; dropping the batch");
+                return;
+            }
+            r = shared.exporter.export(this_attempt) => r,
+        };
+        match result {
+            Ok(outcome) => {
+                let rejected = outcome.rejected.min(items);
+                stats.add(signal, Counter::Sent, items - rejected);
+                if rejected > 0 {
+                    stats.add_with_reason(signal, Counter::Dropped, REASON_REJECTED, rejected);
+                    warn!(exporter = %shared.id, %signal, rejected, message = %outcome.message,
+                        "backend rejected part of the batch (partial success)");
+                } else if !outcome.message.is_empty() {
+                    warn!(exporter = %shared.id, %signal, message = %outcome.message,
+                        "backend answered a partial success with a message");
+                }
+                return;
+            }
+            Err(ExportError::Permanent { reason }) => {
+                stats.add_with_reason(signal, Counter::SendFailed, REASON_PERMANENT, items);
+                stats.add_with_reason(signal, Counter::Dropped, REASON_PERMANENT, items);
+                error!(exporter = %shared.id, %signal, items, error = %reason,
+                    "export failed permanently; dropping the batch");
+                return;
+            }
+            Err(ExportError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                stats.add_with_reason(signal, Counter::SendFailed, REASON_RETRYABLE, items);
+                if !retry.enabled {
+                    stats.add_with_reason(signal, Counter::Dropped, REASON_RETRY_DISABLED, items);
+                    error!(exporter = %shared.id, %signal, items, error = %reason,
+                        "export failed and retry is disabled; dropping the batch");
+                    return;
+                }
+                let wait = next_wait(retry, attempt, rand::random::<f64>(), retry_after);
+                let limit = retry.max_elapsed_time;
+                if limit > Duration::ZERO && started.elapsed() + wait > limit {
+                    stats.add_with_reason(
+                        signal,
+                        Counter::Dropped,
+                        REASON_RETRIES_EXHAUSTED,
+                        items,
+                    );
+                    error!(exporter = %shared.id, %signal, items, error = %reason,
+                        attempts = attempt + 1, max_elapsed_time = ?limit,
+                        "export failed; retries exhausted, dropping the batch");
+                    return;
+                }
+                warn!(exporter = %shared.id, %signal, items, error = %reason,
+                    retry_in = ?wait, attempt = attempt + 1, "export failed; will retry");
+                tokio::select! {
+                    biased;
+                    _ = shared.abort.cancelled() => {
+                        stats.add_with_reason(signal, Counter::Dropped, REASON_SHUTDOWN, items);
+                        warn!(exporter = %shared.id, %signal, items,
+                            "shutdown deadline passed while waiting to retry; dropping the batch");
+                        return;
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}

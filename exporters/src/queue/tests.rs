@@ -1,0 +1,473 @@
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hpcotel_core::{
+    Batch, ComponentError, ComponentKind, ComponentStats, Counter, ExportError, ExportOutcome,
+    Exporter, Signal, Telemetry,
+};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+fn spans(n: usize) -> Batch {
+    Batch::Traces(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: (0..n)
+                .map(|i| Span {
+                    name: format!("span-{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+/// A scripted exporter: answers from `script` (then `Ok`), records every attempt, and, when
+/// gated, holds each export until a permit is added.
+#[derive(Default)]
+struct Mock {
+    script: Mutex<VecDeque<Result<ExportOutcome, ExportError>>>,
+    always: Mutex<Option<ExportError>>,
+    attempts: Mutex<Vec<(Instant, usize)>>,
+    delivered: AtomicUsize,
+    in_flight: AtomicUsize,
+    gate: Option<Arc<Semaphore>>,
+    shut_down: AtomicBool,
+}
+
+impl Mock {
+    fn gated() -> (Arc<Mock>, Arc<Semaphore>) {
+        let gate = Arc::new(Semaphore::new(0));
+        let mock = Mock {
+            gate: Some(gate.clone()),
+            ..Default::default()
+        };
+        (Arc::new(mock), gate)
+    }
+
+    fn push(&self, answer: Result<ExportOutcome, ExportError>) {
+        self.script.lock().unwrap().push_back(answer);
+    }
+
+    fn attempts(&self) -> Vec<(Instant, usize)> {
+        self.attempts.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Exporter for Mock {
+    async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .push((Instant::now(), batch.item_count()));
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate open").forget();
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let scripted = self.script.lock().unwrap().pop_front();
+        let always = self.always.lock().unwrap().clone();
+        let answer = match (scripted, always) {
+            (Some(a), _) => a,
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok(ExportOutcome::default()),
+        };
+        if let Ok(o) = &answer {
+            self.delivered
+                .fetch_add(batch.item_count() - o.rejected as usize, Ordering::SeqCst);
+        }
+        answer
+    }
+
+    async fn shutdown(&self) -> Result<(), ComponentError> {
+        self.shut_down.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn stats() -> Arc<ComponentStats> {
+    Telemetry::default().register(ComponentKind::Exporter, "otlp/test".parse().unwrap())
+}
+
+fn fast_retry() -> RetryConfig {
+    RetryConfig {
+        initial_interval: Duration::from_millis(10),
+        randomization_factor: 0.0,
+        max_interval: Duration::from_millis(50),
+        max_elapsed_time: Duration::from_secs(30),
+        ..RetryConfig::default()
+    }
+}
+
+fn start(
+    mock: &Arc<Mock>,
+    queue: QueueConfig,
+    retry: RetryConfig,
+) -> (
+    QueueSender,
+    tokio::task::JoinHandle<()>,
+    Arc<ComponentStats>,
+    CancellationToken,
+) {
+    let stats = stats();
+    let abort = CancellationToken::new();
+    let (tx, handle) = ExportQueue::start(
+        "otlp/test".parse().unwrap(),
+        mock.clone(),
+        queue,
+        retry,
+        stats.clone(),
+        abort.clone(),
+    );
+    (tx, handle, stats, abort)
+}
+
+/// Polls `cond` until it holds, failing the test after `within`.
+async fn wait_until(what: &str, within: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn finish(handle: tokio::task::JoinHandle<()>) {
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("queue task finishes")
+        .expect("queue task does not panic");
+}
+
+#[test]
+fn backoff_grows_stays_within_jitter_bounds_and_caps() {
+    let retry = RetryConfig {
+        initial_interval: Duration::from_secs(1),
+        randomization_factor: 0.5,
+        multiplier: 2.0,
+        max_interval: Duration::from_secs(8),
+        ..RetryConfig::default()
+    };
+    let secs = |d: Duration| d.as_secs_f64();
+    assert_eq!(base_interval(&retry, 0), Duration::from_secs(1));
+    assert_eq!(base_interval(&retry, 2), Duration::from_secs(4));
+    assert_eq!(base_interval(&retry, 3), Duration::from_secs(8));
+    assert_eq!(base_interval(&retry, 60), Duration::from_secs(8));
+    let (lo, hi) = backoff_bounds(&retry, 0);
+    assert!((secs(lo) - 0.5).abs() < 1e-9 && (secs(hi) - 1.5).abs() < 1e-9);
+    let (lo, hi) = backoff_bounds(&retry, 1000);
+    assert!((secs(lo) - 4.0).abs() < 1e-9 && (secs(hi) - 12.0).abs() < 1e-9);
+    for attempt in 0..12 {
+        let (lo, hi) = backoff_bounds(&retry, attempt);
+        for _ in 0..200 {
+            let d = backoff_delay(&retry, attempt, rand::random::<f64>());
+            assert!(
+                d >= lo && d <= hi,
+                "attempt {attempt}: {d:?} not in {lo:?}..{hi:?}"
+            );
+        }
+    }
+    // The backend's delay wins when longer, even beyond max_interval; else the backoff.
+    let long = Duration::from_secs(60);
+    assert_eq!(next_wait(&retry, 0, 0.5, Some(long)), long);
+    assert_eq!(
+        next_wait(&retry, 0, 0.5, Some(Duration::from_millis(10))),
+        Duration::from_secs(1)
+    );
+    // The defaults are the Collector's.
+    let d = RetryConfig::default();
+    assert_eq!(
+        backoff_bounds(&d, 0),
+        (Duration::from_millis(2500), Duration::from_millis(7500))
+    );
+}
+
+#[test]
+fn configs_parse_with_defaults_and_reject_bad_values() {
+    let q: QueueConfig = serde_yaml::from_str("queue_size: 10\nblock_on_full: false").unwrap();
+    assert_eq!(
+        q,
+        QueueConfig {
+            queue_size: 10,
+            block_on_full: false,
+            ..QueueConfig::default()
+        }
+    );
+    assert_eq!(QueueConfig::default().num_consumers, 4);
+    let r: RetryConfig =
+        serde_yaml::from_str("initial_interval: 1s\nmax_elapsed_time: 0s").unwrap();
+    assert_eq!(r.initial_interval, Duration::from_secs(1));
+    assert_eq!(r.max_elapsed_time, Duration::ZERO);
+    assert_eq!(r.max_interval, Duration::from_secs(30));
+    assert!(!RetryConfig::disabled().enabled);
+    let e = serde_yaml::from_str::<QueueConfig>("queue_size: 0").unwrap_err();
+    assert!(e.to_string().contains("expected at least 1, got 0"), "{e}");
+    let e = serde_yaml::from_str::<QueueConfig>("size: 3").unwrap_err();
+    assert!(e.to_string().contains("unknown field `size`"), "{e}");
+    let e = serde_yaml::from_str::<RetryConfig>("randomization_factor: 2").unwrap_err();
+    assert!(e.to_string().contains("from 0 to 1"), "{e}");
+}
+
+#[tokio::test]
+async fn delivers_everything_and_counts_sent() {
+    let mock = Arc::new(Mock::default());
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    assert_eq!(tx.capacity(), DEFAULT_QUEUE_SIZE);
+    for _ in 0..50 {
+        tx.send(spans(3)).await;
+    }
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(mock.delivered.load(Ordering::SeqCst), 150);
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 150);
+    assert_eq!(stats.get(Signal::Traces, Counter::Dropped), 0);
+    assert_eq!(stats.queue(), Some((0, DEFAULT_QUEUE_SIZE as u64)));
+    assert!(mock.shut_down.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn permanent_error_is_not_retried_and_counted_dropped() {
+    let mock = Arc::new(Mock::default());
+    mock.push(Err(ExportError::Permanent {
+        reason: "HTTP 400".into(),
+    }));
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(spans(4)).await;
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(mock.attempts().len(), 1);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("permanent".to_owned(), 4)]
+    );
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::SendFailed),
+        vec![("permanent".to_owned(), 4)]
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 0);
+}
+
+#[tokio::test]
+async fn retry_after_is_waited_out_then_delivered() {
+    let retry_after = Duration::from_millis(300);
+    let mock = Arc::new(Mock::default());
+    mock.push(Err(ExportError::Retryable {
+        reason: "UNAVAILABLE".into(),
+        retry_after: Some(retry_after),
+    }));
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(spans(2)).await;
+    // Dropping the sender at once: the retry still happens while the queue drains.
+    drop(tx);
+    finish(handle).await;
+    let attempts = mock.attempts();
+    assert_eq!(attempts.len(), 2);
+    let gap = attempts[1].0 - attempts[0].0;
+    assert!(
+        gap >= retry_after,
+        "retried after {gap:?}, asked {retry_after:?}"
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 2);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::SendFailed),
+        vec![("retryable".to_owned(), 2)]
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Dropped), 0);
+}
+
+#[tokio::test]
+async fn gives_up_after_max_elapsed_time() {
+    let mock = Arc::new(Mock::default());
+    *mock.always.lock().unwrap() = Some(ExportError::Retryable {
+        reason: "UNAVAILABLE".into(),
+        retry_after: None,
+    });
+    let retry = RetryConfig {
+        max_elapsed_time: Duration::from_millis(200),
+        ..fast_retry()
+    };
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), retry);
+    tx.send(spans(3)).await;
+    drop(tx);
+    finish(handle).await;
+    let attempts = mock.attempts();
+    assert!(attempts.len() >= 2, "only {} attempts", attempts.len());
+    assert!(attempts.last().unwrap().0 - attempts[0].0 <= Duration::from_millis(200));
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("retries_exhausted".to_owned(), 3)]
+    );
+    assert_eq!(
+        stats.get(Signal::Traces, Counter::SendFailed),
+        3 * attempts.len() as u64
+    );
+}
+
+#[tokio::test]
+async fn retry_disabled_drops_retryable_failures() {
+    let mock = Arc::new(Mock::default());
+    mock.push(Err(ExportError::Retryable {
+        reason: "UNAVAILABLE".into(),
+        retry_after: None,
+    }));
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), RetryConfig::disabled());
+    tx.send(spans(1)).await;
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(mock.attempts().len(), 1);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("retry_disabled".to_owned(), 1)]
+    );
+}
+
+#[tokio::test]
+async fn partial_success_counts_rejected_as_dropped() {
+    let mock = Arc::new(Mock::default());
+    mock.push(Ok(ExportOutcome {
+        rejected: 2,
+        message: "2 spans too old".into(),
+    }));
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(spans(5)).await;
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 3);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("rejected".to_owned(), 2)]
+    );
+}
+
+#[tokio::test]
+async fn block_on_full_makes_send_wait() {
+    let (mock, gate) = Mock::gated();
+    let queue = QueueConfig {
+        queue_size: 1,
+        num_consumers: 1,
+        ..QueueConfig::default()
+    };
+    let (tx, handle, stats, _abort) = start(&mock, queue, fast_retry());
+    tx.send(spans(1)).await;
+    wait_until(
+        "the worker to hold the first batch",
+        Duration::from_secs(5),
+        || mock.in_flight.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    tx.send(spans(1)).await; // fills the queue
+    assert_eq!((tx.len(), tx.capacity()), (1, 1));
+    assert_eq!(stats.queue(), Some((1, 1)));
+    let mut third = Box::pin(tx.send(spans(1)));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut third)
+            .await
+            .is_err(),
+        "send must wait while the queue is full"
+    );
+    gate.add_permits(100);
+    tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("send completes once there is room");
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 3);
+    assert_eq!(stats.get(Signal::Traces, Counter::Dropped), 0);
+}
+
+#[tokio::test]
+async fn full_queue_without_blocking_drops_queue_full() {
+    let (mock, gate) = Mock::gated();
+    let queue = QueueConfig {
+        queue_size: 1,
+        num_consumers: 1,
+        block_on_full: false,
+        ..QueueConfig::default()
+    };
+    let (tx, handle, stats, _abort) = start(&mock, queue, fast_retry());
+    tx.send(spans(1)).await;
+    wait_until(
+        "the worker to hold the first batch",
+        Duration::from_secs(5),
+        || mock.in_flight.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    tx.send(spans(2)).await;
+    tokio::time::timeout(Duration::from_secs(1), tx.send(spans(7)))
+        .await
+        .expect("a non-blocking send returns at once");
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("queue_full".to_owned(), 7)]
+    );
+    gate.add_permits(100);
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 3);
+}
+
+#[tokio::test]
+async fn abort_drops_what_is_left_as_shutdown() {
+    let (mock, _gate) = Mock::gated();
+    let queue = QueueConfig {
+        queue_size: 10,
+        num_consumers: 1,
+        ..QueueConfig::default()
+    };
+    let (tx, handle, stats, abort) = start(&mock, queue, fast_retry());
+    for _ in 0..4 {
+        tx.send(spans(2)).await;
+    }
+    wait_until("the worker to hold a batch", Duration::from_secs(5), || {
+        mock.in_flight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    abort.cancel();
+    // The task finishes although a sender is alive and an export never returns.
+    finish(handle).await;
+    assert!(mock.shut_down.load(Ordering::SeqCst));
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("shutdown".to_owned(), 8)]
+    );
+    tx.send(spans(3)).await;
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("shutdown".to_owned(), 11)]
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 0);
+}
+
+#[tokio::test]
+async fn disabled_queue_exports_inline() {
+    let mock = Arc::new(Mock::default());
+    mock.push(Err(ExportError::Retryable {
+        reason: "UNAVAILABLE".into(),
+        retry_after: None,
+    }));
+    let queue = QueueConfig {
+        enabled: false,
+        ..QueueConfig::default()
+    };
+    let (tx, handle, stats, _abort) = start(&mock, queue, fast_retry());
+    assert_eq!(tx.capacity(), 0);
+    tx.send(spans(2)).await;
+    // Inline: by the time send returns, the batch was retried and delivered.
+    assert_eq!(mock.attempts().len(), 2);
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 2);
+    assert_eq!(stats.queue(), None);
+    let clone = tx.clone();
+    drop(tx);
+    assert!(!mock.shut_down.load(Ordering::SeqCst));
+    drop(clone);
+    finish(handle).await;
+    assert!(mock.shut_down.load(Ordering::SeqCst));
+}

@@ -1,0 +1,471 @@
+//! OTLP/HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with protobuf or JSON bodies,
+//! served by hyper (HTTP/1.1 and HTTP/2, optionally over TLS) from a plain accept loop.
+//!
+//! Statuses, per the OTLP/HTTP specification (every error body is a `google.rpc.Status`
+//! encoded like the request, JSON when the request's encoding is unknown):
+//!
+//! | case | status |
+//! |---|---|
+//! | accepted (or empty) | 200, an empty `Export*ServiceResponse` |
+//! | path other than the three | 404 |
+//! | method other than POST | 405, `Allow: POST` |
+//! | missing or wrong bearer token | 401, `WWW-Authenticate: Bearer` |
+//! | Content-Type not protobuf or JSON, Content-Encoding not gzip | 415 |
+//! | body (or decompressed body) over `max_request_body_size` | 413 |
+//! | undecodable protobuf, invalid JSON, corrupt gzip | 400 |
+//! | no pipeline of the signal uses this receiver | 501 |
+//! | pipeline full after `pipeline_wait` | 429, `Retry-After` |
+//! | shutting down | 503, `Retry-After` |
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hpcotel_core::{Batch, SendError, Signal};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Code;
+
+use super::config::HttpConfig;
+use super::receiver::{SHUTDOWN_GRACE, Shared, refusal_message};
+use super::tls::HTTP_HANDSHAKE_TIMEOUT;
+
+/// `Content-Type` of OTLP/HTTP protobuf bodies.
+pub(super) const PROTOBUF: &str = "application/x-protobuf";
+/// `Content-Type` of OTLP/HTTP JSON bodies.
+pub(super) const JSON: &str = "application/json";
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again, so
+/// the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled, then lets in-flight
+/// requests finish (at most [`SHUTDOWN_GRACE`]).
+pub(super) async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cfg: &HttpConfig,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let state = Arc::new(State {
+        shared,
+        max_body: cfg.max_request_body_size,
+    });
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "OTLP/HTTP accept failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
+                    }
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (tls, state, shutdown) = (tls.clone(), state.clone(), shutdown.clone());
+        connections.spawn(async move {
+            match tls {
+                None => serve_connection(stream, peer, state, shutdown).await,
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(HTTP_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let stream = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        r = handshake => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "OTLP/HTTP TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "OTLP/HTTP TLS handshake timed out");
+                                return;
+                            }
+                        },
+                    };
+                    serve_connection(stream, peer, state, shutdown).await
+                }
+            }
+        });
+    }
+    // Stop accepting at once, then wait for the open connections to finish their requests.
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            open = connections.len(),
+            "OTLP/HTTP connections still open after the shutdown grace period; closing them"
+        );
+    }
+}
+
+/// Serves one connection; on shutdown, finishes the request in progress and closes.
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // With a timer, hyper enforces its HTTP/1 header read timeout (30 s) against slow clients.
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "OTLP/HTTP connection ended with an error");
+    }
+}
+
+/// How a body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn from_content_type(value: Option<&HeaderValue>) -> Option<Encoding> {
+        let value = value?.to_str().ok()?;
+        let media = value.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case(PROTOBUF) {
+            Some(Encoding::Protobuf)
+        } else if media.eq_ignore_ascii_case(JSON) {
+            Some(Encoding::Json)
+        } else {
+            None
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => PROTOBUF,
+            Encoding::Json => JSON,
+        }
+    }
+}
+
+/// An error answer: HTTP status, the matching gRPC code for the `google.rpc.Status` body,
+/// and the message.
+struct Refusal {
+    status: StatusCode,
+    code: Code,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, message)
+    }
+
+    fn too_large(max: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            format!("request body exceeds the limit of {max} bytes (max_request_body_size)"),
+        )
+    }
+}
+
+struct State {
+    shared: Arc<Shared>,
+    max_body: usize,
+}
+
+impl State {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        let encoding = Encoding::from_content_type(req.headers().get(header::CONTENT_TYPE));
+        match self.process(req).await {
+            Ok(enc) => success(enc),
+            Err(r) => {
+                let status = r.status.as_u16();
+                if r.status == StatusCode::NOT_IMPLEMENTED {
+                    // A configuration mistake rather than a client's: worth seeing.
+                    tracing::warn!(%peer, status, message = %r.message, "OTLP/HTTP request refused");
+                } else {
+                    tracing::debug!(%peer, status, message = %r.message, "OTLP/HTTP request refused");
+                }
+                self.error_response(r, encoding.unwrap_or(Encoding::Json))
+            }
+        }
+    }
+
+    /// Validates, decodes and hands over one request; returns the encoding to answer in.
+    async fn process(&self, req: Request<Incoming>) -> Result<Encoding, Refusal> {
+        let signal = match req.uri().path() {
+            "/v1/traces" => Signal::Traces,
+            "/v1/metrics" => Signal::Metrics,
+            "/v1/logs" => Signal::Logs,
+            other => {
+                return Err(Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    Code::NotFound,
+                    format!(
+                        "no such path '{other}'; OTLP/HTTP paths are /v1/traces, /v1/metrics \
+                         and /v1/logs"
+                    ),
+                ));
+            }
+        };
+        if req.method() != Method::POST {
+            return Err(Refusal::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::Unimplemented,
+                format!("method {} not allowed; use POST", req.method()),
+            ));
+        }
+        let headers = req.headers();
+        if !self.shared.authorized(
+            headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        ) {
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+            ));
+        }
+        let Some(encoding) = Encoding::from_content_type(headers.get(header::CONTENT_TYPE)) else {
+            let given = headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::InvalidArgument,
+                match given {
+                    Some(t) => format!("unsupported Content-Type '{t}'; use {PROTOBUF} or {JSON}"),
+                    None => format!("missing Content-Type; use {PROTOBUF} or {JSON}"),
+                },
+            ));
+        };
+        let gzip = match headers.get(header::CONTENT_ENCODING) {
+            None => false,
+            Some(v) => {
+                let v = String::from_utf8_lossy(v.as_bytes());
+                let v = v.trim();
+                if v.eq_ignore_ascii_case("gzip") {
+                    true
+                } else if v.is_empty() || v.eq_ignore_ascii_case("identity") {
+                    false
+                } else {
+                    return Err(Refusal::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        Code::InvalidArgument,
+                        format!("unsupported Content-Encoding '{v}'; use gzip or none"),
+                    ));
+                }
+            }
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body as u64) {
+            return Err(Refusal::too_large(self.max_body));
+        }
+
+        let body = match Limited::new(req.into_body(), self.max_body).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(Refusal::too_large(self.max_body));
+            }
+            Err(e) => {
+                return Err(Refusal::bad_request(format!(
+                    "could not read the request body: {e}"
+                )));
+            }
+        };
+        let body = if gzip {
+            gunzip(&body, self.max_body)?
+        } else {
+            body
+        };
+        let batch = decode(signal, encoding, &body).map_err(Refusal::bad_request)?;
+        match self.shared.hand_over(batch).await {
+            Ok(()) => Ok(encoding),
+            Err(e) => Err(self.refusal(e, signal)),
+        }
+    }
+
+    fn refusal(&self, e: SendError, signal: Signal) -> Refusal {
+        let message = refusal_message(e);
+        match e {
+            SendError::NoPipeline(_) => {
+                Refusal::new(StatusCode::NOT_IMPLEMENTED, Code::Unimplemented, message)
+            }
+            SendError::Full => Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::ResourceExhausted,
+                format!("{message} ({signal})"),
+            ),
+            SendError::Closed => {
+                Refusal::new(StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable, message)
+            }
+        }
+    }
+
+    fn error_response(&self, r: Refusal, encoding: Encoding) -> Response<Full<Bytes>> {
+        let body: Bytes = match encoding {
+            Encoding::Protobuf => tonic_types::Status {
+                code: r.code as i32,
+                message: r.message,
+                details: Vec::new(),
+            }
+            .encode_to_vec()
+            .into(),
+            Encoding::Json => serde_json::json!({ "code": r.code as i32, "message": r.message })
+                .to_string()
+                .into(),
+        };
+        let mut resp = Response::new(Full::new(body));
+        *resp.status_mut() = r.status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(encoding.content_type()),
+        );
+        match r.status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.shared.retry_after_secs()),
+                );
+            }
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::METHOD_NOT_ALLOWED => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// 200 with an empty `Export*ServiceResponse` (no partial success), encoded as asked.
+fn success(encoding: Encoding) -> Response<Full<Bytes>> {
+    // An empty response message encodes to zero protobuf bytes and to `{}` in JSON.
+    let body = match encoding {
+        Encoding::Protobuf => Bytes::new(),
+        Encoding::Json => Bytes::from_static(b"{}"),
+    };
+    let mut resp = Response::new(Full::new(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
+    resp
+}
+
+/// Decompresses a gzip body (one or more members), refusing output beyond `max` bytes so
+/// that a small "zip bomb" cannot exhaust memory.
+fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    flate2::read::MultiGzDecoder::new(body)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Refusal::bad_request(format!("could not decompress the gzip body: {e}")))?;
+    if out.len() > max {
+        return Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            format!(
+                "decompressed request body exceeds the limit of {max} bytes \
+                 (max_request_body_size)"
+            ),
+        ));
+    }
+    Ok(out.into())
+}
+
+/// Decodes an `Export*ServiceRequest` of `signal` into the batch it carries.
+fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Batch, String> {
+    Ok(match signal {
+        Signal::Traces => Batch::Traces(
+            decode_message::<ExportTraceServiceRequest>(
+                encoding,
+                body,
+                "ExportTraceServiceRequest",
+            )?
+            .resource_spans,
+        ),
+        Signal::Metrics => {
+            let mut req = decode_message::<ExportMetricsServiceRequest>(
+                encoding,
+                body,
+                "ExportMetricsServiceRequest",
+            )?;
+            if encoding == Encoding::Json {
+                super::json::fix_number_values(&mut req, body)?;
+            }
+            Batch::Metrics(req.resource_metrics)
+        }
+        Signal::Logs => Batch::Logs(
+            decode_message::<ExportLogsServiceRequest>(encoding, body, "ExportLogsServiceRequest")?
+                .resource_logs,
+        ),
+    })
+}
+
+fn decode_message<T: Message + Default + DeserializeOwned>(
+    encoding: Encoding,
+    body: &[u8],
+    name: &str,
+) -> Result<T, String> {
+    match encoding {
+        Encoding::Protobuf => {
+            T::decode(body).map_err(|e| format!("could not decode {name} protobuf: {e}"))
+        }
+        Encoding::Json => {
+            serde_json::from_slice(body).map_err(|e| format!("could not decode {name} JSON: {e}"))
+        }
+    }
+}

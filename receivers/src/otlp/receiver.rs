@@ -1,0 +1,237 @@
+//! The receiver itself: binding, the state both protocols share, and the run loop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hpcotel_core::{
+    Batch, ComponentError, HostPort, Outputs, Receiver, ReceiverContext, Secret, SendError,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::config::Config;
+use super::{grpc, http, tls};
+
+/// How long `run` waits, after shutdown was asked for, for in-flight requests to finish
+/// before it gives up on them and returns.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What can go wrong setting up or running the OTLP receiver.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener could not be bound (port in use, address not local, permission).
+    #[error("could not listen on {endpoint} for OTLP/{protocol}: {source}")]
+    Bind {
+        /// `gRPC` or `HTTP`.
+        protocol: &'static str,
+        /// The configured endpoint.
+        endpoint: HostPort,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TLS file could not be read.
+    #[error("could not read TLS file '{}': {source}", path.display())]
+    TlsFile {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS material is unusable (no certificate in the file, key not matching, ...).
+    #[error("invalid TLS setup for OTLP/{protocol}: {reason}")]
+    Tls {
+        /// `gRPC` or `HTTP`.
+        protocol: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The gRPC server stopped with an error.
+    #[error("OTLP/gRPC server failed: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+}
+
+/// Result of this module's operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A bound, not yet serving, OTLP receiver. Build it with [`OtlpReceiver::bind`], then run
+/// it through [`hpcotel_core::Receiver::run`].
+pub struct OtlpReceiver {
+    config: Config,
+    grpc: Option<(TcpListener, Option<tonic::transport::ServerTlsConfig>)>,
+    http: Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+}
+
+impl std::fmt::Debug for OtlpReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (grpc, http) = self.local_addrs();
+        f.debug_struct("OtlpReceiver")
+            .field("grpc", &grpc)
+            .field("http", &http)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtlpReceiver {
+    /// Loads the TLS material and binds the enabled protocols' listeners; serves nothing
+    /// until run. Errors name the endpoint or file at fault.
+    pub async fn bind(config: &Config) -> Result<OtlpReceiver> {
+        let grpc = match &config.protocols.grpc {
+            None => None,
+            Some(g) => {
+                let tls = g.tls.as_ref().map(tls::grpc_server_config).transpose()?;
+                Some((listen("gRPC", &g.endpoint).await?, tls))
+            }
+        };
+        let http = match &config.protocols.http {
+            None => None,
+            Some(h) => {
+                let tls = h.tls.as_ref().map(tls::http_acceptor).transpose()?;
+                Some((listen("HTTP", &h.endpoint).await?, tls))
+            }
+        };
+        Ok(OtlpReceiver {
+            config: config.clone(),
+            grpc,
+            http,
+        })
+    }
+
+    /// The addresses actually bound, `(grpc, http)`; `None` for a protocol not enabled.
+    /// Useful when an endpoint asks for port 0.
+    pub fn local_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        (
+            self.grpc.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+            self.http.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+        )
+    }
+}
+
+async fn listen(protocol: &'static str, endpoint: &HostPort) -> Result<TcpListener> {
+    TcpListener::bind((endpoint.host.as_str(), endpoint.port))
+        .await
+        .map_err(|source| Error::Bind {
+            protocol,
+            endpoint: endpoint.clone(),
+            source,
+        })
+}
+
+#[async_trait]
+impl Receiver for OtlpReceiver {
+    async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
+        let OtlpReceiver { config, grpc, http } = *self;
+        let shared = Arc::new(Shared {
+            outputs: ctx.outputs,
+            auth: config.auth.as_ref().map(|a| a.token.clone()),
+            pipeline_wait: config.pipeline_wait,
+            retry_after: config.retry_after,
+        });
+        // A child token: when one protocol stops on its own (an error), the other stops too,
+        // without cancelling anything beyond this receiver.
+        let stop: CancellationToken = ctx.shutdown.child_token();
+        tracing::debug!(receiver = %ctx.id, "otlp receiver serving");
+
+        let grpc_task = async {
+            let r = match (grpc, &config.protocols.grpc) {
+                (Some((listener, tls)), Some(cfg)) => {
+                    grpc::serve(listener, tls, cfg, shared.clone(), stop.clone()).await
+                }
+                _ => Ok(()),
+            };
+            if r.is_err() {
+                stop.cancel();
+            }
+            r
+        };
+        let http_task = async {
+            if let (Some((listener, tls)), Some(cfg)) = (http, &config.protocols.http) {
+                http::serve(listener, tls, cfg, shared.clone(), stop.clone()).await;
+            }
+            Ok(())
+        };
+        let (g, h): (Result<()>, Result<()>) = tokio::join!(grpc_task, http_task);
+        tracing::debug!(receiver = %ctx.id, "otlp receiver stopped");
+        g?;
+        h?;
+        Ok(())
+    }
+}
+
+/// What both protocol front-ends share while running.
+pub(super) struct Shared {
+    /// The pipelines, per signal.
+    pub outputs: Outputs,
+    /// The bearer token clients must present, if any.
+    pub auth: Option<Secret>,
+    /// How long to wait for room in a full pipeline.
+    pub pipeline_wait: Duration,
+    /// Delay suggested to clients told to retry.
+    pub retry_after: Duration,
+}
+
+impl Shared {
+    /// Hands a request's data to the pipelines. A request without resources succeeds
+    /// without touching them.
+    pub async fn hand_over(&self, batch: Batch) -> Result<(), SendError> {
+        if batch.resource_count() == 0 {
+            return Ok(());
+        }
+        self.outputs.send_within(batch, self.pipeline_wait).await
+    }
+
+    /// Whether an `Authorization` header value satisfies the configured bearer token
+    /// (always true when no token is configured). Compares in constant time.
+    pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(expected) = &self.auth else {
+            return true;
+        };
+        let Some(value) = authorization else {
+            return false;
+        };
+        let Some(token) = bearer_token(value) else {
+            return false;
+        };
+        constant_time_eq(token, expected.expose().as_bytes())
+    }
+
+    /// `Retry-After` in whole seconds, rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        let d = self.retry_after;
+        (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+    }
+}
+
+/// The text of an answer to a refused hand-over, for logs and clients.
+pub(super) fn refusal_message(e: SendError) -> String {
+    match e {
+        SendError::NoPipeline(signal) => {
+            format!("this receiver is not part of any {signal} pipeline")
+        }
+        SendError::Full => "the pipeline is full; retry later".to_owned(),
+        SendError::Closed => "the collector is shutting down; retry later".to_owned(),
+    }
+}
+
+/// The token of `Bearer <token>` (scheme case-insensitive), if that is what `value` holds.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let (scheme, rest) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.first()?.is_ascii_whitespace() {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Equality whose running time depends on the lengths only, not on where the bytes differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

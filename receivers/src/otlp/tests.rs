@@ -1,0 +1,1380 @@
+//! In-process tests: a real receiver on 127.0.0.1 port 0, real clients (tonic's generated
+//! OTLP clients, reqwest), real bounded pipeline channels.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hpcotel_core::{Batch, proto};
+use hpcotel_core::{
+    BearerAuthConfig, ComponentError, ComponentId, ComponentKind, ComponentStats, Counter,
+    HostPort, Outputs, Receiver, ReceiverContext, Secret, Signal, Telemetry,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use proto::common::v1::{AnyValue, KeyValue, any_value};
+use proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use proto::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+use proto::resource::v1::Resource;
+use proto::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::codec::CompressionEncoding;
+use tonic_types::StatusExt;
+
+use super::*;
+
+/// How long a test waits for something that should happen at once.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------- harness
+
+struct Harness {
+    grpc: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    pipelines: [Option<mpsc::Receiver<Batch>>; 3],
+    stats: Arc<ComponentStats>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), ComponentError>>,
+}
+
+impl Harness {
+    /// Binds `config` (endpoints rewritten to 127.0.0.1:0) and runs it, with one pipeline
+    /// of `capacity` batches for each of `signals`.
+    async fn start(mut config: Config, capacity: usize, signals: &[Signal]) -> Harness {
+        if let Some(g) = &mut config.protocols.grpc {
+            g.endpoint = HostPort::new("127.0.0.1", 0);
+        }
+        if let Some(h) = &mut config.protocols.http {
+            h.endpoint = HostPort::new("127.0.0.1", 0);
+        }
+        let receiver = OtlpReceiver::bind(&config).await.expect("bind");
+        let (grpc, http) = receiver.local_addrs();
+        let telemetry = Telemetry::default();
+        let id: ComponentId = "otlp/test".parse().unwrap();
+        let stats = telemetry.register(ComponentKind::Receiver, id.clone());
+        let mut outputs = Outputs::new(stats.clone());
+        let mut pipelines = [None, None, None];
+        for &signal in signals {
+            let (tx, rx) = mpsc::channel(capacity);
+            outputs.add(signal, signal.as_str(), tx);
+            pipelines[signal.index()] = Some(rx);
+        }
+        let shutdown = CancellationToken::new();
+        let ctx = ReceiverContext {
+            id,
+            outputs,
+            shutdown: shutdown.clone(),
+        };
+        let task = tokio::spawn(Box::new(receiver).run(ctx));
+        Harness {
+            grpc,
+            http,
+            pipelines,
+            stats,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn all(capacity: usize) -> Harness {
+        Harness::start(Config::default(), capacity, &Signal::ALL).await
+    }
+
+    /// The next batch of `signal`'s pipeline, failing the test after [`DEADLINE`].
+    async fn next(&mut self, signal: Signal) -> Batch {
+        let rx = self.pipelines[signal.index()]
+            .as_mut()
+            .expect("no pipeline of that signal");
+        tokio::time::timeout(DEADLINE, rx.recv())
+            .await
+            .expect("no batch arrived in time")
+            .expect("pipeline closed")
+    }
+
+    fn assert_nothing_queued(&mut self, signal: Signal) {
+        let rx = self.pipelines[signal.index()].as_mut().unwrap();
+        assert!(
+            rx.try_recv().is_err(),
+            "unexpected batch in the {signal} pipeline"
+        );
+    }
+
+    fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http.expect("http enabled"))
+    }
+
+    async fn trace_client(&self) -> TraceServiceClient<tonic::transport::Channel> {
+        TraceServiceClient::connect(format!("http://{}", self.grpc.expect("grpc enabled")))
+            .await
+            .expect("connect gRPC")
+    }
+
+    /// Cancels and waits for `run` to return.
+    async fn stop(self) -> [Option<mpsc::Receiver<Batch>>; 3] {
+        self.shutdown.cancel();
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("run did not return after shutdown")
+            .expect("run panicked")
+            .expect("run failed");
+        self.pipelines
+    }
+}
+
+fn string_kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn traces(service: &str, names: &[&str]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string_kv("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: names
+                    .iter()
+                    .map(|n| Span {
+                        trace_id: vec![7; 16],
+                        span_id: vec![9; 8],
+                        name: (*n).into(),
+                        attributes: vec![string_kv("mpi.op", n)],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn metrics(name: &str, value: i64) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.into(),
+                    unit: "1".into(),
+                    data: Some(proto::metrics::v1::metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            value: Some(proto::metrics::v1::number_data_point::Value::AsInt(value)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn logs(body: &str) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    severity_text: "INFO".into(),
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(body.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn span_names(batch: &Batch) -> Vec<String> {
+    let Batch::Traces(rs) = batch else {
+        panic!("expected traces, got {:?}", batch.signal())
+    };
+    rs.iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+async fn post(
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body);
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("HTTP request failed")
+}
+
+/// An error answer's `google.rpc.Status` JSON body: (code, message).
+async fn json_status(resp: reqwest::Response) -> (i64, String) {
+    let v: serde_json::Value =
+        serde_json::from_slice(&resp.bytes().await.unwrap()).expect("error body is JSON");
+    (
+        v["code"].as_i64().expect("code"),
+        v["message"].as_str().expect("message").to_owned(),
+    )
+}
+
+/// Proves the HTTP server still answers: a good protobuf trace request succeeds and
+/// arrives.
+async fn assert_http_still_serving(h: &mut Harness) {
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/x-protobuf",
+        traces("svc", &["still-alive"]).encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["still-alive"]);
+}
+
+// ---------------------------------------------------------------- config
+
+#[test]
+fn default_config_serves_both_protocols_on_loopback() {
+    let c = Config::default();
+    let g = c.protocols.grpc.as_ref().unwrap();
+    let h = c.protocols.http.as_ref().unwrap();
+    assert_eq!(g.endpoint.to_string(), "127.0.0.1:4317");
+    assert_eq!(h.endpoint.to_string(), "127.0.0.1:4318");
+    assert!(g.endpoint.is_loopback() && h.endpoint.is_loopback());
+    assert_eq!(g.max_recv_msg_size_mib, 4);
+    assert_eq!(h.max_request_body_size, 4 * 1024 * 1024);
+    assert_eq!(c.pipeline_wait, Duration::from_millis(50));
+    // An empty `otlp:` section means the same.
+    let parsed: Config = serde_yaml::from_str("{}").unwrap();
+    assert_eq!(parsed, c);
+}
+
+#[test]
+fn a_present_protocol_key_enables_only_that_protocol() {
+    let c: Config = serde_yaml::from_str("protocols:\n  grpc:\n").unwrap();
+    assert_eq!(c.protocols.grpc, Some(GrpcConfig::default()));
+    assert_eq!(c.protocols.http, None);
+    let c: Config = serde_yaml::from_str(
+        "protocols:\n  http:\n    endpoint: 0.0.0.0:14318\n    max_request_body_size: 1024\n\
+         auth:\n  token: s3cret\npipeline_wait: 0s\nretry_after: 2500ms\n",
+    )
+    .unwrap();
+    let h = c.protocols.http.unwrap();
+    assert_eq!(h.endpoint, HostPort::new("0.0.0.0", 14318));
+    assert_eq!(h.max_request_body_size, 1024);
+    assert_eq!(c.protocols.grpc, None);
+    assert_eq!(c.auth.unwrap().token.expose(), "s3cret");
+    assert_eq!(c.pipeline_wait, Duration::ZERO);
+    assert_eq!(c.retry_after, Duration::from_millis(2500));
+}
+
+#[test]
+fn config_mistakes_are_explained() {
+    let err = |yaml: &str| {
+        serde_yaml::from_str::<Config>(yaml)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        err("protocols:\n  grpc:\n    endpoint: tempo\n")
+            .contains("expected host:port, got 'tempo'")
+    );
+    assert!(err("protocols:\n  grpc:\n    max_recv_msg_size_mib: 0\n").contains("at least 1"));
+    assert!(err("protocols: {}\n").contains("no protocol enabled"));
+    assert!(err("protocols:\n  grcp:\n").contains("unknown field `grcp`"));
+    assert!(err("protocols:\n  http:\n    endpont: x\n").contains("unknown field `endpont`"));
+    assert!(err("pipeline_wait: soon\n").contains("pipeline_wait"));
+    assert!(err("auth: {}\n").contains("token"));
+}
+
+#[test]
+fn printed_config_hides_the_token() {
+    let c = Config {
+        auth: Some(BearerAuthConfig {
+            token: Secret::new("hunter2"),
+        }),
+        ..Config::default()
+    };
+    let yaml = serde_yaml::to_string(&c).unwrap();
+    assert!(!yaml.contains("hunter2"), "{yaml}");
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+// ---------------------------------------------------------------- bind
+
+#[tokio::test]
+async fn a_port_in_use_is_an_error_naming_the_endpoint() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut config = Config::default();
+    config.protocols.http = None;
+    config.protocols.grpc.as_mut().unwrap().endpoint = HostPort::new("127.0.0.1", port);
+    let err = OtlpReceiver::bind(&config).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("OTLP/gRPC"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_tls_file_is_an_error_naming_it() {
+    let mut config = Config::default();
+    config.protocols.grpc = None;
+    config.protocols.http.as_mut().unwrap().endpoint = HostPort::new("127.0.0.1", 0);
+    config.protocols.http.as_mut().unwrap().tls = Some(hpcotel_core::TlsServerConfig {
+        cert_file: "/nonexistent/tls.crt".into(),
+        key_file: "/nonexistent/tls.key".into(),
+        client_ca_file: None,
+    });
+    let err = OtlpReceiver::bind(&config).await.unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/tls.crt"), "{err}");
+}
+
+// ---------------------------------------------------------------- gRPC
+
+#[tokio::test]
+async fn grpc_exports_of_each_signal_arrive_as_batches() {
+    let mut h = Harness::all(8).await;
+    let addr = format!("http://{}", h.grpc.unwrap());
+
+    let resp = h
+        .trace_client()
+        .await
+        .export(traces("checkout", &["MPI_Allreduce", "MPI_Barrier"]))
+        .await
+        .expect("trace export")
+        .into_inner();
+    assert_eq!(resp.partial_success, None);
+    let batch = h.next(Signal::Traces).await;
+    assert_eq!(span_names(&batch), ["MPI_Allreduce", "MPI_Barrier"]);
+    let Batch::Traces(rs) = &batch else {
+        unreachable!()
+    };
+    let resource = rs[0].resource.as_ref().unwrap();
+    assert_eq!(
+        attr(&resource.attributes, "service.name"),
+        Some(&any_value::Value::StringValue("checkout".into()))
+    );
+    let span = &rs[0].scope_spans[0].spans[0];
+    assert_eq!(span.trace_id, vec![7; 16]);
+    assert_eq!(
+        attr(&span.attributes, "mpi.op"),
+        Some(&any_value::Value::StringValue("MPI_Allreduce".into()))
+    );
+
+    let mut mc = MetricsServiceClient::connect(addr.clone()).await.unwrap();
+    mc.export(metrics("hw.gpu.utilization", 87)).await.unwrap();
+    let Batch::Metrics(rm) = h.next(Signal::Metrics).await else {
+        panic!("expected metrics")
+    };
+    let metric = &rm[0].scope_metrics[0].metrics[0];
+    assert_eq!(metric.name, "hw.gpu.utilization");
+    let Some(proto::metrics::v1::metric::Data::Gauge(g)) = &metric.data else {
+        panic!("expected a gauge")
+    };
+    assert_eq!(
+        g.data_points[0].value,
+        Some(proto::metrics::v1::number_data_point::Value::AsInt(87))
+    );
+
+    let mut lc = LogsServiceClient::connect(addr).await.unwrap();
+    lc.export(logs("rollout started")).await.unwrap();
+    let Batch::Logs(rl) = h.next(Signal::Logs).await else {
+        panic!("expected logs")
+    };
+    assert_eq!(
+        rl[0].scope_logs[0].log_records[0].body,
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue("rollout started".into()))
+        })
+    );
+
+    assert_eq!(h.stats.get(Signal::Traces, Counter::Accepted), 2);
+    assert_eq!(h.stats.get(Signal::Metrics, Counter::Accepted), 1);
+    assert_eq!(h.stats.get(Signal::Logs, Counter::Accepted), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_gzip_requests_are_accepted() {
+    let mut h = Harness::all(8).await;
+    let mut client = h
+        .trace_client()
+        .await
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    client
+        .export(traces("svc", &["compressed"]))
+        .await
+        .expect("gzip export");
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["compressed"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_empty_request_succeeds_without_a_batch() {
+    let mut h = Harness::all(8).await;
+    h.trace_client()
+        .await
+        .export(ExportTraceServiceRequest::default())
+        .await
+        .expect("empty export succeeds");
+    h.assert_nothing_queued(Signal::Traces);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_message_over_the_limit_is_refused_and_the_server_keeps_serving() {
+    let mut config = Config::default();
+    config
+        .protocols
+        .grpc
+        .as_mut()
+        .unwrap()
+        .max_recv_msg_size_mib = 1;
+    let mut h = Harness::start(config, 8, &Signal::ALL).await;
+    let mut client = h.trace_client().await;
+    let big = "x".repeat(1024 * 1024 + 1);
+    let status = client
+        .export(traces("svc", &[big.as_str()]))
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+    h.assert_nothing_queued(Signal::Traces);
+    client
+        .export(traces("svc", &["small"]))
+        .await
+        .expect("small export after the big one");
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["small"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_full_pipeline_is_resource_exhausted_with_retry_info() {
+    let config = Config {
+        pipeline_wait: Duration::ZERO,
+        retry_after: Duration::from_secs(3),
+        ..Config::default()
+    };
+    let mut h = Harness::start(config, 1, &Signal::ALL).await;
+    let mut client = h.trace_client().await;
+    client.export(traces("svc", &["first"])).await.unwrap();
+    // Nobody reads the pipeline: its one slot is taken.
+    let status = client
+        .export(traces("svc", &["second", "third"]))
+        .await
+        .expect_err("pipeline full");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    let retry = status
+        .get_details_retry_info()
+        .expect("RESOURCE_EXHAUSTED must carry RetryInfo to be retryable");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(3)));
+    assert_eq!(
+        h.stats.reasons(Signal::Traces, Counter::Refused),
+        vec![("pipeline_full".to_owned(), 2)]
+    );
+    // Once there is room again, the client's retry succeeds.
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["first"]);
+    client.export(traces("svc", &["retried"])).await.unwrap();
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["retried"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_signal_without_pipeline_is_unimplemented() {
+    let h = Harness::start(Config::default(), 8, &[Signal::Metrics]).await;
+    let status = h
+        .trace_client()
+        .await
+        .export(traces("svc", &["orphan"]))
+        .await
+        .expect_err("no traces pipeline");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(
+        status.message(),
+        "this receiver is not part of any traces pipeline"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_bearer_token_is_checked() {
+    let config = Config {
+        auth: Some(BearerAuthConfig {
+            token: Secret::new("s3cret-token"),
+        }),
+        ..Config::default()
+    };
+    let mut h = Harness::start(config, 8, &Signal::ALL).await;
+    let mut client = h.trace_client().await;
+    let status = client
+        .export(traces("svc", &["anonymous"]))
+        .await
+        .expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    for wrong in [
+        "Bearer s3cret-tokem",
+        "Bearer s3cret",
+        "Basic s3cret-token",
+        "s3cret-token",
+    ] {
+        let mut req = tonic::Request::new(traces("svc", &["wrong"]));
+        req.metadata_mut()
+            .insert("authorization", wrong.parse().unwrap());
+        let status = client.export(req).await.expect_err(wrong);
+        assert_eq!(status.code(), Code::Unauthenticated, "{wrong}");
+        assert!(
+            !status.message().contains("s3cret"),
+            "the token leaked into the answer"
+        );
+    }
+    h.assert_nothing_queued(Signal::Traces);
+    let mut req = tonic::Request::new(traces("svc", &["authorized"]));
+    req.metadata_mut()
+        .insert("authorization", "Bearer s3cret-token".parse().unwrap());
+    client.export(req).await.expect("right token");
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["authorized"]);
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- HTTP
+
+#[tokio::test]
+async fn http_protobuf_exports_arrive_and_are_answered_in_protobuf() {
+    let mut h = Harness::all(8).await;
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/x-protobuf",
+        traces("svc", &["a", "b"]).encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    let body = resp.bytes().await.unwrap();
+    let decoded =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(body)
+            .expect("protobuf response");
+    assert_eq!(decoded.partial_success, None);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["a", "b"]);
+
+    let resp = post(
+        &h.http_url("/v1/metrics"),
+        "application/x-protobuf",
+        metrics("hw.power", 300).encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(matches!(h.next(Signal::Metrics).await, Batch::Metrics(_)));
+    let resp = post(
+        &h.http_url("/v1/logs"),
+        "application/x-protobuf",
+        logs("hello").encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(matches!(h.next(Signal::Logs).await, Batch::Logs(_)));
+    h.stop().await;
+}
+
+/// A body shaped like the OTLP/JSON examples of the opentelemetry-proto repository:
+/// lowerCamelCase keys, hex ids (upper case here, which the spec allows decoders to
+/// accept), enums as integers, 64-bit integers as strings, unknown fields to ignore.
+const SPEC_TRACE_JSON: &str = r#"{
+  "resourceSpans": [
+    {
+      "resource": {
+        "attributes": [
+          { "key": "service.name", "value": { "stringValue": "trainer" } }
+        ]
+      },
+      "scopeSpans": [
+        {
+          "scope": { "name": "mpi.shim", "version": "0.1.0" },
+          "spans": [
+            {
+              "traceId": "5B8EFFF798038103D269B633813FC60C",
+              "spanId": "EEE19B7EC3C1B174",
+              "parentSpanId": "eee19b7ec3c1b173",
+              "name": "MPI_Allreduce",
+              "startTimeUnixNano": "1544712660000000000",
+              "endTimeUnixNano": 1544712661000000000,
+              "kind": 2,
+              "attributes": [
+                { "key": "mpi.rank", "value": { "intValue": "3" } },
+                { "key": "mpi.bytes", "value": { "intValue": 4096 } },
+                { "key": "mpi.ok", "value": { "boolValue": true } },
+                { "key": "mpi.seconds", "value": { "doubleValue": 0.25 } }
+              ],
+              "status": { "code": 1 },
+              "someFutureField": { "ignored": true }
+            }
+          ]
+        }
+      ]
+    }
+  ]
+}"#;
+
+#[tokio::test]
+async fn http_json_spec_example_is_decoded_faithfully() {
+    let mut h = Harness::all(8).await;
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/json; charset=utf-8",
+        SPEC_TRACE_JSON.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(body, serde_json::json!({}));
+
+    let Batch::Traces(rs) = h.next(Signal::Traces).await else {
+        panic!("expected traces")
+    };
+    let span = &rs[0].scope_spans[0].spans[0];
+    assert_eq!(
+        span.trace_id,
+        [
+            0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f,
+            0xc6, 0x0c
+        ]
+    );
+    assert_eq!(
+        span.span_id,
+        [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74]
+    );
+    assert_eq!(
+        span.parent_span_id,
+        [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x73]
+    );
+    assert_eq!(span.name, "MPI_Allreduce");
+    assert_eq!(span.kind, SpanKind::Server as i32);
+    assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
+    assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    assert_eq!(
+        attr(&span.attributes, "mpi.rank"),
+        Some(&any_value::Value::IntValue(3))
+    );
+    assert_eq!(
+        attr(&span.attributes, "mpi.bytes"),
+        Some(&any_value::Value::IntValue(4096))
+    );
+    assert_eq!(
+        attr(&span.attributes, "mpi.ok"),
+        Some(&any_value::Value::BoolValue(true))
+    );
+    assert_eq!(
+        attr(&span.attributes, "mpi.seconds"),
+        Some(&any_value::Value::DoubleValue(0.25))
+    );
+    assert_eq!(span.status.as_ref().unwrap().code, 1);
+    assert_eq!(
+        rs[0].scope_spans[0].scope.as_ref().unwrap().name,
+        "mpi.shim"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_json_metrics_and_logs_are_decoded() {
+    let mut h = Harness::all(8).await;
+    let metrics_json = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+        {"name":"hw.gpu.memory.usage","unit":"By","sum":{"aggregationTemporality":2,
+         "isMonotonic":false,"dataPoints":[{"asInt":"81920","timeUnixNano":"1544712660300000000",
+         "attributes":[{"key":"hw.id","value":{"stringValue":"GPU-1"}}]}]}},
+        {"name":"lat","unit":"s","histogram":{"aggregationTemporality":1,"dataPoints":[
+         {"count":"3","sum":1.5,"bucketCounts":["1","2"],"explicitBounds":[1.0]}]}}]}]}]}"#;
+    let resp = post(
+        &h.http_url("/v1/metrics"),
+        "application/json",
+        metrics_json.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let Batch::Metrics(rm) = h.next(Signal::Metrics).await else {
+        panic!("expected metrics")
+    };
+    let ms = &rm[0].scope_metrics[0].metrics;
+    let Some(proto::metrics::v1::metric::Data::Sum(sum)) = &ms[0].data else {
+        panic!("expected a sum")
+    };
+    assert_eq!(
+        sum.data_points[0].value,
+        Some(proto::metrics::v1::number_data_point::Value::AsInt(81920))
+    );
+    assert_eq!(sum.data_points[0].time_unix_nano, 1_544_712_660_300_000_000);
+    let Some(proto::metrics::v1::metric::Data::Histogram(hist)) = &ms[1].data else {
+        panic!("expected a histogram")
+    };
+    assert_eq!(hist.data_points[0].count, 3);
+    assert_eq!(hist.data_points[0].bucket_counts, [1, 2]);
+
+    let logs_json = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{
+        "timeUnixNano":"1544712660300000000","severityNumber":17,"severityText":"ERROR",
+        "traceId":"5b8efff798038103d269b633813fc60c","body":{"stringValue":"Xid 79"}}]}]}]}"#;
+    let resp = post(
+        &h.http_url("/v1/logs"),
+        "application/json",
+        logs_json.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let Batch::Logs(rl) = h.next(Signal::Logs).await else {
+        panic!("expected logs")
+    };
+    let record = &rl[0].scope_logs[0].log_records[0];
+    assert_eq!(record.severity_number, 17);
+    assert_eq!(record.trace_id.len(), 16);
+    assert_eq!(
+        record.body.as_ref().unwrap().value,
+        Some(any_value::Value::StringValue("Xid 79".into()))
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_json_non_finite_and_string_doubles_keep_their_values() {
+    // opentelemetry-proto's mapping alone would turn these values into "no value".
+    let mut h = Harness::all(8).await;
+    let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"temp","gauge":
+        {"dataPoints":[{"asDouble":"NaN"},{"asDouble":"-Infinity"},{"asDouble":"2.5"},
+        {"asInt":"-4","exemplars":[{"asDouble":"Infinity"}]}]}}]}]}]}"#;
+    let resp = post(
+        &h.http_url("/v1/metrics"),
+        "application/json",
+        body.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let Batch::Metrics(rm) = h.next(Signal::Metrics).await else {
+        panic!("expected metrics")
+    };
+    let Some(proto::metrics::v1::metric::Data::Gauge(g)) = &rm[0].scope_metrics[0].metrics[0].data
+    else {
+        panic!("expected a gauge")
+    };
+    use proto::metrics::v1::number_data_point::Value as V;
+    let values: Vec<_> = g.data_points.iter().map(|p| p.value).collect();
+    assert!(matches!(values[0], Some(V::AsDouble(d)) if d.is_nan()));
+    assert_eq!(values[1], Some(V::AsDouble(f64::NEG_INFINITY)));
+    assert_eq!(values[2], Some(V::AsDouble(2.5)));
+    assert_eq!(values[3], Some(V::AsInt(-4)));
+    assert_eq!(
+        g.data_points[3].exemplars[0].value,
+        Some(proto::metrics::v1::exemplar::Value::AsDouble(f64::INFINITY))
+    );
+
+    // A value that is no number at all is a 400, not a silently empty point.
+    let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"temp","gauge":
+        {"dataPoints":[{"asDouble":"warm"}]}}]}]}]}"#;
+    let resp = post(
+        &h.http_url("/v1/metrics"),
+        "application/json",
+        body.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let (_, message) = json_status(resp).await;
+    assert!(
+        message.contains("metric 'temp'") && message.contains("asDouble"),
+        "{message}"
+    );
+    h.assert_nothing_queued(Signal::Metrics);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_gzip_bodies_are_decompressed() {
+    let mut h = Harness::all(8).await;
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/x-protobuf",
+        gzip(&traces("svc", &["zipped"]).encode_to_vec()),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["zipped"]);
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/json",
+        gzip(SPEC_TRACE_JSON.as_bytes()),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["MPI_Allreduce"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_bad_requests_get_documented_statuses_and_the_server_keeps_serving() {
+    let mut config = Config::default();
+    config
+        .protocols
+        .http
+        .as_mut()
+        .unwrap()
+        .max_request_body_size = 64 * 1024;
+    let mut h = Harness::start(config, 8, &Signal::ALL).await;
+    let url = h.http_url("/v1/traces");
+
+    // Undecodable protobuf: 400, google.rpc.Status in protobuf.
+    let resp = post(&url, "application/x-protobuf", vec![0xff, 0xff, 0xff], &[]).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["content-type"], "application/x-protobuf");
+    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(status.code, Code::InvalidArgument as i32);
+    assert!(
+        status
+            .message
+            .starts_with("could not decode ExportTraceServiceRequest protobuf: "),
+        "{}",
+        status.message
+    );
+    assert_http_still_serving(&mut h).await;
+
+    // Invalid JSON: 400 with serde's line and column.
+    let resp = post(
+        &url,
+        "application/json",
+        b"{\n  \"resourceSpans\": [ {\"scopeSpans\": ]\n}".to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let (code, message) = json_status(resp).await;
+    assert_eq!(code, Code::InvalidArgument as i64);
+    assert!(
+        message.starts_with("could not decode ExportTraceServiceRequest JSON: ")
+            && message.contains("line 2 column"),
+        "{message}"
+    );
+    // A JSON value of the wrong type for a field is also a 400.
+    let resp = post(
+        &url,
+        "application/json",
+        br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "not hex"}]}]}]}"#.to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    assert_http_still_serving(&mut h).await;
+
+    // Unknown content type: 415 naming the supported ones.
+    let resp = post(&url, "text/plain", b"hello".to_vec(), &[]).await;
+    assert_eq!(resp.status(), 415);
+    let (_, message) = json_status(resp).await;
+    assert!(
+        message.contains("'text/plain'")
+            && message.contains("application/x-protobuf")
+            && message.contains("application/json"),
+        "{message}"
+    );
+    // Unknown content encoding: 415.
+    let resp = post(
+        &url,
+        "application/json",
+        b"{}".to_vec(),
+        &[("content-encoding", "br")],
+    )
+    .await;
+    assert_eq!(resp.status(), 415);
+    assert!(json_status(resp).await.1.contains("'br'"));
+
+    // Body over the limit: 413.
+    let big = traces("svc", &["x".repeat(70 * 1024).as_str()]).encode_to_vec();
+    let resp = post(&url, "application/x-protobuf", big, &[]).await;
+    assert_eq!(resp.status(), 413);
+    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+    assert!(status.message.contains("65536 bytes"), "{}", status.message);
+    assert_http_still_serving(&mut h).await;
+
+    // A small gzip body that inflates past the limit ("zip bomb"): 413, not OOM.
+    let bomb = gzip(&vec![0u8; 16 * 1024 * 1024]);
+    assert!(bomb.len() < 64 * 1024);
+    let resp = post(
+        &url,
+        "application/x-protobuf",
+        bomb,
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.status(), 413);
+    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+    assert!(
+        status.message.contains("decompressed"),
+        "{}",
+        status.message
+    );
+    // A corrupt gzip body: 400.
+    let resp = post(
+        &url,
+        "application/x-protobuf",
+        b"not gzip at all".to_vec(),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+
+    // Unknown path: 404; wrong method: 405 with Allow.
+    let resp = post(
+        &h.http_url("/v1/profiles"),
+        "application/x-protobuf",
+        Vec::new(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 404);
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+
+    h.assert_nothing_queued(Signal::Traces);
+    assert_http_still_serving(&mut h).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_full_pipeline_is_429_with_retry_after() {
+    let config = Config {
+        pipeline_wait: Duration::from_millis(20),
+        retry_after: Duration::from_millis(1500),
+        ..Config::default()
+    };
+    let mut h = Harness::start(config, 1, &Signal::ALL).await;
+    let url = h.http_url("/v1/logs");
+    let resp = post(
+        &url,
+        "application/json",
+        br#"{"resourceLogs":[{}]}"#.to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let resp = post(
+        &url,
+        "application/x-protobuf",
+        logs("refused").encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    // 1.5 s rounds up to whole seconds.
+    assert_eq!(resp.headers()["retry-after"], "2");
+    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(status.code, Code::ResourceExhausted as i32);
+    assert!(
+        status.message.contains("pipeline is full"),
+        "{}",
+        status.message
+    );
+    assert_eq!(
+        h.stats.reasons(Signal::Logs, Counter::Refused),
+        vec![("pipeline_full".to_owned(), 1)]
+    );
+    h.next(Signal::Logs).await;
+    let resp = post(
+        &url,
+        "application/x-protobuf",
+        logs("retried").encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_signal_without_pipeline_is_501() {
+    let h = Harness::start(Config::default(), 8, &[Signal::Traces]).await;
+    let resp = post(
+        &h.http_url("/v1/metrics"),
+        "application/json",
+        metrics_json_one(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 501);
+    assert_eq!(
+        json_status(resp).await.1,
+        "this receiver is not part of any metrics pipeline"
+    );
+    h.stop().await;
+}
+
+fn metrics_json_one() -> Vec<u8> {
+    br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"m","gauge":{"dataPoints":[{"asDouble":1.5}]}}]}]}]}"#
+        .to_vec()
+}
+
+#[tokio::test]
+async fn http_bearer_token_is_checked() {
+    let config = Config {
+        auth: Some(BearerAuthConfig {
+            token: Secret::new("s3cret-token"),
+        }),
+        ..Config::default()
+    };
+    let mut h = Harness::start(config, 8, &Signal::ALL).await;
+    let url = h.http_url("/v1/traces");
+    let body = traces("svc", &["guarded"]).encode_to_vec();
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer wrong")],
+        vec![("authorization", "Basic s3cret-token")],
+    ] {
+        let resp = post(&url, "application/x-protobuf", body.clone(), &headers).await;
+        assert_eq!(resp.status(), 401, "{headers:?}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+        assert_eq!(status.code, Code::Unauthenticated as i32);
+        assert!(!status.message.contains("s3cret"));
+    }
+    h.assert_nothing_queued(Signal::Traces);
+    let resp = post(
+        &url,
+        "application/x-protobuf",
+        body,
+        &[("authorization", "bearer s3cret-token")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["guarded"]);
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+#[tokio::test]
+async fn shutdown_returns_from_run_and_closes_the_pipelines() {
+    let h = Harness::all(8).await;
+    let (grpc, http) = (h.grpc.unwrap(), h.http.unwrap());
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/x-protobuf",
+        traces("svc", &["before-shutdown"]).encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let mut pipelines = h.stop().await;
+    // What was accepted is there, and then the pipeline ends: the receiver let go of it.
+    let traces_rx = pipelines[Signal::Traces.index()].as_mut().unwrap();
+    assert_eq!(
+        span_names(&traces_rx.recv().await.unwrap()),
+        ["before-shutdown"]
+    );
+    assert!(traces_rx.recv().await.is_none());
+    // Both listeners are closed.
+    assert!(tokio::net::TcpStream::connect(grpc).await.is_err());
+    assert!(tokio::net::TcpStream::connect(http).await.is_err());
+}
+
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_is_finished_and_delivered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The pipeline's one slot is taken, and a request may wait 30 s for room.
+    let config = Config {
+        pipeline_wait: Duration::from_secs(30),
+        ..Config::default()
+    };
+    let mut h = Harness::start(config, 1, &Signal::ALL).await;
+    let first = post(
+        &h.http_url("/v1/traces"),
+        "application/x-protobuf",
+        traces("svc", &["first"]).encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(first.status(), 200);
+
+    // A raw HTTP/1.1 client with `Expect: 100-continue`: the server's "100 Continue" proves
+    // the request is inside the receiver before shutdown is asked.
+    let body = traces("svc", &["in-flight"]).encode_to_vec();
+    let mut conn = tokio::net::TcpStream::connect(h.http.unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: test\r\ncontent-type: application/x-protobuf\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(DEADLINE, conn.read(&mut buf))
+        .await
+        .expect("no 100 Continue")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    h.shutdown.cancel();
+    conn.write_all(&body).await.unwrap();
+    // The request now waits for room; make some.
+    let rx = h.pipelines[Signal::Traces.index()].as_mut().unwrap();
+    assert_eq!(span_names(&rx.recv().await.unwrap()), ["first"]);
+    let mut response = Vec::new();
+    tokio::time::timeout(DEADLINE, conn.read_to_end(&mut response))
+        .await
+        .expect("the in-flight request was not answered")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(span_names(&rx.recv().await.unwrap()), ["in-flight"]);
+    tokio::time::timeout(DEADLINE, h.task)
+        .await
+        .expect("run did not return")
+        .unwrap()
+        .unwrap();
+    assert!(
+        rx.recv().await.is_none(),
+        "the receiver still holds the pipeline"
+    );
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 written to a temporary
+/// directory: (dir, TLS config, certificate PEM).
+fn self_signed() -> (tempfile::TempDir, hpcotel_core::TlsServerConfig, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_pem = certified.cert.pem();
+    let cert_file = dir.path().join("tls.crt");
+    let key_file = dir.path().join("tls.key");
+    std::fs::write(&cert_file, &cert_pem).unwrap();
+    std::fs::write(&key_file, certified.key_pair.serialize_pem()).unwrap();
+    let tls = hpcotel_core::TlsServerConfig {
+        cert_file,
+        key_file,
+        client_ca_file: None,
+    };
+    (dir, tls, cert_pem)
+}
+
+#[tokio::test]
+async fn both_protocols_serve_tls_when_configured() {
+    let (_dir, tls, cert_pem) = self_signed();
+    let mut config = Config::default();
+    config.protocols.grpc.as_mut().unwrap().tls = Some(tls.clone());
+    config.protocols.http.as_mut().unwrap().tls = Some(tls);
+    let mut h = Harness::start(config, 8, &Signal::ALL).await;
+    let (grpc, http) = (h.grpc.unwrap(), h.http.unwrap());
+
+    let channel = tonic::transport::Channel::from_shared(format!("https://{grpc}"))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&cert_pem))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS gRPC connect");
+    TraceServiceClient::new(channel)
+        .export(traces("svc", &["over-grpc-tls"]))
+        .await
+        .expect("TLS gRPC export");
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["over-grpc-tls"]);
+
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .resolve("localhost", http)
+        .build()
+        .unwrap();
+    let resp = client
+        .post(format!("https://localhost:{}/v1/traces", http.port()))
+        .header("content-type", "application/x-protobuf")
+        .body(traces("svc", &["over-https"]).encode_to_vec())
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["over-https"]);
+
+    // Plaintext to a TLS port gets no OTLP answer, and the server keeps serving.
+    let plain = reqwest::Client::new()
+        .post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(traces("svc", &["plaintext"]).encode_to_vec())
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map_or(true, |r| r.status() != 200),
+        "plaintext request was accepted on a TLS port"
+    );
+    h.assert_nothing_queued(Signal::Traces);
+    let resp = client
+        .post(format!("https://localhost:{}/v1/traces", http.port()))
+        .header("content-type", "application/x-protobuf")
+        .body(traces("svc", &["again"]).encode_to_vec())
+        .send()
+        .await
+        .expect("HTTPS request after the plaintext one");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["again"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_that_is_not_pem_is_an_error_at_bind() {
+    let (dir, mut tls, _) = self_signed();
+    let bogus = dir.path().join("bogus.key");
+    std::fs::write(&bogus, "not a key").unwrap();
+    tls.key_file = bogus;
+    let mut config = Config::default();
+    config.protocols.http = None;
+    let grpc = config.protocols.grpc.as_mut().unwrap();
+    grpc.endpoint = HostPort::new("127.0.0.1", 0);
+    grpc.tls = Some(tls);
+    let err = OtlpReceiver::bind(&config).await.unwrap_err().to_string();
+    assert!(
+        err.contains("bogus.key") && err.contains("OTLP/gRPC"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn client_certificates_are_demanded_when_a_client_ca_is_set() {
+    let (dir, mut tls, server_pem) = self_signed();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &ca, &ca_key)
+        .unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    tls.client_ca_file = Some(ca_file);
+    let mut config = Config::default();
+    config.protocols.grpc.as_mut().unwrap().tls = Some(tls.clone());
+    config.protocols.http.as_mut().unwrap().tls = Some(tls);
+    let mut h = Harness::start(config, 8, &Signal::ALL).await;
+    let (grpc, http) = (h.grpc.unwrap(), h.http.unwrap());
+
+    let https = |identity: Option<reqwest::Identity>| {
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(server_pem.as_bytes()).unwrap())
+            .resolve("localhost", http);
+        if let Some(id) = identity {
+            b = b.identity(id);
+        }
+        b.build().unwrap()
+    };
+    let url = format!("https://localhost:{}/v1/traces", http.port());
+    let anonymous = https(None)
+        .post(&url)
+        .header("content-type", "application/x-protobuf")
+        .body(traces("svc", &["anonymous"]).encode_to_vec())
+        .send()
+        .await;
+    assert!(
+        anonymous.is_err(),
+        "a client without a certificate got an answer"
+    );
+    let identity_pem = format!("{}{}", client_cert.pem(), client_key.serialize_pem());
+    let resp = https(Some(
+        reqwest::Identity::from_pem(identity_pem.as_bytes()).unwrap(),
+    ))
+    .post(&url)
+    .header("content-type", "application/x-protobuf")
+    .body(traces("svc", &["mutual"]).encode_to_vec())
+    .send()
+    .await
+    .expect("mutual TLS request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["mutual"]);
+
+    let grpc_client = |identity: Option<tonic::transport::Identity>| {
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&server_pem))
+            .domain_name("localhost");
+        if let Some(id) = identity {
+            tls = tls.identity(id);
+        }
+        tonic::transport::Channel::from_shared(format!("https://{grpc}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+    };
+    let anonymous = match grpc_client(None).connect().await {
+        Err(_) => true,
+        Ok(ch) => TraceServiceClient::new(ch)
+            .export(traces("svc", &["anonymous"]))
+            .await
+            .is_err(),
+    };
+    assert!(anonymous, "a gRPC client without a certificate was served");
+    let channel = grpc_client(Some(tonic::transport::Identity::from_pem(
+        client_cert.pem(),
+        client_key.serialize_pem(),
+    )))
+    .connect()
+    .await
+    .expect("mutual TLS gRPC connect");
+    TraceServiceClient::new(channel)
+        .export(traces("svc", &["mutual-grpc"]))
+        .await
+        .expect("mutual TLS gRPC export");
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["mutual-grpc"]);
+    h.assert_nothing_queued(Signal::Traces);
+    h.stop().await;
+}

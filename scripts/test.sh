@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# hpcotel's test command: installs what the tests need on a fresh machine, then runs every
+# check and test. Safe to re-run; installs are skipped when already present.
+#
+#   bash scripts/test.sh            # everything (CI runs exactly this)
+#   HPCOTEL_SKIP_LINT=1 bash scripts/test.sh   # tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# 1. Python venv with the OpenTelemetry SDK (a real third-party OTLP client) and rotel (a real
+#    third-party OTLP collector), pinned in testkit/python/requirements.txt.
+step "Python venv (.venv): OpenTelemetry SDK, rotel"
+if [ ! -x .venv/bin/python ] || ! cmp -s testkit/python/requirements.txt .venv/.requirements 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r testkit/python/requirements.txt
+  cp testkit/python/requirements.txt .venv/.requirements
+fi
+export HPCOTEL_PYTHON="$root/.venv/bin/python"
+export ROTEL_AGENT
+ROTEL_AGENT="$("$HPCOTEL_PYTHON" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
+test -x "$ROTEL_AGENT" || { echo "rotel-agent not found at $ROTEL_AGENT" >&2; exit 1; }
+
+# 2. Lints: formatting and clippy with warnings as errors.
+if [ -z "${HPCOTEL_SKIP_LINT:-}" ]; then
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+fi
+
+# 3. Every test in the workspace (unit tests, integration tests against the real binary,
+#    the Python SDK and rotel).
+step "cargo test --workspace"
+cargo test --workspace --all-targets --no-fail-fast

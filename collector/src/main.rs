@@ -83,7 +83,10 @@ fn main() -> ExitCode {
         Some(Command::Validate { config }) => match Config::load_file(&config) {
             Ok(c) => {
                 for unused in c.unused_components() {
-                    eprintln!("warning: {}: {unused} is defined but used by no pipeline", config.display());
+                    eprintln!(
+                        "warning: {}: {unused} is defined but used by no pipeline",
+                        config.display()
+                    );
                 }
                 println!("{}: valid", config.display());
                 ExitCode::SUCCESS
@@ -124,7 +127,10 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
     for unused in config.unused_components() {
         warn!(config = %source, component = %unused, "defined but used by no pipeline; not started");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -160,7 +166,10 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
 /// Cancels `shutdown` on the first SIGTERM or SIGINT; a second one exits at once.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         error!("cannot install signal handlers; stop hpcotel with SIGKILL");
         return;
     };
@@ -168,7 +177,10 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    info!(signal = name, "stopping: draining pipelines (send again to exit at once)");
+    info!(
+        signal = name,
+        "stopping: draining pipelines (send again to exit at once)"
+    );
     shutdown.cancel();
     tokio::select! {
         _ = term.recv() => {},

@@ -40,15 +40,27 @@ service:
         sink = sink.grpc_endpoint(),
     ));
 
-    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
+    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
     let (mut accepted, mut refused) = (0usize, 0usize);
     for i in 0..200 {
-        match client.export(spans_request("bp", i * SPANS_PER_REQUEST, SPANS_PER_REQUEST)).await {
+        match client
+            .export(spans_request(
+                "bp",
+                i * SPANS_PER_REQUEST,
+                SPANS_PER_REQUEST,
+            ))
+            .await
+        {
             Ok(_) => accepted += 1,
             Err(status) => {
                 assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
                 let retry = tonic_types::StatusExt::get_details_retry_info(&status);
-                assert!(retry.is_some(), "RESOURCE_EXHAUSTED without RetryInfo is not retryable per OTLP");
+                assert!(
+                    retry.is_some(),
+                    "RESOURCE_EXHAUSTED without RetryInfo is not retryable per OTLP"
+                );
                 refused += 1;
                 if refused == 5 {
                     break;
@@ -56,10 +68,16 @@ service:
             }
         }
     }
-    assert_eq!(refused, 5, "never pushed back after {accepted} accepted requests");
+    assert_eq!(
+        refused, 5,
+        "never pushed back after {accepted} accepted requests"
+    );
     // Bounded: pipeline channel (2) + fan-out (1) + export queue (2) + the stalled export (1),
     // and a little slack for batches in hand-over.
-    assert!(accepted <= 10, "accepted {accepted} requests while the backend was stalled");
+    assert!(
+        accepted <= 10,
+        "accepted {accepted} requests while the backend was stalled"
+    );
 
     // OTLP/HTTP answers 429 with Retry-After while full.
     let body = spans_request("bp-http", 0, 1).encode_to_vec();
@@ -71,21 +89,39 @@ service:
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 429);
-    let retry_after = resp.headers().get("retry-after").expect("Retry-After header");
-    assert!(retry_after.to_str().unwrap().parse::<u64>().is_ok(), "{retry_after:?}");
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After header");
+    assert!(
+        retry_after.to_str().unwrap().parse::<u64>().is_ok(),
+        "{retry_after:?}"
+    );
 
     // Backend returns: exactly what was accepted arrives, nothing refused sneaks in.
     sink.set_behaviour(Behaviour::Accept);
     let expected = accepted * SPANS_PER_REQUEST;
     let got = sink
-        .wait_for(&format!("{expected} spans"), Duration::from_secs(30), |r| r.span_count() >= expected)
+        .wait_for(&format!("{expected} spans"), Duration::from_secs(30), |r| {
+            r.span_count() >= expected
+        })
         .await;
     let mut names = got.span_names();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), expected, "duplicates or losses: {} distinct of {expected}", names.len());
-    let accepted_names: Vec<String> = (0..accepted * SPANS_PER_REQUEST).map(|i| format!("bp-{i}")).collect();
+    assert_eq!(
+        names.len(),
+        expected,
+        "duplicates or losses: {} distinct of {expected}",
+        names.len()
+    );
+    let accepted_names: Vec<String> = (0..accepted * SPANS_PER_REQUEST)
+        .map(|i| format!("bp-{i}"))
+        .collect();
     for n in &accepted_names {
-        assert!(names.binary_search(n).is_ok(), "accepted span {n} was not delivered");
+        assert!(
+            names.binary_search(n).is_ok(),
+            "accepted span {n} was not delivered"
+        );
     }
 }

@@ -50,7 +50,14 @@ service:
         let run_id = format!("run-{protocol}");
         let out = Command::new(python())
             .arg(test_file("python/send_with_sdk.py"))
-            .args(["--protocol", protocol, "--endpoint", &endpoint, "--run-id", &run_id])
+            .args([
+                "--protocol",
+                protocol,
+                "--endpoint",
+                &endpoint,
+                "--run-id",
+                &run_id,
+            ])
             .output()
             .expect("run python");
         assert!(
@@ -61,29 +68,60 @@ service:
         );
 
         let got = sink
-            .wait_for(&format!("{protocol}: 2 spans, 2 metrics, 2 logs"), Duration::from_secs(20), |r| {
-                spans_where(&r.traces, "test.run_id", &run_id).len() == 2
-                    && metrics_where(&r.metrics, "test.run_id", &run_id).len() == 2
-                    && logs_where(&r.logs, "test.run_id", &run_id).len() == 2
-            })
+            .wait_for(
+                &format!("{protocol}: 2 spans, 2 metrics, 2 logs"),
+                Duration::from_secs(20),
+                |r| {
+                    spans_where(&r.traces, "test.run_id", &run_id).len() == 2
+                        && metrics_where(&r.metrics, "test.run_id", &run_id).len() == 2
+                        && logs_where(&r.logs, "test.run_id", &run_id).len() == 2
+                },
+            )
             .await;
 
         // Traces: names, typed attributes, parent/child linkage.
         let spans = spans_where(&got.traces, "test.run_id", &run_id);
-        let parent = spans.iter().find(|s| s.name == "checkout").expect("span checkout");
-        let child = spans.iter().find(|s| s.name == "db.query").expect("span db.query");
-        assert_eq!(attr_str(&parent.attributes, "http.request.method"), Some("POST"), "{protocol}");
-        assert_eq!(attr(&parent.attributes, "cart.items"), Some(&Value::IntValue(3)), "{protocol}");
-        assert_eq!(attr(&child.attributes, "ratio"), Some(&Value::DoubleValue(0.25)), "{protocol}");
-        assert_eq!(attr_str(&child.attributes, "db.system.name"), Some("postgresql"));
+        let parent = spans
+            .iter()
+            .find(|s| s.name == "checkout")
+            .expect("span checkout");
+        let child = spans
+            .iter()
+            .find(|s| s.name == "db.query")
+            .expect("span db.query");
+        assert_eq!(
+            attr_str(&parent.attributes, "http.request.method"),
+            Some("POST"),
+            "{protocol}"
+        );
+        assert_eq!(
+            attr(&parent.attributes, "cart.items"),
+            Some(&Value::IntValue(3)),
+            "{protocol}"
+        );
+        assert_eq!(
+            attr(&child.attributes, "ratio"),
+            Some(&Value::DoubleValue(0.25)),
+            "{protocol}"
+        );
+        assert_eq!(
+            attr_str(&child.attributes, "db.system.name"),
+            Some("postgresql")
+        );
         assert_eq!(child.trace_id, parent.trace_id, "{protocol}: one trace");
         assert_eq!(child.trace_id.len(), 16, "{protocol}: trace id bytes");
-        assert_eq!(child.parent_span_id, parent.span_id, "{protocol}: child links to parent");
+        assert_eq!(
+            child.parent_span_id, parent.span_id,
+            "{protocol}: child links to parent"
+        );
         assert_eq!(parent.kind, 2, "{protocol}: SERVER kind survives");
 
         // Metrics: counter points per route, histogram count and sum.
         let metrics = metrics_where(&got.metrics, "test.run_id", &run_id);
-        let requests = metrics.iter().find(|m| m.name == "requests").expect("metric requests");
+        let requests = metrics
+            .iter()
+            .find(|m| m.name == "requests")
+            .expect("metric requests");
         assert_eq!(requests.unit, "{request}");
         let Some(Data::Sum(sum)) = &requests.data else {
             panic!("{protocol}: requests is not a sum")
@@ -97,24 +135,51 @@ service:
                     Some(number_data_point::Value::AsInt(v)) => v,
                     other => panic!("{protocol}: unexpected value {other:?}"),
                 };
-                (attr_str(&p.attributes, "route").unwrap_or_default().to_string(), v)
+                (
+                    attr_str(&p.attributes, "route")
+                        .unwrap_or_default()
+                        .to_string(),
+                    v,
+                )
             })
             .collect();
         points.sort();
-        assert_eq!(points, [("/cart".to_string(), 2), ("/checkout".to_string(), 5)], "{protocol}");
-        let latency = metrics.iter().find(|m| m.name == "latency").expect("metric latency");
+        assert_eq!(
+            points,
+            [("/cart".to_string(), 2), ("/checkout".to_string(), 5)],
+            "{protocol}"
+        );
+        let latency = metrics
+            .iter()
+            .find(|m| m.name == "latency")
+            .expect("metric latency");
         let Some(Data::Histogram(h)) = &latency.data else {
             panic!("{protocol}: latency is not a histogram")
         };
-        assert_eq!((h.data_points[0].count, h.data_points[0].sum), (3, Some(60.0)), "{protocol}");
+        assert_eq!(
+            (h.data_points[0].count, h.data_points[0].sum),
+            (3, Some(60.0)),
+            "{protocol}"
+        );
 
         // Logs: bodies, severity, attributes.
         let logs = logs_where(&got.logs, "test.run_id", &run_id);
         let mut bodies: Vec<&str> = logs.iter().filter_map(|l| body(l)).collect();
         bodies.sort();
-        assert_eq!(bodies, ["GPU 0 fell off the bus", "rollout finished"], "{protocol}");
-        let warn = logs.iter().find(|l| body(l) == Some("GPU 0 fell off the bus")).unwrap();
+        assert_eq!(
+            bodies,
+            ["GPU 0 fell off the bus", "rollout finished"],
+            "{protocol}"
+        );
+        let warn = logs
+            .iter()
+            .find(|l| body(l) == Some("GPU 0 fell off the bus"))
+            .unwrap();
         assert_eq!(warn.severity_text, "WARN", "{protocol}");
-        assert_eq!(attr(&warn.attributes, "gpu.index"), Some(&Value::IntValue(0)), "{protocol}");
+        assert_eq!(
+            attr(&warn.attributes, "gpu.index"),
+            Some(&Value::IntValue(0)),
+            "{protocol}"
+        );
     }
 }

@@ -58,21 +58,40 @@ async fn unavailable_with_retry_delay_is_waited_out_then_delivered() {
             },
             2,
         );
-        let endpoint = if kind == "otlp" { backend.grpc_endpoint() } else { backend.http_endpoint() };
+        let endpoint = if kind == "otlp" {
+            backend.grpc_endpoint()
+        } else {
+            backend.http_endpoint()
+        };
         let receiver = free_port();
         let _hpcotel = Hpcotel::start(&config(receiver, kind, &endpoint, &metrics.grpc_endpoint()));
         send(receiver, "retry", 5).await;
 
         let got = backend
-            .wait_for(&format!("{kind}: 5 spans after 2 refusals"), Duration::from_secs(30), |r| r.span_count() == 5)
+            .wait_for(
+                &format!("{kind}: 5 spans after 2 refusals"),
+                Duration::from_secs(30),
+                |r| r.span_count() == 5,
+            )
             .await;
         assert_eq!(got.span_count(), 5, "{kind}: delivered once, no duplicates");
-        let attempts: Vec<_> = backend.requests().into_iter().filter(|r| r.items == 5).collect();
-        assert_eq!(attempts.len(), 3, "{kind}: two refused attempts and one accepted: {attempts:?}");
+        let attempts: Vec<_> = backend
+            .requests()
+            .into_iter()
+            .filter(|r| r.items == 5)
+            .collect();
+        assert_eq!(
+            attempts.len(),
+            3,
+            "{kind}: two refused attempts and one accepted: {attempts:?}"
+        );
         for pair in attempts.windows(2) {
             let gap = pair[1].at.duration_since(pair[0].answered_at);
             // The configured backoff is 50-100 ms; the backend asked for 1.2 s and must be obeyed.
-            assert!(gap >= delay, "{kind}: retried after {gap:?}, backend asked for {delay:?}");
+            assert!(
+                gap >= delay,
+                "{kind}: retried after {gap:?}, backend asked for {delay:?}"
+            );
         }
     }
 }
@@ -88,7 +107,11 @@ async fn permanent_errors_are_not_retried_and_are_counted_as_dropped() {
             retry_after: None,
             message: "span name too long".into(),
         });
-        let endpoint = if kind == "otlp" { backend.grpc_endpoint() } else { backend.http_endpoint() };
+        let endpoint = if kind == "otlp" {
+            backend.grpc_endpoint()
+        } else {
+            backend.http_endpoint()
+        };
         let receiver = free_port();
         let _hpcotel = Hpcotel::start(&config(receiver, kind, &endpoint, &metrics.grpc_endpoint()));
         send(receiver, "permanent", 7).await;
@@ -108,7 +131,8 @@ async fn permanent_errors_are_not_retried_and_are_counted_as_dropped() {
                 .filter(|p| {
                     attr_str(&p.attributes, "hpcotel.reason") == Some("permanent")
                         && attr_str(&p.attributes, "hpcotel.signal") == Some("traces")
-                        && attr_str(&p.attributes, "hpcotel.component.id") == Some(&format!("{kind}/backend"))
+                        && attr_str(&p.attributes, "hpcotel.component.id")
+                            == Some(&format!("{kind}/backend"))
                 })
                 .filter_map(|p| match p.value {
                     Some(number_data_point::Value::AsInt(v)) => Some(v),
@@ -118,10 +142,18 @@ async fn permanent_errors_are_not_retried_and_are_counted_as_dropped() {
                 .unwrap_or(0)
         };
         metrics
-            .wait_for(&format!("{kind}: hpcotel.exporter.dropped{{reason=permanent}} = 7"), Duration::from_secs(30), |r| dropped(r) == 7)
+            .wait_for(
+                &format!("{kind}: hpcotel.exporter.dropped{{reason=permanent}} = 7"),
+                Duration::from_secs(30),
+                |r| dropped(r) == 7,
+            )
             .await;
         // The drop was final: exactly one attempt reached the backend.
-        let attempts = backend.requests().into_iter().filter(|r| r.items == 7).count();
+        let attempts = backend
+            .requests()
+            .into_iter()
+            .filter(|r| r.items == 7)
+            .count();
         assert_eq!(attempts, 1, "{kind}: a permanent error was retried");
         assert_eq!(backend.received().span_count(), 0);
     }

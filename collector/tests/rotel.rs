@@ -21,7 +21,14 @@ async fn rotel_accepts_every_item_hpcotel_exports() {
     cmd.args(["start", "--exporter", "blackhole"])
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{rotel_grpc}")])
         .args(["--otlp-http-endpoint", &format!("127.0.0.1:{rotel_http}")])
-        .args(["--debug-log", "traces", "--debug-log", "metrics", "--debug-log", "logs"])
+        .args([
+            "--debug-log",
+            "traces",
+            "--debug-log",
+            "metrics",
+            "--debug-log",
+            "logs",
+        ])
         .arg("--pid-file")
         .arg(dir.path().join("rotel.pid"))
         .arg("--log-file")
@@ -51,16 +58,26 @@ service:
 
     let endpoint = format!("http://127.0.0.1:{receiver}");
     let mut traces = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
-    let mut metrics = MetricsServiceClient::connect(endpoint.clone()).await.unwrap();
+    let mut metrics = MetricsServiceClient::connect(endpoint.clone())
+        .await
+        .unwrap();
     let mut logs = LogsServiceClient::connect(endpoint).await.unwrap();
     const REQUESTS: usize = 20;
     const SPANS: usize = 50;
     const METRICS: usize = 5;
     const LOGS: usize = 7;
     for r in 0..REQUESTS {
-        traces.export(spans_request("rotel", r * SPANS, SPANS)).await.unwrap();
-        metrics.export(metrics_request("rotel", r * METRICS, METRICS)).await.unwrap();
-        logs.export(logs_request("rotel", r * LOGS, LOGS)).await.unwrap();
+        traces
+            .export(spans_request("rotel", r * SPANS, SPANS))
+            .await
+            .unwrap();
+        metrics
+            .export(metrics_request("rotel", r * METRICS, METRICS))
+            .await
+            .unwrap();
+        logs.export(logs_request("rotel", r * LOGS, LOGS))
+            .await
+            .unwrap();
     }
 
     let (spans, points, records) = (REQUESTS * SPANS, REQUESTS * METRICS, REQUESTS * LOGS);

@@ -50,7 +50,9 @@ service:
             for r in 0.. {
                 let run = format!("c{c}");
                 let req = spans_request(&run, r * SPANS, SPANS);
-                let names: Vec<String> = (r * SPANS..(r + 1) * SPANS).map(|i| format!("{run}-{i}")).collect();
+                let names: Vec<String> = (r * SPANS..(r + 1) * SPANS)
+                    .map(|i| format!("{run}-{i}"))
+                    .collect();
                 match client.export(req).await {
                     Ok(_) => {
                         acked.lock().unwrap().extend(names);
@@ -80,11 +82,28 @@ service:
     for c in clients {
         c.await.unwrap();
     }
-    assert_eq!(status.0.code(), Some(0), "hpcotel did not exit 0; stderr:\n{}", status.1);
+    assert_eq!(
+        status.0.code(),
+        Some(0),
+        "hpcotel did not exit 0; stderr:\n{}",
+        status.1
+    );
 
     let acked = acked.lock().unwrap().clone();
     let received: HashSet<String> = sink.received().span_names().into_iter().collect();
-    let missing: Vec<&String> = acked.iter().filter(|n| !received.contains(*n)).take(5).collect();
-    assert!(missing.is_empty(), "{} acknowledged spans lost, e.g. {missing:?}", acked.iter().filter(|n| !received.contains(*n)).count());
-    eprintln!("acknowledged {} spans, sink holds {}", acked.len(), received.len());
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|n| !received.contains(*n))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged spans lost, e.g. {missing:?}",
+        acked.iter().filter(|n| !received.contains(*n)).count()
+    );
+    eprintln!(
+        "acknowledged {} spans, sink holds {}",
+        acked.len(),
+        received.len()
+    );
 }

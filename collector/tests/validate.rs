@@ -24,7 +24,11 @@ fn hpcotel(args: &[&str]) -> (bool, String, String) {
 #[test]
 fn broken_configs_are_rejected_with_file_key_path_and_expectation() {
     let cases = [
-        ("unknown-key.yaml", "exporters.otlp/tempo", "unknown field `endpiont`"),
+        (
+            "unknown-key.yaml",
+            "exporters.otlp/tempo",
+            "unknown field `endpiont`",
+        ),
         (
             "bad-endpoint.yaml",
             "receivers.otlp.protocols.grpc.endpoint",
@@ -56,9 +60,18 @@ fn broken_configs_are_rejected_with_file_key_path_and_expectation() {
             .lines()
             .find(|l| l.starts_with("error: "))
             .unwrap_or_else(|| panic!("{file}: no error line in {stderr}"));
-        assert!(line.contains(&format!("{file}")), "{file}: message does not name the file: {line}");
-        assert!(line.contains(path), "{file}: message lacks key path {path}: {line}");
-        assert!(line.contains(expected), "{file}: message lacks {expected:?}: {line}");
+        assert!(
+            line.contains(file),
+            "{file}: message does not name the file: {line}"
+        );
+        assert!(
+            line.contains(path),
+            "{file}: message lacks key path {path}: {line}"
+        );
+        assert!(
+            line.contains(expected),
+            "{file}: message lacks {expected:?}: {line}"
+        );
     }
 }
 
@@ -74,12 +87,24 @@ fn the_embedded_default_and_a_good_file_validate() {
     let (ok, stdout, stderr) = hpcotel(&["validate", "--config", good.to_str().unwrap()]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("valid"), "{stdout}");
-    assert!(stderr.contains("exporters.file/unused is defined but used by no pipeline"), "{stderr}");
+    assert!(
+        stderr.contains("exporters.file/unused is defined but used by no pipeline"),
+        "{stderr}"
+    );
 
     let (ok, stdout, stderr) = hpcotel(&["print-config"]);
     assert!(ok, "{stderr}");
-    for expected in ["127.0.0.1:4317", "127.0.0.1:4318", "collection_interval: 10s", "hpcotel-data", "pipelines:"] {
-        assert!(stdout.contains(expected), "print-config lacks {expected}:\n{stdout}");
+    for expected in [
+        "127.0.0.1:4317",
+        "127.0.0.1:4318",
+        "collection_interval: 10s",
+        "hpcotel-data",
+        "pipelines:",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "print-config lacks {expected}:\n{stdout}"
+        );
     }
 }
 

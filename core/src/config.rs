@@ -163,6 +163,17 @@ pub struct BearerAuthConfig {
     pub token: Secret,
 }
 
+/// Serde helper for optional sub-sections written the Collector's way: a key that is present
+/// turns the section on, even with no value (`grpc:`), taking its defaults; an absent key
+/// leaves it off. Use with `#[serde(default, deserialize_with = "present_means_enabled")]`.
+pub fn present_means_enabled<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,15 +202,4 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"[redacted]\"");
     }
-}
-
-/// Serde helper for optional sub-sections written the Collector's way: a key that is present
-/// turns the section on, even with no value (`grpc:`), taking its defaults; an absent key
-/// leaves it off. Use with `#[serde(default, deserialize_with = "present_means_enabled")]`.
-pub fn present_means_enabled<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }

@@ -23,5 +23,5 @@ pub use component::{
 pub use config::{BearerAuthConfig, HostPort, Secret, TlsClientConfig, TlsServerConfig};
 pub use opentelemetry_proto::tonic as proto;
 pub use pipeline::{Output, Outputs, SendError};
-pub use signal::{Batch, Signal};
+pub use signal::{Batch, Signal, metric_point_count};
 pub use telemetry::{ComponentStats, Counter, Telemetry};

@@ -17,8 +17,6 @@ pub const HOST_NAME: &str = "host.name";
 pub const HOST_ARCH: &str = "host.arch";
 /// `os.type`.
 pub const OS_TYPE: &str = "os.type";
-/// `k8s.node.name` (stable).
-pub const K8S_NODE_NAME: &str = "k8s.node.name";
 
 // --- hpcotel's own ---
 
@@ -32,6 +30,26 @@ pub const HPCOTEL_COMPONENT_ID: &str = "hpcotel.component.id";
 pub const HPCOTEL_SIGNAL: &str = "hpcotel.signal";
 /// `hpcotel.reason`: why items were refused or dropped (`pipeline_full`, `permanent`, ...).
 pub const HPCOTEL_REASON: &str = "hpcotel.reason";
+
+// --- hpcotel's own metrics (self-telemetry, `service.telemetry.metrics`) ---
+
+/// `hpcotel.receiver.accepted` (counter, `{item}`): items a receiver handed to its pipelines.
+pub const METRIC_HPCOTEL_RECEIVER_ACCEPTED: &str = "hpcotel.receiver.accepted";
+/// `hpcotel.receiver.refused` (counter, `{item}`): items a receiver turned away, by reason.
+pub const METRIC_HPCOTEL_RECEIVER_REFUSED: &str = "hpcotel.receiver.refused";
+/// `hpcotel.processor.dropped` (counter, `{item}`): items a processor discarded, by reason.
+pub const METRIC_HPCOTEL_PROCESSOR_DROPPED: &str = "hpcotel.processor.dropped";
+/// `hpcotel.exporter.sent` (counter, `{item}`): items an exporter delivered.
+pub const METRIC_HPCOTEL_EXPORTER_SENT: &str = "hpcotel.exporter.sent";
+/// `hpcotel.exporter.send_failed` (counter, `{item}`): items in failed export attempts
+/// (retried or not), by reason.
+pub const METRIC_HPCOTEL_EXPORTER_SEND_FAILED: &str = "hpcotel.exporter.send_failed";
+/// `hpcotel.exporter.dropped` (counter, `{item}`): items an exporter gave up on, by reason.
+pub const METRIC_HPCOTEL_EXPORTER_DROPPED: &str = "hpcotel.exporter.dropped";
+/// `hpcotel.exporter.queue.size` (gauge, `{batch}`): batches waiting in an export queue.
+pub const METRIC_HPCOTEL_EXPORTER_QUEUE_SIZE: &str = "hpcotel.exporter.queue.size";
+/// `hpcotel.exporter.queue.capacity` (gauge, `{batch}`): an export queue's capacity.
+pub const METRIC_HPCOTEL_EXPORTER_QUEUE_CAPACITY: &str = "hpcotel.exporter.queue.capacity";
 
 // --- OpenTelemetry semantic conventions: system metrics (host receiver) ---
 

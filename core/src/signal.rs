@@ -3,7 +3,7 @@
 use std::fmt;
 
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, metric::Data};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, metric::Data};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use serde::{Deserialize, Serialize};
 
@@ -95,14 +95,7 @@ impl Batch {
                 .iter()
                 .flat_map(|r| &r.scope_metrics)
                 .flat_map(|s| &s.metrics)
-                .map(|m| match &m.data {
-                    Some(Data::Gauge(g)) => g.data_points.len(),
-                    Some(Data::Sum(s)) => s.data_points.len(),
-                    Some(Data::Histogram(h)) => h.data_points.len(),
-                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                    Some(Data::Summary(s)) => s.data_points.len(),
-                    None => 0,
-                })
+                .map(metric_point_count)
                 .sum(),
             Batch::Logs(rl) => rl
                 .iter()
@@ -146,6 +139,19 @@ impl Batch {
             Batch::Metrics(v) => Batch::Metrics(v.split_off(at.min(v.len()))),
             Batch::Logs(v) => Batch::Logs(v.split_off(at.min(v.len()))),
         }
+    }
+}
+
+/// Number of data points in one metric, whatever its type (the unit in which metrics are
+/// counted everywhere in hpcotel).
+pub fn metric_point_count(m: &Metric) -> usize {
+    match &m.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
     }
 }
 

@@ -101,8 +101,16 @@ impl ComponentStats {
         self.kind
     }
 
-    /// Adds `n` items to `counter` for `signal`.
+    /// Adds `n` items to `counter` for `signal`. Each component kind has its own set of
+    /// counters (see [`counter_metric`]); counting another is a bug caught in debug builds.
     pub fn add(&self, signal: Signal, counter: Counter, n: u64) {
+        debug_assert!(
+            counter_metric(self.kind, counter).is_some(),
+            "{} {} has no '{}' counter",
+            self.kind.as_str(),
+            self.id,
+            counter.as_str()
+        );
         self.counters[signal.index()][counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
@@ -187,7 +195,7 @@ impl Telemetry {
     /// gauges, under `resource`. Counters that never moved are left out.
     pub fn to_resource_metrics(&self, resource: Resource, start_unix_nano: u64) -> ResourceMetrics {
         let now = unix_nanos(SystemTime::now());
-        let mut sums: BTreeMap<String, Vec<NumberDataPoint>> = BTreeMap::new();
+        let mut sums: BTreeMap<&'static str, Vec<NumberDataPoint>> = BTreeMap::new();
         let mut gauges: BTreeMap<&'static str, Vec<NumberDataPoint>> = BTreeMap::new();
         let point = |attrs: Vec<KeyValue>, v: i64, start: u64| NumberDataPoint {
             attributes: attrs,
@@ -204,7 +212,9 @@ impl Telemetry {
                     if total == 0 {
                         continue;
                     }
-                    let name = format!("hpcotel.{}.{}", c.kind.as_str(), counter.as_str());
+                    let Some(name) = counter_metric(c.kind, counter) else {
+                        continue;
+                    };
                     let base = vec![comp.clone(), kv(semconv::HPCOTEL_SIGNAL, signal.as_str())];
                     let reasons = c.reasons(signal, counter);
                     let explained: u64 = reasons.iter().map(|(_, n)| n).sum();
@@ -221,11 +231,11 @@ impl Telemetry {
             }
             if let Some((size, cap)) = c.queue() {
                 gauges
-                    .entry("hpcotel.exporter.queue.size")
+                    .entry(semconv::METRIC_HPCOTEL_EXPORTER_QUEUE_SIZE)
                     .or_default()
                     .push(point(vec![comp.clone()], size as i64, 0));
                 gauges
-                    .entry("hpcotel.exporter.queue.capacity")
+                    .entry(semconv::METRIC_HPCOTEL_EXPORTER_QUEUE_CAPACITY)
                     .or_default()
                     .push(point(vec![comp], cap as i64, 0));
             }
@@ -233,9 +243,9 @@ impl Telemetry {
         let mut metrics: Vec<Metric> = sums
             .into_iter()
             .map(|(name, data_points)| Metric {
-                name,
+                name: name.into(),
                 unit: "{item}".into(),
-                description: String::new(),
+                description: description(name).into(),
                 data: Some(Data::Sum(Sum {
                     data_points,
                     aggregation_temporality: AggregationTemporality::Cumulative as i32,
@@ -247,7 +257,7 @@ impl Telemetry {
         metrics.extend(gauges.into_iter().map(|(name, data_points)| Metric {
             name: name.into(),
             unit: "{batch}".into(),
-            description: String::new(),
+            description: description(name).into(),
             data: Some(Data::Gauge(Gauge { data_points })),
             ..Default::default()
         }));
@@ -267,6 +277,67 @@ impl Telemetry {
     }
 }
 
+/// Every metric the self-telemetry can emit: (name, description). Counters are `{item}`
+/// cumulative monotonic sums, the queue metrics `{batch}` gauges.
+pub const SELF_METRICS: [(&str, &str); 8] = [
+    (
+        semconv::METRIC_HPCOTEL_RECEIVER_ACCEPTED,
+        "Items a receiver handed to its pipelines.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_RECEIVER_REFUSED,
+        "Items a receiver turned away (client told to retry, or no pipeline), by reason.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_PROCESSOR_DROPPED,
+        "Items a processor discarded, by reason.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_EXPORTER_SENT,
+        "Items an exporter delivered.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_EXPORTER_SEND_FAILED,
+        "Items in export attempts that failed, retried or not, by reason.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_EXPORTER_DROPPED,
+        "Items an exporter gave up on (permanent error, retries exhausted, queue full, shutdown), by reason.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_EXPORTER_QUEUE_SIZE,
+        "Batches waiting in an export queue.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_EXPORTER_QUEUE_CAPACITY,
+        "Capacity of an export queue, in batches.",
+    ),
+];
+
+fn description(name: &str) -> &'static str {
+    SELF_METRICS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, d)| d)
+}
+
+/// The counters a component of `kind` keeps, and the metric each becomes: receivers accept
+/// and refuse, processors drop, exporters send, fail and drop. `None` for any other pair.
+pub fn counter_metric(kind: ComponentKind, counter: Counter) -> Option<&'static str> {
+    use ComponentKind as K;
+    use Counter as C;
+    let name = match (kind, counter) {
+        (K::Receiver, C::Accepted) => semconv::METRIC_HPCOTEL_RECEIVER_ACCEPTED,
+        (K::Receiver, C::Refused) => semconv::METRIC_HPCOTEL_RECEIVER_REFUSED,
+        (K::Processor, C::Dropped) => semconv::METRIC_HPCOTEL_PROCESSOR_DROPPED,
+        (K::Exporter, C::Sent) => semconv::METRIC_HPCOTEL_EXPORTER_SENT,
+        (K::Exporter, C::SendFailed) => semconv::METRIC_HPCOTEL_EXPORTER_SEND_FAILED,
+        (K::Exporter, C::Dropped) => semconv::METRIC_HPCOTEL_EXPORTER_DROPPED,
+        _ => return None,
+    };
+    Some(name)
+}
+
 /// Nanoseconds since the Unix epoch.
 pub fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -280,6 +351,17 @@ pub fn kv(key: &str, value: impl Into<String>) -> KeyValue {
         key: key.into(),
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An integer-valued OTLP attribute.
+pub fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
         }),
         ..Default::default()
     }

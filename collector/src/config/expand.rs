@@ -29,7 +29,11 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
 }
 
 /// Expands every string scalar in `value` in place. On error returns (key path, message).
-pub fn expand_value(value: &mut Value, env: &dyn Env, path: &mut Vec<String>) -> Result<(), (String, String)> {
+pub fn expand_value(
+    value: &mut Value,
+    env: &dyn Env,
+    path: &mut Vec<String>,
+) -> Result<(), (String, String)> {
     match value {
         Value::String(s) => {
             if !s.contains('$') {
@@ -126,7 +130,9 @@ fn resolve(body: &str, env: &dyn Env) -> Result<String, String> {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !valid {
-        return Err(format!("invalid environment variable name '{name}' in '${{{body}}}'"));
+        return Err(format!(
+            "invalid environment variable name '{name}' in '${{{body}}}'"
+        ));
     }
     match (env.get(name), default) {
         (Some(v), _) => Ok(v),

@@ -237,7 +237,11 @@ impl Config {
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             invalid(
-                if path == "." { "(top level)".into() } else { path },
+                if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
                 e.into_inner().to_string(),
             )
         })?;
@@ -251,9 +255,18 @@ impl Config {
             let mut out = BTreeMap::new();
             for (key, value) in raw {
                 let at = format!("{family}.{key}");
-                let id: ComponentId = key.parse().map_err(|e| invalid(at.clone(), format!("{e}")))?;
+                let id: ComponentId = key
+                    .parse()
+                    .map_err(|e| invalid(at.clone(), format!("{e}")))?;
                 let cfg = parse(id.kind(), value).map_err(|(p, m)| {
-                    invalid(if p.is_empty() { at.clone() } else { format!("{at}.{p}") }, m)
+                    invalid(
+                        if p.is_empty() {
+                            at.clone()
+                        } else {
+                            format!("{at}.{p}")
+                        },
+                        m,
+                    )
                 })?;
                 out.insert(id, cfg);
             }
@@ -261,7 +274,12 @@ impl Config {
         }
         let config = Config {
             receivers: sections("receivers", raw.receivers, ReceiverConfig::parse, &invalid)?,
-            processors: sections("processors", raw.processors, ProcessorConfig::parse, &invalid)?,
+            processors: sections(
+                "processors",
+                raw.processors,
+                ProcessorConfig::parse,
+                &invalid,
+            )?,
             exporters: sections("exporters", raw.exporters, ExporterConfig::parse, &invalid)?,
             service: raw.service,
         };
@@ -282,29 +300,50 @@ impl Config {
             if let Some((_, name)) = id.split_once('/')
                 && (name.is_empty() || name.contains('/'))
             {
-                return Err((at, format!("invalid pipeline id '{id}': expected <signal>[/<name>]")));
+                return Err((
+                    at,
+                    format!("invalid pipeline id '{id}': expected <signal>[/<name>]"),
+                ));
             }
             if p.queue_size == 0 {
-                return Err((format!("{at}.queue_size"), "expected a positive number of batches, got 0".into()));
+                return Err((
+                    format!("{at}.queue_size"),
+                    "expected a positive number of batches, got 0".into(),
+                ));
             }
             check_list(&at, "receivers", &p.receivers, |r| {
-                let cfg = self.receivers.get(r).ok_or_else(|| undefined("receiver", r, self.receivers.keys()))?;
+                let cfg = self
+                    .receivers
+                    .get(r)
+                    .ok_or_else(|| undefined("receiver", r, self.receivers.keys()))?;
                 if !cfg.signals().contains(&signal) {
                     return Err(format!("receiver '{r}' does not produce {signal}"));
                 }
                 Ok(())
             })?;
             check_list(&at, "processors", &p.processors, |r| {
-                self.processors.get(r).map(|_| ()).ok_or_else(|| undefined("processor", r, self.processors.keys()))
+                self.processors
+                    .get(r)
+                    .map(|_| ())
+                    .ok_or_else(|| undefined("processor", r, self.processors.keys()))
             })?;
             check_list(&at, "exporters", &p.exporters, |r| {
-                self.exporters.get(r).map(|_| ()).ok_or_else(|| undefined("exporter", r, self.exporters.keys()))
+                self.exporters
+                    .get(r)
+                    .map(|_| ())
+                    .ok_or_else(|| undefined("exporter", r, self.exporters.keys()))
             })?;
             if p.receivers.is_empty() {
-                return Err((format!("{at}.receivers"), "a pipeline needs at least one receiver".into()));
+                return Err((
+                    format!("{at}.receivers"),
+                    "a pipeline needs at least one receiver".into(),
+                ));
             }
             if p.exporters.is_empty() {
-                return Err((format!("{at}.exporters"), "a pipeline needs at least one exporter".into()));
+                return Err((
+                    format!("{at}.exporters"),
+                    "a pipeline needs at least one exporter".into(),
+                ));
             }
         }
         Ok(())
@@ -316,11 +355,30 @@ impl Config {
         let used = |pick: fn(&PipelineConfig) -> &Vec<ComponentId>| -> BTreeSet<ComponentId> {
             p.values().flat_map(|pl| pick(pl).iter().cloned()).collect()
         };
-        let (r, pr, e) = (used(|p| &p.receivers), used(|p| &p.processors), used(|p| &p.exporters));
+        let (r, pr, e) = (
+            used(|p| &p.receivers),
+            used(|p| &p.processors),
+            used(|p| &p.exporters),
+        );
         let mut out = Vec::new();
-        out.extend(self.receivers.keys().filter(|k| !r.contains(k)).map(|k| format!("receivers.{k}")));
-        out.extend(self.processors.keys().filter(|k| !pr.contains(k)).map(|k| format!("processors.{k}")));
-        out.extend(self.exporters.keys().filter(|k| !e.contains(k)).map(|k| format!("exporters.{k}")));
+        out.extend(
+            self.receivers
+                .keys()
+                .filter(|k| !r.contains(k))
+                .map(|k| format!("receivers.{k}")),
+        );
+        out.extend(
+            self.processors
+                .keys()
+                .filter(|k| !pr.contains(k))
+                .map(|k| format!("processors.{k}")),
+        );
+        out.extend(
+            self.exporters
+                .keys()
+                .filter(|k| !e.contains(k))
+                .map(|k| format!("exporters.{k}")),
+        );
         out
     }
 
@@ -331,11 +389,19 @@ impl Config {
     }
 }
 
-fn undefined<'a>(family: &str, id: &ComponentId, defined: impl Iterator<Item = &'a ComponentId>) -> String {
+fn undefined<'a>(
+    family: &str,
+    id: &ComponentId,
+    defined: impl Iterator<Item = &'a ComponentId>,
+) -> String {
     let defined: Vec<String> = defined.map(|d| d.to_string()).collect();
     format!(
         "{family} '{id}' is not defined under {family}s (defined: {})",
-        if defined.is_empty() { "none".to_string() } else { defined.join(", ") }
+        if defined.is_empty() {
+            "none".to_string()
+        } else {
+            defined.join(", ")
+        }
     )
 }
 

@@ -4,7 +4,10 @@ use std::time::Duration;
 use super::*;
 
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     move |k: &str| map.get(k).cloned()
 }
 
@@ -13,7 +16,9 @@ fn parse(text: &str) -> Result<Config> {
 }
 
 fn err(text: &str) -> String {
-    parse(text).expect_err("config should be rejected").to_string()
+    parse(text)
+        .expect_err("config should be rejected")
+        .to_string()
 }
 
 const MINIMAL: &str = "
@@ -33,12 +38,19 @@ fn embedded_default_is_valid_and_complete() {
     let c = Config::parse(EMBEDDED_DEFAULT, EMBEDDED_NAME, &env(&[])).unwrap();
     let pipelines: Vec<&str> = c.service.pipelines.keys().map(String::as_str).collect();
     assert_eq!(pipelines, ["logs", "metrics", "traces"]);
-    assert!(c.unused_components().is_empty(), "{:?}", c.unused_components());
+    assert!(
+        c.unused_components().is_empty(),
+        "{:?}",
+        c.unused_components()
+    );
     let ReceiverConfig::Otlp(otlp) = &c.receivers[&"otlp".parse().unwrap()] else {
         panic!("otlp receiver missing")
     };
     let yaml = serde_yaml::to_string(otlp).unwrap();
-    assert!(yaml.contains("127.0.0.1:4317") && yaml.contains("127.0.0.1:4318"), "{yaml}");
+    assert!(
+        yaml.contains("127.0.0.1:4317") && yaml.contains("127.0.0.1:4318"),
+        "{yaml}"
+    );
 }
 
 #[test]
@@ -72,14 +84,21 @@ service:
       processors: [batch]
       exporters: [debug]
 ";
-    let c = Config::parse(text, "t.yaml", &env(&[("GRPC_EP", "127.0.0.1:9999"), ("BATCH", "17")])).unwrap();
+    let c = Config::parse(
+        text,
+        "t.yaml",
+        &env(&[("GRPC_EP", "127.0.0.1:9999"), ("BATCH", "17")]),
+    )
+    .unwrap();
     let ProcessorConfig::Batch(b) = &c.processors[&"batch".parse().unwrap()];
     assert_eq!(b.send_batch_size, 17);
     assert_eq!(b.timeout, Duration::from_secs(2));
     assert_eq!(c.service.shutdown_timeout, Duration::from_secs(5));
     assert!(c.to_yaml().contains("127.0.0.1:9999"));
 
-    let e = Config::parse(text, "t.yaml", &env(&[("BATCH", "1")])).unwrap_err().to_string();
+    let e = Config::parse(text, "t.yaml", &env(&[("BATCH", "1")]))
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "t.yaml: receivers.otlp.protocols.grpc.endpoint: environment variable GRPC_EP is not set \
@@ -90,11 +109,22 @@ service:
 #[test]
 fn expansion_handles_escapes_and_embedded_references() {
     let e = env(&[("A", "x")]);
-    assert_eq!(expand::expand_str("pre-${env:A}-post", &e).unwrap(), "pre-x-post");
+    assert_eq!(
+        expand::expand_str("pre-${env:A}-post", &e).unwrap(),
+        "pre-x-post"
+    );
     assert_eq!(expand::expand_str("cost: $$5", &e).unwrap(), "cost: $5");
     assert_eq!(expand::expand_str("${env:B:-}", &e).unwrap(), "");
-    assert!(expand::expand_str("${file:/x}", &e).unwrap_err().contains("only ${env:NAME}"));
-    assert!(expand::expand_str("${env:A", &e).unwrap_err().contains("unterminated"));
+    assert!(
+        expand::expand_str("${file:/x}", &e)
+            .unwrap_err()
+            .contains("only ${env:NAME}")
+    );
+    assert!(
+        expand::expand_str("${env:A", &e)
+            .unwrap_err()
+            .contains("unterminated")
+    );
 }
 
 #[test]
@@ -124,12 +154,17 @@ fn unknown_types_and_bad_ids_are_named() {
         "test.yaml: exporters.kafka/x: unknown exporter type 'kafka'; known types: otlp, otlphttp, file, debug"
     );
     let e = err(&MINIMAL.replace("    traces:", "    spans:"));
-    assert!(e.starts_with("test.yaml: service.pipelines.spans: pipeline type must be"), "{e}");
+    assert!(
+        e.starts_with("test.yaml: service.pipelines.spans: pipeline type must be"),
+        "{e}"
+    );
 }
 
 #[test]
 fn receivers_must_produce_the_pipeline_signal() {
-    let e = err(&MINIMAL.replace("otlp/in:", "otlp/in:\n  host:").replace("[otlp/in]", "[otlp/in, host]"));
+    let e = err(&MINIMAL
+        .replace("otlp/in:", "otlp/in:\n  host:")
+        .replace("[otlp/in]", "[otlp/in, host]"));
     assert_eq!(
         e,
         "test.yaml: service.pipelines.traces.receivers: receiver 'host' does not produce traces"

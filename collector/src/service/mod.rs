@@ -64,7 +64,10 @@ pub struct Collector {
     config: Config,
     telemetry: Telemetry,
     receivers: Vec<(ComponentId, Box<dyn hpcotel_core::Receiver>, Outputs)>,
-    stages: JoinSet<(String, std::result::Result<(), hpcotel_core::ComponentError>)>,
+    stages: JoinSet<(
+        String,
+        std::result::Result<(), hpcotel_core::ComponentError>,
+    )>,
     queues: JoinSet<ComponentId>,
     queue_abort: CancellationToken,
     self_metrics: Option<Outputs>,
@@ -86,11 +89,13 @@ impl Collector {
             if exporter_queues.contains_key(id) {
                 continue;
             }
-            let built = config.exporters[id].build().map_err(|source| Error::Build {
-                kind: "exporter",
-                id: id.clone(),
-                source,
-            })?;
+            let built = config.exporters[id]
+                .build()
+                .map_err(|source| Error::Build {
+                    kind: "exporter",
+                    id: id.clone(),
+                    source,
+                })?;
             let stats = telemetry.register(ComponentKind::Exporter, id.clone());
             let (sender, handle) = ExportQueue::start(
                 id.clone(),
@@ -202,8 +207,10 @@ impl Collector {
         } = self;
         let mut failed = Vec::new();
         let receiver_stop = CancellationToken::new();
-        let mut running: JoinSet<(ComponentId, std::result::Result<(), hpcotel_core::ComponentError>)> =
-            JoinSet::new();
+        let mut running: JoinSet<(
+            ComponentId,
+            std::result::Result<(), hpcotel_core::ComponentError>,
+        )> = JoinSet::new();
         for (id, receiver, outputs) in receivers {
             let ctx = ReceiverContext {
                 id: id.clone(),
@@ -227,25 +234,24 @@ impl Collector {
             "hpcotel is running"
         );
 
-        // Run until told to stop, or until a receiver ends on its own (a failure).
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some(done) = running.join_next() => {
-                    match done {
-                        Ok((id, Err(e))) => {
-                            error!(receiver = %id, error = %e, "receiver failed; shutting down");
-                            failed.push(id.to_string());
-                        }
-                        Ok((id, Ok(()))) => warn!(receiver = %id, "receiver stopped on its own; shutting down"),
-                        Err(e) => {
-                            error!(error = %e, "receiver task panicked; shutting down");
-                            failed.push("receiver task".into());
-                        }
-                    }
-                    break;
+        // Run until told to stop, or until a receiver ends on its own (a failure). When every
+        // receiver has ended `join_next` yields `None`, that branch is disabled and only the
+        // shutdown token remains.
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            Some(done) = running.join_next() => match done {
+                Ok((id, Err(e))) => {
+                    error!(receiver = %id, error = %e, "receiver failed; shutting down");
+                    failed.push(id.to_string());
                 }
-            }
+                Ok((id, Ok(()))) => {
+                    warn!(receiver = %id, "receiver stopped on its own; shutting down")
+                }
+                Err(e) => {
+                    error!(error = %e, "receiver task panicked; shutting down");
+                    failed.push("receiver task".into());
+                }
+            },
         }
 
         let deadline = tokio::time::Instant::now() + config.service.shutdown_timeout;

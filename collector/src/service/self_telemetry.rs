@@ -38,7 +38,12 @@ fn sysinfo_free_hostname() -> String {
 }
 
 /// Every `interval`, sends a snapshot of `telemetry` into `outputs`, until `stop`.
-pub async fn run(telemetry: Telemetry, outputs: Outputs, interval: Duration, stop: CancellationToken) {
+pub async fn run(
+    telemetry: Telemetry,
+    outputs: Outputs,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let start = unix_nanos(SystemTime::now());
     let resource = resource();
     let mut ticker = tokio::time::interval(interval);

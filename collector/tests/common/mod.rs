@@ -25,13 +25,23 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd` (stdout and stderr captured) and waits for a line containing `ready`.
-    pub fn spawn(mut cmd: Command, ready: &str, dir: tempfile::TempDir, config_path: PathBuf) -> Self {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    pub fn spawn(
+        mut cmd: Command,
+        ready: &str,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+    ) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let log: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
         let out = child.stdout.take().expect("stdout");
         let err = child.stderr.take().expect("stderr");
-        for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        for stream in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
             let sink = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -88,14 +98,23 @@ impl Proc {
             }
             let now = Instant::now();
             if now >= deadline {
-                panic!("process never logged {needle:?} within {timeout:?}; stderr:\n{}", guard.join("\n"));
+                panic!(
+                    "process never logged {needle:?} within {timeout:?}; stderr:\n{}",
+                    guard.join("\n")
+                );
             }
-            guard = cv.wait_timeout(guard, (deadline - now).min(Duration::from_millis(200))).unwrap().0;
+            guard = cv
+                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(200)))
+                .unwrap()
+                .0;
             if let Ok(Some(status)) = self.child.try_wait() {
                 // Give the reader thread a moment to collect the last lines.
                 drop(guard);
                 std::thread::yield_now();
-                panic!("process exited ({status}) before logging {needle:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "process exited ({status}) before logging {needle:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
         }
     }
@@ -138,7 +157,10 @@ impl Proc {
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("process did not exit within {timeout:?}; stderr:\n{}", self.stderr());
+                panic!(
+                    "process did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -193,16 +215,24 @@ pub fn rotel_agent() -> PathBuf {
         return PathBuf::from(p);
     }
     let out = Command::new(python())
-        .args(["-c", "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))"])
+        .args([
+            "-c",
+            "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+        ])
         .output()
         .expect("run python");
-    assert!(out.status.success(), "rotel is not installed in the venv: run `bash scripts/test.sh`");
+    assert!(
+        out.status.success(),
+        "rotel is not installed in the venv: run `bash scripts/test.sh`"
+    );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Path of a file under `collector/tests/`.
 pub fn test_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(rel)
 }
 
 /// `line` without ANSI colour escapes.

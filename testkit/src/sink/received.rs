@@ -38,18 +38,6 @@ fn values_of<'a>(attrs: impl IntoIterator<Item = &'a KeyValue>, key: &str) -> Ve
         .collect()
 }
 
-/// Number of data points in a metric, whatever its type.
-pub fn point_count(m: &Metric) -> usize {
-    match &m.data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }
-}
-
 fn point_attributes(m: &Metric) -> Vec<&KeyValue> {
     match &m.data {
         Some(Data::Gauge(g)) => g.data_points.iter().flat_map(|p| &p.attributes).collect(),
@@ -106,7 +94,10 @@ impl Received {
 
     /// Number of metric data points (of every metric type).
     pub fn metric_point_count(&self) -> usize {
-        self.metrics_list().into_iter().map(point_count).sum()
+        self.metrics_list()
+            .into_iter()
+            .map(hpcotel_core::metric_point_count)
+            .sum()
     }
 
     /// Number of log records.

@@ -23,7 +23,9 @@ fn spans(names: &[&str]) -> Batch {
 }
 
 fn names(b: &Batch) -> Vec<String> {
-    let Batch::Traces(rs) = b else { panic!("not traces") };
+    let Batch::Traces(rs) = b else {
+        panic!("not traces")
+    };
     rs.iter()
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
@@ -31,7 +33,13 @@ fn names(b: &Batch) -> Vec<String> {
         .collect()
 }
 
-fn start(config: Config) -> (mpsc::Sender<Batch>, mpsc::Receiver<Batch>, tokio::task::JoinHandle<()>) {
+fn start(
+    config: Config,
+) -> (
+    mpsc::Sender<Batch>,
+    mpsc::Receiver<Batch>,
+    tokio::task::JoinHandle<()>,
+) {
     let (in_tx, in_rx) = mpsc::channel(16);
     let (out_tx, out_rx) = mpsc::channel(16);
     let stats = Telemetry::default().register(ComponentKind::Processor, "batch".parse().unwrap());
@@ -52,7 +60,10 @@ async fn sends_when_size_is_reached_keeping_order() {
     });
     tx.send(spans(&["a", "b"])).await.unwrap();
     tx.send(spans(&["c"])).await.unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(&out), ["a", "b", "c"]);
 }
 
@@ -68,7 +79,10 @@ async fn sends_a_partial_batch_when_the_timeout_passes() {
     // this observes the timer path deterministically, not a race.
     let out = rx.recv().await.unwrap();
     assert_eq!(names(&out), ["only"]);
-    assert!(t0.elapsed() >= Duration::from_millis(200), "sent before the timeout");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(200),
+        "sent before the timeout"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +97,10 @@ async fn flushes_what_it_holds_when_input_closes() {
     task.await.unwrap();
     let out = rx.recv().await.unwrap();
     assert_eq!(names(&out), ["x", "y", "z"]);
-    assert!(rx.recv().await.is_none(), "output must close after the flush");
+    assert!(
+        rx.recv().await.is_none(),
+        "output must close after the flush"
+    );
 }
 
 #[test]
@@ -91,5 +108,8 @@ fn config_rejects_unknown_keys_and_reads_durations() {
     let c: Config = serde_yaml::from_str("send_batch_size: 10\ntimeout: 1s").unwrap();
     assert_eq!(c.timeout, Duration::from_secs(1));
     let e = serde_yaml::from_str::<Config>("send_batch_sise: 10").unwrap_err();
-    assert!(e.to_string().contains("unknown field `send_batch_sise`"), "{e}");
+    assert!(
+        e.to_string().contains("unknown field `send_batch_sise`"),
+        "{e}"
+    );
 }

@@ -12,13 +12,15 @@ use hpcotel_testkit::sink::{Behaviour, OtlpSink};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
 
-const SPANS_PER_REQUEST: usize = 10;
+/// Spans per client request: large enough that a bound counted in batches would show.
+const SPANS_PER_REQUEST: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_backend_turns_into_retryable_refusals_and_nothing_accepted_is_lost() {
     let sink = OtlpSink::start().await;
     sink.set_behaviour(Behaviour::Stall);
     let (grpc, http) = (free_port(), free_port());
+    // Default queue sizes: the point is that the defaults are bounded.
     let _hpcotel = Hpcotel::start(&format!(
         r#"
 receivers:
@@ -29,13 +31,12 @@ receivers:
 exporters:
   otlp/sink:
     endpoint: "{sink}"
-    timeout: 60s
-    sending_queue: {{ queue_size: 2, num_consumers: 1 }}
+    timeout: 120s
     retry_on_failure: {{ initial_interval: 100ms, max_elapsed_time: 0s }}
 service:
   telemetry: {{ metrics: {{ level: none }} }}
   pipelines:
-    traces: {{ receivers: [otlp], exporters: [otlp/sink], queue_size: 2 }}
+    traces: {{ receivers: [otlp], exporters: [otlp/sink] }}
 "#,
         sink = sink.grpc_endpoint(),
     ));
@@ -43,17 +44,15 @@ service:
     let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
         .await
         .unwrap();
-    let (mut accepted, mut refused) = (0usize, 0usize);
-    for i in 0..200 {
+    let mut accepted: Vec<String> = Vec::new();
+    let mut refused = 0usize;
+    for i in 0..1000 {
+        let first = i * SPANS_PER_REQUEST;
         match client
-            .export(spans_request(
-                "bp",
-                i * SPANS_PER_REQUEST,
-                SPANS_PER_REQUEST,
-            ))
+            .export(spans_request("bp", first, SPANS_PER_REQUEST))
             .await
         {
-            Ok(_) => accepted += 1,
+            Ok(_) => accepted.extend((first..first + SPANS_PER_REQUEST).map(|n| format!("bp-{n}"))),
             Err(status) => {
                 assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
                 let retry = tonic_types::StatusExt::get_details_retry_info(&status);
@@ -69,18 +68,30 @@ service:
         }
     }
     assert_eq!(
-        refused, 5,
-        "never pushed back after {accepted} accepted requests"
+        refused,
+        5,
+        "never pushed back after {} accepted spans",
+        accepted.len()
     );
-    // Bounded: pipeline channel (2) + fan-out (1) + export queue (2) + the stalled export (1),
-    // and a little slack for batches in hand-over.
+    // Bounded in items, with the default sizes: the pipeline's channel, one batch in the
+    // fan-out's hand, the export queue, and one stalled export per queue consumer.
+    let bound = hpcotel::config::DEFAULT_PIPELINE_QUEUE_SIZE
+        + SPANS_PER_REQUEST
+        + hpcotel_exporters::queue::DEFAULT_QUEUE_SIZE
+        + hpcotel_exporters::queue::DEFAULT_NUM_CONSUMERS * SPANS_PER_REQUEST;
+    eprintln!(
+        "stalled backend: accepted {} spans before refusing; bound from the defaults {bound}",
+        accepted.len()
+    );
     assert!(
-        accepted <= 10,
-        "accepted {accepted} requests while the backend was stalled"
+        accepted.len() <= bound,
+        "accepted {} spans while the backend was stalled; the defaults bound it to {bound}",
+        accepted.len()
     );
 
-    // OTLP/HTTP answers 429 with Retry-After while full.
-    let body = spans_request("bp-http", 0, 1).encode_to_vec();
+    // OTLP/HTTP answers 429 with Retry-After while full (a request as large as the refused
+    // gRPC ones: a smaller one may still fit in what room is left).
+    let body = spans_request("bp-http", 0, SPANS_PER_REQUEST).encode_to_vec();
     let resp = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{http}/v1/traces"))
         .header("content-type", "application/x-protobuf")
@@ -98,30 +109,24 @@ service:
         "{retry_after:?}"
     );
 
-    // Backend returns: exactly what was accepted arrives, nothing refused sneaks in.
+    // Backend returns: exactly what was accepted arrives, once, and nothing refused.
     sink.set_behaviour(Behaviour::Accept);
-    let expected = accepted * SPANS_PER_REQUEST;
+    let expected = accepted.len();
     let got = sink
-        .wait_for(&format!("{expected} spans"), Duration::from_secs(30), |r| {
+        .wait_for(&format!("{expected} spans"), Duration::from_secs(60), |r| {
             r.span_count() >= expected
         })
         .await;
     let mut names = got.span_names();
     names.sort();
-    names.dedup();
     assert_eq!(
         names.len(),
         expected,
-        "duplicates or losses: {} distinct of {expected}",
-        names.len()
+        "span count differs from what was accepted"
     );
-    let accepted_names: Vec<String> = (0..accepted * SPANS_PER_REQUEST)
-        .map(|i| format!("bp-{i}"))
-        .collect();
-    for n in &accepted_names {
-        assert!(
-            names.binary_search(n).is_ok(),
-            "accepted span {n} was not delivered"
-        );
-    }
+    accepted.sort();
+    assert_eq!(
+        names, accepted,
+        "delivered spans differ from the accepted ones"
+    );
 }

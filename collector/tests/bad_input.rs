@@ -272,12 +272,15 @@ async fn bad_grpc_requests_get_documented_codes_and_the_collector_keeps_serving(
     let big = spans_request("big", 0, 30_000);
     assert!(big.encoded_len() > 2 << 20);
     let err = client.export(with_token(big, TOKEN)).await.unwrap_err();
-    assert!(
-        matches!(
-            err.code(),
-            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
-        ),
+    // RESOURCE_EXHAUSTED without RetryInfo (as grpc-go): permanent, not resent forever.
+    assert_eq!(
+        err.code(),
+        tonic::Code::ResourceExhausted,
         "oversized message: {err:?}"
+    );
+    assert!(
+        tonic_types::StatusExt::get_details_retry_info(&err).is_none(),
+        "an oversized message must not be marked retryable: {err:?}"
     );
     assert!(
         err.message().contains("message length too large") || err.message().contains("1048576"),

@@ -12,9 +12,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::channel;
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Outputs;
@@ -165,7 +165,9 @@ pub trait Receiver: Send + 'static {
 /// A pipeline stage between receivers and exporters.
 ///
 /// Contract: `run` consumes `input` until it is closed (every sender dropped), sending what it
-/// produces to `output`, awaiting `output` when it is full (that is the backpressure). When
+/// produces to `output`, awaiting `output` when it is full (that is the backpressure). Both
+/// are bounded in items ([`channel`]); what the stage holds between them (a batch being
+/// assembled) is its own bound, and must be documented by its config. When
 /// `input` closes, it flushes anything it holds to `output` and returns. It never returns
 /// early because of shutdown: shutdown reaches it as its input closing, so nothing accepted
 /// upstream is lost.
@@ -174,8 +176,8 @@ pub trait Processor: Send + 'static {
     /// Runs the stage; see the trait contract.
     async fn run(
         self: Box<Self>,
-        input: mpsc::Receiver<Batch>,
-        output: mpsc::Sender<Batch>,
+        input: channel::Receiver,
+        output: channel::Sender,
         stats: Arc<ComponentStats>,
     ) -> Result<(), ComponentError>;
 }
@@ -224,13 +226,16 @@ impl ExportError {
 /// - `export` sends one batch once. It may await network or disk I/O and must return within
 ///   the exporter's own configured timeout. It does not retry: it classifies failures as
 ///   [`ExportError::Retryable`] or [`ExportError::Permanent`] and the queue decides.
+/// - The batch is borrowed: the queue keeps it for a retry, and several exporters of one
+///   pipeline share it, so nothing is copied per attempt or per exporter. An exporter that
+///   needs to own data copies only what it needs (usually it encodes straight from it).
 /// - `export` may be called concurrently (the queue's consumers), hence `&self`.
 /// - `shutdown` is called once, after the last `export` has returned; it flushes buffers
 ///   (files, summaries) and releases resources. No `export` follows it.
 #[async_trait]
 pub trait Exporter: Send + Sync + 'static {
     /// Sends one batch; see the trait contract.
-    async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError>;
+    async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError>;
 
     /// Flushes and releases; see the trait contract.
     async fn shutdown(&self) -> Result<(), ComponentError> {

@@ -4,11 +4,14 @@
 //!   [`Batch`]es; there is no second model.
 //! - [`component`]: component identities (`otlp/in`) and the lifecycle traits
 //!   [`Receiver`], [`Processor`] and [`Exporter`], each with its written contract.
+//! - [`channel`]: bounded channels of batches whose capacity is counted in items; every hop
+//!   of a pipeline and every export queue is one.
 //! - [`pipeline`]: the bounded, all-or-nothing fan-out that receivers send into.
 //! - [`telemetry`]: per-component counters (accepted, refused, sent, failed, dropped, queue
 //!   size) and their conversion to OTLP metrics.
 //! - [`semconv`]: every attribute and metric name hpcotel emits, defined once.
 
+pub mod channel;
 pub mod component;
 pub mod config;
 pub mod pipeline;

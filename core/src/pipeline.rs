@@ -8,8 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
+use crate::channel::{self, Permit, TryReserveError};
 use crate::signal::{Batch, Signal};
 use crate::telemetry::{ComponentStats, Counter};
 
@@ -41,12 +40,12 @@ impl SendError {
 /// The pipelines one signal of a receiver feeds.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    senders: Vec<(String, mpsc::Sender<Batch>)>,
+    senders: Vec<(String, channel::Sender)>,
 }
 
 impl Output {
     /// Adds a pipeline (by name) to feed.
-    pub fn push(&mut self, pipeline: impl Into<String>, sender: mpsc::Sender<Batch>) {
+    pub fn push(&mut self, pipeline: impl Into<String>, sender: channel::Sender) {
         self.senders.push((pipeline.into(), sender));
     }
 
@@ -55,7 +54,7 @@ impl Output {
         self.senders.iter().map(|(n, _)| n.as_str())
     }
 
-    fn deliver(permits: Vec<mpsc::Permit<'_, Batch>>, batch: Batch) {
+    fn deliver(permits: Vec<Permit>, batch: Batch) {
         let n = permits.len();
         for (i, permit) in permits.into_iter().enumerate() {
             if i + 1 == n {
@@ -66,23 +65,23 @@ impl Output {
         }
     }
 
-    fn try_send(&self, batch: Batch) -> Result<(), SendError> {
+    fn try_send(&self, batch: Batch, items: usize) -> Result<(), SendError> {
         let mut permits = Vec::with_capacity(self.senders.len());
         for (_, s) in &self.senders {
-            match s.try_reserve() {
+            match s.try_reserve(items) {
                 Ok(p) => permits.push(p),
-                Err(mpsc::error::TrySendError::Full(())) => return Err(SendError::Full),
-                Err(mpsc::error::TrySendError::Closed(())) => return Err(SendError::Closed),
+                Err(TryReserveError::Full) => return Err(SendError::Full),
+                Err(TryReserveError::Closed) => return Err(SendError::Closed),
             }
         }
         Self::deliver(permits, batch);
         Ok(())
     }
 
-    async fn send(&self, batch: Batch) -> Result<(), SendError> {
+    async fn send(&self, batch: Batch, items: usize) -> Result<(), SendError> {
         let mut permits = Vec::with_capacity(self.senders.len());
         for (_, s) in &self.senders {
-            permits.push(s.reserve().await.map_err(|_| SendError::Closed)?);
+            permits.push(s.reserve(items).await.map_err(|_| SendError::Closed)?);
         }
         Self::deliver(permits, batch);
         Ok(())
@@ -106,7 +105,7 @@ impl Outputs {
     }
 
     /// Adds pipeline `name` (fed through `sender`) to `signal`'s output.
-    pub fn add(&mut self, signal: Signal, name: impl Into<String>, sender: mpsc::Sender<Batch>) {
+    pub fn add(&mut self, signal: Signal, name: impl Into<String>, sender: channel::Sender) {
         self.per_signal[signal.index()]
             .get_or_insert_with(Output::default)
             .push(name, sender);
@@ -143,7 +142,7 @@ impl Outputs {
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
             None => Err(SendError::NoPipeline(signal)),
-            Some(o) => o.try_send(batch),
+            Some(o) => o.try_send(batch, items),
         };
         self.count(signal, items, &result);
         result
@@ -158,7 +157,7 @@ impl Outputs {
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
             None => Err(SendError::NoPipeline(signal)),
-            Some(o) => match tokio::time::timeout(wait, o.send(batch)).await {
+            Some(o) => match tokio::time::timeout(wait, o.send(batch, items)).await {
                 Ok(r) => r,
                 Err(_) => Err(SendError::Full),
             },
@@ -172,7 +171,7 @@ impl Outputs {
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
             None => Err(SendError::NoPipeline(signal)),
-            Some(o) => o.send(batch).await,
+            Some(o) => o.send(batch, items).await,
         };
         self.count(signal, items, &result);
         result
@@ -200,19 +199,21 @@ mod tests {
     async fn fan_out_is_all_or_nothing_and_counted() {
         let telemetry = Telemetry::default();
         let stats = telemetry.register(ComponentKind::Receiver, ComponentId::new("otlp", None));
-        let (a_tx, mut a_rx) = mpsc::channel(2);
-        let (b_tx, mut b_rx) = mpsc::channel(1);
+        // Capacities in items: a holds 10, b holds 5.
+        let (a_tx, mut a_rx) = channel::channel(10);
+        let (b_tx, mut b_rx) = channel::channel(5);
         let mut out = Outputs::new(stats.clone());
         out.add(Signal::Logs, "logs/a", a_tx);
         out.add(Signal::Logs, "logs/b", b_tx);
 
         out.try_send(logs(3)).unwrap();
-        // b is full now: the second batch must reach neither pipeline.
+        // b has room for 2 more items, a for 7: the 5-record batch must reach neither.
         assert_eq!(out.try_send(logs(5)), Err(SendError::Full));
+        assert_eq!(a_rx.len(), 3, "a's reservation was given back");
         assert_eq!(a_rx.recv().await.unwrap().item_count(), 3);
         assert_eq!(b_rx.recv().await.unwrap().item_count(), 3);
         assert!(
-            a_rx.try_recv().is_err(),
+            a_rx.try_recv().is_none(),
             "refused batch leaked into pipeline a"
         );
         assert_eq!(
@@ -231,14 +232,14 @@ mod tests {
     async fn send_within_refuses_after_the_wait() {
         let telemetry = Telemetry::default();
         let stats = telemetry.register(ComponentKind::Receiver, ComponentId::new("otlp", None));
-        let (tx, _rx) = mpsc::channel(1);
+        let (tx, _rx) = channel::channel(4);
         let mut out = Outputs::new(stats);
         out.add(Signal::Logs, "logs", tx);
-        out.send_within(logs(1), Duration::from_millis(5))
+        out.send_within(logs(3), Duration::from_millis(5))
             .await
             .unwrap();
         assert_eq!(
-            out.send_within(logs(1), Duration::from_millis(5)).await,
+            out.send_within(logs(2), Duration::from_millis(5)).await,
             Err(SendError::Full)
         );
     }

@@ -46,9 +46,9 @@ pub const METRIC_HPCOTEL_EXPORTER_SENT: &str = "hpcotel.exporter.sent";
 pub const METRIC_HPCOTEL_EXPORTER_SEND_FAILED: &str = "hpcotel.exporter.send_failed";
 /// `hpcotel.exporter.dropped` (counter, `{item}`): items an exporter gave up on, by reason.
 pub const METRIC_HPCOTEL_EXPORTER_DROPPED: &str = "hpcotel.exporter.dropped";
-/// `hpcotel.exporter.queue.size` (gauge, `{batch}`): batches waiting in an export queue.
+/// `hpcotel.exporter.queue.size` (gauge, `{item}`): items waiting in an export queue.
 pub const METRIC_HPCOTEL_EXPORTER_QUEUE_SIZE: &str = "hpcotel.exporter.queue.size";
-/// `hpcotel.exporter.queue.capacity` (gauge, `{batch}`): an export queue's capacity.
+/// `hpcotel.exporter.queue.capacity` (gauge, `{item}`): an export queue's capacity.
 pub const METRIC_HPCOTEL_EXPORTER_QUEUE_CAPACITY: &str = "hpcotel.exporter.queue.capacity";
 
 // --- OpenTelemetry semantic conventions: system metrics (host receiver) ---

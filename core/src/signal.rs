@@ -65,6 +65,29 @@ pub enum Batch {
 }
 
 impl Batch {
+    /// The OTLP request for this batch (`ExportTraceServiceRequest`,
+    /// `ExportMetricsServiceRequest` or `ExportLogsServiceRequest`), protobuf-encoded
+    /// straight from the borrowed batch: each request is its resource entries as field 1,
+    /// repeated, so no owned request message has to be built (or the batch copied) first.
+    pub fn encode_request(&self) -> Vec<u8> {
+        fn encode<M: prost::Message>(entries: &[M]) -> Vec<u8> {
+            let len = entries
+                .iter()
+                .map(|m| prost::encoding::message::encoded_len(1, m))
+                .sum();
+            let mut buf = Vec::with_capacity(len);
+            for m in entries {
+                prost::encoding::message::encode(1, m, &mut buf);
+            }
+            buf
+        }
+        match self {
+            Batch::Traces(v) => encode(v),
+            Batch::Metrics(v) => encode(v),
+            Batch::Logs(v) => encode(v),
+        }
+    }
+
     /// An empty batch of `signal`.
     pub fn empty(signal: Signal) -> Self {
         match signal {
@@ -157,6 +180,84 @@ pub fn metric_point_count(m: &Metric) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn encode_request_is_the_otlp_request_message() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ScopeLogs};
+        use opentelemetry_proto::tonic::metrics::v1::{Gauge, NumberDataPoint, ScopeMetrics};
+        use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+        use prost::Message;
+
+        let spans: Vec<ResourceSpans> = (0..3)
+            .map(|r| ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        Span {
+                            name: format!("r{r}"),
+                            trace_id: vec![r as u8; 16],
+                            ..Default::default()
+                        };
+                        2
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        let bytes = Batch::Traces(spans.clone()).encode_request();
+        assert_eq!(
+            bytes,
+            ExportTraceServiceRequest {
+                resource_spans: spans.clone()
+            }
+            .encode_to_vec()
+        );
+        assert_eq!(
+            ExportTraceServiceRequest::decode(bytes.as_slice())
+                .unwrap()
+                .resource_spans,
+            spans
+        );
+
+        let metrics = vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "m".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint::default(); 3],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        assert_eq!(
+            Batch::Metrics(metrics.clone()).encode_request(),
+            ExportMetricsServiceRequest {
+                resource_metrics: metrics
+            }
+            .encode_to_vec()
+        );
+        let logs = vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 2],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        assert_eq!(
+            Batch::Logs(logs.clone()).encode_request(),
+            ExportLogsServiceRequest {
+                resource_logs: logs
+            }
+            .encode_to_vec()
+        );
+        assert!(Batch::empty(Signal::Logs).encode_request().is_empty());
+    }
+
     use super::*;
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
 

@@ -13,8 +13,8 @@
 //! | `hpcotel.exporter.sent` | counter `{item}` | `hpcotel.component.id`, `hpcotel.signal` |
 //! | `hpcotel.exporter.send_failed` | counter `{item}` | + `hpcotel.reason` (attempts that failed, retried or not) |
 //! | `hpcotel.exporter.dropped` | counter `{item}` | + `hpcotel.reason` (given up: permanent, retries exhausted, queue full, rejected) |
-//! | `hpcotel.exporter.queue.size` | gauge `{batch}` | `hpcotel.component.id` |
-//! | `hpcotel.exporter.queue.capacity` | gauge `{batch}` | `hpcotel.component.id` |
+//! | `hpcotel.exporter.queue.size` | gauge `{item}` | `hpcotel.component.id` |
+//! | `hpcotel.exporter.queue.capacity` | gauge `{item}` | `hpcotel.component.id` |
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -138,7 +138,7 @@ impl ComponentStats {
             .collect()
     }
 
-    /// Records the export queue's current length and capacity, in batches.
+    /// Records the export queue's current length and capacity, in items.
     pub fn set_queue(&self, size: usize, capacity: usize) {
         self.queue_size.store(size as i64, Ordering::Relaxed);
         self.queue_capacity
@@ -256,7 +256,7 @@ impl Telemetry {
             .collect();
         metrics.extend(gauges.into_iter().map(|(name, data_points)| Metric {
             name: name.into(),
-            unit: "{batch}".into(),
+            unit: "{item}".into(),
             description: description(name).into(),
             data: Some(Data::Gauge(Gauge { data_points })),
             ..Default::default()
@@ -278,7 +278,7 @@ impl Telemetry {
 }
 
 /// Every metric the self-telemetry can emit: (name, description). Counters are `{item}`
-/// cumulative monotonic sums, the queue metrics `{batch}` gauges.
+/// cumulative monotonic sums, the queue metrics `{item}` gauges.
 pub const SELF_METRICS: [(&str, &str); 8] = [
     (
         semconv::METRIC_HPCOTEL_RECEIVER_ACCEPTED,
@@ -306,11 +306,11 @@ pub const SELF_METRICS: [(&str, &str); 8] = [
     ),
     (
         semconv::METRIC_HPCOTEL_EXPORTER_QUEUE_SIZE,
-        "Batches waiting in an export queue.",
+        "Items waiting in an export queue.",
     ),
     (
         semconv::METRIC_HPCOTEL_EXPORTER_QUEUE_CAPACITY,
-        "Capacity of an export queue, in batches.",
+        "Capacity of an export queue, in items.",
     ),
 ];
 

@@ -36,8 +36,9 @@ pub const EMBEDDED_NAME: &str = "<embedded default config>";
 
 /// Default for `service.shutdown_timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default for `service.pipelines.<id>.queue_size`, in batches.
-pub const DEFAULT_PIPELINE_QUEUE_SIZE: usize = 128;
+/// Default for `service.pipelines.<id>.queue_size`, in items: room for two full batches of
+/// the batch processor's default size at every hop.
+pub const DEFAULT_PIPELINE_QUEUE_SIZE: usize = 16_384;
 /// Default for `service.telemetry.metrics.interval`.
 pub const DEFAULT_SELF_METRICS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -122,8 +123,9 @@ pub struct PipelineConfig {
     pub processors: Vec<ComponentId>,
     /// Exporter ids; each gets every batch (fan-out). At least one.
     pub exporters: Vec<ComponentId>,
-    /// Capacity of each bounded channel in this pipeline, in batches. When full, receivers
-    /// answer "retry later". Default: 128.
+    /// Capacity of each bounded channel in this pipeline (receivers to the first processor,
+    /// and between stages), in items: spans, metric points or log records. When full,
+    /// receivers answer "retry later". Default: 16384.
     #[serde(default = "default_pipeline_queue")]
     pub queue_size: usize,
 }
@@ -308,7 +310,7 @@ impl Config {
             if p.queue_size == 0 {
                 return Err((
                     format!("{at}.queue_size"),
-                    "expected a positive number of batches, got 0".into(),
+                    "expected a positive number of items, got 0".into(),
                 ));
             }
             check_list(&at, "receivers", &p.receivers, |r| {

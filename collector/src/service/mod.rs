@@ -18,11 +18,11 @@ mod self_telemetry;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use hpcotel_core::channel;
 use hpcotel_core::{
-    Batch, ComponentId, ComponentKind, Counter, Outputs, ReceiverContext, Signal, Telemetry,
+    ComponentId, ComponentKind, Counter, Outputs, ReceiverContext, Signal, Telemetry,
 };
 use hpcotel_exporters::queue::{ExportQueue, QueueSender};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -121,9 +121,9 @@ impl Collector {
         let self_level = config.service.telemetry.metrics.level;
         for (name, p) in pipelines {
             let signal = config::pipeline_signal(name).expect("validated pipeline id");
-            let (input_tx, mut rx) = mpsc::channel::<Batch>(p.queue_size);
+            let (input_tx, mut rx) = channel::channel(p.queue_size);
             for pid in &p.processors {
-                let (tx, next_rx) = mpsc::channel::<Batch>(p.queue_size);
+                let (tx, next_rx) = channel::channel(p.queue_size);
                 let processor = config.processors[pid].build();
                 let stats = telemetry.register(ComponentKind::Processor, pid.clone());
                 let stage = format!("{name}/{pid}");
@@ -308,14 +308,13 @@ impl Collector {
     }
 }
 
-/// Sends every batch from `rx` to every exporter queue; the last one gets the original.
-async fn fan_out(mut rx: mpsc::Receiver<Batch>, targets: Vec<(ComponentId, QueueSender)>) {
+/// Sends every batch from `rx` to every exporter queue. The exporters share the batch (an
+/// `Arc`): none of them copies it.
+async fn fan_out(mut rx: channel::Receiver, targets: Vec<(ComponentId, QueueSender)>) {
     while let Some(batch) = rx.recv().await {
-        if let Some(((_, last), rest)) = targets.split_last() {
-            for (_, q) in rest {
-                q.send(batch.clone()).await;
-            }
-            last.send(batch).await;
+        let batch = std::sync::Arc::new(batch);
+        for (_, q) in &targets {
+            q.send(batch.clone()).await;
         }
     }
 }

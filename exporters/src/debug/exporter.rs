@@ -123,7 +123,7 @@ impl DebugExporter {
 
 #[async_trait]
 impl Exporter for DebugExporter {
-    async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError> {
+    async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         let signal = batch.signal();
         let items = batch.item_count() as u64;
         if self.shared.detailed {

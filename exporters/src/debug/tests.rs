@@ -90,10 +90,10 @@ fn logs(n: usize) -> Batch {
 async fn prints_the_exact_summary_line_each_interval() {
     let (w, mut lines) = writer();
     let exporter = DebugExporter::new_with_writer(&Config::default(), w);
-    exporter.export(points(42)).await.unwrap();
-    exporter.export(spans(1000)).await.unwrap();
-    exporter.export(spans(200)).await.unwrap();
-    exporter.export(logs(3)).await.unwrap();
+    exporter.export(&points(42)).await.unwrap();
+    exporter.export(&spans(1000)).await.unwrap();
+    exporter.export(&spans(200)).await.unwrap();
+    exporter.export(&logs(3)).await.unwrap();
     // Time is paused: awaiting the line lets the clock run to the 10 s tick.
     let line = tokio::time::timeout(Duration::from_secs(11), lines.recv())
         .await
@@ -106,7 +106,7 @@ async fn prints_the_exact_summary_line_each_interval() {
             .await
             .is_err()
     );
-    exporter.export(spans(5)).await.unwrap();
+    exporter.export(&spans(5)).await.unwrap();
     exporter.shutdown().await.unwrap();
     assert_eq!(
         lines.try_recv().unwrap(),
@@ -123,7 +123,7 @@ async fn detailed_prints_each_batch_as_otlp_json() {
         summary_interval: Duration::from_secs(3600),
     };
     let exporter = DebugExporter::new_with_writer(&config, w);
-    exporter.export(logs(2)).await.unwrap();
+    exporter.export(&logs(2)).await.unwrap();
     let json = lines.try_recv().unwrap();
     let req: ExportLogsServiceRequest = serde_json::from_str(&json).unwrap();
     let Batch::Logs(expected) = logs(2) else {

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use hpcotel_core::{Batch, ComponentError, ExportError, ExportOutcome, Exporter, Signal};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use tracing::debug;
 
 use super::config::Config;
@@ -113,20 +113,26 @@ impl FileExporter {
     }
 }
 
-/// One JSON line (with its newline) for `batch`.
-pub fn encode_line(batch: Batch) -> Result<Vec<u8>> {
-    let mut line = match batch {
-        Batch::Traces(resource_spans) => {
-            serde_json::to_vec(&ExportTraceServiceRequest { resource_spans })
-        }
-        Batch::Metrics(resource_metrics) => {
-            serde_json::to_vec(&ExportMetricsServiceRequest { resource_metrics })
-        }
-        Batch::Logs(resource_logs) => {
-            serde_json::to_vec(&ExportLogsServiceRequest { resource_logs })
-        }
-    }
-    .map_err(Error::Encode)?;
+/// The OTLP/JSON form of an `Export*ServiceRequest`, serialized from the borrowed batch.
+#[derive(serde::Serialize)]
+enum JsonRequest<'a> {
+    #[serde(rename = "resourceSpans")]
+    Spans(&'a [ResourceSpans]),
+    #[serde(rename = "resourceMetrics")]
+    Metrics(&'a [ResourceMetrics]),
+    #[serde(rename = "resourceLogs")]
+    Logs(&'a [ResourceLogs]),
+}
+
+/// One JSON line (with its newline) for `batch`: the OTLP/JSON `Export*ServiceRequest`,
+/// e.g. `{"resourceSpans":[...]}`.
+pub fn encode_line(batch: &Batch) -> Result<Vec<u8>> {
+    let request = match batch {
+        Batch::Traces(v) => JsonRequest::Spans(v),
+        Batch::Metrics(v) => JsonRequest::Metrics(v),
+        Batch::Logs(v) => JsonRequest::Logs(v),
+    };
+    let mut line = serde_json::to_vec(&request).map_err(Error::Encode)?;
     line.push(b'\n');
     Ok(line)
 }
@@ -226,14 +232,21 @@ impl Inner {
 
 #[async_trait]
 impl Exporter for FileExporter {
-    async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError> {
+    async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         let signal = batch.signal();
         let inner = self.inner.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let line = encode_line(batch)?;
-            inner.write(signal, &line)
-        })
-        .await;
+        // Encoding is CPU work on the borrowed batch: on a multi-threaded runtime, tell it
+        // this worker is busy so its other tasks move on; the write goes to a blocking thread.
+        let line = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| encode_line(batch))
+            }
+            _ => encode_line(batch),
+        };
+        let written = match line {
+            Ok(line) => tokio::task::spawn_blocking(move || inner.write(signal, &line)).await,
+            Err(e) => Ok(Err(e)),
+        };
         match written {
             Ok(Ok(())) => Ok(ExportOutcome::default()),
             Ok(Err(e @ Error::Encode(_))) => Err(ExportError::Permanent {

@@ -65,9 +65,9 @@ async fn writes_otlp_json_lines_that_decode_back() {
     let tmp = tempfile::tempdir().unwrap();
     let exporter = FileExporter::new(&config(tmp.path())).unwrap();
     assert!(exporter.dir().is_dir(), "the directory is created");
-    exporter.export(Batch::Traces(spans(1, 10))).await.unwrap();
-    exporter.export(Batch::Traces(spans(2, 10))).await.unwrap();
-    exporter.export(Batch::Metrics(metrics())).await.unwrap();
+    exporter.export(&Batch::Traces(spans(1, 10))).await.unwrap();
+    exporter.export(&Batch::Traces(spans(2, 10))).await.unwrap();
+    exporter.export(&Batch::Metrics(metrics())).await.unwrap();
     exporter.shutdown().await.unwrap();
 
     let text = std::fs::read_to_string(active_file(exporter.dir(), Signal::Traces)).unwrap();
@@ -101,7 +101,7 @@ async fn appends_to_existing_files_across_restarts() {
     for tag in [1, 2] {
         let exporter = FileExporter::new(&config(tmp.path())).unwrap();
         exporter
-            .export(Batch::Traces(spans(tag, 10)))
+            .export(&Batch::Traces(spans(tag, 10)))
             .await
             .unwrap();
         exporter.shutdown().await.unwrap();
@@ -124,7 +124,7 @@ async fn rotates_at_the_size_limit_keeping_max_files() {
     let payload = 400 * 1024;
     for tag in 1..=7u8 {
         exporter
-            .export(Batch::Traces(spans(tag, payload)))
+            .export(&Batch::Traces(spans(tag, payload)))
             .await
             .unwrap();
     }
@@ -178,7 +178,7 @@ async fn unwritable_directory_is_named_and_write_errors_are_retryable() {
     // The directory disappears after start: the write fails, retryably.
     let exporter = FileExporter::new(&config(tmp.path())).unwrap();
     std::fs::remove_dir_all(exporter.dir()).unwrap();
-    match exporter.export(Batch::Traces(spans(1, 1))).await {
+    match exporter.export(&Batch::Traces(spans(1, 1))).await {
         Err(ExportError::Retryable { reason, .. }) => {
             assert!(reason.starts_with("cannot open"), "{reason}")
         }

@@ -126,7 +126,7 @@ impl OtlpExporter {
 
 #[async_trait]
 impl Exporter for OtlpExporter {
-    async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError> {
+    async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         match &self.inner {
             Inner::Grpc(g) => g.export(batch).await,
             Inner::Http(h) => h.export(batch).await,

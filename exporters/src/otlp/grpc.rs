@@ -5,17 +5,21 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use hpcotel_core::{Batch, ExportError, ExportOutcome};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use std::marker::PhantomData;
+
+use bytes::{BufMut, Bytes};
+use http::uri::PathAndQuery;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use prost::Message;
 use rustls::pki_types::ServerName;
 use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 use tonic::{Code, Request, Response, Status};
+use tonic_prost::ProstDecoder;
 use tonic_types::StatusExt;
 
 use super::config::{Compression, Config, Scheme};
@@ -163,17 +167,24 @@ impl GrpcExporter {
         }
     }
 
-    pub(super) async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError> {
-        let channel = self.channel();
+    pub(super) async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
+        let mut grpc = tonic::client::Grpc::new(self.channel());
+        if self.gzip {
+            grpc = grpc
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
+        grpc.ready().await.map_err(|e| ExportError::Retryable {
+            reason: format!("cannot reach {}: {e}", self.target),
+            retry_after: None,
+        })?;
+        // The request is encoded straight from the borrowed batch and sent as is.
+        let request = self.request(Bytes::from(batch.encode_request()));
         macro_rules! export {
-            ($client:ident, $req:expr, $rejected:ident) => {{
-                let mut client = $client::new(channel);
-                if self.gzip {
-                    client = client
-                        .send_compressed(CompressionEncoding::Gzip)
-                        .accept_compressed(CompressionEncoding::Gzip);
-                }
-                let resp = self.call(client.export(self.request($req))).await?;
+            ($path:literal, $response:ty, $rejected:ident) => {{
+                let path = PathAndQuery::from_static($path);
+                let codec = EncodedRequestCodec::<$response>::default();
+                let resp = self.call(grpc.unary(request, path, codec)).await?;
                 Ok(resp
                     .partial_success
                     .map(|p| outcome(p.$rejected, p.error_message))
@@ -181,22 +192,60 @@ impl GrpcExporter {
             }};
         }
         match batch {
-            Batch::Traces(resource_spans) => export!(
-                TraceServiceClient,
-                ExportTraceServiceRequest { resource_spans },
+            Batch::Traces(_) => export!(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                ExportTraceServiceResponse,
                 rejected_spans
             ),
-            Batch::Metrics(resource_metrics) => export!(
-                MetricsServiceClient,
-                ExportMetricsServiceRequest { resource_metrics },
+            Batch::Metrics(_) => export!(
+                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+                ExportMetricsServiceResponse,
                 rejected_data_points
             ),
-            Batch::Logs(resource_logs) => export!(
-                LogsServiceClient,
-                ExportLogsServiceRequest { resource_logs },
+            Batch::Logs(_) => export!(
+                "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                ExportLogsServiceResponse,
                 rejected_log_records
             ),
         }
+    }
+}
+
+/// The gRPC codec of an export call: the request message goes out as the bytes it was
+/// already encoded to ([`Batch::encode_request`]), the response is decoded with prost.
+struct EncodedRequestCodec<R>(PhantomData<R>);
+
+impl<R> Default for EncodedRequestCodec<R> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<R: Message + Default + Send + 'static> Codec for EncodedRequestCodec<R> {
+    type Encode = Bytes;
+    type Decode = R;
+    type Encoder = EncodedEncoder;
+    type Decoder = ProstDecoder<R>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        EncodedEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::default()
+    }
+}
+
+/// Writes an already encoded message.
+struct EncodedEncoder;
+
+impl Encoder for EncodedEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
     }
 }
 
@@ -204,11 +253,30 @@ impl GrpcExporter {
 /// ABORTED, OUT_OF_RANGE, UNAVAILABLE and DATA_LOSS are retryable, RESOURCE_EXHAUSTED only
 /// when the status carries `google.rpc.RetryInfo`; everything else is permanent. The
 /// RetryInfo delay becomes `retry_after`.
+///
+/// A status tonic made up locally from a transport failure (connection reset or closed
+/// mid-call: tonic reports these as UNKNOWN "transport error") is retryable whatever its
+/// code: the backend never answered. Such a status carries the transport error as its
+/// `source()`; a status the server sent never does.
 pub fn classify_status(status: &Status) -> ExportError {
     let retry_after = status
         .get_details_retry_info()
         .and_then(|info| info.retry_delay);
-    let reason = format!("gRPC status {:?}: {}", status.code(), status.message());
+    let transport = std::error::Error::source(status);
+    let reason = match transport {
+        Some(cause) => format!(
+            "gRPC status {:?}: {} ({cause})",
+            status.code(),
+            status.message()
+        ),
+        None => format!("gRPC status {:?}: {}", status.code(), status.message()),
+    };
+    if transport.is_some() {
+        return ExportError::Retryable {
+            reason,
+            retry_after,
+        };
+    }
     let retryable = match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded

@@ -7,15 +7,9 @@ use hpcotel_core::{Batch, ExportError, ExportOutcome, Signal};
 use http::header::{
     CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tracing::debug;
 
@@ -105,7 +99,7 @@ impl HttpExporter {
         })
     }
 
-    pub(super) async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError> {
+    pub(super) async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         let signal = batch.signal();
         let Some(url) = &self.urls[signal.index()] else {
             return Err(ExportError::Permanent {
@@ -114,17 +108,7 @@ impl HttpExporter {
                 ),
             });
         };
-        let body = match batch {
-            Batch::Traces(resource_spans) => {
-                ExportTraceServiceRequest { resource_spans }.encode_to_vec()
-            }
-            Batch::Metrics(resource_metrics) => {
-                ExportMetricsServiceRequest { resource_metrics }.encode_to_vec()
-            }
-            Batch::Logs(resource_logs) => {
-                ExportLogsServiceRequest { resource_logs }.encode_to_vec()
-            }
-        };
+        let body = batch.encode_request();
         let mut req = self
             .client
             .post(url)

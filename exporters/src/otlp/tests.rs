@@ -236,7 +236,7 @@ async fn grpc_delivers_exact_spans_with_headers_and_gzip() {
         .insert("X-Scope-OrgID".into(), Secret::new("tenant-1"));
     let exporter = OtlpExporter::new(&c, Protocol::Grpc).unwrap();
     assert_eq!(exporter.protocol(), Protocol::Grpc);
-    let outcome = exporter.export(Batch::Traces(traces())).await.unwrap();
+    let outcome = exporter.export(&Batch::Traces(traces())).await.unwrap();
     assert_eq!(outcome, ExportOutcome::default());
     let got = sink
         .wait_for("3 spans", WAIT, |r| r.span_count() == 3)
@@ -246,7 +246,7 @@ async fn grpc_delivers_exact_spans_with_headers_and_gzip() {
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].header("x-scope-orgid"), Some("tenant-1"));
     assert_eq!(reqs[0].header("grpc-encoding"), Some("gzip"));
-    exporter.export(Batch::Logs(logs())).await.unwrap();
+    exporter.export(&Batch::Logs(logs())).await.unwrap();
     sink.wait_for("2 log records", WAIT, |r| r.log_record_count() == 2)
         .await;
 }
@@ -256,7 +256,7 @@ async fn grpc_unavailable_with_retry_info_is_retryable_with_delay() {
     let sink = OtlpSink::start().await;
     sink.set_behaviour(Behaviour::unavailable(Some(Duration::from_secs(3))));
     let exporter = OtlpExporter::new(&config(&sink.grpc_endpoint()), Protocol::Grpc).unwrap();
-    let r = exporter.export(Batch::Traces(traces())).await;
+    let r = exporter.export(&Batch::Traces(traces())).await;
     assert_eq!(retryable_after(r), Some(Duration::from_secs(3)));
 }
 
@@ -270,7 +270,7 @@ async fn grpc_resource_exhausted_without_retry_info_is_permanent() {
         message: "quota exceeded".into(),
     });
     let exporter = OtlpExporter::new(&config(&sink.grpc_endpoint()), Protocol::Grpc).unwrap();
-    let reason = permanent_reason(exporter.export(Batch::Traces(traces())).await);
+    let reason = permanent_reason(exporter.export(&Batch::Traces(traces())).await);
     assert_eq!(reason, "gRPC status ResourceExhausted: quota exceeded");
 }
 
@@ -282,7 +282,7 @@ async fn grpc_partial_success_reports_rejected() {
         message: "spans too old".into(),
     });
     let exporter = OtlpExporter::new(&config(&sink.grpc_endpoint()), Protocol::Grpc).unwrap();
-    let outcome = exporter.export(Batch::Traces(traces())).await.unwrap();
+    let outcome = exporter.export(&Batch::Traces(traces())).await.unwrap();
     assert_eq!(
         outcome,
         ExportOutcome {
@@ -297,13 +297,13 @@ async fn connection_refused_is_retryable_for_both_protocols() {
     let addr = closed_port().await;
     let grpc = OtlpExporter::new(&config(&format!("http://{addr}")), Protocol::Grpc).unwrap();
     assert_eq!(
-        retryable_after(grpc.export(Batch::Traces(traces())).await),
+        retryable_after(grpc.export(&Batch::Traces(traces())).await),
         None
     );
     let http =
         OtlpExporter::new(&config(&format!("http://{addr}")), Protocol::HttpProtobuf).unwrap();
     assert_eq!(
-        retryable_after(http.export(Batch::Traces(traces())).await),
+        retryable_after(http.export(&Batch::Traces(traces())).await),
         None
     );
 }
@@ -315,7 +315,7 @@ async fn http_delivers_protobuf_gzip_with_headers() {
     c.headers
         .insert("authorization".into(), Secret::new("Bearer t0ken"));
     let exporter = OtlpExporter::new(&c, Protocol::HttpProtobuf).unwrap();
-    exporter.export(Batch::Traces(traces())).await.unwrap();
+    exporter.export(&Batch::Traces(traces())).await.unwrap();
     let got = sink
         .wait_for("3 spans", WAIT, |r| r.span_count() == 3)
         .await;
@@ -339,11 +339,11 @@ async fn http_signal_endpoint_overrides_the_base_url() {
         ..config("http://unused:1")
     };
     let exporter = OtlpExporter::new(&c, Protocol::HttpProtobuf).unwrap();
-    exporter.export(Batch::Logs(logs())).await.unwrap();
+    exporter.export(&Batch::Logs(logs())).await.unwrap();
     sink.wait_for("2 log records", WAIT, |r| r.log_record_count() == 2)
         .await;
     assert_eq!(sink.requests()[0].header("content-encoding"), None);
-    let reason = permanent_reason(exporter.export(Batch::Traces(traces())).await);
+    let reason = permanent_reason(exporter.export(&Batch::Traces(traces())).await);
     assert!(reason.starts_with("no URL for traces"), "{reason}");
 }
 
@@ -353,7 +353,7 @@ async fn http_503_with_retry_after_is_retryable_with_delay() {
     sink.set_behaviour(Behaviour::unavailable(Some(Duration::from_secs(2))));
     let exporter =
         OtlpExporter::new(&config(&sink.http_endpoint()), Protocol::HttpProtobuf).unwrap();
-    let r = exporter.export(Batch::Traces(traces())).await;
+    let r = exporter.export(&Batch::Traces(traces())).await;
     assert_eq!(retryable_after(r), Some(Duration::from_secs(2)));
 }
 
@@ -368,7 +368,7 @@ async fn http_400_is_permanent_with_the_status_message() {
     });
     let exporter =
         OtlpExporter::new(&config(&sink.http_endpoint()), Protocol::HttpProtobuf).unwrap();
-    let reason = permanent_reason(exporter.export(Batch::Traces(traces())).await);
+    let reason = permanent_reason(exporter.export(&Batch::Traces(traces())).await);
     assert_eq!(reason, "HTTP 400 Bad Request: span has no trace id");
 }
 
@@ -381,7 +381,7 @@ async fn http_partial_success_reports_rejected() {
     });
     let exporter =
         OtlpExporter::new(&config(&sink.http_endpoint()), Protocol::HttpProtobuf).unwrap();
-    let outcome = exporter.export(Batch::Logs(logs())).await.unwrap();
+    let outcome = exporter.export(&Batch::Logs(logs())).await.unwrap();
     assert_eq!(
         outcome,
         ExportOutcome {
@@ -477,7 +477,7 @@ async fn grpc_tls_with_the_right_ca_works_and_a_wrong_ca_fails() {
         ..config(&format!("127.0.0.1:{port}"))
     };
     let exporter = OtlpExporter::new(&good, Protocol::Grpc).unwrap();
-    exporter.export(Batch::Traces(traces())).await.unwrap();
+    exporter.export(&Batch::Traces(traces())).await.unwrap();
     assert_eq!(recorder.0.lock().unwrap()[0].resource_spans, traces());
 
     let bad = Config {
@@ -485,7 +485,7 @@ async fn grpc_tls_with_the_right_ca_works_and_a_wrong_ca_fails() {
         ..config(&format!("https://127.0.0.1:{port}"))
     };
     let exporter = OtlpExporter::new(&bad, Protocol::Grpc).unwrap();
-    let r = exporter.export(Batch::Traces(traces())).await;
+    let r = exporter.export(&Batch::Traces(traces())).await;
     let Err(ExportError::Retryable { reason, .. }) = r else {
         panic!("a server certificate from another CA must be refused, got {r:?}");
     };
@@ -501,7 +501,7 @@ async fn grpc_tls_with_the_right_ca_works_and_a_wrong_ca_fails() {
         ..config(&format!("https://127.0.0.1:{port}"))
     };
     let exporter = OtlpExporter::new(&skip, Protocol::Grpc).unwrap();
-    exporter.export(Batch::Traces(traces())).await.unwrap();
+    exporter.export(&Batch::Traces(traces())).await.unwrap();
     assert_eq!(recorder.0.lock().unwrap().len(), 2);
 }
 
@@ -602,7 +602,7 @@ async fn http_tls_with_the_right_ca_works_and_a_wrong_ca_fails() {
         ..config(&format!("https://127.0.0.1:{port}/otlp"))
     };
     let exporter = OtlpExporter::new(&with_ca("ca.pem"), Protocol::HttpProtobuf).unwrap();
-    exporter.export(Batch::Traces(traces())).await.unwrap();
+    exporter.export(&Batch::Traces(traces())).await.unwrap();
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
@@ -610,11 +610,76 @@ async fn http_tls_with_the_right_ca_works_and_a_wrong_ca_fails() {
         assert!(seen[0].1 > 0);
     }
     let exporter = OtlpExporter::new(&with_ca("other-ca.pem"), Protocol::HttpProtobuf).unwrap();
-    match exporter.export(Batch::Traces(traces())).await {
+    match exporter.export(&Batch::Traces(traces())).await {
         Err(ExportError::Retryable { reason, .. }) => {
             assert!(reason.contains("UnknownIssuer"), "{reason}")
         }
         other => panic!("a certificate from another CA must be refused, got {other:?}"),
     }
     assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+/// A backend that crashes mid-request: it accepts a connection (HTTP/2 for gRPC, HTTP/1.1
+/// otherwise), reads a request's headers, then drops the connection without answering.
+/// Returns its endpoint and how many requests it saw.
+async fn crashing_backend(http2: bool) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let count = count.clone();
+            tokio::spawn(async move {
+                let (got_request, request_seen) = tokio::sync::oneshot::channel::<()>();
+                let got_request = Arc::new(Mutex::new(Some(got_request)));
+                let svc = service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if let Some(tx) = got_request.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                    // Never answers: the connection is dropped first.
+                    std::future::pending::<
+                        Result<
+                            hyper::Response<http_body_util::Empty<bytes::Bytes>>,
+                            std::convert::Infallible,
+                        >,
+                    >()
+                });
+                let io = TokioIo::new(stream);
+                if http2 {
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, svc);
+                    tokio::select! { _ = conn => {}, _ = request_seen => {} }
+                } else {
+                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
+                    tokio::select! { _ = conn => {}, _ = request_seen => {} }
+                }
+                // Dropping the connection here closes the socket mid-request.
+            });
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn a_backend_dropping_the_connection_mid_request_is_retryable() {
+    for (protocol, http2) in [(Protocol::Grpc, true), (Protocol::HttpProtobuf, false)] {
+        let (endpoint, seen) = crashing_backend(http2).await;
+        let exporter = OtlpExporter::new(&config(&endpoint), protocol).unwrap();
+        let result = exporter.export(&Batch::Traces(traces())).await;
+        assert!(
+            seen.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "{protocol:?}: the request never reached the backend"
+        );
+        assert!(
+            matches!(result, Err(ExportError::Retryable { .. })),
+            "{protocol:?}: a connection lost mid-request must be retried, got {result:?}"
+        );
+    }
 }

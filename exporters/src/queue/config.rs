@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// Default for [`QueueConfig::enabled`].
 pub const DEFAULT_QUEUE_ENABLED: bool = true;
-/// Default for [`QueueConfig::queue_size`], in batches.
-pub const DEFAULT_QUEUE_SIZE: usize = 1000;
+/// Default for [`QueueConfig::queue_size`], in items (spans, metric points, log records).
+/// About 50 MB at the ~1 kB a typical span or data point takes in memory.
+pub const DEFAULT_QUEUE_SIZE: usize = 50_000;
 /// Default for [`QueueConfig::num_consumers`].
 pub const DEFAULT_NUM_CONSUMERS: usize = 4;
 /// Default for [`QueueConfig::block_on_full`].
@@ -34,7 +35,12 @@ pub struct QueueConfig {
     /// Queue batches and export them from `num_consumers` background tasks. When false, the
     /// sender exports inline (with retry) in its own task. Default: true.
     pub enabled: bool,
-    /// Capacity of the queue, in batches (at least 1). Default: 1000.
+    /// What `queue_size` counts. Only `items` (spans, metric points, log records): the key
+    /// exists so that a Collector `sending_queue` section reads the same; its `requests` and
+    /// `bytes` sizers are refused with an explanation. Default: `items`.
+    pub sizer: Sizer,
+    /// Capacity of the queue, in items (at least 1). A batch larger than the whole queue
+    /// waits for it to empty, then goes alone. Default: 50000.
     #[serde(deserialize_with = "at_least_one")]
     pub queue_size: usize,
     /// Number of concurrent export tasks (at least 1). Default: 4.
@@ -46,10 +52,35 @@ pub struct QueueConfig {
     pub block_on_full: bool,
 }
 
+/// What a queue's capacity counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sizer {
+    /// Spans, metric data points, log records: what bounds memory whatever the batch sizes.
+    #[default]
+    Items,
+}
+
+impl<'de> Deserialize<'de> for Sizer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "items" => Ok(Sizer::Items),
+            other @ ("requests" | "bytes") => Err(serde::de::Error::custom(format!(
+                "hpcotel sizes queues in items only, got '{other}'; set queue_size to a number \
+                 of spans, metric points or log records"
+            ))),
+            other => Err(serde::de::Error::custom(format!(
+                "expected 'items', got '{other}'"
+            ))),
+        }
+    }
+}
+
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             enabled: DEFAULT_QUEUE_ENABLED,
+            sizer: Sizer::Items,
             queue_size: DEFAULT_QUEUE_SIZE,
             num_consumers: DEFAULT_NUM_CONSUMERS,
             block_on_full: DEFAULT_BLOCK_ON_FULL,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hpcotel_core::channel::{self, TryReserveError};
 use hpcotel_core::{Batch, ComponentId, ComponentStats, Counter, ExportError, Exporter, Signal};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -45,7 +46,7 @@ struct Shared {
 enum Mode {
     /// Batches go through the bounded channel to the workers.
     Queued {
-        tx: mpsc::Sender<Batch>,
+        tx: channel::Sender<Arc<Batch>>,
         block_on_full: bool,
     },
     /// `sending_queue.enabled: false`: export in the sender's task. The channel carries
@@ -110,8 +111,8 @@ impl ExportQueue {
             };
             return (sender, handle);
         }
-        let capacity = queue.queue_size.max(1);
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = channel::channel(queue.queue_size);
+        let capacity = tx.capacity();
         shared.stats.set_queue(0, capacity);
         let rx = Arc::new(Mutex::new(rx));
         let handle = tokio::spawn(supervise(
@@ -136,7 +137,11 @@ impl QueueSender {
     /// (`block_on_full: true`) or drops the batch counting reason `queue_full`; once the queue
     /// is closed or the shutdown deadline passed, it counts the batch dropped with reason
     /// `shutdown`. With the queue disabled it exports inline, retrying as configured.
-    pub async fn send(&self, batch: Batch) {
+    ///
+    /// Takes a `Batch` or an `Arc<Batch>`: a pipeline feeding several exporters hands each
+    /// the same `Arc` instead of a copy.
+    pub async fn send(&self, batch: impl Into<Arc<Batch>>) {
+        let batch: Arc<Batch> = batch.into();
         let shared = &self.shared;
         if shared.abort.is_cancelled() {
             drop_batch(shared, &batch, REASON_SHUTDOWN);
@@ -145,26 +150,27 @@ impl QueueSender {
         match &self.mode {
             Mode::Inline { .. } => deliver(shared, batch).await,
             Mode::Queued { tx, block_on_full } => {
+                let items = batch.item_count();
                 if *block_on_full {
                     let permit = tokio::select! {
                         biased;
                         _ = shared.abort.cancelled() => None,
-                        p = tx.reserve() => p.ok(),
+                        p = tx.reserve(items) => p.ok(),
                     };
                     match permit {
                         Some(p) => p.send(batch),
                         None => drop_batch(shared, &batch, REASON_SHUTDOWN),
                     }
                 } else {
-                    match tx.try_send(batch) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(b)) => {
-                            warn!(exporter = %shared.id, signal = %b.signal(), items = b.item_count(),
+                    match tx.try_reserve(items) {
+                        Ok(p) => p.send(batch),
+                        Err(TryReserveError::Full) => {
+                            warn!(exporter = %shared.id, signal = %batch.signal(), items,
                                 "export queue full; dropping the batch");
-                            drop_batch(shared, &b, REASON_QUEUE_FULL);
+                            drop_batch(shared, &batch, REASON_QUEUE_FULL);
                         }
-                        Err(mpsc::error::TrySendError::Closed(b)) => {
-                            drop_batch(shared, &b, REASON_SHUTDOWN);
+                        Err(TryReserveError::Closed) => {
+                            drop_batch(shared, &batch, REASON_SHUTDOWN);
                         }
                     }
                 }
@@ -173,23 +179,23 @@ impl QueueSender {
         }
     }
 
-    /// Batches waiting in the queue (0 when the queue is disabled).
+    /// Items waiting in the queue (0 when the queue is disabled).
     pub fn len(&self) -> usize {
         match &self.mode {
-            Mode::Queued { tx, .. } => tx.max_capacity().saturating_sub(tx.capacity()),
+            Mode::Queued { tx, .. } => tx.len(),
             Mode::Inline { .. } => 0,
         }
     }
 
-    /// True when no batch is waiting in the queue.
+    /// True when nothing is waiting in the queue.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The queue's capacity in batches (0 when the queue is disabled).
+    /// The queue's capacity in items (0 when the queue is disabled).
     pub fn capacity(&self) -> usize {
         match &self.mode {
-            Mode::Queued { tx, .. } => tx.max_capacity(),
+            Mode::Queued { tx, .. } => tx.capacity(),
             Mode::Inline { .. } => 0,
         }
     }
@@ -198,7 +204,7 @@ impl QueueSender {
 /// Runs the workers, then drains what the deadline left behind and shuts the exporter down.
 async fn supervise(
     shared: Arc<Shared>,
-    rx: Arc<Mutex<mpsc::Receiver<Batch>>>,
+    rx: Arc<Mutex<channel::Receiver<Arc<Batch>>>>,
     workers: usize,
     capacity: usize,
 ) {
@@ -214,21 +220,25 @@ async fn supervise(
     let mut rx = rx.lock().await;
     rx.close();
     let mut left = 0usize;
-    while let Ok(batch) = rx.try_recv() {
-        left += 1;
+    while let Some(batch) = rx.try_recv() {
+        left += batch.item_count();
         drop_batch(&shared, &batch, REASON_SHUTDOWN);
     }
     shared.stats.set_queue(0, capacity);
     if left > 0 {
-        error!(exporter = %shared.id, batches = left,
-            "shutdown deadline passed; dropping queued batches");
+        error!(exporter = %shared.id, items = left,
+            "shutdown deadline passed; dropping what was still queued");
     }
     drop(rx);
     shutdown_exporter(&shared).await;
 }
 
 /// One consumer: pulls batches until the queue is closed and empty, or the deadline passes.
-async fn worker(shared: Arc<Shared>, rx: Arc<Mutex<mpsc::Receiver<Batch>>>, capacity: usize) {
+async fn worker(
+    shared: Arc<Shared>,
+    rx: Arc<Mutex<channel::Receiver<Arc<Batch>>>>,
+    capacity: usize,
+) {
     loop {
         let next = tokio::select! {
             biased;
@@ -261,8 +271,8 @@ fn drop_batch(shared: &Shared, batch: &Batch, reason: &str) {
 }
 
 /// Exports one batch, retrying retryable failures per the retry policy, and counts the
-/// outcome.
-async fn deliver(shared: &Shared, mut batch: Batch) {
+/// outcome. The same batch is lent to every attempt: a retry copies nothing.
+async fn deliver(shared: &Shared, batch: Arc<Batch>) {
     if batch.is_empty() {
         return;
     }
@@ -273,11 +283,6 @@ async fn deliver(shared: &Shared, mut batch: Batch) {
     let started = Instant::now();
     let mut attempt: u32 = 0;
     loop {
-        let this_attempt = if retry.enabled {
-            batch.clone()
-        } else {
-            std::mem::replace(&mut batch, Batch::empty(signal))
-        };
         let result = tokio::select! {
             biased;
             _ = shared.abort.cancelled() => {
@@ -286,7 +291,7 @@ async fn deliver(shared: &Shared, mut batch: Batch) {
                     "shutdown deadline passed during export; dropping the batch");
                 return;
             }
-            r = shared.exporter.export(this_attempt) => r,
+            r = shared.exporter.export(&batch) => r,
         };
         match result {
             Ok(outcome) => {

@@ -4,7 +4,7 @@
 //! [`ExportQueue::start`] takes an [`Exporter`](hpcotel_core::Exporter) and returns a
 //! [`QueueSender`] (what pipelines send [`Batch`](hpcotel_core::Batch)es to) and the queue's
 //! task. `num_consumers` workers pull batches from a bounded channel of `queue_size`
-//! batches and export them. Retryable failures are retried with exponential backoff and
+//! items (spans, metric points, log records; see [`hpcotel_core::channel`]) and export them. Retryable failures are retried with exponential backoff and
 //! jitter ([`backoff_delay`]); a delay asked for by the backend (gRPC `RetryInfo`, HTTP
 //! `Retry-After`) is waited out when it is longer than the backoff, even past
 //! `max_interval`, as long as the total stays within `max_elapsed_time`.
@@ -13,7 +13,7 @@
 //! `sent`; `send_failed` per failed attempt (reason `retryable` or `permanent`); `dropped`
 //! with reason `permanent`, `retries_exhausted`, `retry_disabled`, `queue_full`, `rejected`
 //! (partial success) or `shutdown` (deadline passed, or sent after the queue closed); and the
-//! queue's size and capacity in batches. Empty batches are skipped.
+//! queue's size and capacity in items. Empty batches are skipped.
 
 mod backoff;
 mod config;
@@ -27,7 +27,7 @@ pub use config::{
     DEFAULT_BLOCK_ON_FULL, DEFAULT_INITIAL_INTERVAL, DEFAULT_MAX_ELAPSED_TIME,
     DEFAULT_MAX_INTERVAL, DEFAULT_MULTIPLIER, DEFAULT_NUM_CONSUMERS, DEFAULT_QUEUE_ENABLED,
     DEFAULT_QUEUE_SIZE, DEFAULT_RANDOMIZATION_FACTOR, DEFAULT_RETRY_ENABLED, QueueConfig,
-    RetryConfig,
+    RetryConfig, Sizer,
 };
 pub use export_queue::{
     ExportQueue, QueueSender, REASON_PERMANENT, REASON_QUEUE_FULL, REASON_REJECTED,

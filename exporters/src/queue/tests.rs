@@ -64,7 +64,7 @@ impl Mock {
 
 #[async_trait]
 impl Exporter for Mock {
-    async fn export(&self, batch: Batch) -> Result<ExportOutcome, ExportError> {
+    async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         self.attempts
             .lock()
             .unwrap()
@@ -210,6 +210,14 @@ fn configs_parse_with_defaults_and_reject_bad_values() {
     assert!(!RetryConfig::disabled().enabled);
     let e = serde_yaml::from_str::<QueueConfig>("queue_size: 0").unwrap_err();
     assert!(e.to_string().contains("expected at least 1, got 0"), "{e}");
+    let q: QueueConfig = serde_yaml::from_str("sizer: items").unwrap();
+    assert_eq!(q.sizer, Sizer::Items);
+    let e = serde_yaml::from_str::<QueueConfig>("sizer: requests").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("hpcotel sizes queues in items only, got 'requests'"),
+        "{e}"
+    );
     let e = serde_yaml::from_str::<QueueConfig>("size: 3").unwrap_err();
     assert!(e.to_string().contains("unknown field `size`"), "{e}");
     let e = serde_yaml::from_str::<RetryConfig>("randomization_factor: 2").unwrap_err();

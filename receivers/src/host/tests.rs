@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hpcotel_core::channel;
 use hpcotel_core::{
     Batch, ComponentId, ComponentKind, ComponentStats, Counter, Outputs, Receiver, ReceiverContext,
     Signal, Telemetry,
@@ -10,7 +11,6 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     Metric, NumberDataPoint, ResourceMetrics, metric::Data, number_data_point,
 };
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ use super::*;
 const WAIT: Duration = Duration::from_secs(20);
 
 struct Running {
-    rx: mpsc::Receiver<Batch>,
+    rx: channel::Receiver,
     stop: CancellationToken,
     stats: Arc<ComponentStats>,
     task: JoinHandle<Result<(), hpcotel_core::ComponentError>>,
@@ -29,7 +29,7 @@ fn start(config: &Config, capacity: usize) -> Running {
     let receiver = HostReceiver::new(config).expect("host receiver builds");
     let telemetry = Telemetry::default();
     let stats = telemetry.register(ComponentKind::Receiver, ComponentId::new("host", None));
-    let (tx, rx) = mpsc::channel(capacity);
+    let (tx, rx) = channel::channel(capacity);
     let mut outputs = Outputs::new(stats.clone());
     outputs.add(Signal::Metrics, "metrics", tx);
     let stop = CancellationToken::new();
@@ -47,7 +47,7 @@ fn start(config: &Config, capacity: usize) -> Running {
     }
 }
 
-async fn next_scrape(rx: &mut mpsc::Receiver<Batch>) -> ResourceMetrics {
+async fn next_scrape(rx: &mut channel::Receiver) -> ResourceMetrics {
     let batch = tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("a scrape within the deadline")

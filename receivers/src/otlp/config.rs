@@ -136,7 +136,7 @@ pub struct GrpcConfig {
     /// `0.0.0.0:4317` to accept from the network.
     pub endpoint: HostPort,
     /// Largest message accepted, in MiB after decompression; larger ones are answered
-    /// OUT_OF_RANGE. At least 1. Default 4.
+    /// RESOURCE_EXHAUSTED without RetryInfo (permanent, as grpc-go). At least 1. Default 4.
     #[serde(deserialize_with = "at_least_one")]
     pub max_recv_msg_size_mib: usize,
     /// Serve TLS with this certificate (and demand client certificates when

@@ -44,7 +44,8 @@ pub(super) async fn serve(
 ) -> Result<()> {
     let limit = cfg.max_recv_msg_size_bytes();
     let handler = Arc::new(Handler { shared });
-    let mut server = Server::builder();
+    let mut server =
+        Server::builder().layer(tower::util::MapResponseLayer::new(oversized_is_permanent));
     if let Some(tls) = tls {
         server = server.tls_config(tls).map_err(Error::Grpc)?;
     }
@@ -88,6 +89,27 @@ pub(super) async fn serve(
         ),
     }
     Ok(())
+}
+
+/// tonic refuses a message over `max_decoding_message_size` with OUT_OF_RANGE, which the
+/// OTLP specification lists as retryable: clients would resend a request that can never fit.
+/// grpc-go, and so the OpenTelemetry Collector, answers RESOURCE_EXHAUSTED, which without a
+/// RetryInfo is permanent; this does the same. The handlers never answer OUT_OF_RANGE
+/// themselves, and a refused decode is a trailers-only response (the status is in the
+/// headers), so rewriting the header catches exactly that case.
+fn oversized_is_permanent<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == OUT_OF_RANGE.as_bytes())
+    {
+        let code = (Code::ResourceExhausted as i32).to_string();
+        if let Ok(v) = http::HeaderValue::from_str(&code) {
+            headers.insert("grpc-status", v);
+        }
+    }
+    response
 }
 
 struct Handler {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hpcotel_core::channel;
 use hpcotel_core::{Batch, proto};
 use hpcotel_core::{
     BearerAuthConfig, ComponentError, ComponentId, ComponentKind, ComponentStats, Counter,
@@ -23,7 +24,6 @@ use proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use proto::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
 use proto::resource::v1::Resource;
 use proto::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
@@ -40,7 +40,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct Harness {
     grpc: Option<SocketAddr>,
     http: Option<SocketAddr>,
-    pipelines: [Option<mpsc::Receiver<Batch>>; 3],
+    pipelines: [Option<channel::Receiver>; 3],
     stats: Arc<ComponentStats>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), ComponentError>>,
@@ -64,7 +64,7 @@ impl Harness {
         let mut outputs = Outputs::new(stats.clone());
         let mut pipelines = [None, None, None];
         for &signal in signals {
-            let (tx, rx) = mpsc::channel(capacity);
+            let (tx, rx) = channel::channel(capacity);
             outputs.add(signal, signal.as_str(), tx);
             pipelines[signal.index()] = Some(rx);
         }
@@ -103,7 +103,7 @@ impl Harness {
     fn assert_nothing_queued(&mut self, signal: Signal) {
         let rx = self.pipelines[signal.index()].as_mut().unwrap();
         assert!(
-            rx.try_recv().is_err(),
+            rx.try_recv().is_none(),
             "unexpected batch in the {signal} pipeline"
         );
     }
@@ -119,7 +119,7 @@ impl Harness {
     }
 
     /// Cancels and waits for `run` to return.
-    async fn stop(self) -> [Option<mpsc::Receiver<Batch>>; 3] {
+    async fn stop(self) -> [Option<channel::Receiver>; 3] {
         self.shutdown.cancel();
         tokio::time::timeout(DEADLINE, self.task)
             .await
@@ -478,7 +478,13 @@ async fn grpc_message_over_the_limit_is_refused_and_the_server_keeps_serving() {
         .export(traces("svc", &[big.as_str()]))
         .await
         .expect_err("over the limit");
-    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    // RESOURCE_EXHAUSTED without RetryInfo, as grpc-go answers: permanent per OTLP, so the
+    // client does not resend a request that can never fit.
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        tonic_types::StatusExt::get_details_retry_info(&status).is_none(),
+        "{status:?}"
+    );
     assert!(status.message().contains("too large"), "{status:?}");
     h.assert_nothing_queued(Signal::Traces);
     client

@@ -9,8 +9,8 @@ mod tests;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hpcotel_core::channel;
 use hpcotel_core::{Batch, ComponentError, ComponentStats, Processor};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use config::{Config, DEFAULT_SEND_BATCH_SIZE, DEFAULT_TIMEOUT};
@@ -31,8 +31,8 @@ impl BatchProcessor {
 impl Processor for BatchProcessor {
     async fn run(
         self: Box<Self>,
-        mut input: mpsc::Receiver<Batch>,
-        output: mpsc::Sender<Batch>,
+        mut input: channel::Receiver,
+        output: channel::Sender,
         _stats: Arc<ComponentStats>,
     ) -> Result<(), ComponentError> {
         let Config {
@@ -98,7 +98,7 @@ impl Processor for BatchProcessor {
     }
 }
 
-async fn send(output: &mpsc::Sender<Batch>, batch: Batch) -> Result<(), ComponentError> {
+async fn send(output: &channel::Sender, batch: Batch) -> Result<(), ComponentError> {
     output
         .send(batch)
         .await

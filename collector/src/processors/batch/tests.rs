@@ -1,8 +1,8 @@
 use std::time::Duration;
 
+use hpcotel_core::channel;
 use hpcotel_core::{Batch, ComponentKind, Processor, Telemetry};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use tokio::sync::mpsc;
 
 use super::*;
 
@@ -36,12 +36,12 @@ fn names(b: &Batch) -> Vec<String> {
 fn start(
     config: Config,
 ) -> (
-    mpsc::Sender<Batch>,
-    mpsc::Receiver<Batch>,
+    channel::Sender,
+    channel::Receiver,
     tokio::task::JoinHandle<()>,
 ) {
-    let (in_tx, in_rx) = mpsc::channel(16);
-    let (out_tx, out_rx) = mpsc::channel(16);
+    let (in_tx, in_rx) = channel::channel(1000);
+    let (out_tx, out_rx) = channel::channel(1000);
     let stats = Telemetry::default().register(ComponentKind::Processor, "batch".parse().unwrap());
     let task = tokio::spawn(async move {
         Box::new(BatchProcessor::new(config))

@@ -107,3 +107,142 @@ service:
         received.len()
     );
 }
+
+/// The `dropped_at_shutdown=N` hpcotel reports when it stops uncleanly.
+fn dropped_at_shutdown(log: &str) -> Option<u64> {
+    let at = log.find("dropped_at_shutdown=")? + "dropped_at_shutdown=".len();
+    let digits: String = log[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Acceptance (nothing dropped silently): when the backend never answers, SIGTERM's deadline
+/// passes with data still inside hpcotel — held by the batch processor, waiting in an export
+/// queue, in an export that is in flight. hpcotel exits 1 and counts every one of those items
+/// as dropped, none lost uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_deadline_everything_undelivered_is_counted_as_dropped() {
+    use common::otlp::logs_request;
+    use hpcotel_testkit::sink::Behaviour;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+
+    let sink = OtlpSink::start().await;
+    sink.set_behaviour(Behaviour::Stall);
+    let grpc = free_port();
+    let mut hpcotel = Hpcotel::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+processors:
+  batch: {{ timeout: 1h, send_batch_size: 100000 }}
+exporters:
+  otlp/sink:
+    endpoint: "{sink}"
+    timeout: 120s
+    sending_queue: {{ num_consumers: 1, queue_size: 10 }}
+service:
+  shutdown_timeout: 2s
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], processors: [batch], exporters: [otlp/sink] }}
+    logs: {{ receivers: [otlp], exporters: [otlp/sink] }}
+"#,
+        sink = sink.grpc_endpoint(),
+    ));
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let mut traces = TraceServiceClient::connect(endpoint.clone()).await.unwrap();
+    let mut logs = LogsServiceClient::connect(endpoint).await.unwrap();
+    // 30 spans: held by the batch processor (1 h timeout) until shutdown, then stuck behind
+    // the full queue. 8 × 5 log records: the first request's records are in an export the
+    // stalled backend never answers, the next 10 fill the export queue (10 items, one
+    // consumer), one request waits in the fan-out's hand and the rest in the pipeline's
+    // channel.
+    for r in 0..3 {
+        traces
+            .export(spans_request("held", r * 10, 10))
+            .await
+            .unwrap();
+    }
+    for r in 0..8 {
+        logs.export(logs_request("queued", r * 5, 5)).await.unwrap();
+    }
+    let accepted = 30 + 40;
+    // The first log export is held by the stalled sink.
+    sink.wait_for_in_flight(1, Duration::from_secs(20)).await;
+
+    hpcotel.sigterm();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let s = hpcotel.wait_exit(Duration::from_secs(30));
+        (s, hpcotel.stderr())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "an unclean drain exits 1; log:\n{log}"
+    );
+    assert_eq!(
+        dropped_at_shutdown(&log),
+        Some(accepted),
+        "every accepted item must be counted as dropped; log:\n{log}"
+    );
+    assert_eq!(sink.received().span_count(), 0);
+}
+
+/// Acceptance: a client stuck in the middle of a request (a body that never completes) can
+/// neither hang shutdown nor keep the pipelines open: the receivers get half the shutdown
+/// budget, then stop, and everything acknowledged is still delivered; exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_client_does_not_hold_up_shutdown() {
+    use tokio::io::AsyncWriteExt;
+
+    let sink = OtlpSink::start().await;
+    let (grpc, http) = (free_port(), free_port());
+    let mut hpcotel = Hpcotel::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{grpc}" }}
+      http: {{ endpoint: "127.0.0.1:{http}" }}
+exporters:
+  otlp/sink: {{ endpoint: "{sink}" }}
+service:
+  shutdown_timeout: 4s
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    traces: {{ receivers: [otlp], exporters: [otlp/sink] }}
+"#,
+        sink = sink.grpc_endpoint(),
+    ));
+    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    client.export(spans_request("acked", 0, 7)).await.unwrap();
+
+    // Announce 1000 bytes, send 10, stall.
+    let mut stuck = tokio::net::TcpStream::connect(("127.0.0.1", http))
+        .await
+        .unwrap();
+    stuck
+        .write_all(
+            b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: 1000\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    stuck.flush().await.unwrap();
+
+    hpcotel.sigterm();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let s = hpcotel.wait_exit(Duration::from_secs(30));
+        (s, hpcotel.stderr())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "log:\n{log}");
+    let names = sink.received().span_names();
+    assert_eq!(names.len(), 7, "acknowledged spans lost: {names:?}");
+    drop(stuck);
+}

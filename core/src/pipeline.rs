@@ -4,8 +4,13 @@
 //! hand-over is all-or-nothing: capacity is reserved in every pipeline first, and the batch is
 //! delivered only when all of them had room, so a client told "retry" has not been half
 //! accepted. Every accepted or refused item is counted in the receiver's [`ComponentStats`].
+//!
+//! The collector revokes a receiver's [`Outputs`] once the receiver has stopped: every clone
+//! (a connection task that outlived its server, say) loses its senders at once, so the
+//! pipelines close and drain on shutdown whatever a straggler still holds, and a late
+//! hand-over is refused as [`SendError::Closed`].
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use crate::channel::{self, Permit, TryReserveError};
@@ -88,37 +93,70 @@ impl Output {
     }
 }
 
-/// Everything a receiver sends into: one [`Output`] per signal, plus its counters.
+/// Everything a receiver sends into: one [`Output`] per signal, plus its counters. Clones
+/// share the pipelines: [`Outputs::revoke`] on one revokes them all.
 #[derive(Debug, Clone)]
 pub struct Outputs {
-    per_signal: [Option<Output>; 3],
+    pipelines: Arc<RwLock<Pipelines>>,
     stats: Arc<ComponentStats>,
+}
+
+#[derive(Debug, Default)]
+struct Pipelines {
+    per_signal: [Option<Arc<Output>>; 3],
+    revoked: bool,
 }
 
 impl Outputs {
     /// Outputs with no pipelines yet, counting into `stats`.
     pub fn new(stats: Arc<ComponentStats>) -> Self {
         Self {
-            per_signal: [None, None, None],
+            pipelines: Arc::default(),
             stats,
         }
     }
 
     /// Adds pipeline `name` (fed through `sender`) to `signal`'s output.
     pub fn add(&mut self, signal: Signal, name: impl Into<String>, sender: channel::Sender) {
-        self.per_signal[signal.index()]
-            .get_or_insert_with(Output::default)
-            .push(name, sender);
+        let mut p = self
+            .pipelines
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let output = p.per_signal[signal.index()].get_or_insert_with(Arc::default);
+        Arc::make_mut(output).push(name, sender);
     }
 
-    /// The output for `signal`, if any pipeline of that signal uses this receiver.
-    pub fn output(&self, signal: Signal) -> Option<&Output> {
-        self.per_signal[signal.index()].as_ref()
+    /// The output for `signal`: [`SendError::NoPipeline`] when no pipeline of that signal
+    /// uses this receiver, [`SendError::Closed`] once revoked. A hand-over in progress keeps
+    /// its `Arc` (and so its channels) until it completes.
+    fn output(&self, signal: Signal) -> Result<Arc<Output>, SendError> {
+        let p = self
+            .pipelines
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if p.revoked {
+            return Err(SendError::Closed);
+        }
+        p.per_signal[signal.index()]
+            .clone()
+            .ok_or(SendError::NoPipeline(signal))
     }
 
-    /// True when some pipeline of `signal` uses this receiver.
+    /// True when some pipeline of `signal` uses this receiver (and it is not revoked).
     pub fn handles(&self, signal: Signal) -> bool {
-        self.output(signal).is_some()
+        self.output(signal).is_ok()
+    }
+
+    /// Drops this receiver's senders, for this and every clone: once hand-overs in progress
+    /// finish, the receiver no longer keeps any pipeline open. Later hand-overs are refused
+    /// with [`SendError::Closed`]. Idempotent.
+    pub fn revoke(&self) {
+        let mut p = self
+            .pipelines
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        p.revoked = true;
+        p.per_signal = [None, None, None];
     }
 
     /// The receiver's counters.
@@ -140,10 +178,7 @@ impl Outputs {
     /// told to retry (gRPC RESOURCE_EXHAUSTED, HTTP 429 + Retry-After).
     pub fn try_send(&self, batch: Batch) -> Result<(), SendError> {
         let (signal, items) = (batch.signal(), batch.item_count());
-        let result = match self.output(signal) {
-            None => Err(SendError::NoPipeline(signal)),
-            Some(o) => o.try_send(batch, items),
-        };
+        let result = self.output(signal).and_then(|o| o.try_send(batch, items));
         self.count(signal, items, &result);
         result
     }
@@ -156,8 +191,8 @@ impl Outputs {
         }
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
-            None => Err(SendError::NoPipeline(signal)),
-            Some(o) => match tokio::time::timeout(wait, o.send(batch, items)).await {
+            Err(e) => Err(e),
+            Ok(o) => match tokio::time::timeout(wait, o.send(batch, items)).await {
                 Ok(r) => r,
                 Err(_) => Err(SendError::Full),
             },
@@ -170,8 +205,8 @@ impl Outputs {
     pub async fn send(&self, batch: Batch) -> Result<(), SendError> {
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
-            None => Err(SendError::NoPipeline(signal)),
-            Some(o) => o.send(batch, items).await,
+            Err(e) => Err(e),
+            Ok(o) => o.send(batch, items).await,
         };
         self.count(signal, items, &result);
         result
@@ -226,6 +261,33 @@ mod tests {
             stats.reasons(Signal::Logs, Counter::Refused),
             vec![("pipeline_full".to_string(), 5)]
         );
+    }
+
+    #[tokio::test]
+    async fn revoking_closes_the_pipelines_for_every_clone() {
+        let telemetry = Telemetry::default();
+        let stats = telemetry.register(ComponentKind::Receiver, ComponentId::new("otlp", None));
+        let (tx, mut rx) = channel::channel(100);
+        let mut out = Outputs::new(stats.clone());
+        out.add(Signal::Logs, "logs", tx);
+        // A clone held elsewhere (a connection task that outlives its server).
+        let straggler = out.clone();
+        straggler.try_send(logs(2)).unwrap();
+        out.revoke();
+        assert_eq!(straggler.try_send(logs(1)), Err(SendError::Closed));
+        assert!(!straggler.handles(Signal::Logs));
+        // The pipeline drains what was accepted, then sees its input closed although the
+        // straggler still exists.
+        assert_eq!(rx.recv().await.unwrap().item_count(), 2);
+        assert!(
+            rx.recv().await.is_none(),
+            "the pipeline input did not close"
+        );
+        assert_eq!(
+            stats.reasons(Signal::Logs, Counter::Refused),
+            vec![("shutting_down".to_string(), 1)]
+        );
+        drop(straggler);
     }
 
     #[tokio::test]

@@ -2,9 +2,12 @@
 
 use std::fmt;
 
-use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, metric::Data};
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum, Summary,
+    metric::Data,
+};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use serde::{Deserialize, Serialize};
 
 /// One of the three OTLP signals a pipeline carries.
@@ -163,6 +166,163 @@ impl Batch {
             Batch::Logs(v) => Batch::Logs(v.split_off(at.min(v.len()))),
         }
     }
+
+    /// Removes the first `n` items (spans, metric data points, log records) from this batch
+    /// and returns them as a batch of the same signal; this batch keeps the rest. Order is
+    /// kept on both sides, and concatenating the two gives back every item of the original.
+    ///
+    /// The cut is at item granularity, so it can fall inside a resource entry, a scope entry
+    /// or a metric: that entry is then split in two, each half carrying the same metadata
+    /// (resource and its `schema_url`; scope and its `schema_url`; metric name, description,
+    /// unit, metadata, data type, aggregation temporality and monotonicity). No entry left
+    /// empty by the cut is kept: the returned batch holds exactly `n` items (all of them when
+    /// `n >= item_count()`, leaving this batch with no resource entries at all). Entries that
+    /// held no items to begin with are neither dropped nor added: an entry whose items all
+    /// come before the cut is returned whole, item-less entries inside it included; other
+    /// item-less entries are returned when they come before the `n`-th item and kept when
+    /// after it. `n == 0` returns an empty batch and changes nothing.
+    ///
+    /// Unlike [`split_off_resources`](Self::split_off_resources), which keeps the front and
+    /// returns the back, this returns the front (as `Iterator::take` would): the batch
+    /// processor uses it to cut batches of at most `send_batch_max_size` items.
+    pub fn take_items(&mut self, n: usize) -> Batch {
+        if n >= self.item_count() {
+            return std::mem::replace(self, Batch::empty(self.signal()));
+        }
+        match self {
+            Batch::Traces(rs) => Batch::Traces(take_front(
+                rs,
+                n,
+                |r| r.scope_spans.iter().map(|s| s.spans.len()).sum(),
+                |r, k| ResourceSpans {
+                    resource: r.resource.clone(),
+                    scope_spans: take_front(
+                        &mut r.scope_spans,
+                        k,
+                        |s| s.spans.len(),
+                        |s, k| ScopeSpans {
+                            scope: s.scope.clone(),
+                            spans: s.spans.drain(..k).collect(),
+                            schema_url: s.schema_url.clone(),
+                        },
+                    ),
+                    schema_url: r.schema_url.clone(),
+                },
+            )),
+            Batch::Metrics(rm) => Batch::Metrics(take_front(
+                rm,
+                n,
+                |r| {
+                    r.scope_metrics
+                        .iter()
+                        .flat_map(|s| &s.metrics)
+                        .map(metric_point_count)
+                        .sum()
+                },
+                |r, k| ResourceMetrics {
+                    resource: r.resource.clone(),
+                    scope_metrics: take_front(
+                        &mut r.scope_metrics,
+                        k,
+                        |s| s.metrics.iter().map(metric_point_count).sum(),
+                        |s, k| ScopeMetrics {
+                            scope: s.scope.clone(),
+                            metrics: take_front(
+                                &mut s.metrics,
+                                k,
+                                metric_point_count,
+                                take_metric_points,
+                            ),
+                            schema_url: s.schema_url.clone(),
+                        },
+                    ),
+                    schema_url: r.schema_url.clone(),
+                },
+            )),
+            Batch::Logs(rl) => Batch::Logs(take_front(
+                rl,
+                n,
+                |r| r.scope_logs.iter().map(|s| s.log_records.len()).sum(),
+                |r, k| ResourceLogs {
+                    resource: r.resource.clone(),
+                    scope_logs: take_front(
+                        &mut r.scope_logs,
+                        k,
+                        |s| s.log_records.len(),
+                        |s, k| ScopeLogs {
+                            scope: s.scope.clone(),
+                            log_records: s.log_records.drain(..k).collect(),
+                            schema_url: s.schema_url.clone(),
+                        },
+                    ),
+                    schema_url: r.schema_url.clone(),
+                },
+            )),
+        }
+    }
+}
+
+/// Moves the entries holding the first `n` items of `entries` out into the returned vector,
+/// keeping order: whole entries while they fit, then, when the cut falls inside an entry,
+/// the front of that entry as made by `split(entry, k)`, which must move the entry's first
+/// `k` items (`0 < k < count(entry)`) into a new entry with the same metadata. Stops as soon
+/// as `n` items are taken, so item-less entries after the cut stay in `entries`.
+fn take_front<E>(
+    entries: &mut Vec<E>,
+    n: usize,
+    count: impl Fn(&E) -> usize,
+    split: impl FnOnce(&mut E, usize) -> E,
+) -> Vec<E> {
+    let mut left = n;
+    let mut whole = 0;
+    for e in entries.iter() {
+        let c = count(e);
+        if left == 0 || c > left {
+            break;
+        }
+        left -= c;
+        whole += 1;
+    }
+    let mut taken: Vec<E> = entries.drain(..whole).collect();
+    if left > 0
+        && let Some(first) = entries.first_mut()
+    {
+        taken.push(split(first, left));
+    }
+    taken
+}
+
+/// Moves the first `k` data points of `m` into a new metric with the same name, description,
+/// unit, metadata, data type, temporality and monotonicity.
+fn take_metric_points(m: &mut Metric, k: usize) -> Metric {
+    let data = m.data.as_mut().map(|data| match data {
+        Data::Gauge(g) => Data::Gauge(Gauge {
+            data_points: g.data_points.drain(..k).collect(),
+        }),
+        Data::Sum(s) => Data::Sum(Sum {
+            data_points: s.data_points.drain(..k).collect(),
+            aggregation_temporality: s.aggregation_temporality,
+            is_monotonic: s.is_monotonic,
+        }),
+        Data::Histogram(h) => Data::Histogram(Histogram {
+            data_points: h.data_points.drain(..k).collect(),
+            aggregation_temporality: h.aggregation_temporality,
+        }),
+        Data::ExponentialHistogram(h) => Data::ExponentialHistogram(ExponentialHistogram {
+            data_points: h.data_points.drain(..k).collect(),
+            aggregation_temporality: h.aggregation_temporality,
+        }),
+        Data::Summary(s) => Data::Summary(Summary {
+            data_points: s.data_points.drain(..k).collect(),
+        }),
+    });
+    Metric {
+        name: m.name.clone(),
+        description: m.description.clone(),
+        unit: m.unit.clone(),
+        metadata: m.metadata.clone(),
+        data,
+    }
 }
 
 /// Number of data points in one metric, whatever its type (the unit in which metrics are
@@ -282,5 +442,638 @@ mod tests {
         assert_eq!(b.append(other.clone()), Err(other));
         let rest = b.split_off_resources(1);
         assert_eq!((b.item_count(), rest.item_count()), (2, 7));
+    }
+
+    // ---- take_items ----
+
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, any_value,
+    };
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint,
+        SummaryDataPoint,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn resource(name: &str) -> Option<Resource> {
+        Some(Resource {
+            attributes: vec![kv("service.name", name)],
+            ..Default::default()
+        })
+    }
+
+    fn scope(name: &str) -> Option<InstrumentationScope> {
+        Some(InstrumentationScope {
+            name: name.into(),
+            version: "1.2.3".into(),
+            attributes: vec![kv("scope.attr", name)],
+            ..Default::default()
+        })
+    }
+
+    fn named_spans(names: &[&str]) -> Vec<Span> {
+        names
+            .iter()
+            .map(|n| Span {
+                name: n.to_string(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn rs(r: &str, scopes: Vec<ScopeSpans>) -> ResourceSpans {
+        ResourceSpans {
+            resource: resource(r),
+            scope_spans: scopes,
+            schema_url: format!("https://schema/{r}"),
+        }
+    }
+
+    fn ss(s: &str, names: &[&str]) -> ScopeSpans {
+        ScopeSpans {
+            scope: scope(s),
+            spans: named_spans(names),
+            schema_url: format!("https://schema/{s}"),
+        }
+    }
+
+    /// r1 { s1 [a1 a2], s2 [b1] }, r2 { s3 [c1 c2 c3] }: 6 spans.
+    fn traces() -> Batch {
+        Batch::Traces(vec![
+            rs("r1", vec![ss("s1", &["a1", "a2"]), ss("s2", &["b1"])]),
+            rs("r2", vec![ss("s3", &["c1", "c2", "c3"])]),
+        ])
+    }
+
+    fn span_names(b: &Batch) -> Vec<String> {
+        let Batch::Traces(rs) = b else {
+            panic!("not traces")
+        };
+        rs.iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// The data points of `m`, each as the `Debug` of a metric holding only it, so that a
+    /// point compares equal only with the same metadata, data type, temporality and
+    /// monotonicity around it.
+    fn metric_points(m: &Metric) -> Vec<String> {
+        fn each<P: Clone>(points: &[P], one: impl Fn(Vec<P>) -> Data) -> Vec<Data> {
+            points.iter().map(|p| one(vec![p.clone()])).collect()
+        }
+        let data = match &m.data {
+            Some(Data::Gauge(g)) => each(&g.data_points, |p| Data::Gauge(Gauge { data_points: p })),
+            Some(Data::Sum(s)) => each(&s.data_points, |p| {
+                Data::Sum(Sum {
+                    data_points: p,
+                    ..s.clone()
+                })
+            }),
+            Some(Data::Histogram(h)) => each(&h.data_points, |p| {
+                Data::Histogram(Histogram {
+                    data_points: p,
+                    ..h.clone()
+                })
+            }),
+            Some(Data::ExponentialHistogram(h)) => each(&h.data_points, |p| {
+                Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: p,
+                    ..h.clone()
+                })
+            }),
+            Some(Data::Summary(s)) => each(&s.data_points, |p| {
+                Data::Summary(Summary { data_points: p })
+            }),
+            None => vec![],
+        };
+        data.into_iter()
+            .map(|d| {
+                let one = Metric {
+                    data: Some(d),
+                    ..m.clone()
+                };
+                format!("{one:?}")
+            })
+            .collect()
+    }
+
+    /// Every item of `b` in order, with the resource, scope (and metric) it belongs to.
+    fn items_in_context(b: &Batch) -> Vec<String> {
+        let mut out = Vec::new();
+        match b {
+            Batch::Traces(rs) => {
+                for r in rs {
+                    for s in &r.scope_spans {
+                        for span in &s.spans {
+                            out.push(format!(
+                                "{:?}|{}|{:?}|{}|{span:?}",
+                                r.resource, r.schema_url, s.scope, s.schema_url
+                            ));
+                        }
+                    }
+                }
+            }
+            Batch::Metrics(rm) => {
+                for r in rm {
+                    for s in &r.scope_metrics {
+                        for m in &s.metrics {
+                            for p in metric_points(m) {
+                                out.push(format!(
+                                    "{:?}|{}|{:?}|{}|{p}",
+                                    r.resource, r.schema_url, s.scope, s.schema_url
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Batch::Logs(rl) => {
+                for r in rl {
+                    for s in &r.scope_logs {
+                        for l in &s.log_records {
+                            out.push(format!(
+                                "{:?}|{}|{:?}|{}|{l:?}",
+                                r.resource, r.schema_url, s.scope, s.schema_url
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Panics when `b` has a resource, scope or metric entry holding no items.
+    fn assert_no_empty_entries(b: &Batch) {
+        match b {
+            Batch::Traces(rs) => {
+                for r in rs {
+                    assert!(!r.scope_spans.is_empty(), "empty resource in {b:?}");
+                    for s in &r.scope_spans {
+                        assert!(!s.spans.is_empty(), "empty scope in {b:?}");
+                    }
+                }
+            }
+            Batch::Metrics(rm) => {
+                for r in rm {
+                    assert!(!r.scope_metrics.is_empty(), "empty resource in {b:?}");
+                    for s in &r.scope_metrics {
+                        assert!(!s.metrics.is_empty(), "empty scope in {b:?}");
+                        for m in &s.metrics {
+                            assert!(metric_point_count(m) > 0, "empty metric in {b:?}");
+                        }
+                    }
+                }
+            }
+            Batch::Logs(rl) => {
+                for r in rl {
+                    assert!(!r.scope_logs.is_empty(), "empty resource in {b:?}");
+                    for s in &r.scope_logs {
+                        assert!(!s.log_records.is_empty(), "empty scope in {b:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cuts `original` at every position from 0 to past its end and checks both halves:
+    /// exact item counts, every item in order and in its original context, no empty entries.
+    fn check_every_cut(original: &Batch) {
+        let total = original.item_count();
+        let all = items_in_context(original);
+        assert_eq!(all.len(), total);
+        for n in 0..=total + 2 {
+            let mut rest = original.clone();
+            let front = rest.take_items(n);
+            let k = n.min(total);
+            assert_eq!(front.signal(), original.signal());
+            assert_eq!(rest.signal(), original.signal());
+            assert_eq!(
+                (front.item_count(), rest.item_count()),
+                (k, total - k),
+                "n={n}"
+            );
+            assert_eq!(items_in_context(&front), all[..k], "front, n={n}");
+            assert_eq!(items_in_context(&rest), all[k..], "rest, n={n}");
+            assert_no_empty_entries(&front);
+            assert_no_empty_entries(&rest);
+        }
+    }
+
+    #[test]
+    fn take_items_cuts_spans_at_every_position_keeping_order_and_context() {
+        let original = traces();
+        check_every_cut(&original);
+        for (n, front, rest) in [
+            (0, vec![], vec!["a1", "a2", "b1", "c1", "c2", "c3"]),
+            (2, vec!["a1", "a2"], vec!["b1", "c1", "c2", "c3"]),
+            (5, vec!["a1", "a2", "b1", "c1", "c2"], vec!["c3"]),
+            (6, vec!["a1", "a2", "b1", "c1", "c2", "c3"], vec![]),
+        ] {
+            let mut b = original.clone();
+            assert_eq!(span_names(&b.take_items(n)), front, "n={n}");
+            assert_eq!(span_names(&b), rest, "n={n}");
+        }
+    }
+
+    #[test]
+    fn take_items_splits_the_resource_and_scope_the_cut_falls_in() {
+        // Inside a scope of the first resource.
+        let mut b = traces();
+        let front = b.take_items(1);
+        assert_eq!(
+            front,
+            Batch::Traces(vec![rs("r1", vec![ss("s1", &["a1"])])])
+        );
+        assert_eq!(
+            b,
+            Batch::Traces(vec![
+                rs("r1", vec![ss("s1", &["a2"]), ss("s2", &["b1"])]),
+                rs("r2", vec![ss("s3", &["c1", "c2", "c3"])]),
+            ])
+        );
+        // Between two scopes of one resource: the resource is split, the scopes are not.
+        let mut b = traces();
+        let front = b.take_items(2);
+        assert_eq!(
+            front,
+            Batch::Traces(vec![rs("r1", vec![ss("s1", &["a1", "a2"])])])
+        );
+        assert_eq!(
+            b,
+            Batch::Traces(vec![
+                rs("r1", vec![ss("s2", &["b1"])]),
+                rs("r2", vec![ss("s3", &["c1", "c2", "c3"])]),
+            ])
+        );
+        // Between two resources: nothing is split.
+        let mut b = traces();
+        let front = b.take_items(3);
+        assert_eq!(
+            front,
+            Batch::Traces(vec![rs(
+                "r1",
+                vec![ss("s1", &["a1", "a2"]), ss("s2", &["b1"])]
+            )])
+        );
+        assert_eq!(
+            b,
+            Batch::Traces(vec![rs("r2", vec![ss("s3", &["c1", "c2", "c3"])])])
+        );
+        // Inside the second resource.
+        let mut b = traces();
+        let front = b.take_items(4);
+        assert_eq!(
+            front,
+            Batch::Traces(vec![
+                rs("r1", vec![ss("s1", &["a1", "a2"]), ss("s2", &["b1"])]),
+                rs("r2", vec![ss("s3", &["c1"])]),
+            ])
+        );
+        assert_eq!(
+            b,
+            Batch::Traces(vec![rs("r2", vec![ss("s3", &["c2", "c3"])])])
+        );
+    }
+
+    #[test]
+    fn take_items_of_none_or_all() {
+        let mut b = traces();
+        assert_eq!(b.take_items(0), Batch::empty(Signal::Traces));
+        assert_eq!(b, traces(), "n=0 must change nothing");
+        for n in [6, 7, usize::MAX] {
+            let mut b = traces();
+            assert_eq!(b.take_items(n), traces(), "n={n}");
+            assert_eq!(b, Batch::empty(Signal::Traces), "n={n}");
+            assert_eq!(b.resource_count(), 0);
+        }
+        for signal in Signal::ALL {
+            let mut b = Batch::empty(signal);
+            assert_eq!(b.take_items(3), Batch::empty(signal));
+            assert_eq!(b, Batch::empty(signal));
+        }
+    }
+
+    #[test]
+    fn take_items_keeps_item_less_entries_beside_their_neighbours() {
+        let empty = |r: &str| rs(r, vec![]);
+        let original = Batch::Traces(vec![
+            empty("e1"),
+            rs("r1", vec![ss("s1", &["a", "b"]), ss("s0", &[])]),
+            empty("e2"),
+            rs("r2", vec![ss("s2", &["c"])]),
+        ]);
+        let mut b = original.clone();
+        assert_eq!(
+            b.take_items(1),
+            Batch::Traces(vec![empty("e1"), rs("r1", vec![ss("s1", &["a"])])])
+        );
+        assert_eq!(
+            b,
+            Batch::Traces(vec![
+                rs("r1", vec![ss("s1", &["b"]), ss("s0", &[])]),
+                empty("e2"),
+                rs("r2", vec![ss("s2", &["c"])]),
+            ])
+        );
+        // r1 fits whole, so it is not split: its item-less scope goes with it.
+        let mut b = original.clone();
+        assert_eq!(
+            b.take_items(2),
+            Batch::Traces(vec![
+                empty("e1"),
+                rs("r1", vec![ss("s1", &["a", "b"]), ss("s0", &[])]),
+            ])
+        );
+        assert_eq!(
+            b,
+            Batch::Traces(vec![empty("e2"), rs("r2", vec![ss("s2", &["c"])])])
+        );
+        let mut b = original.clone();
+        assert_eq!(b.take_items(3), original);
+        assert_eq!(b, Batch::empty(Signal::Traces));
+    }
+
+    fn number_points(from: u64, n: u64) -> Vec<NumberDataPoint> {
+        (from..from + n)
+            .map(|t| NumberDataPoint {
+                time_unix_nano: t,
+                attributes: vec![kv("point", &t.to_string())],
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn metric(name: &str, data: Data) -> Metric {
+        Metric {
+            name: name.into(),
+            description: format!("{name} described"),
+            unit: "By".into(),
+            metadata: vec![kv("meta", name)],
+            data: Some(data),
+        }
+    }
+
+    /// One metric of each data type, with 2 data points each (time_unix_nano 0..10), in one
+    /// scope of one resource, then a gauge with 1 point in a second resource: 11 points.
+    fn metrics() -> Batch {
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        let delta = AggregationTemporality::Delta as i32;
+        let hist = |t: u64| HistogramDataPoint {
+            time_unix_nano: t,
+            count: t,
+            bucket_counts: vec![t],
+            ..Default::default()
+        };
+        let exp = |t: u64| ExponentialHistogramDataPoint {
+            time_unix_nano: t,
+            count: t,
+            scale: 2,
+            ..Default::default()
+        };
+        let summary = |t: u64| SummaryDataPoint {
+            time_unix_nano: t,
+            count: t,
+            ..Default::default()
+        };
+        Batch::Metrics(vec![
+            ResourceMetrics {
+                resource: resource("r1"),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: scope("s1"),
+                    metrics: vec![
+                        metric(
+                            "gauge",
+                            Data::Gauge(Gauge {
+                                data_points: number_points(0, 2),
+                            }),
+                        ),
+                        metric(
+                            "sum",
+                            Data::Sum(Sum {
+                                data_points: number_points(2, 2),
+                                aggregation_temporality: cumulative,
+                                is_monotonic: true,
+                            }),
+                        ),
+                        metric(
+                            "histogram",
+                            Data::Histogram(Histogram {
+                                data_points: vec![hist(4), hist(5)],
+                                aggregation_temporality: delta,
+                            }),
+                        ),
+                        metric(
+                            "exponential_histogram",
+                            Data::ExponentialHistogram(ExponentialHistogram {
+                                data_points: vec![exp(6), exp(7)],
+                                aggregation_temporality: cumulative,
+                            }),
+                        ),
+                        metric(
+                            "summary",
+                            Data::Summary(Summary {
+                                data_points: vec![summary(8), summary(9)],
+                            }),
+                        ),
+                    ],
+                    schema_url: "https://schema/s1".into(),
+                }],
+                schema_url: "https://schema/r1".into(),
+            },
+            ResourceMetrics {
+                resource: resource("r2"),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: scope("s2"),
+                    metrics: vec![metric(
+                        "gauge2",
+                        Data::Gauge(Gauge {
+                            data_points: number_points(10, 1),
+                        }),
+                    )],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            },
+        ])
+    }
+
+    /// The metrics of `b`, in order.
+    fn metric_list(b: &Batch) -> Vec<Metric> {
+        let Batch::Metrics(rm) = b else {
+            panic!("not metrics")
+        };
+        rm.iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| s.metrics.clone())
+            .collect()
+    }
+
+    /// `m` with only the data points whose index is in `range`.
+    fn with_points(m: &Metric, range: std::ops::Range<usize>) -> Metric {
+        let data = match m.data.clone().unwrap() {
+            Data::Gauge(g) => Data::Gauge(Gauge {
+                data_points: g.data_points[range].to_vec(),
+            }),
+            Data::Sum(s) => Data::Sum(Sum {
+                data_points: s.data_points[range].to_vec(),
+                ..s
+            }),
+            Data::Histogram(h) => Data::Histogram(Histogram {
+                data_points: h.data_points[range].to_vec(),
+                ..h
+            }),
+            Data::ExponentialHistogram(h) => Data::ExponentialHistogram(ExponentialHistogram {
+                data_points: h.data_points[range].to_vec(),
+                ..h
+            }),
+            Data::Summary(s) => Data::Summary(Summary {
+                data_points: s.data_points[range].to_vec(),
+            }),
+        };
+        Metric {
+            data: Some(data),
+            ..m.clone()
+        }
+    }
+
+    #[test]
+    fn take_items_cuts_metric_points_at_every_position_keeping_order_and_context() {
+        check_every_cut(&metrics());
+    }
+
+    #[test]
+    fn take_items_splits_a_metric_of_each_data_type_the_cut_falls_in() {
+        let original = metric_list(&metrics());
+        // Cutting after point 2i + 1 falls inside metric i (gauge, sum, histogram,
+        // exponential histogram, summary): it becomes two metrics with the same metadata,
+        // one point each.
+        for (i, m) in original.iter().take(5).enumerate() {
+            let n = 2 * i + 1;
+            let mut rest = metrics();
+            let front = rest.take_items(n);
+            let (front, rest) = (metric_list(&front), metric_list(&rest));
+            let mut want_front = original[..i].to_vec();
+            want_front.push(with_points(m, 0..1));
+            let mut want_rest = vec![with_points(m, 1..2)];
+            want_rest.extend_from_slice(&original[i + 1..]);
+            assert_eq!(front, want_front, "{}", m.name);
+            assert_eq!(rest, want_rest, "{}", m.name);
+        }
+        // Spelled out for a sum: name, description, unit, metadata, temporality and
+        // monotonicity on both halves.
+        let mut b = metrics();
+        let front = metric_list(&b.take_items(3));
+        let number = |t: u64| NumberDataPoint {
+            time_unix_nano: t,
+            attributes: vec![kv("point", &t.to_string())],
+            ..Default::default()
+        };
+        let sum = |t: u64| Metric {
+            name: "sum".into(),
+            description: "sum described".into(),
+            unit: "By".into(),
+            metadata: vec![kv("meta", "sum")],
+            data: Some(Data::Sum(Sum {
+                data_points: vec![number(t)],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                is_monotonic: true,
+            })),
+        };
+        assert_eq!(front.last(), Some(&sum(2)));
+        assert_eq!(metric_list(&b).first(), Some(&sum(3)));
+        let Batch::Metrics(rm) = &b else {
+            unreachable!()
+        };
+        assert_eq!(rm.len(), 2);
+        assert_eq!(rm[0].resource, resource("r1"));
+        assert_eq!(rm[0].schema_url, "https://schema/r1");
+        assert_eq!(rm[0].scope_metrics[0].scope, scope("s1"));
+        assert_eq!(rm[0].scope_metrics[0].schema_url, "https://schema/s1");
+    }
+
+    fn logs() -> Batch {
+        let records = |names: &[&str]| -> Vec<LogRecord> {
+            names
+                .iter()
+                .map(|n| LogRecord {
+                    severity_text: "INFO".into(),
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(n.to_string())),
+                    }),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let rl = |r: &str, scopes: Vec<(&str, Vec<LogRecord>)>| ResourceLogs {
+            resource: resource(r),
+            scope_logs: scopes
+                .into_iter()
+                .map(|(s, log_records)| ScopeLogs {
+                    scope: scope(s),
+                    log_records,
+                    schema_url: format!("https://schema/{s}"),
+                })
+                .collect(),
+            schema_url: format!("https://schema/{r}"),
+        };
+        Batch::Logs(vec![
+            rl("r1", vec![("s1", records(&["l1", "l2", "l3"]))]),
+            rl(
+                "r2",
+                vec![("s2", records(&["m1"])), ("s3", records(&["n1", "n2"]))],
+            ),
+        ])
+    }
+
+    fn log_bodies(b: &Batch) -> Vec<String> {
+        let Batch::Logs(rl) = b else {
+            panic!("not logs")
+        };
+        rl.iter()
+            .flat_map(|r| &r.scope_logs)
+            .flat_map(|s| &s.log_records)
+            .map(|l| match l.body.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => s.clone(),
+                other => panic!("unexpected body {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn take_items_cuts_log_records_at_every_position_keeping_order_and_context() {
+        check_every_cut(&logs());
+        let mut b = logs();
+        let front = b.take_items(2);
+        assert_eq!(log_bodies(&front), ["l1", "l2"]);
+        assert_eq!(log_bodies(&b), ["l3", "m1", "n1", "n2"]);
+        let mut b = logs();
+        let front = b.take_items(5);
+        assert_eq!(log_bodies(&front), ["l1", "l2", "l3", "m1", "n1"]);
+        assert_eq!(log_bodies(&b), ["n2"]);
+        let (Batch::Logs(front), Batch::Logs(rest)) = (&front, &b) else {
+            unreachable!()
+        };
+        assert_eq!(front.len(), 2);
+        assert_eq!(front[1].scope_logs.len(), 2);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].resource, resource("r2"));
+        assert_eq!(rest[0].schema_url, "https://schema/r2");
+        assert_eq!(rest[0].scope_logs.len(), 1);
+        assert_eq!(rest[0].scope_logs[0].scope, scope("s3"));
+        assert_eq!(rest[0].scope_logs[0].schema_url, "https://schema/s3");
     }
 }

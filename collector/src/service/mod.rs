@@ -48,6 +48,10 @@ pub enum Error {
 /// Result of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// After the shutdown deadline, how long stages and queues get to count and drop what they
+/// still hold before their tasks are killed (which only a bug would make necessary).
+const ABORTED_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
@@ -211,7 +215,10 @@ impl Collector {
             ComponentId,
             std::result::Result<(), hpcotel_core::ComponentError>,
         )> = JoinSet::new();
+        // Handles to revoke every receiver's outputs once it has stopped (see shutdown below).
+        let mut handed_out: Vec<Outputs> = Vec::new();
         for (id, receiver, outputs) in receivers {
+            handed_out.push(outputs.clone());
             let ctx = ReceiverContext {
                 id: id.clone(),
                 outputs,
@@ -220,6 +227,7 @@ impl Collector {
             running.spawn(async move { (id, receiver.run(ctx).await) });
         }
         if let Some(outputs) = self_metrics {
+            handed_out.push(outputs.clone());
             let t = telemetry.clone();
             let interval = config.service.telemetry.metrics.interval;
             let stop = receiver_stop.clone();
@@ -254,16 +262,42 @@ impl Collector {
             },
         }
 
-        let deadline = tokio::time::Instant::now() + config.service.shutdown_timeout;
-        info!(timeout = ?config.service.shutdown_timeout, "shutting down: draining pipelines");
+        // Shutdown, within `shutdown_timeout`:
+        // 1. Receivers stop accepting and finish their in-flight requests, for at most half of
+        //    the budget; then they are aborted. Either way their outputs are revoked, so no
+        //    straggler (a connection task outliving its server) keeps a pipeline open.
+        // 2. Pipelines drain: processors flush, fan-outs hand over, export queues deliver.
+        // 3. At the deadline the export queues are aborted: from then on every batch still
+        //    flowing through a stage or waiting in a queue is counted as dropped with reason
+        //    `shutdown` on its way out, rather than lost uncounted with an aborted task.
+        let budget = config.service.shutdown_timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + budget;
+        info!(timeout = ?budget, "shutting down: draining pipelines");
         receiver_stop.cancel();
-        let drain = async {
+        let receivers_done = tokio::time::timeout_at(started + budget / 2, async {
             while let Some(done) = running.join_next().await {
                 if let Ok((id, Err(e))) = done {
                     error!(receiver = %id, error = %e, "receiver ended with an error");
                     failed.push(id.to_string());
                 }
             }
+        })
+        .await;
+        if receivers_done.is_err() {
+            warn!(
+                receivers = running.len(),
+                "receivers still finishing requests after half the shutdown budget; stopping them"
+            );
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+        }
+        for outputs in &handed_out {
+            outputs.revoke();
+        }
+        drop(handed_out);
+
+        let drain = async {
             while let Some(done) = stages.join_next().await {
                 if let Ok((stage, Err(e))) = done {
                     error!(stage = %stage, error = %e, "pipeline stage failed");
@@ -274,15 +308,30 @@ impl Collector {
         };
         let in_time = tokio::time::timeout_at(deadline, drain).await.is_ok();
         if !in_time {
-            warn!("shutdown deadline passed; aborting export queues, what is left is dropped");
+            warn!("shutdown deadline passed; dropping what is still in the pipelines (counted)");
             queue_abort.cancel();
-            running.abort_all();
-            stages.abort_all();
-            // Aborted queues count what they held and call their exporters' shutdown.
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            // With the queues aborted nothing waits on a backend any more: stages flush into
+            // queues that count and drop, so this ends promptly.
+            let flushed = tokio::time::timeout(ABORTED_DRAIN_LIMIT, async {
+                while let Some(done) = stages.join_next().await {
+                    if let Ok((stage, Err(e))) = done {
+                        error!(stage = %stage, error = %e, "pipeline stage failed");
+                        failed.push(stage);
+                    }
+                }
                 while queues.join_next().await.is_some() {}
             })
             .await;
+            if flushed.is_err() {
+                error!(
+                    stages = stages.len(),
+                    queues = queues.len(),
+                    "pipeline tasks did not finish after the export queues were aborted; killing them"
+                );
+                failed.push("shutdown".into());
+                stages.abort_all();
+                queues.abort_all();
+            }
         }
         let dropped_at_shutdown: u64 = telemetry
             .components()

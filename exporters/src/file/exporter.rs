@@ -1,5 +1,6 @@
 //! [`FileExporter`]: OTLP JSON lines per signal, rotated by size.
 
+use std::borrow::Borrow;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,8 @@ use hpcotel_core::{Batch, ComponentError, ExportError, ExportOutcome, Exporter, 
 use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
-use tracing::debug;
+use serde::ser::{self, Serialize, Serializer};
+use tracing::{debug, warn};
 
 use super::config::Config;
 
@@ -125,16 +127,322 @@ enum JsonRequest<'a> {
 }
 
 /// One JSON line (with its newline) for `batch`: the OTLP/JSON `Export*ServiceRequest`,
-/// e.g. `{"resourceSpans":[...]}`.
+/// e.g. `{"resourceSpans":[...]}`. A non-finite double is written as `"NaN"`, `"Infinity"`
+/// or `"-Infinity"`, as the protobuf JSON mapping wants (see [`NonFinite`]).
 pub fn encode_line(batch: &Batch) -> Result<Vec<u8>> {
     let request = match batch {
         Batch::Traces(v) => JsonRequest::Spans(v),
         Batch::Metrics(v) => JsonRequest::Metrics(v),
         Batch::Logs(v) => JsonRequest::Logs(v),
     };
-    let mut line = serde_json::to_vec(&request).map_err(Error::Encode)?;
+    let mut line = Vec::new();
+    request
+        .serialize(NonFinite(&mut serde_json::Serializer::new(&mut line)))
+        .map_err(Error::Encode)?;
     line.push(b'\n');
     Ok(line)
+}
+
+/// A [`Serializer`] that writes a non-finite `f64` or `f32` as the string `"NaN"`,
+/// `"Infinity"` or `"-Infinity"` and passes everything else to the serializer it wraps.
+///
+/// serde_json writes a non-finite double as `null`, losing it, and opentelemetry-proto's
+/// serde mapping hands it a plain `f64` for every double (a point's or exemplar's
+/// `asDouble`, a histogram's `sum`, `min`, `max`, `zeroThreshold`, an `AnyValue`'s
+/// `doubleValue`, ...; only a summary's quantile values are special-cased). Wrapping the
+/// serializer, every compound serializer it returns and every value handed to those (as
+/// [`Wrapped`]) catches each of them, nested or behind `#[serde(flatten)]`, while the batch
+/// stays borrowed and nothing is copied. (Serializing to a `serde_json::Value` first would
+/// not help: it turns NaN into `null` too.)
+struct NonFinite<S>(S);
+
+/// A value serialized through [`NonFinite`].
+struct Wrapped<'a, T: ?Sized>(&'a T);
+
+impl<T: Serialize + ?Sized> Serialize for Wrapped<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(NonFinite(serializer))
+    }
+}
+
+/// The protobuf JSON mapping's name of a non-finite double.
+fn non_finite_name(d: f64) -> &'static str {
+    if d.is_nan() {
+        "NaN"
+    } else if d > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
+}
+
+/// Methods passed on unchanged: `name(self, v: T)`.
+macro_rules! forward {
+    ($($name:ident($t:ty)),* $(,)?) => {
+        $(fn $name(self, v: $t) -> Result<S::Ok, S::Error> {
+            self.0.$name(v)
+        })*
+    };
+}
+
+impl<S: Serializer> Serializer for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+    type SerializeSeq = NonFinite<S::SerializeSeq>;
+    type SerializeTuple = NonFinite<S::SerializeTuple>;
+    type SerializeTupleStruct = NonFinite<S::SerializeTupleStruct>;
+    type SerializeTupleVariant = NonFinite<S::SerializeTupleVariant>;
+    type SerializeMap = NonFinite<S::SerializeMap>;
+    type SerializeStruct = NonFinite<S::SerializeStruct>;
+    type SerializeStructVariant = NonFinite<S::SerializeStructVariant>;
+
+    fn serialize_f64(self, v: f64) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            self.0.serialize_f64(v)
+        } else {
+            self.0.serialize_str(non_finite_name(v))
+        }
+    }
+
+    fn serialize_f32(self, v: f32) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            self.0.serialize_f32(v)
+        } else {
+            self.0.serialize_str(non_finite_name(v.into()))
+        }
+    }
+
+    forward!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit_struct(&'static str),
+    );
+
+    fn serialize_none(self) -> Result<S::Ok, S::Error> {
+        self.0.serialize_none()
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<S::Ok, S::Error> {
+        self.0.serialize_some(&Wrapped(v))
+    }
+
+    fn serialize_unit(self) -> Result<S::Ok, S::Error> {
+        self.0.serialize_unit()
+    }
+
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+    ) -> Result<S::Ok, S::Error> {
+        self.0.serialize_unit_variant(name, index, variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        v: &T,
+    ) -> Result<S::Ok, S::Error> {
+        self.0.serialize_newtype_struct(name, &Wrapped(v))
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        v: &T,
+    ) -> Result<S::Ok, S::Error> {
+        self.0
+            .serialize_newtype_variant(name, index, variant, &Wrapped(v))
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
+        self.0.serialize_seq(len).map(NonFinite)
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
+        self.0.serialize_tuple(len).map(NonFinite)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct, S::Error> {
+        self.0.serialize_tuple_struct(name, len).map(NonFinite)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, S::Error> {
+        self.0
+            .serialize_tuple_variant(name, index, variant, len)
+            .map(NonFinite)
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
+        self.0.serialize_map(len).map(NonFinite)
+    }
+
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, S::Error> {
+        self.0.serialize_struct(name, len).map(NonFinite)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, S::Error> {
+        self.0
+            .serialize_struct_variant(name, index, variant, len)
+            .map(NonFinite)
+    }
+
+    fn collect_str<T: std::fmt::Display + ?Sized>(self, v: &T) -> Result<S::Ok, S::Error> {
+        self.0.collect_str(v)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+}
+
+/// The compound serializers whose elements are `(&mut self, v: &T)`: elements wrapped.
+macro_rules! compound {
+    ($($trait:ident: $element:ident),* $(,)?) => {
+        $(impl<S: ser::$trait> ser::$trait for NonFinite<S> {
+            type Ok = S::Ok;
+            type Error = S::Error;
+
+            fn $element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), S::Error> {
+                self.0.$element(&Wrapped(v))
+            }
+
+            fn end(self) -> Result<S::Ok, S::Error> {
+                self.0.end()
+            }
+        })*
+    };
+}
+
+compound!(
+    SerializeSeq: serialize_element,
+    SerializeTuple: serialize_element,
+    SerializeTupleStruct: serialize_field,
+    SerializeTupleVariant: serialize_field,
+);
+
+/// The compound serializers whose fields are named: values wrapped.
+macro_rules! named_fields {
+    ($($trait:ident),* $(,)?) => {
+        $(impl<S: ser::$trait> ser::$trait for NonFinite<S> {
+            type Ok = S::Ok;
+            type Error = S::Error;
+
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                v: &T,
+            ) -> Result<(), S::Error> {
+                self.0.serialize_field(key, &Wrapped(v))
+            }
+
+            fn skip_field(&mut self, key: &'static str) -> Result<(), S::Error> {
+                self.0.skip_field(key)
+            }
+
+            fn end(self) -> Result<S::Ok, S::Error> {
+                self.0.end()
+            }
+        })*
+    };
+}
+
+named_fields!(SerializeStruct, SerializeStructVariant);
+
+impl<S: ser::SerializeMap> ser::SerializeMap for NonFinite<S> {
+    type Ok = S::Ok;
+    type Error = S::Error;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), S::Error> {
+        self.0.serialize_key(&Wrapped(key))
+    }
+
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), S::Error> {
+        self.0.serialize_value(&Wrapped(v))
+    }
+
+    fn serialize_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
+        &mut self,
+        key: &K,
+        v: &V,
+    ) -> Result<(), S::Error> {
+        self.0.serialize_entry(&Wrapped(key), &Wrapped(v))
+    }
+
+    fn end(self) -> Result<S::Ok, S::Error> {
+        self.0.end()
+    }
+}
+
+/// Appends `line` to the file behind `writer`, which is `size` bytes long, and flushes.
+/// Returns the writer to go on with; on failure, the error and the writer if it is still
+/// usable.
+///
+/// A write can fail part-way (a full disk, a quota): then the rest of the line still in the
+/// buffer is discarded (a dropped `BufWriter` would try to write it) and the file is cut
+/// back to `size`, so that the retry of the batch appends a whole line rather than a second
+/// copy after a fragment that would corrupt the file; the writer stays usable at `size`.
+/// If even that fails, the fragment stays; no writer comes back (the file is opened again,
+/// at its real size, next time).
+///
+/// Generic over the file only so that tests can make a write fail after some bytes
+/// (`Borrow<File>` is how `set_len` reaches the real file); it is a `File` otherwise.
+pub(super) fn append_line<F: Write + Borrow<File>>(
+    mut writer: BufWriter<F>,
+    size: u64,
+    line: &[u8],
+) -> Result<BufWriter<F>, (Option<BufWriter<F>>, std::io::Error)> {
+    let Err(e) = writer.write_all(line).and_then(|()| writer.flush()) else {
+        return Ok(writer);
+    };
+    let capacity = writer.capacity();
+    let (file, _unwritten) = writer.into_parts();
+    match file.borrow().set_len(size) {
+        Ok(()) => Err((Some(BufWriter::with_capacity(capacity, file)), e)),
+        Err(truncate) => {
+            warn!(
+                error = %truncate,
+                size,
+                "could not cut a file back after a failed write; a partial line stays in it"
+            );
+            Err((None, e))
+        }
+    }
 }
 
 fn lock(m: &Mutex<Option<Open>>) -> MutexGuard<'_, Option<Open>> {
@@ -198,21 +506,25 @@ impl Inner {
             }
             *slot = Some(open);
         }
-        let Some(open) = slot.as_mut() else {
+        let Some(Open { writer, size }) = slot.take() else {
             return Ok(());
         };
         let path = active_file(&self.dir, signal);
-        let written = open
-            .writer
-            .write_all(line)
-            .and_then(|()| open.writer.flush());
-        if let Err(e) = written {
-            // Start over from the file's real size next time.
-            *slot = None;
-            return Err(io("write", &path)(e));
+        match append_line(writer, size, line) {
+            Ok(writer) => {
+                *slot = Some(Open {
+                    writer,
+                    size: size + len,
+                });
+                Ok(())
+            }
+            Err((writer, e)) => {
+                // Cut back to `size`, the file is as it was and a retry writes a clean line;
+                // without a writer, the file is opened again (at its real size) next time.
+                *slot = writer.map(|writer| Open { writer, size });
+                Err(io("write", &path)(e))
+            }
         }
-        open.size += len;
-        Ok(())
     }
 
     fn flush_all(&self) -> Result<()> {

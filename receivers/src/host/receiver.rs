@@ -64,13 +64,12 @@ impl Receiver for HostReceiver {
             if took > SLOW_SCRAPE {
                 tracing::warn!(receiver = %ctx.id, took_ms = took.as_millis() as u64, "slow host scrape");
             }
-            // Hand over before the next tick or skip this scrape (counted as refused).
+            // Hand over before the next tick or skip this scrape (counted as refused). Not
+            // raced with shutdown: the wait is bounded anyway, and the scrape ends up counted
+            // as accepted or refused instead of vanishing.
             let wait = (tick + interval).saturating_duration_since(tokio::time::Instant::now());
             let batch = Batch::Metrics(vec![rm]);
-            let result = tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
-                r = ctx.outputs.send_within(batch, wait) => r,
-            };
+            let result = ctx.outputs.send_within(batch, wait).await;
             match result {
                 Ok(()) => {}
                 Err(SendError::Full) => {

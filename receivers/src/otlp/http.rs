@@ -34,7 +34,6 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -437,17 +436,14 @@ fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Batch, Stri
             )?
             .resource_spans,
         ),
-        Signal::Metrics => {
-            let mut req = decode_message::<ExportMetricsServiceRequest>(
+        Signal::Metrics => Batch::Metrics(
+            decode_message::<ExportMetricsServiceRequest>(
                 encoding,
                 body,
                 "ExportMetricsServiceRequest",
-            )?;
-            if encoding == Encoding::Json {
-                super::json::fix_number_values(&mut req, body)?;
-            }
-            Batch::Metrics(req.resource_metrics)
-        }
+            )?
+            .resource_metrics,
+        ),
         Signal::Logs => Batch::Logs(
             decode_message::<ExportLogsServiceRequest>(encoding, body, "ExportLogsServiceRequest")?
                 .resource_logs,
@@ -455,7 +451,9 @@ fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Batch, Stri
     })
 }
 
-fn decode_message<T: Message + Default + DeserializeOwned>(
+/// JSON goes through [`super::json::decode`], which reads the doubles opentelemetry-proto's
+/// mapping cannot (`"NaN"`, `"Infinity"`, doubles written as strings).
+fn decode_message<T: Message + Default + super::json::Repair>(
     encoding: Encoding,
     body: &[u8],
     name: &str,
@@ -464,8 +462,6 @@ fn decode_message<T: Message + Default + DeserializeOwned>(
         Encoding::Protobuf => {
             T::decode(body).map_err(|e| format!("could not decode {name} protobuf: {e}"))
         }
-        Encoding::Json => {
-            serde_json::from_slice(body).map_err(|e| format!("could not decode {name} JSON: {e}"))
-        }
+        Encoding::Json => super::json::decode(body, name),
     }
 }

@@ -16,7 +16,8 @@ use super::config::Config;
 use super::{grpc, http, tls};
 
 /// How long `run` waits, after shutdown was asked for, for in-flight requests to finish
-/// before it gives up on them and returns.
+/// before it gives up on them and returns. The collector bounds it further: receivers get
+/// half of `service.shutdown_timeout`, then are stopped and their outputs revoked.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What can go wrong setting up or running the OTLP receiver.

@@ -838,6 +838,395 @@ async fn http_json_non_finite_and_string_doubles_keep_their_values() {
     h.stop().await;
 }
 
+/// Whether two doubles are the same value, NaN included.
+#[track_caller]
+fn assert_double(actual: f64, expected: f64) {
+    assert!(
+        actual.to_bits() == expected.to_bits() || (actual.is_nan() && expected.is_nan()),
+        "expected {expected:?}, got {actual:?}"
+    );
+}
+
+/// The double value of attribute `key`.
+#[track_caller]
+fn double_attr(attrs: &[KeyValue], key: &str) -> f64 {
+    match attr(attrs, key) {
+        Some(any_value::Value::DoubleValue(d)) => *d,
+        other => panic!("attribute '{key}': expected a double, got {other:?}"),
+    }
+}
+
+/// The double in an `AnyValue`.
+#[track_caller]
+fn double_of(v: &AnyValue) -> f64 {
+    match &v.value {
+        Some(any_value::Value::DoubleValue(d)) => *d,
+        other => panic!("expected a double, got {other:?}"),
+    }
+}
+
+/// POSTs an OTLP/JSON body to `path` and returns the batch it delivered.
+async fn post_json_ok(h: &mut Harness, path: &str, body: &str) -> Batch {
+    let resp = post(
+        &h.http_url(path),
+        "application/json",
+        body.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    let status = resp.status();
+    assert_eq!(status, 200, "{}", resp.text().await.unwrap());
+    let signal = match path {
+        "/v1/traces" => Signal::Traces,
+        "/v1/metrics" => Signal::Metrics,
+        _ => Signal::Logs,
+    };
+    h.next(signal).await
+}
+
+#[tokio::test]
+async fn http_json_non_finite_histogram_and_summary_doubles_keep_their_values() {
+    // Before the repair, each of these metrics arrived without its data (opentelemetry-proto
+    // drops a flattened oneof it cannot read).
+    let mut h = Harness::all(8).await;
+    let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+      {"name":"h","histogram":{"aggregationTemporality":2,"dataPoints":[
+        {"count":"2","sum":"NaN","min":"-Infinity","max":"Infinity","bucketCounts":["1","1"],
+         "explicitBounds":[0.5],
+         "exemplars":[{"asDouble":"Infinity"},{"asDouble":"-2.5"},{"asInt":"7"}]},
+        {"count":"1","sum":3.25,"min":"0.5","max":1}]}},
+      {"name":"e","exponentialHistogram":{"aggregationTemporality":1,"dataPoints":[
+        {"count":"1","scale":2,"sum":"Infinity","min":"NaN","max":"-Infinity",
+         "zeroThreshold":"Infinity","zeroCount":"1","positive":{"offset":-1,"bucketCounts":["4"]},
+         "exemplars":[{"asDouble":"NaN"}]},
+        {"count":"1","sum":2,"zeroThreshold":"1e-9"},
+        {"count":"1","zeroThreshold":"-Infinity"}]}},
+      {"name":"q","summary":{"dataPoints":[
+        {"count":"1","sum":"-Infinity","quantileValues":[{"quantile":"NaN","value":"Infinity"},
+         {"quantile":0.5,"value":"-Infinity"},{"quantile":"1","value":2.5}]},
+        {"count":"3","sum":"NaN"},
+        {"count":"3","sum":"Infinity"},
+        {"count":"3","sum":0.125}]}}]}]}]}"#;
+    let Batch::Metrics(rm) = post_json_ok(&mut h, "/v1/metrics", body).await else {
+        panic!("expected metrics")
+    };
+    use proto::metrics::v1::exemplar::Value as Ex;
+    use proto::metrics::v1::metric::Data;
+    let ms = &rm[0].scope_metrics[0].metrics;
+
+    let Some(Data::Histogram(hist)) = &ms[0].data else {
+        panic!("expected a histogram, got {:?}", ms[0].data)
+    };
+    let p = &hist.data_points[0];
+    assert_double(p.sum.unwrap(), f64::NAN);
+    assert_double(p.min.unwrap(), f64::NEG_INFINITY);
+    assert_double(p.max.unwrap(), f64::INFINITY);
+    assert_eq!((p.count, &p.bucket_counts[..]), (2, &[1, 1][..]));
+    assert_eq!(p.explicit_bounds, [0.5]);
+    // Exemplars of histogram points are repaired too.
+    let exemplars: Vec<_> = p.exemplars.iter().map(|e| e.value).collect();
+    assert_eq!(
+        exemplars,
+        [
+            Some(Ex::AsDouble(f64::INFINITY)),
+            Some(Ex::AsDouble(-2.5)),
+            Some(Ex::AsInt(7))
+        ]
+    );
+    let p = &hist.data_points[1];
+    assert_eq!((p.sum, p.min, p.max), (Some(3.25), Some(0.5), Some(1.0)));
+
+    let Some(Data::ExponentialHistogram(exp)) = &ms[1].data else {
+        panic!("expected an exponential histogram, got {:?}", ms[1].data)
+    };
+    let p = &exp.data_points[0];
+    assert_double(p.sum.unwrap(), f64::INFINITY);
+    assert_double(p.min.unwrap(), f64::NAN);
+    assert_double(p.max.unwrap(), f64::NEG_INFINITY);
+    assert_double(p.zero_threshold, f64::INFINITY);
+    assert_eq!((p.scale, p.zero_count), (2, 1));
+    assert_eq!(p.positive.as_ref().unwrap().bucket_counts, [4]);
+    assert!(matches!(p.exemplars[0].value, Some(Ex::AsDouble(d)) if d.is_nan()));
+    let p = &exp.data_points[1];
+    assert_eq!((p.sum, p.min, p.max), (Some(2.0), None, None));
+    assert_double(p.zero_threshold, 1e-9);
+    assert_double(exp.data_points[2].zero_threshold, f64::NEG_INFINITY);
+
+    let Some(Data::Summary(summary)) = &ms[2].data else {
+        panic!("expected a summary, got {:?}", ms[2].data)
+    };
+    let p = &summary.data_points[0];
+    assert_double(p.sum, f64::NEG_INFINITY);
+    let q: Vec<_> = p
+        .quantile_values
+        .iter()
+        .map(|q| (q.quantile, q.value))
+        .collect();
+    assert_eq!(q.len(), 3);
+    assert_double(q[0].0, f64::NAN);
+    assert_double(q[0].1, f64::INFINITY);
+    assert_double(q[1].0, 0.5);
+    assert_double(q[1].1, f64::NEG_INFINITY);
+    assert_double(q[2].0, 1.0);
+    assert_double(q[2].1, 2.5);
+    assert_double(summary.data_points[1].sum, f64::NAN);
+    assert_double(summary.data_points[2].sum, f64::INFINITY);
+    assert_double(summary.data_points[3].sum, 0.125);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_json_non_finite_attribute_and_body_doubles_keep_their_values() {
+    let mut h = Harness::all(8).await;
+
+    // Traces: resource, scope, span, event and link attributes; nested arrays and lists.
+    // Strings that are not doubles ("NaN" as a string value, a span named "Infinity") stay.
+    let body = r#"{"resourceSpans":[{
+      "resource":{"attributes":[{"key":"r","value":{"doubleValue":"NaN"}}]},
+      "scopeSpans":[{"scope":{"name":"s","attributes":[{"key":"s","value":{"doubleValue":"Infinity"}}]},
+       "spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+        "name":"Infinity",
+        "attributes":[
+          {"key":"a","value":{"doubleValue":"-Infinity"}},
+          {"key":"finite","value":{"doubleValue":0.5}},
+          {"key":"string","value":{"doubleValue":"2.5"}},
+          {"key":"sum","value":{"stringValue":"NaN"}},
+          {"key":"arr","value":{"arrayValue":{"values":[{"doubleValue":"NaN"},
+            {"stringValue":"Infinity"},{"arrayValue":{"values":[{"doubleValue":"-Infinity"}]}}]}}},
+          {"key":"kv","value":{"kvlistValue":{"values":[
+            {"key":"inner","value":{"doubleValue":"Infinity"}},
+            {"key":"deeper","value":{"kvlistValue":{"values":[
+              {"key":"x","value":{"doubleValue":"NaN"}}]}}}]}}}],
+        "events":[{"name":"e","attributes":[{"key":"e","value":{"doubleValue":"Infinity"}}]}],
+        "links":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b173",
+          "attributes":[{"key":"l","value":{"doubleValue":"-Infinity"}}]}]}]}]}]}"#;
+    let Batch::Traces(rs) = post_json_ok(&mut h, "/v1/traces", body).await else {
+        panic!("expected traces")
+    };
+    assert_double(
+        double_attr(&rs[0].resource.as_ref().unwrap().attributes, "r"),
+        f64::NAN,
+    );
+    let ss = &rs[0].scope_spans[0];
+    assert_double(
+        double_attr(&ss.scope.as_ref().unwrap().attributes, "s"),
+        f64::INFINITY,
+    );
+    let span = &ss.spans[0];
+    assert_eq!(span.name, "Infinity");
+    assert_double(double_attr(&span.attributes, "a"), f64::NEG_INFINITY);
+    assert_double(double_attr(&span.attributes, "finite"), 0.5);
+    assert_double(double_attr(&span.attributes, "string"), 2.5);
+    assert_eq!(
+        attr(&span.attributes, "sum"),
+        Some(&any_value::Value::StringValue("NaN".into()))
+    );
+    let Some(any_value::Value::ArrayValue(arr)) = attr(&span.attributes, "arr") else {
+        panic!("expected an array")
+    };
+    assert_double(double_of(&arr.values[0]), f64::NAN);
+    assert_eq!(
+        arr.values[1].value,
+        Some(any_value::Value::StringValue("Infinity".into()))
+    );
+    let Some(any_value::Value::ArrayValue(inner)) = &arr.values[2].value else {
+        panic!("expected a nested array")
+    };
+    assert_double(double_of(&inner.values[0]), f64::NEG_INFINITY);
+    let Some(any_value::Value::KvlistValue(kv)) = attr(&span.attributes, "kv") else {
+        panic!("expected a kvlist")
+    };
+    assert_double(double_attr(&kv.values, "inner"), f64::INFINITY);
+    let Some(any_value::Value::KvlistValue(deeper)) = attr(&kv.values, "deeper") else {
+        panic!("expected a nested kvlist")
+    };
+    assert_double(double_attr(&deeper.values, "x"), f64::NAN);
+    assert_double(double_attr(&span.events[0].attributes, "e"), f64::INFINITY);
+    assert_double(
+        double_attr(&span.links[0].attributes, "l"),
+        f64::NEG_INFINITY,
+    );
+
+    // Logs: resource, scope and record attributes, bodies (plain and nested).
+    let body = r#"{"resourceLogs":[{
+      "resource":{"attributes":[{"key":"r","value":{"doubleValue":"-Infinity"}}]},
+      "scopeLogs":[{"scope":{"name":"s","attributes":[{"key":"s","value":{"doubleValue":"NaN"}}]},
+       "logRecords":[
+        {"body":{"doubleValue":"Infinity"},"attributes":[{"key":"a","value":{"doubleValue":"NaN"}}]},
+        {"body":{"kvlistValue":{"values":[{"key":"v","value":{"arrayValue":{"values":[
+          {"doubleValue":"-Infinity"},{"doubleValue":1}]}}}]}}},
+        {"body":{"doubleValue":"NaN"}}]}]}]}"#;
+    let Batch::Logs(rl) = post_json_ok(&mut h, "/v1/logs", body).await else {
+        panic!("expected logs")
+    };
+    assert_double(
+        double_attr(&rl[0].resource.as_ref().unwrap().attributes, "r"),
+        f64::NEG_INFINITY,
+    );
+    let sl = &rl[0].scope_logs[0];
+    assert_double(
+        double_attr(&sl.scope.as_ref().unwrap().attributes, "s"),
+        f64::NAN,
+    );
+    let records = &sl.log_records;
+    assert_double(double_of(records[0].body.as_ref().unwrap()), f64::INFINITY);
+    assert_double(double_attr(&records[0].attributes, "a"), f64::NAN);
+    let Some(any_value::Value::KvlistValue(kv)) = &records[1].body.as_ref().unwrap().value else {
+        panic!("expected a kvlist body")
+    };
+    let Some(any_value::Value::ArrayValue(arr)) = attr(&kv.values, "v") else {
+        panic!("expected an array")
+    };
+    assert_double(double_of(&arr.values[0]), f64::NEG_INFINITY);
+    assert_double(double_of(&arr.values[1]), 1.0);
+    assert_double(double_of(records[2].body.as_ref().unwrap()), f64::NAN);
+
+    // Metrics: resource, scope, metric metadata, the attributes of every kind of data point
+    // and of exemplars (a point's attribute used to drop the whole metric's data).
+    let body = r#"{"resourceMetrics":[{
+      "resource":{"attributes":[{"key":"r","value":{"doubleValue":"NaN"}}]},
+      "scopeMetrics":[{"scope":{"name":"s","attributes":[{"key":"s","value":{"doubleValue":"Infinity"}}]},
+       "metrics":[
+        {"name":"g","metadata":[{"key":"m","value":{"doubleValue":"-Infinity"}}],"gauge":{"dataPoints":[
+          {"asDouble":1.5,"attributes":[{"key":"p","value":{"doubleValue":"NaN"}}],
+           "exemplars":[{"asInt":"3","filteredAttributes":[{"key":"x","value":{"doubleValue":"Infinity"}}]}]}]}},
+        {"name":"c","sum":{"isMonotonic":true,"aggregationTemporality":2,"dataPoints":[
+          {"asInt":"9","attributes":[{"key":"p","value":{"doubleValue":"-Infinity"}}]}]}},
+        {"name":"h","histogram":{"dataPoints":[{"count":"1","sum":1,
+          "attributes":[{"key":"p","value":{"kvlistValue":{"values":[{"key":"k","value":{"doubleValue":"Infinity"}}]}}}],
+          "exemplars":[{"asDouble":2,"filteredAttributes":[{"key":"x","value":{"doubleValue":"NaN"}}]}]}]}},
+        {"name":"e","exponentialHistogram":{"dataPoints":[{"count":"1",
+          "attributes":[{"key":"p","value":{"doubleValue":"NaN"}}]}]}},
+        {"name":"q","summary":{"dataPoints":[{"count":"1","sum":1,
+          "attributes":[{"key":"p","value":{"arrayValue":{"values":[{"doubleValue":"-Infinity"}]}}}]}]}},
+        {"name":"no data"}]}]}]}"#;
+    let Batch::Metrics(rm) = post_json_ok(&mut h, "/v1/metrics", body).await else {
+        panic!("expected metrics")
+    };
+    use proto::metrics::v1::metric::Data;
+    assert_double(
+        double_attr(&rm[0].resource.as_ref().unwrap().attributes, "r"),
+        f64::NAN,
+    );
+    let sm = &rm[0].scope_metrics[0];
+    assert_double(
+        double_attr(&sm.scope.as_ref().unwrap().attributes, "s"),
+        f64::INFINITY,
+    );
+    let ms = &sm.metrics;
+    assert_double(double_attr(&ms[0].metadata, "m"), f64::NEG_INFINITY);
+    let Some(Data::Gauge(g)) = &ms[0].data else {
+        panic!("expected a gauge, got {:?}", ms[0].data)
+    };
+    assert_eq!(
+        g.data_points[0].value,
+        Some(proto::metrics::v1::number_data_point::Value::AsDouble(1.5))
+    );
+    assert_double(double_attr(&g.data_points[0].attributes, "p"), f64::NAN);
+    let ex = &g.data_points[0].exemplars[0];
+    assert_eq!(
+        ex.value,
+        Some(proto::metrics::v1::exemplar::Value::AsInt(3))
+    );
+    assert_double(double_attr(&ex.filtered_attributes, "x"), f64::INFINITY);
+    let Some(Data::Sum(s)) = &ms[1].data else {
+        panic!("expected a sum, got {:?}", ms[1].data)
+    };
+    assert!(s.is_monotonic);
+    assert_double(
+        double_attr(&s.data_points[0].attributes, "p"),
+        f64::NEG_INFINITY,
+    );
+    let Some(Data::Histogram(hist)) = &ms[2].data else {
+        panic!("expected a histogram, got {:?}", ms[2].data)
+    };
+    let Some(any_value::Value::KvlistValue(kv)) = attr(&hist.data_points[0].attributes, "p") else {
+        panic!("expected a kvlist")
+    };
+    assert_double(double_attr(&kv.values, "k"), f64::INFINITY);
+    assert_double(
+        double_attr(&hist.data_points[0].exemplars[0].filtered_attributes, "x"),
+        f64::NAN,
+    );
+    let Some(Data::ExponentialHistogram(exp)) = &ms[3].data else {
+        panic!("expected an exponential histogram, got {:?}", ms[3].data)
+    };
+    assert_double(double_attr(&exp.data_points[0].attributes, "p"), f64::NAN);
+    let Some(Data::Summary(summary)) = &ms[4].data else {
+        panic!("expected a summary, got {:?}", ms[4].data)
+    };
+    let Some(any_value::Value::ArrayValue(arr)) = attr(&summary.data_points[0].attributes, "p")
+    else {
+        panic!("expected an array")
+    };
+    assert_double(double_of(&arr.values[0]), f64::NEG_INFINITY);
+    // A metric without data still passes through as it is.
+    assert_eq!((ms[5].name.as_str(), &ms[5].data), ("no data", &None));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_json_doubles_that_are_no_numbers_are_a_400() {
+    let mut h = Harness::all(8).await;
+    // Before the repair, the first three arrived as metrics without data.
+    let cases = [
+        (
+            "/v1/metrics",
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"h","histogram":
+            {"dataPoints":[{"count":"1","sum":"NaN","max":"lots"}]}}]}]}]}"#,
+            &["metric 'h'", "histogram", "lots"][..],
+        ),
+        (
+            "/v1/metrics",
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"e",
+            "exponentialHistogram":{"dataPoints":[{"count":"1","zeroThreshold":"tiny"}]}}]}]}]}"#,
+            &["metric 'e'", "exponentialHistogram", "tiny"][..],
+        ),
+        (
+            "/v1/metrics",
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"q","summary":
+            {"dataPoints":[{"count":"1","sum":"inf"}]}}]}]}]}"#,
+            &["metric 'q'", "summary", "inf"][..],
+        ),
+        (
+            "/v1/metrics",
+            r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":
+            {"dataPoints":[{"asDouble":1,"exemplars":[{"asDouble":"many"}]}]}}]}]}]}"#,
+            &["metric 'g' data point 0 exemplar 0", "asDouble", "many"][..],
+        ),
+        (
+            "/v1/traces",
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"s","attributes":
+            [{"key":"a","value":{"doubleValue":"Infinity"}},
+             {"key":"b","value":{"doubleValue":"warm"}}]}]}]}]}"#,
+            &["ExportTraceServiceRequest", "warm"][..],
+        ),
+        (
+            "/v1/logs",
+            r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"doubleValue":"nan"}}]}]}]}"#,
+            &["ExportLogsServiceRequest", "nan"][..],
+        ),
+    ];
+    for (path, body, expected) in cases {
+        let resp = post(
+            &h.http_url(path),
+            "application/json",
+            body.as_bytes().to_vec(),
+            &[],
+        )
+        .await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let (_, message) = json_status(resp).await;
+        for e in expected {
+            assert!(message.contains(e), "{e:?} not in {message:?}");
+        }
+    }
+    for signal in Signal::ALL {
+        h.assert_nothing_queued(signal);
+    }
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn http_gzip_bodies_are_decompressed() {
     let mut h = Harness::all(8).await;

@@ -1,6 +1,12 @@
 //! The `batch` processor: merges incoming batches of one signal until `send_batch_size` items
 //! are held or `timeout` has passed since the first of them arrived, then sends them on as one
-//! batch. Emits exactly what it receives, regrouped; on input close it flushes what it holds.
+//! batch. No batch sent on holds more than `send_batch_max_size` items (when that is not 0):
+//! a larger one, merged here or received whole, is cut with [`Batch::take_items`] into
+//! batches of exactly `send_batch_max_size` items, in order, and the remainder is held, with
+//! its own `timeout` from now, or sent at once when it reaches `send_batch_size` alone. With a
+//! zero `timeout` batches pass straight through, only cut to `send_batch_max_size`. Emits
+//! exactly what it receives, regrouped, in the same order; on input close it flushes what it
+//! holds.
 
 mod config;
 #[cfg(test)]
@@ -13,7 +19,7 @@ use hpcotel_core::channel;
 use hpcotel_core::{Batch, ComponentError, ComponentStats, Processor};
 use tokio::time::Instant;
 
-pub use config::{Config, DEFAULT_SEND_BATCH_SIZE, DEFAULT_TIMEOUT};
+pub use config::{Config, DEFAULT_SEND_BATCH_MAX_SIZE, DEFAULT_SEND_BATCH_SIZE, DEFAULT_TIMEOUT};
 
 /// The batch processor; one instance per pipeline.
 pub struct BatchProcessor {
@@ -37,6 +43,7 @@ impl Processor for BatchProcessor {
     ) -> Result<(), ComponentError> {
         let Config {
             send_batch_size,
+            send_batch_max_size,
             timeout,
         } = self.config;
         let mut pending: Option<(Batch, usize)> = None;
@@ -67,11 +74,7 @@ impl Processor for BatchProcessor {
                 }
                 Some(Some(batch)) => {
                     let items = batch.item_count();
-                    if timeout.is_zero() {
-                        send(&output, batch).await?;
-                        continue;
-                    }
-                    let (held, count) = match pending.take() {
+                    let (mut held, mut count) = match pending.take() {
                         None => {
                             deadline = Instant::now() + timeout;
                             (batch, items)
@@ -87,7 +90,18 @@ impl Processor for BatchProcessor {
                             }
                         },
                     };
-                    if send_batch_size > 0 && count >= send_batch_size {
+                    // Send full batches of `send_batch_max_size` from the front. What was
+                    // held before always fits in the first one (less than
+                    // `send_batch_max_size` is ever held), so what remains arrived just now.
+                    while send_batch_max_size > 0 && count > send_batch_max_size {
+                        send(&output, held.take_items(send_batch_max_size)).await?;
+                        count -= send_batch_max_size;
+                        deadline = Instant::now() + timeout;
+                    }
+                    if timeout.is_zero()
+                        || (send_batch_size > 0 && count >= send_batch_size)
+                        || (send_batch_max_size > 0 && count >= send_batch_max_size)
+                    {
                         send(&output, held).await?;
                     } else {
                         pending = Some((held, count));

@@ -2,6 +2,9 @@ use std::time::Duration;
 
 use hpcotel_core::channel;
 use hpcotel_core::{Batch, ComponentKind, Processor, Telemetry};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
 use super::*;
@@ -56,6 +59,7 @@ fn start(
 async fn sends_when_size_is_reached_keeping_order() {
     let (tx, mut rx, _task) = start(Config {
         send_batch_size: 3,
+        send_batch_max_size: 3,
         timeout: Duration::from_secs(3600),
     });
     tx.send(spans(&["a", "b"])).await.unwrap();
@@ -71,6 +75,7 @@ async fn sends_when_size_is_reached_keeping_order() {
 async fn sends_a_partial_batch_when_the_timeout_passes() {
     let (tx, mut rx, _task) = start(Config {
         send_batch_size: 100,
+        send_batch_max_size: 100,
         timeout: Duration::from_millis(200),
     });
     let t0 = tokio::time::Instant::now();
@@ -89,6 +94,7 @@ async fn sends_a_partial_batch_when_the_timeout_passes() {
 async fn flushes_what_it_holds_when_input_closes() {
     let (tx, mut rx, task) = start(Config {
         send_batch_size: 100,
+        send_batch_max_size: 100,
         timeout: Duration::from_secs(3600),
     });
     tx.send(spans(&["x"])).await.unwrap();
@@ -111,5 +117,288 @@ fn config_rejects_unknown_keys_and_reads_durations() {
     assert!(
         e.to_string().contains("unknown field `send_batch_sise`"),
         "{e}"
+    );
+}
+
+/// Spans named `{prefix}{i}` for `i` in `range`.
+fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Batch {
+    let names: Vec<String> = range.map(|i| format!("{prefix}{i}")).collect();
+    spans(&names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Closes the input, waits for the processor to finish and returns everything it sent, as
+/// span names per batch.
+async fn close_and_collect(
+    tx: channel::Sender,
+    mut rx: channel::Receiver,
+    task: tokio::task::JoinHandle<()>,
+) -> Vec<Vec<String>> {
+    drop(tx);
+    task.await.unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = rx.recv().await {
+        out.push(names(&b));
+    }
+    out
+}
+
+#[tokio::test]
+async fn cuts_merged_batches_to_send_batch_max_size_keeping_order() {
+    let (tx, rx, task) = start(Config {
+        send_batch_size: 3,
+        send_batch_max_size: 4,
+        timeout: Duration::from_secs(3600),
+    });
+    tx.send(spans(&["a", "b"])).await.unwrap();
+    tx.send(spans(&["c", "d", "e", "f", "g"])).await.unwrap();
+    tx.send(spans(&["h"])).await.unwrap();
+    // 2 held + 5 = 7: a full batch of 4, then the remainder of 3 reaches send_batch_size
+    // and goes too; "h" is held until the input closes.
+    assert_eq!(
+        close_and_collect(tx, rx, task).await,
+        [vec!["a", "b", "c", "d"], vec!["e", "f", "g"], vec!["h"],]
+    );
+}
+
+#[tokio::test]
+async fn cuts_a_single_batch_larger_than_the_max_into_max_sized_batches() {
+    let (tx, rx, task) = start(Config {
+        send_batch_size: 3,
+        send_batch_max_size: 4,
+        timeout: Duration::from_secs(3600),
+    });
+    tx.send(numbered("s", 0..13)).await.unwrap();
+    // 13 = 4 + 4 + 4 + 1: the 1 left over is below send_batch_size, so it is held.
+    tx.send(numbered("t", 0..2)).await.unwrap();
+    let out = close_and_collect(tx, rx, task).await;
+    assert_eq!(
+        out,
+        [
+            vec!["s0", "s1", "s2", "s3"],
+            vec!["s4", "s5", "s6", "s7"],
+            vec!["s8", "s9", "s10", "s11"],
+            vec!["s12", "t0", "t1"],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_exactly_the_max_goes_whole() {
+    let (tx, rx, task) = start(Config {
+        send_batch_size: 3,
+        send_batch_max_size: 4,
+        timeout: Duration::from_secs(3600),
+    });
+    tx.send(numbered("s", 0..4)).await.unwrap();
+    tx.send(numbered("t", 0..8)).await.unwrap();
+    assert_eq!(
+        close_and_collect(tx, rx, task).await,
+        [
+            vec!["s0", "s1", "s2", "s3"],
+            vec!["t0", "t1", "t2", "t3"],
+            vec!["t4", "t5", "t6", "t7"],
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_remainder_of_a_cut_waits_its_own_timeout() {
+    let (tx, mut rx, _task) = start(Config {
+        send_batch_size: 3,
+        send_batch_max_size: 4,
+        timeout: Duration::from_millis(200),
+    });
+    let t0 = tokio::time::Instant::now();
+    tx.send(spans(&["a"])).await.unwrap();
+    // Paused clock: this advances virtual time only, deterministically.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    tx.send(spans(&["b", "c", "d", "e", "f"])).await.unwrap();
+    let first = rx.recv().await.unwrap();
+    assert_eq!(names(&first), ["a", "b", "c", "d"]);
+    assert_eq!(
+        t0.elapsed(),
+        Duration::from_millis(150),
+        "sent on size, at once"
+    );
+    // "e" and "f" arrived at 150ms: they are sent at 150 + 200ms, not at "a"'s 200ms.
+    let rest = rx.recv().await.unwrap();
+    assert_eq!(names(&rest), ["e", "f"]);
+    assert_eq!(t0.elapsed(), Duration::from_millis(350));
+}
+
+#[tokio::test]
+async fn zero_timeout_passes_batches_through_cut_to_the_max() {
+    let (tx, rx, task) = start(Config {
+        send_batch_size: 3,
+        send_batch_max_size: 4,
+        timeout: Duration::ZERO,
+    });
+    tx.send(spans(&["a"])).await.unwrap();
+    tx.send(numbered("s", 0..9)).await.unwrap();
+    tx.send(spans(&["b", "c"])).await.unwrap();
+    assert_eq!(
+        close_and_collect(tx, rx, task).await,
+        [
+            vec!["a"],
+            vec!["s0", "s1", "s2", "s3"],
+            vec!["s4", "s5", "s6", "s7"],
+            vec!["s8"],
+            vec!["b", "c"],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn zero_max_size_sends_merged_batches_whole() {
+    let (tx, rx, task) = start(Config {
+        send_batch_size: 3,
+        send_batch_max_size: 0,
+        timeout: Duration::from_secs(3600),
+    });
+    tx.send(spans(&["a", "b"])).await.unwrap();
+    tx.send(numbered("s", 0..5)).await.unwrap();
+    tx.send(numbered("t", 0..10)).await.unwrap();
+    let out = close_and_collect(tx, rx, task).await;
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(out[0], ["a", "b", "s0", "s1", "s2", "s3", "s4"]);
+    assert_eq!(out[1], names(&numbered("t", 0..10)));
+}
+
+#[tokio::test]
+async fn timeout_only_batching_still_cuts_to_the_max() {
+    let (tx, rx, task) = start(Config {
+        send_batch_size: 0,
+        send_batch_max_size: 4,
+        timeout: Duration::from_secs(3600),
+    });
+    tx.send(spans(&["a", "b", "c"])).await.unwrap();
+    tx.send(spans(&["d", "e", "f", "g", "h", "i"]))
+        .await
+        .unwrap();
+    tx.send(spans(&["j", "k"])).await.unwrap();
+    // 9 held: two full batches of 4 go at once; "i" then waits, and "j", "k" join it.
+    assert_eq!(
+        close_and_collect(tx, rx, task).await,
+        [
+            vec!["a", "b", "c", "d"],
+            vec!["e", "f", "g", "h"],
+            vec!["i", "j", "k"],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cuts_metrics_inside_a_metric_keeping_its_metadata() {
+    let gauge = |points: std::ops::Range<u64>| Metric {
+        name: "g".into(),
+        unit: "1".into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: points
+                .map(|t| NumberDataPoint {
+                    time_unix_nano: t,
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+        ..Default::default()
+    };
+    let batch = |points: std::ops::Range<u64>| {
+        Batch::Metrics(vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![gauge(points)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    };
+    let (tx, mut rx, task) = start(Config {
+        send_batch_size: 2,
+        send_batch_max_size: 2,
+        timeout: Duration::from_secs(3600),
+    });
+    tx.send(batch(0..5)).await.unwrap();
+    drop(tx);
+    task.await.unwrap();
+    for want in [batch(0..2), batch(2..4), batch(4..5)] {
+        assert_eq!(rx.recv().await, Some(want));
+    }
+    assert_eq!(rx.recv().await, None);
+}
+
+#[test]
+fn send_batch_max_size_defaults_to_send_batch_size() {
+    let parse = |yaml: &str| serde_yaml::from_str::<Config>(yaml).unwrap();
+    assert_eq!(parse("{}"), Config::default());
+    assert_eq!(
+        Config::default().send_batch_max_size,
+        DEFAULT_SEND_BATCH_MAX_SIZE
+    );
+    assert_eq!(DEFAULT_SEND_BATCH_MAX_SIZE, DEFAULT_SEND_BATCH_SIZE);
+    assert_eq!(parse("send_batch_size: 100000").send_batch_max_size, 100000);
+    assert_eq!(parse("send_batch_size: 10").send_batch_max_size, 10);
+    assert_eq!(parse("send_batch_size: 0").send_batch_max_size, 0);
+    assert_eq!(parse("send_batch_max_size: 0").send_batch_max_size, 0);
+    assert_eq!(
+        parse("send_batch_max_size: 10000").send_batch_max_size,
+        10000
+    );
+    assert_eq!(
+        parse("send_batch_size: 10\nsend_batch_max_size: 10").send_batch_max_size,
+        10
+    );
+    assert_eq!(
+        parse("send_batch_size: 0\nsend_batch_max_size: 5").send_batch_max_size,
+        5
+    );
+    // What print-config writes reads back the same.
+    let c = parse("send_batch_size: 500\ntimeout: 1s");
+    let yaml = serde_yaml::to_string(&c).unwrap();
+    assert!(yaml.contains("send_batch_max_size: 500"), "{yaml}");
+    assert_eq!(parse(&yaml), c);
+}
+
+#[test]
+fn send_batch_max_size_below_send_batch_size_is_a_config_error() {
+    let err = |yaml: &str| {
+        serde_yaml::from_str::<Config>(yaml)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(
+        err("send_batch_max_size: 100")
+            .starts_with("send_batch_max_size (100) must be 0 or at least send_batch_size (8192)"),
+        "{}",
+        err("send_batch_max_size: 100")
+    );
+    assert!(
+        err("send_batch_size: 10\nsend_batch_max_size: 9")
+            .starts_with("send_batch_max_size (9) must be 0 or at least send_batch_size (10)")
+    );
+    let e = err("send_batch_max_size: -1");
+    assert!(e.contains("send_batch_max_size"), "{e}");
+}
+
+#[test]
+fn hpcotel_validate_reports_a_bad_send_batch_max_size_at_load() {
+    let text = "
+receivers:
+  otlp:
+processors:
+  batch:
+    send_batch_size: 1000
+    send_batch_max_size: 999
+exporters:
+  debug:
+service:
+  pipelines:
+    traces: { receivers: [otlp], processors: [batch], exporters: [debug] }
+";
+    let e = crate::config::Config::parse(text, "t.yaml", &|_: &str| None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "t.yaml: processors.batch: send_batch_max_size (999) must be 0 or at least \
+         send_batch_size (1000)"
     );
 }

@@ -115,14 +115,16 @@ pub struct Permit<T = Batch> {
 impl<T> Permit<T> {
     /// Puts `batch` into the channel. The reservation was made for a weight; a batch of
     /// another size still goes in (the channel holds what was reserved, not what is sent).
-    pub fn send(self, batch: T) {
-        // An error means the receiver went away after the reservation; like a tokio mpsc
-        // permit, the batch is then dropped with the channel. Receivers are only dropped
-        // after their senders (see the module docs), so this does not happen in a pipeline.
-        let _ = self.tx.send(Slot {
-            batch,
-            _units: self.units,
-        });
+    ///
+    /// Hands the batch back when the receiver was closed or dropped after the reservation
+    /// was made, so the caller can count it instead of losing it.
+    pub fn send(self, batch: T) -> Result<(), (Closed, T)> {
+        self.tx
+            .send(Slot {
+                batch,
+                _units: self.units,
+            })
+            .map_err(|e| (Closed, e.0.batch))
     }
 }
 
@@ -172,10 +174,7 @@ impl<T: Items> Sender<T> {
     /// Waits for room, then sends `batch`. On [`Closed`] the batch is handed back.
     pub async fn send(&self, batch: T) -> Result<(), (Closed, T)> {
         match self.reserve(batch.items()).await {
-            Ok(permit) => {
-                permit.send(batch);
-                Ok(())
-            }
+            Ok(permit) => permit.send(batch),
             Err(e) => Err((e, batch)),
         }
     }
@@ -277,14 +276,17 @@ mod tests {
     #[tokio::test]
     async fn capacity_is_counted_in_items_not_batches() {
         let (tx, mut rx) = channel::<Batch>(10);
-        tx.try_reserve(4).unwrap().send(spans(4));
-        tx.try_reserve(6).unwrap().send(spans(6));
+        tx.try_reserve(4).unwrap().send(spans(4)).unwrap();
+        tx.try_reserve(6).unwrap().send(spans(6)).unwrap();
         assert_eq!(tx.len(), 10);
         // Two batches fill it: even a one-span batch has no room.
         assert_eq!(tx.try_reserve(1).unwrap_err(), TryReserveError::Full);
         assert_eq!(rx.recv().await.unwrap().item_count(), 4);
         assert_eq!(rx.len(), 6, "taking a batch out gives its items back");
-        tx.try_reserve(4).expect("room for 4 again").send(spans(4));
+        tx.try_reserve(4)
+            .expect("room for 4 again")
+            .send(spans(4))
+            .unwrap();
         assert_eq!(tx.try_reserve(1).unwrap_err(), TryReserveError::Full);
     }
 
@@ -307,8 +309,8 @@ mod tests {
     #[tokio::test]
     async fn empty_batches_still_take_a_slot() {
         let (tx, _rx) = channel(2);
-        tx.try_reserve(0).unwrap().send(spans(0));
-        tx.try_reserve(0).unwrap().send(spans(0));
+        tx.try_reserve(0).unwrap().send(spans(0)).unwrap();
+        tx.try_reserve(0).unwrap().send(spans(0)).unwrap();
         assert_eq!(tx.try_reserve(0).unwrap_err(), TryReserveError::Full);
     }
 
@@ -373,6 +375,15 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().item_count(), 3);
         assert_eq!(rx.recv().await.unwrap().item_count(), 4);
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_permit_used_after_the_receiver_closed_hands_the_batch_back() {
+        let (tx, mut rx) = channel::<Batch>(10);
+        let permit = tx.try_reserve(3).unwrap();
+        rx.close();
+        let (e, back) = permit.send(spans(3)).unwrap_err();
+        assert_eq!((e, back.item_count()), (Closed, 3));
     }
 
     #[tokio::test]

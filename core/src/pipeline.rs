@@ -59,14 +59,26 @@ impl Output {
         self.senders.iter().map(|(n, _)| n.as_str())
     }
 
-    fn deliver(permits: Vec<Permit>, batch: Batch) {
+    /// Sends `batch` through every permit. A pipeline whose stage went away after its room
+    /// was reserved (only a stage killed at the end of a failed shutdown) makes the whole
+    /// hand-over [`SendError::Closed`], so the client is told to retry and nothing is
+    /// counted as accepted that a pipeline did not get.
+    fn deliver(permits: Vec<Permit>, batch: Batch) -> Result<(), SendError> {
         let n = permits.len();
+        let mut delivered = true;
+        let mut batch = Some(batch);
         for (i, permit) in permits.into_iter().enumerate() {
-            if i + 1 == n {
-                permit.send(batch);
-                return;
-            }
-            permit.send(batch.clone());
+            let b = if i + 1 == n {
+                batch.take().expect("one batch per hand-over")
+            } else {
+                batch.clone().expect("one batch per hand-over")
+            };
+            delivered &= permit.send(b).is_ok();
+        }
+        if delivered {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
         }
     }
 
@@ -79,8 +91,7 @@ impl Output {
                 Err(TryReserveError::Closed) => return Err(SendError::Closed),
             }
         }
-        Self::deliver(permits, batch);
-        Ok(())
+        Self::deliver(permits, batch)
     }
 
     async fn send(&self, batch: Batch, items: usize) -> Result<(), SendError> {
@@ -88,8 +99,7 @@ impl Output {
         for (_, s) in &self.senders {
             permits.push(s.reserve(items).await.map_err(|_| SendError::Closed)?);
         }
-        Self::deliver(permits, batch);
-        Ok(())
+        Self::deliver(permits, batch)
     }
 }
 

@@ -23,7 +23,7 @@ use hpcotel_core::{
     ComponentId, ComponentKind, Counter, Outputs, ReceiverContext, Signal, Telemetry,
 };
 use hpcotel_exporters::queue::{ExportQueue, QueueSender};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -57,7 +57,9 @@ const ABORTED_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 pub struct RunReport {
     /// Every component drained in time and nothing was dropped at shutdown.
     pub clean: bool,
-    /// Items dropped because the shutdown deadline passed.
+    /// Items dropped because the shutdown deadline passed, summed over exporters: an item a
+    /// pipeline fans out to two exporters that both drop it counts twice (it is per
+    /// exporter, like `hpcotel.exporter.dropped{hpcotel.reason=shutdown}`).
     pub dropped_at_shutdown: u64,
     /// Components that ended with an error.
     pub failed: Vec<String>,
@@ -68,11 +70,8 @@ pub struct Collector {
     config: Config,
     telemetry: Telemetry,
     receivers: Vec<(ComponentId, Box<dyn hpcotel_core::Receiver>, Outputs)>,
-    stages: JoinSet<(
-        String,
-        std::result::Result<(), hpcotel_core::ComponentError>,
-    )>,
-    queues: JoinSet<ComponentId>,
+    stages: JoinSet<StageEnd>,
+    queues: JoinSet<(ComponentId, bool)>,
     queue_abort: CancellationToken,
     self_metrics: Option<Outputs>,
 }
@@ -111,10 +110,14 @@ impl Collector {
             );
             let qid = id.clone();
             queues.spawn(async move {
-                if let Err(e) = handle.await {
-                    error!(exporter = %qid, error = %e, "export queue task failed");
-                }
-                qid
+                let ok = match handle.await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        error!(exporter = %qid, error = %e, "export queue task failed");
+                        false
+                    }
+                };
+                (qid, ok)
             });
             exporter_queues.insert(id.clone(), sender);
         }
@@ -299,12 +302,11 @@ impl Collector {
 
         let drain = async {
             while let Some(done) = stages.join_next().await {
-                if let Ok((stage, Err(e))) = done {
-                    error!(stage = %stage, error = %e, "pipeline stage failed");
-                    failed.push(stage);
-                }
+                stage_ended(done, &mut failed);
             }
-            while queues.join_next().await.is_some() {}
+            while let Some(done) = queues.join_next().await {
+                queue_ended(done, &mut failed);
+            }
         };
         let in_time = tokio::time::timeout_at(deadline, drain).await.is_ok();
         if !in_time {
@@ -314,12 +316,11 @@ impl Collector {
             // queues that count and drop, so this ends promptly.
             let flushed = tokio::time::timeout(ABORTED_DRAIN_LIMIT, async {
                 while let Some(done) = stages.join_next().await {
-                    if let Ok((stage, Err(e))) = done {
-                        error!(stage = %stage, error = %e, "pipeline stage failed");
-                        failed.push(stage);
-                    }
+                    stage_ended(done, &mut failed);
                 }
-                while queues.join_next().await.is_some() {}
+                while let Some(done) = queues.join_next().await {
+                    queue_ended(done, &mut failed);
+                }
             })
             .await;
             if flushed.is_err() {
@@ -353,6 +354,43 @@ impl Collector {
             clean,
             dropped_at_shutdown,
             failed,
+        }
+    }
+}
+
+/// What a pipeline stage task returns: its name and how it ended.
+type StageEnd = (
+    String,
+    std::result::Result<(), hpcotel_core::ComponentError>,
+);
+
+/// Notes how a stage ended: an error or a panic makes the run unclean (a panicked stage
+/// loses what it held, which is then reported by the failure, not counted per item).
+fn stage_ended(done: std::result::Result<StageEnd, JoinError>, failed: &mut Vec<String>) {
+    match done {
+        Ok((_, Ok(()))) => {}
+        Ok((stage, Err(e))) => {
+            error!(stage = %stage, error = %e, "pipeline stage failed");
+            failed.push(stage);
+        }
+        Err(e) => {
+            error!(error = %e, "pipeline stage task panicked or was killed; what it held is lost");
+            failed.push("pipeline stage".into());
+        }
+    }
+}
+
+/// Notes how an export queue ended: a failed or panicked queue task makes the run unclean.
+fn queue_ended(
+    done: std::result::Result<(ComponentId, bool), JoinError>,
+    failed: &mut Vec<String>,
+) {
+    match done {
+        Ok((_, true)) => {}
+        Ok((id, false)) => failed.push(format!("exporter {id}")),
+        Err(e) => {
+            error!(error = %e, "export queue task panicked or was killed");
+            failed.push("export queue".into());
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The export queue itself: a bounded channel, `num_consumers` workers, retry with backoff.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use hpcotel_core::channel::{self, TryReserveError};
 use hpcotel_core::{Batch, ComponentId, ComponentStats, Counter, ExportError, Exporter, Signal};
@@ -28,6 +31,10 @@ pub const REASON_REJECTED: &str = "rejected";
 pub const REASON_SHUTDOWN: &str = "shutdown";
 /// `send_failed` reason of an attempt that failed with a retryable error.
 pub const REASON_RETRYABLE: &str = "retryable";
+/// Drop reason: the exporter panicked while exporting the batch (a bug, in hpcotel or in a
+/// library it uses, e.g. on a malformed answer); the batch is given up on, the exporter and
+/// the queue go on.
+pub const REASON_PANIC: &str = "panic";
 
 /// Starts export queues; see the [module docs](super).
 #[derive(Debug)]
@@ -157,13 +164,20 @@ impl QueueSender {
                         _ = shared.abort.cancelled() => None,
                         p = tx.reserve(items) => p.ok(),
                     };
-                    match permit {
+                    let sent = match permit {
                         Some(p) => p.send(batch),
-                        None => drop_batch(shared, &batch, REASON_SHUTDOWN),
+                        None => Err((channel::Closed, batch)),
+                    };
+                    if let Err((_, batch)) = sent {
+                        drop_batch(shared, &batch, REASON_SHUTDOWN);
                     }
                 } else {
                     match tx.try_reserve(items) {
-                        Ok(p) => p.send(batch),
+                        Ok(p) => {
+                            if let Err((_, batch)) = p.send(batch) {
+                                drop_batch(shared, &batch, REASON_SHUTDOWN);
+                            }
+                        }
                         Err(TryReserveError::Full) => {
                             warn!(exporter = %shared.id, signal = %batch.signal(), items,
                                 "export queue full; dropping the batch");
@@ -291,7 +305,21 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                     "shutdown deadline passed during export; dropping the batch");
                 return;
             }
-            r = shared.exporter.export(&batch) => r,
+            r = AssertUnwindSafe(shared.exporter.export(&batch)).catch_unwind() => match r {
+                Ok(r) => r,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    stats.add_with_reason(signal, Counter::SendFailed, REASON_PANIC, items);
+                    stats.add_with_reason(signal, Counter::Dropped, REASON_PANIC, items);
+                    error!(exporter = %shared.id, %signal, items, panic = %what,
+                        "exporter panicked; dropping the batch");
+                    return;
+                }
+            },
         };
         match result {
             Ok(outcome) => {

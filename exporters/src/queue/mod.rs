@@ -12,7 +12,8 @@
 //! Counted in the exporter's [`ComponentStats`](hpcotel_core::ComponentStats), in items:
 //! `sent`; `send_failed` per failed attempt (reason `retryable` or `permanent`); `dropped`
 //! with reason `permanent`, `retries_exhausted`, `retry_disabled`, `queue_full`, `rejected`
-//! (partial success) or `shutdown` (deadline passed, or sent after the queue closed); and the
+//! (partial success), `panic` (the exporter panicked on the batch) or `shutdown` (deadline
+//! passed, or sent after the queue closed); and the
 //! queue's size and capacity in items. Empty batches are skipped.
 
 mod backoff;
@@ -30,6 +31,6 @@ pub use config::{
     RetryConfig, Sizer,
 };
 pub use export_queue::{
-    ExportQueue, QueueSender, REASON_PERMANENT, REASON_QUEUE_FULL, REASON_REJECTED,
+    ExportQueue, QueueSender, REASON_PANIC, REASON_PERMANENT, REASON_QUEUE_FULL, REASON_REJECTED,
     REASON_RETRIES_EXHAUSTED, REASON_RETRY_DISABLED, REASON_RETRYABLE, REASON_SHUTDOWN,
 };

@@ -479,3 +479,50 @@ async fn disabled_queue_exports_inline() {
     finish(handle).await;
     assert!(mock.shut_down.load(Ordering::SeqCst));
 }
+
+/// Panics on the first batch it is given, delivers the rest.
+#[derive(Default)]
+struct PanicsOnce {
+    calls: AtomicUsize,
+    delivered: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl Exporter for PanicsOnce {
+    async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("malformed answer from the backend");
+        }
+        self.delivered.lock().unwrap().push(batch.item_count());
+        Ok(ExportOutcome::default())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_export_drops_its_batch_counted_and_the_queue_goes_on() {
+    let exporter = Arc::new(PanicsOnce::default());
+    let stats = stats();
+    let abort = CancellationToken::new();
+    let (tx, handle) = ExportQueue::start(
+        "otlp/test".parse().unwrap(),
+        exporter.clone(),
+        QueueConfig {
+            num_consumers: 1,
+            ..QueueConfig::default()
+        },
+        fast_retry(),
+        stats.clone(),
+        abort,
+    );
+    tx.send(spans(3)).await;
+    tx.send(spans(5)).await;
+    tx.send(spans(7)).await;
+    drop(tx);
+    handle.await.expect("the queue task survives the panic");
+    assert_eq!(*exporter.delivered.lock().unwrap(), [5, 7]);
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 12);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![(REASON_PANIC.to_string(), 3)]
+    );
+}

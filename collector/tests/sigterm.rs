@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 async fn sigterm_under_load_exits_zero_after_delivering_everything_acknowledged() {
     let sink = OtlpSink::start().await;
     let grpc = free_port();
-    let mut hpcotel = Hpcotel::start(&format!(
+    let hpcotel = Hpcotel::start(&format!(
         r#"
 receivers:
   otlp:
@@ -72,13 +72,7 @@ service:
     })
     .await
     .expect("load never reached 200 acknowledged requests");
-    hpcotel.sigterm();
-    let status = tokio::task::spawn_blocking(move || {
-        let s = hpcotel.wait_exit(Duration::from_secs(30));
-        (s, hpcotel.stderr())
-    })
-    .await
-    .unwrap();
+    let status = sigterm_and_wait(hpcotel).await;
     for c in clients {
         c.await.unwrap();
     }
@@ -128,7 +122,7 @@ async fn at_the_deadline_everything_undelivered_is_counted_as_dropped() {
     let sink = OtlpSink::start().await;
     sink.set_behaviour(Behaviour::Stall);
     let grpc = free_port();
-    let mut hpcotel = Hpcotel::start(&format!(
+    let hpcotel = Hpcotel::start(&format!(
         r#"
 receivers:
   otlp:
@@ -171,13 +165,7 @@ service:
     // The first log export is held by the stalled sink.
     sink.wait_for_in_flight(1, Duration::from_secs(20)).await;
 
-    hpcotel.sigterm();
-    let (status, log) = tokio::task::spawn_blocking(move || {
-        let s = hpcotel.wait_exit(Duration::from_secs(30));
-        (s, hpcotel.stderr())
-    })
-    .await
-    .unwrap();
+    let (status, log) = sigterm_and_wait(hpcotel).await;
     assert_eq!(
         status.code(),
         Some(1),
@@ -200,7 +188,7 @@ async fn a_stuck_client_does_not_hold_up_shutdown() {
 
     let sink = OtlpSink::start().await;
     let (grpc, http) = (free_port(), free_port());
-    let mut hpcotel = Hpcotel::start(&format!(
+    let hpcotel = Hpcotel::start(&format!(
         r#"
 receivers:
   otlp:
@@ -234,15 +222,20 @@ service:
         .unwrap();
     stuck.flush().await.unwrap();
 
-    hpcotel.sigterm();
-    let (status, log) = tokio::task::spawn_blocking(move || {
-        let s = hpcotel.wait_exit(Duration::from_secs(30));
-        (s, hpcotel.stderr())
-    })
-    .await
-    .unwrap();
+    let (status, log) = sigterm_and_wait(hpcotel).await;
     assert_eq!(status.code(), Some(0), "log:\n{log}");
     let names = sink.received().span_names();
     assert_eq!(names.len(), 7, "acknowledged spans lost: {names:?}");
     drop(stuck);
+}
+
+/// Sends SIGTERM and waits (at most 30 s) for hpcotel to exit; its exit status and log.
+async fn sigterm_and_wait(mut hpcotel: Hpcotel) -> (std::process::ExitStatus, String) {
+    hpcotel.sigterm();
+    tokio::task::spawn_blocking(move || {
+        let status = hpcotel.wait_exit(Duration::from_secs(30));
+        (status, hpcotel.stderr())
+    })
+    .await
+    .unwrap()
 }

@@ -174,6 +174,21 @@ where
     Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
+/// Serde helper for counts that must be at least 1 (sizes, capacities, numbers of workers),
+/// for unsigned integer fields: `#[serde(deserialize_with = "hpcotel_core::config::at_least_one")]`.
+/// The error reads `expected at least 1, got 0`.
+pub fn at_least_one<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialEq + Default,
+{
+    let n = T::deserialize(d)?;
+    if n == T::default() {
+        return Err(serde::de::Error::custom("expected at least 1, got 0"));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,11 +19,11 @@ pub struct Config {
     /// created if missing. Default: `./hpcotel-data`.
     pub path: PathBuf,
     /// Size in MiB at which a signal's file is rotated (at least 1). Default: 64.
-    #[serde(deserialize_with = "at_least_one_u64")]
+    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub max_file_size_mib: u64,
     /// Files kept per signal, the active one included (at least 1); the oldest rotated file
     /// is deleted beyond that. Default: 8.
-    #[serde(deserialize_with = "at_least_one_usize")]
+    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub max_files: usize,
 }
 
@@ -35,20 +35,4 @@ impl Default for Config {
             max_files: DEFAULT_MAX_FILES,
         }
     }
-}
-
-fn at_least_one_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let n = u64::deserialize(d)?;
-    if n == 0 {
-        return Err(serde::de::Error::custom("expected at least 1, got 0"));
-    }
-    Ok(n)
-}
-
-fn at_least_one_usize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = usize::deserialize(d)?;
-    if n == 0 {
-        return Err(serde::de::Error::custom("expected at least 1, got 0"));
-    }
-    Ok(n)
 }

@@ -41,10 +41,10 @@ pub struct QueueConfig {
     pub sizer: Sizer,
     /// Capacity of the queue, in items (at least 1). A batch larger than the whole queue
     /// waits for it to empty, then goes alone. Default: 50000.
-    #[serde(deserialize_with = "at_least_one")]
+    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub queue_size: usize,
     /// Number of concurrent export tasks (at least 1). Default: 4.
-    #[serde(deserialize_with = "at_least_one")]
+    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub num_consumers: usize,
     /// When the queue is full: true makes the sender wait (backpressure, so receivers answer
     /// their clients RESOURCE_EXHAUSTED / 429); false drops the batch, counted as dropped with
@@ -136,14 +136,6 @@ impl RetryConfig {
             ..Self::default()
         }
     }
-}
-
-fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = usize::deserialize(d)?;
-    if n == 0 {
-        return Err(serde::de::Error::custom("expected at least 1, got 0"));
-    }
-    Ok(n)
 }
 
 fn at_least_one_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {

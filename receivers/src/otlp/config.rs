@@ -137,7 +137,7 @@ pub struct GrpcConfig {
     pub endpoint: HostPort,
     /// Largest message accepted, in MiB after decompression; larger ones are answered
     /// RESOURCE_EXHAUSTED without RetryInfo (permanent, as grpc-go). At least 1. Default 4.
-    #[serde(deserialize_with = "at_least_one")]
+    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub max_recv_msg_size_mib: usize,
     /// Serve TLS with this certificate (and demand client certificates when
     /// `client_ca_file` is set). Default: unset, plaintext.
@@ -171,7 +171,7 @@ pub struct HttpConfig {
     pub endpoint: HostPort,
     /// Largest request body accepted, in bytes, both as received and after gzip
     /// decompression; larger ones are answered 413. At least 1. Default 4194304 (4 MiB).
-    #[serde(deserialize_with = "at_least_one")]
+    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub max_request_body_size: usize,
     /// Serve HTTPS with this certificate (and demand client certificates when
     /// `client_ca_file` is set). Default: unset, plaintext.
@@ -195,14 +195,4 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = usize::deserialize(d)?;
-    if n == 0 {
-        return Err(serde::de::Error::custom(
-            "expected a size of at least 1, got 0",
-        ));
-    }
-    Ok(n)
 }

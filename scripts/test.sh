@@ -23,7 +23,23 @@ export ROTEL_AGENT
 ROTEL_AGENT="$("$HPCOTEL_PYTHON" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
 test -x "$ROTEL_AGENT" || { echo "rotel-agent not found at $ROTEL_AGENT" >&2; exit 1; }
 
-# 2. Lints: formatting and clippy with warnings as errors.
+# 2. Prometheus (a real Prometheus server scrapes the prometheus exporter in
+#    collector/tests/prometheus.rs), from the Debian package, when /usr/bin/prometheus is missing.
+step "Prometheus (/usr/bin/prometheus)"
+if [ ! -x /usr/bin/prometheus ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  # The package enables a prometheus service (on :9090); the test runs its own server.
+  if command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl stop prometheus >/dev/null 2>&1 || true
+  fi
+  $sudo service prometheus stop >/dev/null 2>&1 || true
+fi
+/usr/bin/prometheus --version 2>&1 | sed -n 1p
+
+# 3. Lints: formatting and clippy with warnings as errors.
 if [ -z "${HPCOTEL_SKIP_LINT:-}" ]; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
@@ -31,7 +47,8 @@ if [ -z "${HPCOTEL_SKIP_LINT:-}" ]; then
   cargo clippy --workspace --all-targets --quiet -- -D warnings
 fi
 
-# 3. Every test in the workspace (unit tests, integration tests against the real binary,
-#    the Python SDK and rotel).
+# 4. Every test in the workspace (unit tests, integration tests against the real binary,
+#    the Python SDK, rotel and Prometheus; GPUs through testkit's fake libnvidia-ml.so and
+#    kubelet through testkit's fake PodResources socket — no GPU or cluster needed).
 step "cargo test --workspace"
 cargo test --workspace --all-targets --no-fail-fast

@@ -3,5 +3,6 @@
 //! (`main.rs`) is the CLI around [`service::Collector`].
 
 pub mod config;
+pub mod gpus;
 pub mod processors;
 pub mod service;

@@ -51,6 +51,19 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show this node's GPUs once (utilization, memory, power, temperature, clocks, throttle
+    /// reasons, pod) and exit; exits 1 with a one-line reason when there is no GPU.
+    Gpus {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The NVML library: a soname or a path.
+        #[arg(long, env = "HPCOTEL_NVML_LIBRARY", default_value = hpcotel_receivers::gpu::DEFAULT_LIBRARY_PATH)]
+        nvml_library: PathBuf,
+        /// kubelet PodResources socket, for the pod column.
+        #[arg(long, default_value = hpcotel_receivers::gpu::podresources::DEFAULT_ENDPOINT)]
+        pod_resources: PathBuf,
+    },
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, hpcotel::config::Error> {
@@ -106,8 +119,62 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Gpus {
+            json,
+            nvml_library,
+            pod_resources,
+        }) => gpus(
+            json,
+            hpcotel::gpus::Options {
+                library_path: nvml_library,
+                pod_resources,
+            },
+        ),
         Some(Command::Run { config }) => run(config),
         None => run(None),
+    }
+}
+
+/// A tokio runtime (multi-threaded for `run`), or the exit code after saying why not.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn gpus(json: bool, options: hpcotel::gpus::Options) -> ExitCode {
+    let runtime = match runtime(false) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match runtime.block_on(hpcotel::gpus::collect(&options)) {
+        Ok((rows, note)) => {
+            if json {
+                match serde_json::to_string_pretty(&rows) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", hpcotel::gpus::table(&rows));
+            }
+            if let Some(n) = note {
+                eprintln!("note: {n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -127,15 +194,9 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
     for unused in config.unused_components() {
         warn!(config = %source, component = %unused, "defined but used by no pipeline; not started");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(true) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let collector = match Collector::build(config).await {

@@ -151,3 +151,13 @@ fn every_config_key_is_in_the_configuration_reference() {
         missing.join("\n")
     );
 }
+
+#[test]
+fn the_dcgm_migration_table_is_the_exporters_own_mapping() {
+    let readme = repo_file("README.md");
+    let table = hpcotel_exporters::prometheus::dcgm::migration_table();
+    assert!(
+        readme.contains(&table),
+        "README's migration table differs from the prometheus exporter's mapping; paste:\n{table}"
+    );
+}

@@ -98,6 +98,53 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether an `Authorization` header value is `Bearer <this secret>` (scheme
+    /// case-insensitive). Compares in constant time: the running time depends on the lengths
+    /// only, not on where the bytes differ.
+    pub fn is_bearer(&self, authorization: &[u8]) -> bool {
+        let value = authorization.trim_ascii();
+        let Some((scheme, rest)) = value.split_at_checked(6) else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer")
+            || !rest.first().is_some_and(u8::is_ascii_whitespace)
+        {
+            return false;
+        }
+        let token = rest.trim_ascii();
+        let want = self.0.as_bytes();
+        !token.is_empty()
+            && token.len() == want.len()
+            && token
+                .iter()
+                .zip(want)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// Whether a request's `Authorization` header satisfies `expected`: always when no token is
+/// configured, else only `Bearer <token>` (see [`Secret::is_bearer`]).
+pub fn bearer_authorized(expected: Option<&Secret>, authorization: Option<&[u8]>) -> bool {
+    match (expected, authorization) {
+        (None, _) => true,
+        (Some(e), Some(v)) => e.is_bearer(v),
+        (Some(_), None) => false,
+    }
+}
+
+/// Deserializes a humantime duration (`10s`) that must be greater than zero.
+pub fn positive_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::time::Duration, D::Error> {
+    let d: std::time::Duration = humantime_serde::deserialize(d)?;
+    if d.is_zero() {
+        return Err(serde::de::Error::custom(
+            "expected a duration greater than 0 (e.g. '10s'), got 0",
+        ));
+    }
+    Ok(d)
 }
 
 impl fmt::Debug for Secret {

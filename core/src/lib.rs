@@ -9,16 +9,22 @@
 //! - [`pipeline`]: the bounded, all-or-nothing fan-out that receivers send into.
 //! - [`telemetry`]: per-component counters (accepted, refused, sent, failed, dropped, queue
 //!   size) and their conversion to OTLP metrics.
+//! - [`catalog`]: what the node knows about pods and GPUs, written by receivers and read by
+//!   processors through cheap snapshots.
+//! - [`metric_set`]: the builder receivers that sample use for their OTLP metrics.
 //! - [`semconv`]: every attribute and metric name hpcotel emits, defined once.
 
+pub mod catalog;
 pub mod channel;
 pub mod component;
 pub mod config;
+pub mod metric_set;
 pub mod pipeline;
 pub mod semconv;
 pub mod signal;
 pub mod telemetry;
 
+pub use catalog::{Catalog, PodRef};
 pub use component::{
     ComponentError, ComponentId, ComponentKind, ExportError, ExportOutcome, Exporter, Processor,
     Receiver, ReceiverContext,

@@ -7,6 +7,9 @@
 
 /// `service.name` (stable).
 pub const SERVICE_NAME: &str = "service.name";
+/// `service.namespace`: with `service.name`, makes the Prometheus `job` label
+/// (`<namespace>/<name>`).
+pub const SERVICE_NAMESPACE: &str = "service.namespace";
 /// `service.version` (stable).
 pub const SERVICE_VERSION: &str = "service.version";
 /// `service.instance.id`.
@@ -114,3 +117,174 @@ pub const METRIC_SYSTEM_NETWORK_ERRORS: &str = "system.network.errors";
 pub const METRIC_SYSTEM_FILESYSTEM_USAGE: &str = "system.filesystem.usage";
 /// `system.filesystem.utilization` (gauge, `1`).
 pub const METRIC_SYSTEM_FILESYSTEM_UTILIZATION: &str = "system.filesystem.utilization";
+
+// --- OpenTelemetry semantic conventions: Kubernetes (stable) ---
+
+/// `k8s.node.name`.
+pub const K8S_NODE_NAME: &str = "k8s.node.name";
+/// `k8s.namespace.name`.
+pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
+/// `k8s.pod.name`.
+pub const K8S_POD_NAME: &str = "k8s.pod.name";
+/// `k8s.pod.uid`.
+pub const K8S_POD_UID: &str = "k8s.pod.uid";
+/// `k8s.container.name`.
+pub const K8S_CONTAINER_NAME: &str = "k8s.container.name";
+
+// --- OpenTelemetry semantic conventions: hardware (`hw.*`, development) ---
+
+/// `hw.id`: the GPU's UUID (`GPU-…`), or the MIG instance's (`MIG-…`).
+pub const HW_ID: &str = "hw.id";
+/// `hw.name`: an easily recognizable name, `gpu<index>` (`gpu3`, `gpu3/mig1` for a MIG instance).
+pub const HW_NAME: &str = "hw.name";
+/// `hw.type`: `gpu` on every GPU metric; `temperature` is not used (the sensor is an attribute).
+pub const HW_TYPE: &str = "hw.type";
+/// `hw.vendor`: `NVIDIA`.
+pub const HW_VENDOR: &str = "hw.vendor";
+/// `hw.model`: the product name NVML reports (`NVIDIA H100 80GB HBM3`).
+pub const HW_MODEL: &str = "hw.model";
+/// `hw.parent`: on a MIG instance, the `hw.id` (UUID) of its physical GPU.
+pub const HW_PARENT: &str = "hw.parent";
+/// `hw.serial_number`: the board serial number, where NVML reports one.
+pub const HW_SERIAL_NUMBER: &str = "hw.serial_number";
+/// `hw.driver_version`: the NVIDIA driver version (`550.54.15`).
+pub const HW_DRIVER_VERSION: &str = "hw.driver_version";
+/// `hw.state`: ok | degraded | failed, on `hw.status`.
+pub const HW_STATE: &str = "hw.state";
+/// `hw.gpu.task`: general | encoder | decoder, on `hw.gpu.utilization`.
+pub const HW_GPU_TASK: &str = "hw.gpu.task";
+/// `hw.sensor_location`: gpu | memory, on `hw.temperature`.
+pub const HW_SENSOR_LOCATION: &str = "hw.sensor_location";
+/// `error.type` (stable): corrected | uncorrected on `hw.errors`; the NVLink error kind on
+/// `hpcotel.gpu.nvlink.errors`.
+pub const ERROR_TYPE: &str = "error.type";
+/// `process.pid`.
+pub const PROCESS_PID: &str = "process.pid";
+/// `process.executable.name`: the process's command name (`/proc/<pid>/comm`).
+pub const PROCESS_EXECUTABLE_NAME: &str = "process.executable.name";
+
+/// `hw.gpu.utilization` (gauge, `1`): fraction of time the GPU's engines were busy, by
+/// `hw.gpu.task`; the last sample of the report window.
+pub const METRIC_HW_GPU_UTILIZATION: &str = "hw.gpu.utilization";
+/// `hw.gpu.memory.utilization` (gauge, `1`): fraction of time device memory was being read
+/// or written; the last sample of the report window.
+pub const METRIC_HW_GPU_MEMORY_UTILIZATION: &str = "hw.gpu.memory.utilization";
+/// `hw.gpu.memory.usage` (updowncounter, `By`): framebuffer memory in use.
+pub const METRIC_HW_GPU_MEMORY_USAGE: &str = "hw.gpu.memory.usage";
+/// `hw.gpu.memory.limit` (updowncounter, `By`): framebuffer memory size.
+pub const METRIC_HW_GPU_MEMORY_LIMIT: &str = "hw.gpu.memory.limit";
+/// `hw.power` (gauge, `W`): power draw; the last sample of the report window.
+pub const METRIC_HW_POWER: &str = "hw.power";
+/// `hw.energy` (counter, `J`): energy consumed since the driver was loaded.
+pub const METRIC_HW_ENERGY: &str = "hw.energy";
+/// `hw.temperature` (gauge, `Cel`): by `hw.sensor_location`; the last sample of the window.
+pub const METRIC_HW_TEMPERATURE: &str = "hw.temperature";
+/// `hw.errors` (counter, `{error}`): ECC errors since the driver was loaded (volatile), by
+/// `error.type` corrected | uncorrected.
+pub const METRIC_HW_ERRORS: &str = "hw.errors";
+/// `hw.status` (updowncounter, `1`): 1 for the GPU's current `hw.state`, 0 for the others.
+pub const METRIC_HW_STATUS: &str = "hw.status";
+
+// --- hpcotel's own GPU attributes ---
+
+/// `hpcotel.gpu.index`: NVML index of the physical GPU (for a MIG instance, its parent's).
+pub const HPCOTEL_GPU_INDEX: &str = "hpcotel.gpu.index";
+/// `hpcotel.gpu.pci_bus_id`: PCI bus id (`00000000:18:00.0`).
+pub const HPCOTEL_GPU_PCI_BUS_ID: &str = "hpcotel.gpu.pci_bus_id";
+/// `hpcotel.gpu.mig.profile`: a MIG instance's profile (`1g.10gb`).
+pub const HPCOTEL_GPU_MIG_PROFILE: &str = "hpcotel.gpu.mig.profile";
+/// `hpcotel.gpu.mig.gpu_instance_id`: a MIG instance's GPU instance id.
+pub const HPCOTEL_GPU_MIG_GPU_INSTANCE_ID: &str = "hpcotel.gpu.mig.gpu_instance_id";
+/// `hpcotel.gpu.mig.compute_instance_id`: a MIG instance's compute instance id.
+pub const HPCOTEL_GPU_MIG_COMPUTE_INSTANCE_ID: &str = "hpcotel.gpu.mig.compute_instance_id";
+/// `hpcotel.gpu.clock.type`: graphics | sm | memory.
+pub const HPCOTEL_GPU_CLOCK_TYPE: &str = "hpcotel.gpu.clock.type";
+/// `hpcotel.gpu.throttle.reason`: gpu_idle | applications_clocks_setting | sw_power_cap |
+/// hw_slowdown | sync_boost | sw_thermal_slowdown | hw_thermal_slowdown |
+/// hw_power_brake_slowdown | display_clock_setting.
+pub const HPCOTEL_GPU_THROTTLE_REASON: &str = "hpcotel.gpu.throttle.reason";
+/// `hpcotel.gpu.retirement.cause`: single_bit_ecc | double_bit_ecc.
+pub const HPCOTEL_GPU_RETIREMENT_CAUSE: &str = "hpcotel.gpu.retirement.cause";
+/// `hpcotel.gpu.fan.index`: which fan of the board.
+pub const HPCOTEL_GPU_FAN_INDEX: &str = "hpcotel.gpu.fan.index";
+/// `hpcotel.gpu.xid`: an Xid error code (int).
+pub const HPCOTEL_GPU_XID: &str = "hpcotel.gpu.xid";
+/// `hpcotel.gpu.xid.meaning`: what an Xid code means, in a few words.
+pub const HPCOTEL_GPU_XID_MEANING: &str = "hpcotel.gpu.xid.meaning";
+/// `hpcotel.gpu.xid.action`: what an operator should do about it.
+pub const HPCOTEL_GPU_XID_ACTION: &str = "hpcotel.gpu.xid.action";
+/// `hpcotel.gpu.event`: the kind of a GPU event log: xid | ecc_single_bit | ecc_double_bit |
+/// clock_event | pstate_change | gpu_lost | gpu_recovered.
+pub const HPCOTEL_GPU_EVENT: &str = "hpcotel.gpu.event";
+
+// --- hpcotel's own GPU metrics ---
+
+/// `hpcotel.gpu.utilization.min` (gauge, `1`): lowest `hw.gpu.utilization` sample of the
+/// report window, by `hw.gpu.task`.
+pub const METRIC_GPU_UTILIZATION_MIN: &str = "hpcotel.gpu.utilization.min";
+/// `hpcotel.gpu.utilization.max` (gauge, `1`): highest sample of the report window.
+pub const METRIC_GPU_UTILIZATION_MAX: &str = "hpcotel.gpu.utilization.max";
+/// `hpcotel.gpu.power.min` (gauge, `W`): lowest `hw.power` sample of the report window.
+pub const METRIC_GPU_POWER_MIN: &str = "hpcotel.gpu.power.min";
+/// `hpcotel.gpu.power.max` (gauge, `W`): highest `hw.power` sample of the report window.
+pub const METRIC_GPU_POWER_MAX: &str = "hpcotel.gpu.power.max";
+/// `hpcotel.gpu.temperature.max` (gauge, `Cel`): highest temperature sample of the window.
+pub const METRIC_GPU_TEMPERATURE_MAX: &str = "hpcotel.gpu.temperature.max";
+/// `hpcotel.gpu.clock.frequency.min` (gauge, `Hz`): lowest clock sample of the window (a
+/// throttling dip), by `hpcotel.gpu.clock.type`.
+pub const METRIC_GPU_CLOCK_FREQUENCY_MIN: &str = "hpcotel.gpu.clock.frequency.min";
+/// `hpcotel.gpu.memory.free` (updowncounter, `By`): framebuffer memory free.
+pub const METRIC_GPU_MEMORY_FREE: &str = "hpcotel.gpu.memory.free";
+/// `hpcotel.gpu.memory.reserved` (updowncounter, `By`): framebuffer memory the driver reserves.
+pub const METRIC_GPU_MEMORY_RESERVED: &str = "hpcotel.gpu.memory.reserved";
+/// `hpcotel.gpu.bar1.usage` (updowncounter, `By`): BAR1 memory in use.
+pub const METRIC_GPU_BAR1_USAGE: &str = "hpcotel.gpu.bar1.usage";
+/// `hpcotel.gpu.bar1.limit` (updowncounter, `By`): BAR1 memory size.
+pub const METRIC_GPU_BAR1_LIMIT: &str = "hpcotel.gpu.bar1.limit";
+/// `hpcotel.gpu.power.limit` (gauge, `W`): the enforced power limit.
+pub const METRIC_GPU_POWER_LIMIT: &str = "hpcotel.gpu.power.limit";
+/// `hpcotel.gpu.clock.frequency` (gauge, `Hz`): by `hpcotel.gpu.clock.type`; last sample.
+pub const METRIC_GPU_CLOCK_FREQUENCY: &str = "hpcotel.gpu.clock.frequency";
+/// `hpcotel.gpu.throttle` (gauge, `1`): 1 when the clock-event (throttle) reason was active
+/// in any sample of the report window, else 0; one series per `hpcotel.gpu.throttle.reason`.
+pub const METRIC_GPU_THROTTLE: &str = "hpcotel.gpu.throttle";
+/// `hpcotel.gpu.performance_state` (gauge, `1`): the P-state, 0 (P0, fastest) to 15.
+pub const METRIC_GPU_PERFORMANCE_STATE: &str = "hpcotel.gpu.performance_state";
+/// `hpcotel.gpu.pcie.throughput` (gauge, `By/s`): PCIe traffic, by `network.io.direction`.
+pub const METRIC_GPU_PCIE_THROUGHPUT: &str = "hpcotel.gpu.pcie.throughput";
+/// `hpcotel.gpu.pcie.link.generation` (gauge, `1`): current PCIe link generation.
+pub const METRIC_GPU_PCIE_LINK_GENERATION: &str = "hpcotel.gpu.pcie.link.generation";
+/// `hpcotel.gpu.pcie.link.width` (gauge, `{lane}`): current PCIe link width.
+pub const METRIC_GPU_PCIE_LINK_WIDTH: &str = "hpcotel.gpu.pcie.link.width";
+/// `hpcotel.gpu.pcie.replays` (counter, `{replay}`): PCIe replay counter.
+pub const METRIC_GPU_PCIE_REPLAYS: &str = "hpcotel.gpu.pcie.replays";
+/// `hpcotel.gpu.nvlink.io` (counter, `By`): NVLink data, all links, by `network.io.direction`.
+pub const METRIC_GPU_NVLINK_IO: &str = "hpcotel.gpu.nvlink.io";
+/// `hpcotel.gpu.nvlink.errors` (counter, `{error}`): NVLink errors, all links, by
+/// `error.type` crc_flit | crc_data | replay | recovery.
+pub const METRIC_GPU_NVLINK_ERRORS: &str = "hpcotel.gpu.nvlink.errors";
+/// `hpcotel.gpu.memory.retired_pages` (updowncounter, `{page}`): by
+/// `hpcotel.gpu.retirement.cause`.
+pub const METRIC_GPU_RETIRED_PAGES: &str = "hpcotel.gpu.memory.retired_pages";
+/// `hpcotel.gpu.memory.remapped_rows` (updowncounter, `{row}`): by `error.type`
+/// corrected | uncorrected.
+pub const METRIC_GPU_REMAPPED_ROWS: &str = "hpcotel.gpu.memory.remapped_rows";
+/// `hpcotel.gpu.memory.row_remap.pending` (gauge, `1`): 1 when a row remap awaits a reset.
+pub const METRIC_GPU_ROW_REMAP_PENDING: &str = "hpcotel.gpu.memory.row_remap.pending";
+/// `hpcotel.gpu.memory.row_remap.failed` (gauge, `1`): 1 when a row remap has failed.
+pub const METRIC_GPU_ROW_REMAP_FAILED: &str = "hpcotel.gpu.memory.row_remap.failed";
+/// `hpcotel.gpu.fan.speed` (gauge, `1`): fan speed as a fraction of its maximum, by
+/// `hpcotel.gpu.fan.index`.
+pub const METRIC_GPU_FAN_SPEED: &str = "hpcotel.gpu.fan.speed";
+/// `hpcotel.gpu.process.memory.usage` (updowncounter, `By`): GPU memory a process holds, by
+/// `process.pid` (plus `process.executable.name` and, in a pod, `k8s.pod.uid`).
+pub const METRIC_GPU_PROCESS_MEMORY_USAGE: &str = "hpcotel.gpu.process.memory.usage";
+/// `hpcotel.gpu.process.utilization` (gauge, `1`): a process's share of SM time, by
+/// `process.pid`.
+pub const METRIC_GPU_PROCESS_UTILIZATION: &str = "hpcotel.gpu.process.utilization";
+/// `hpcotel.gpu.xid.errors` (counter, `{error}`): Xid errors seen since start, by
+/// `hpcotel.gpu.xid`.
+pub const METRIC_GPU_XID_ERRORS: &str = "hpcotel.gpu.xid.errors";
+/// `hpcotel.gpu.xid.last` (gauge, `1`): the code of the last Xid error seen (0: none), for
+/// dcgm-exporter's `DCGM_FI_DEV_XID_ERRORS`.
+pub const METRIC_GPU_XID_LAST: &str = "hpcotel.gpu.xid.last";

@@ -5,10 +5,12 @@
 //! - [`otlp`]: OTLP over gRPC (`otlp`) and HTTP/protobuf (`otlphttp`).
 //! - [`file`]: OTLP JSON lines on disk, rotated by size.
 //! - [`debug`]: a one-line summary per interval on stderr.
+//! - [`prometheus`]: a Prometheus scrape endpoint, optionally with dcgm-exporter's names.
 
 pub mod debug;
 pub mod file;
 pub mod otlp;
+pub mod prometheus;
 pub mod queue;
 
 /// An error and its sources on one line (`cannot open 'x': Permission denied`).

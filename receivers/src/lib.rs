@@ -4,5 +4,6 @@
 //! - [`host`]: host metrics (CPU, memory, load, network, filesystem, paging) named per the
 //!   OpenTelemetry `system.*` semantic conventions.
 
+pub mod gpu;
 pub mod host;
 pub mod otlp;

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use hpcotel_core::{Exporter, Processor, Receiver, Signal};
+use hpcotel_core::{Catalog, Exporter, Processor, Receiver, Signal};
 use hpcotel_exporters::queue::{QueueConfig, RetryConfig};
-use hpcotel_exporters::{debug, file, otlp as otlp_exporter};
-use hpcotel_receivers::{host, otlp as otlp_receiver};
+use hpcotel_exporters::{debug, file, otlp as otlp_exporter, prometheus};
+use hpcotel_receivers::{gpu, host, otlp as otlp_receiver};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -47,17 +47,24 @@ pub enum ReceiverConfig {
     Otlp(otlp_receiver::Config),
     /// `host`: host metrics.
     Host(host::Config),
+    /// `gpu`: NVIDIA GPU metrics and events through NVML.
+    Gpu(gpu::Config),
 }
 
 impl ReceiverConfig {
     /// Receiver types, as written in config.
-    pub const KINDS: &'static [&'static str] = &["otlp", "host"];
+    pub const KINDS: &'static [&'static str] = &["otlp", "host", "gpu"];
 
     /// Parses the section of a receiver of type `kind`.
     pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
         Ok(match kind {
             "otlp" => Self::Otlp(section(value)?),
             "host" => Self::Host(section(value)?),
+            "gpu" => {
+                let c: gpu::Config = section(value)?;
+                c.validate().map_err(|(k, m)| (k.to_owned(), m))?;
+                Self::Gpu(c)
+            }
             other => return Err(unknown("receiver", other, Self::KINDS)),
         })
     }
@@ -67,14 +74,20 @@ impl ReceiverConfig {
         match self {
             Self::Otlp(_) => &Signal::ALL,
             Self::Host(_) => &[Signal::Metrics],
+            Self::Gpu(_) => &[Signal::Metrics, Signal::Logs],
         }
     }
 
-    /// Builds the receiver: binds its sockets, opens what it needs.
-    pub async fn build(&self) -> Result<Box<dyn Receiver>, hpcotel_core::ComponentError> {
+    /// Builds the receiver: binds its sockets, opens what it needs. Receivers that learn
+    /// metadata (the gpu receiver's PodResources) write it to `catalog`.
+    pub async fn build(
+        &self,
+        catalog: &Catalog,
+    ) -> Result<Box<dyn Receiver>, hpcotel_core::ComponentError> {
         Ok(match self {
             Self::Otlp(c) => Box::new(otlp_receiver::OtlpReceiver::bind(c).await?),
             Self::Host(c) => Box::new(host::HostReceiver::new(c)?),
+            Self::Gpu(c) => Box::new(gpu::GpuReceiver::new(c, catalog.clone())),
         })
     }
 }
@@ -119,6 +132,8 @@ pub enum ExporterConfig {
     File(file::Config),
     /// `debug`: a summary line per interval on stderr.
     Debug(debug::Config),
+    /// `prometheus`: a Prometheus scrape endpoint.
+    Prometheus(prometheus::Config),
 }
 
 /// A built exporter and the queue settings it runs behind.
@@ -133,7 +148,7 @@ pub struct BuiltExporter {
 
 impl ExporterConfig {
     /// Exporter types, as written in config.
-    pub const KINDS: &'static [&'static str] = &["otlp", "otlphttp", "file", "debug"];
+    pub const KINDS: &'static [&'static str] = &["otlp", "otlphttp", "file", "debug", "prometheus"];
 
     /// Parses the section of an exporter of type `kind`.
     pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
@@ -142,11 +157,13 @@ impl ExporterConfig {
             "otlphttp" => Self::Otlphttp(section(value)?),
             "file" => Self::File(section(value)?),
             "debug" => Self::Debug(section(value)?),
+            "prometheus" => Self::Prometheus(section(value)?),
             other => return Err(unknown("exporter", other, Self::KINDS)),
         })
     }
 
-    /// Builds the exporter (no network I/O: connections are made lazily).
+    /// Builds the exporter. Outgoing connections are made lazily; the `prometheus` exporter
+    /// binds its endpoint here (inside the runtime), so a port in use is reported at start.
     pub fn build(&self) -> Result<BuiltExporter, hpcotel_core::ComponentError> {
         let local = |exporter: Arc<dyn Exporter>| BuiltExporter {
             exporter,
@@ -168,6 +185,7 @@ impl ExporterConfig {
             }
             Self::File(c) => local(Arc::new(file::FileExporter::new(c)?)),
             Self::Debug(c) => local(Arc::new(debug::DebugExporter::new(c))),
+            Self::Prometheus(c) => local(Arc::new(prometheus::PrometheusExporter::new(c)?)),
         })
     }
 }

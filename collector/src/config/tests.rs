@@ -151,7 +151,7 @@ fn unknown_types_and_bad_ids_are_named() {
     let e = err(&MINIMAL.replace("  debug:", "  debug:\n  kafka/x:"));
     assert_eq!(
         e,
-        "test.yaml: exporters.kafka/x: unknown exporter type 'kafka'; known types: otlp, otlphttp, file, debug"
+        "test.yaml: exporters.kafka/x: unknown exporter type 'kafka'; known types: otlp, otlphttp, file, debug, prometheus"
     );
     let e = err(&MINIMAL.replace("    traces:", "    spans:"));
     assert!(

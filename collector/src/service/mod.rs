@@ -172,10 +172,12 @@ impl Collector {
         }
         drop(exporter_queues);
 
+        // The node's metadata, written by receivers (gpu: PodResources) and read by processors.
+        let catalog = hpcotel_core::Catalog::new();
         let mut receivers = Vec::new();
         for (id, outputs) in receiver_outputs {
             let receiver = config.receivers[&id]
-                .build()
+                .build(&catalog)
                 .await
                 .map_err(|source| Error::Build {
                     kind: "receiver",

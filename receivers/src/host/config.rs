@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use hpcotel_core::config::present_means_enabled;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// Default `collection_interval`: 10 s.
 pub const DEFAULT_COLLECTION_INTERVAL: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ pub struct Config {
     /// Default: `10s`.
     #[serde(
         serialize_with = "humantime_serde::serialize",
-        deserialize_with = "positive_duration"
+        deserialize_with = "hpcotel_core::config::positive_duration"
     )]
     pub collection_interval: Duration,
     /// Which scrapers run. Absent: all of them, with defaults. Present: only those listed.
@@ -43,16 +43,6 @@ impl Default for Config {
             scrapers: Scrapers::all(),
         }
     }
-}
-
-fn positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let d: Duration = humantime_serde::deserialize(d)?;
-    if d.is_zero() {
-        return Err(serde::de::Error::custom(
-            "expected a duration greater than 0 (e.g. '10s'), got 0",
-        ));
-    }
-    Ok(d)
 }
 
 /// The scrapers, each on when its key is present (even empty: `cpu:`), off when absent.

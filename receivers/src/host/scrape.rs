@@ -2,13 +2,11 @@
 
 use std::time::{Duration, SystemTime};
 
+use hpcotel_core::metric_set::MetricSet;
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{kv, kv_int, unix_nanos};
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    metric::Data, number_data_point,
-};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use sysinfo::{Disks, Networks, System};
 
@@ -25,82 +23,6 @@ fn host_arch() -> String {
         "powerpc64" => "ppc64".to_owned(),
         "s390x" => "s390x".to_owned(),
         other => other.to_owned(),
-    }
-}
-
-/// Builds the metrics of one scrape; keeps the timestamps.
-struct MetricSet {
-    now: u64,
-    start: u64,
-    metrics: Vec<Metric>,
-}
-
-impl MetricSet {
-    fn point(
-        &self,
-        attributes: Vec<KeyValue>,
-        value: number_data_point::Value,
-        start: bool,
-    ) -> NumberDataPoint {
-        NumberDataPoint {
-            attributes,
-            start_time_unix_nano: if start { self.start } else { 0 },
-            time_unix_nano: self.now,
-            value: Some(value),
-            ..Default::default()
-        }
-    }
-
-    /// A cumulative sum; `monotonic` for counters, not for updowncounters.
-    fn sum(
-        &mut self,
-        name: &str,
-        description: &str,
-        unit: &str,
-        monotonic: bool,
-        points: Vec<(Vec<KeyValue>, i64)>,
-    ) {
-        if points.is_empty() {
-            return;
-        }
-        let data_points = points
-            .into_iter()
-            .map(|(a, v)| self.point(a, number_data_point::Value::AsInt(v), true))
-            .collect();
-        self.metrics.push(Metric {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            unit: unit.to_owned(),
-            data: Some(Data::Sum(Sum {
-                data_points,
-                aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                is_monotonic: monotonic,
-            })),
-            ..Default::default()
-        });
-    }
-
-    fn gauge(
-        &mut self,
-        name: &str,
-        description: &str,
-        unit: &str,
-        points: Vec<(Vec<KeyValue>, f64)>,
-    ) {
-        if points.is_empty() {
-            return;
-        }
-        let data_points = points
-            .into_iter()
-            .map(|(a, v)| self.point(a, number_data_point::Value::AsDouble(v), false))
-            .collect();
-        self.metrics.push(Metric {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            unit: unit.to_owned(),
-            data: Some(Data::Gauge(Gauge { data_points })),
-            ..Default::default()
-        });
     }
 }
 
@@ -186,11 +108,7 @@ impl Scraper {
 
     /// Refreshes what the enabled scrapers read and returns one `ResourceMetrics`.
     pub(crate) fn scrape(&mut self) -> ResourceMetrics {
-        let mut set = MetricSet {
-            now: unix_nanos(SystemTime::now()),
-            start: self.start_unix_nano,
-            metrics: Vec::new(),
-        };
+        let mut set = MetricSet::new(unix_nanos(SystemTime::now()), self.start_unix_nano);
         let scrapers = self.config.scrapers.clone();
         if scrapers.cpu.is_some() {
             self.cpu(&mut set);
@@ -218,7 +136,7 @@ impl Scraper {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     ..Default::default()
                 }),
-                metrics: set.metrics,
+                metrics: set.into_metrics(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -244,7 +162,7 @@ impl Scraper {
             "1",
             points,
         );
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_CPU_LOGICAL_COUNT,
             "Number of logical CPUs.",
             "{cpu}",
@@ -263,7 +181,7 @@ impl Scraper {
         let used = self.system.used_memory().min(total);
         let free = self.system.free_memory().min(total);
         let state = |s: &str| vec![kv(semconv::SYSTEM_MEMORY_STATE, s)];
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_MEMORY_USAGE,
             "Memory in use by state.",
             "By",
@@ -273,7 +191,7 @@ impl Scraper {
                 (state("free"), clamp_i64(free)),
             ],
         );
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_MEMORY_LIMIT,
             "Total memory available in the system.",
             "By",
@@ -290,7 +208,7 @@ impl Scraper {
             ],
         );
         if cfg!(target_os = "linux") {
-            set.sum(
+            set.sum_int(
                 semconv::METRIC_SYSTEM_MEMORY_LINUX_AVAILABLE,
                 "Estimate of memory available for new applications without swapping (MemAvailable).",
                 "By",
@@ -331,21 +249,21 @@ impl Scraper {
                 clamp_i64(d.total_errors_on_transmitted()),
             ));
         }
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_NETWORK_IO,
             "Bytes received and transmitted per interface.",
             "By",
             true,
             io,
         );
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_NETWORK_PACKETS,
             "Packets received and transmitted per interface.",
             "{packet}",
             true,
             packets,
         );
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_NETWORK_ERRORS,
             "Network errors detected per interface.",
             "{error}",
@@ -391,7 +309,7 @@ impl Scraper {
             usage.push((attrs(Some("free")), clamp_i64(free)));
             utilization.push((attrs(None), ratio(used, total)));
         }
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_FILESYSTEM_USAGE,
             "Filesystem space by state (free is the space available to unprivileged users).",
             "By",
@@ -412,7 +330,7 @@ impl Scraper {
         let free = self.system.free_swap().min(total);
         let used = total - free;
         let state = |s: &str| vec![kv(semconv::SYSTEM_PAGING_STATE, s)];
-        set.sum(
+        set.sum_int(
             semconv::METRIC_SYSTEM_PAGING_USAGE,
             "Swap space in use by state.",
             "By",

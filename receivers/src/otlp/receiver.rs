@@ -188,16 +188,7 @@ impl Shared {
     /// Whether an `Authorization` header value satisfies the configured bearer token
     /// (always true when no token is configured). Compares in constant time.
     pub fn authorized(&self, authorization: Option<&[u8]>) -> bool {
-        let Some(expected) = &self.auth else {
-            return true;
-        };
-        let Some(value) = authorization else {
-            return false;
-        };
-        let Some(token) = bearer_token(value) else {
-            return false;
-        };
-        constant_time_eq(token, expected.expose().as_bytes())
+        hpcotel_core::config::bearer_authorized(self.auth.as_ref(), authorization)
     }
 
     /// `Retry-After` in whole seconds, rounded up, at least 1.
@@ -216,23 +207,4 @@ pub(super) fn refusal_message(e: SendError) -> String {
         SendError::Full => "the pipeline is full; retry later".to_owned(),
         SendError::Closed => "the collector is shutting down; retry later".to_owned(),
     }
-}
-
-/// The token of `Bearer <token>` (scheme case-insensitive), if that is what `value` holds.
-fn bearer_token(value: &[u8]) -> Option<&[u8]> {
-    let value = value.trim_ascii();
-    let (scheme, rest) = value.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer") || !rest.first()?.is_ascii_whitespace() {
-        return None;
-    }
-    let token = rest.trim_ascii();
-    (!token.is_empty()).then_some(token)
-}
-
-/// Equality whose running time depends on the lengths only, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -22,7 +22,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use received::Received;
+pub use received::{Received, any_value_string};
 pub use state::{
     Answer, Behaviour, OtlpSink, Protocol, RequestRecord, SinkError, SinkOptions, Totals,
 };

@@ -1,0 +1,313 @@
+//! Acceptance: the gpu receiver in the real `hpcotel` binary, on testkit's fake
+//! `libnvidia-ml.so` and fake kubelet PodResources socket; `hpcotel gpus`; and a node without
+//! NVML.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Hpcotel, strip_ansi};
+use hpcotel_core::semconv;
+use hpcotel_testkit::nvml::{FakeNvml, Scenario};
+use hpcotel_testkit::podresources::{FakeKubelet, FakePod};
+use hpcotel_testkit::sink::{OtlpSink, Received, any_value_string};
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The pod (`namespace/name/container`) on the most recent metrics of GPU `uuid`.
+fn latest_pod(r: &Received, uuid: &str) -> Option<Option<String>> {
+    let mut found = None;
+    for rm in &r.metrics {
+        let about_gpu = rm
+            .scope_metrics
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .flat_map(|m| match &m.data {
+                Some(Data::Gauge(g)) => g.data_points.clone(),
+                Some(Data::Sum(s)) => s.data_points.clone(),
+                _ => Vec::new(),
+            })
+            .any(|p| {
+                p.attributes.iter().any(|kv| {
+                    kv.key == semconv::HW_ID
+                        && kv.value.as_ref().and_then(any_value_string).as_deref() == Some(uuid)
+                })
+            });
+        if !about_gpu {
+            continue;
+        }
+        let attrs = rm
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.clone())
+            .unwrap_or_default();
+        let get = |k: &str| {
+            attrs
+                .iter()
+                .find(|kv| kv.key == k)
+                .and_then(|kv| kv.value.as_ref().and_then(any_value_string))
+        };
+        found = Some(
+            match (
+                get(semconv::K8S_NAMESPACE_NAME),
+                get(semconv::K8S_POD_NAME),
+                get(semconv::K8S_CONTAINER_NAME),
+            ) {
+                (Some(ns), Some(p), Some(c)) => Some(format!("{ns}/{p}/{c}")),
+                _ => None,
+            },
+        );
+    }
+    found
+}
+
+fn config(fake: &FakeNvml, socket: &std::path::Path, sink: &OtlpSink) -> String {
+    format!(
+        r#"
+receivers:
+  gpu:
+    sample_interval: 100ms
+    report_interval: 300ms
+    library_path: "{lib}"
+    pod_resources:
+      endpoint: "{sock}"
+      refresh_interval: 1s
+exporters:
+  otlp:
+    endpoint: "{sink}"
+service:
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    metrics: {{ receivers: [gpu], exporters: [otlp] }}
+    logs: {{ receivers: [gpu], exporters: [otlp] }}
+"#,
+        lib = fake.library_path().display(),
+        sock = socket.display(),
+        sink = sink.grpc_endpoint(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_metrics_carry_their_pods_and_follow_a_kubelet_restart() {
+    let scenario = Scenario::with_gpus(8);
+    let fake = FakeNvml::new(&scenario);
+    let uuid = |i: usize| scenario.devices[i].uuid.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![
+            FakePod::with_gpus("research", "trainer-0", "pytorch", &[&uuid(0), &uuid(1)]),
+            FakePod::with_gpus("serving", "llm-7f9c", "vllm", &[&uuid(2)]),
+        ],
+    )
+    .await;
+    let sink = OtlpSink::start().await;
+    let _hpcotel = Hpcotel::start(&config(&fake, &socket, &sink));
+
+    let r = sink
+        .wait_for("all 8 GPUs reported with their pods", WAIT, |r| {
+            (0..8).all(|i| latest_pod(r, &uuid(i)).is_some())
+                && latest_pod(r, &uuid(2)) == Some(Some("serving/llm-7f9c/vllm".into()))
+        })
+        .await;
+    assert_eq!(
+        latest_pod(&r, &uuid(0)),
+        Some(Some("research/trainer-0/pytorch".into()))
+    );
+    assert_eq!(
+        latest_pod(&r, &uuid(1)),
+        Some(Some("research/trainer-0/pytorch".into()))
+    );
+    for i in 3..8 {
+        assert_eq!(
+            latest_pod(&r, &uuid(i)),
+            Some(None),
+            "GPU {i} is not allocated"
+        );
+    }
+
+    // kubelet restarts (the socket is removed and recreated) with a new allocation.
+    kubelet.stop().await;
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![FakePod::with_gpus(
+            "research",
+            "trainer-1",
+            "pytorch",
+            &[&uuid(0)],
+        )],
+    )
+    .await;
+    let restarted = Instant::now();
+    sink.wait_for("GPU 0 moved to trainer-1", WAIT, |r| {
+        latest_pod(r, &uuid(0)) == Some(Some("research/trainer-1/pytorch".into()))
+            && latest_pod(r, &uuid(2)) == Some(None)
+    })
+    .await;
+    // The poller re-dialled at its next tick: the new mapping came from the first List or
+    // two on the new socket, not after a backoff.
+    let calls = kubelet.list_calls();
+    assert!(
+        (1..=2).contains(&calls),
+        "new mapping after {calls} List calls on the restarted kubelet ({:?} after restart)",
+        restarted.elapsed()
+    );
+    kubelet.stop().await;
+}
+
+#[test]
+fn hpcotel_gpus_prints_every_gpu_as_a_table_and_as_json() {
+    let scenario = Scenario::with_gpus(8);
+    let fake = FakeNvml::new(&scenario);
+    let out = Command::new(env!("CARGO_BIN_EXE_hpcotel"))
+        .args([
+            "gpus",
+            "--pod-resources",
+            "/nonexistent/kubelet.sock",
+            "--nvml-library",
+        ])
+        .arg(fake.library_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 9, "header + 8 GPUs:\n{table}");
+    assert!(lines[0].starts_with("GPU"), "{table}");
+    for (i, d) in scenario.devices.iter().enumerate() {
+        let line = lines[i + 1];
+        assert!(line.starts_with(&format!("gpu{i} ")), "{line}");
+        assert!(line.contains(&d.uuid) && line.contains(&d.name), "{line}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hpcotel"))
+        .args([
+            "gpus",
+            "--json",
+            "--pod-resources",
+            "/nonexistent/kubelet.sock",
+        ])
+        .env("HPCOTEL_NVML_LIBRARY", fake.library_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 8);
+    for (row, d) in rows.iter().zip(&scenario.devices) {
+        assert_eq!(row["uuid"], d.uuid.as_str());
+        assert_eq!(row["model"], d.name.as_str());
+        assert_eq!(
+            row["power_watts"].as_f64(),
+            Some(d.power_mw.at(0) as f64 / 1000.0)
+        );
+        assert_eq!(
+            row["memory_used_mib"].as_f64(),
+            Some(d.memory_used_bytes.at(0) as f64 / 1048576.0)
+        );
+        assert_eq!(
+            row["temperature_celsius"].as_f64(),
+            Some(d.temperature_c.at(0) as f64)
+        );
+        assert_eq!(row["state"], "ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hpcotel_gpus_shows_the_pod_each_gpu_is_allocated_to() {
+    let scenario = Scenario::with_gpus(2);
+    let fake = FakeNvml::new(&scenario);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![FakePod::with_gpus(
+            "ml",
+            "bert-0",
+            "train",
+            &[&scenario.devices[1].uuid],
+        )],
+    )
+    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcotel"))
+        .args(["gpus", "--json", "--pod-resources"])
+        .arg(&socket)
+        .arg("--nvml-library")
+        .arg(fake.library_path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["pod"], serde_json::Value::Null);
+    assert_eq!(rows[1]["pod"], "ml/bert-0/train");
+    kubelet.stop().await;
+}
+
+#[test]
+fn without_nvml_hpcotel_gpus_fails_with_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hpcotel"))
+        .args(["gpus", "--nvml-library", "/nonexistent/libnvidia-ml.so.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: no NVIDIA GPU visible:"), "{err}");
+    assert!(err.contains("/nonexistent/libnvidia-ml.so.1"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_nvml_hpcotel_run_logs_one_line_and_exports_host_metrics() {
+    let sink = OtlpSink::start().await;
+    let mut hpcotel = Hpcotel::start(&format!(
+        r#"
+receivers:
+  gpu:
+    library_path: /nonexistent/libnvidia-ml.so.1
+    pod_resources: {{ endpoint: /nonexistent/kubelet.sock }}
+  host:
+    collection_interval: 200ms
+exporters:
+  otlp: {{ endpoint: "{}" }}
+service:
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    metrics: {{ receivers: [gpu, host], exporters: [otlp] }}
+"#,
+        sink.grpc_endpoint()
+    ));
+    sink.wait_for("host metrics", WAIT, |r| {
+        r.metric_names()
+            .iter()
+            .any(|n| n == semconv::METRIC_SYSTEM_CPU_UTILIZATION)
+    })
+    .await;
+    hpcotel.wait_for_log("gpu receiver disabled", WAIT);
+    let log = hpcotel.stderr();
+    let disabled: Vec<String> = log
+        .lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains("gpu receiver disabled"))
+        .collect();
+    assert_eq!(disabled.len(), 1, "{log}");
+    assert!(
+        disabled[0].contains("/nonexistent/libnvidia-ml.so.1"),
+        "{}",
+        disabled[0]
+    );
+    assert!(!log.contains("ERROR"), "{log}");
+    hpcotel.sigterm();
+    assert!(hpcotel.wait_exit(WAIT).success());
+}

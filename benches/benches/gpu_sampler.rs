@@ -31,7 +31,7 @@ fn sampler(fake: &FakeNvml) -> Sampler {
         Arc::new(XidStats::default()),
         Options {
             host: Vec::new(),
-            start_unix_nano: unix_nanos(SystemTime::now()),
+            logs: true,
             processes: true,
             mig: true,
             proc_root: PathBuf::from("/proc"),

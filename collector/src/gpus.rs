@@ -215,7 +215,7 @@ pub async fn collect(options: &Options) -> Result<(Vec<GpuRow>, Option<String>),
             Arc::new(sampler::XidStats::default()),
             sampler::Options {
                 host: Vec::new(),
-                start_unix_nano: unix_nanos(SystemTime::now()),
+                logs: false,
                 processes: false,
                 mig: true,
                 proc_root: PathBuf::from(gpu::DEFAULT_PROC_ROOT),

@@ -481,8 +481,9 @@ async fn real_prometheus_scrapes_eight_fake_gpus_from_the_gpu_receiver() {
     )
     .await;
     let (otel, dcgm, web) = (free_port(), free_port(), free_port());
-    let hpcotel = Hpcotel::start(&format!(
-        r#"
+    let hpcotel = Hpcotel::start_with_env(
+        &format!(
+            r#"
 receivers:
   gpu:
     sample_interval: 100ms
@@ -500,9 +501,11 @@ service:
   pipelines:
     metrics: {{ receivers: [gpu], exporters: [prometheus/otel, prometheus/dcgm] }}
 "#,
-        lib = fake.library_path().display(),
-        sock = socket.display(),
-    ));
+            lib = fake.library_path().display(),
+            sock = socket.display(),
+        ),
+        &[("K8S_NODE_NAME", "gpu-node-7")],
+    );
     let prometheus = start_prometheus(
         &format!(
             r#"
@@ -520,10 +523,8 @@ scrape_configs:
         web,
     );
     let client = reqwest::Client::new();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_owned();
+    // dcgm-exporter's Hostname is the node (NODE_NAME), not the collector pod's host name.
+    let host = "gpu-node-7";
     // Wait until every GPU shows with its pod (PodResources may answer after the first report).
     let promql = "DCGM_FI_DEV_GPU_UTIL{pod!=\"\"}";
     wait_for_series(&client, web, promql, 3, &hpcotel, &prometheus).await;

@@ -250,7 +250,8 @@ pub const METRIC_GPU_CLOCK_FREQUENCY: &str = "hpcotel.gpu.clock.frequency";
 pub const METRIC_GPU_THROTTLE: &str = "hpcotel.gpu.throttle";
 /// `hpcotel.gpu.performance_state` (gauge, `1`): the P-state, 0 (P0, fastest) to 15.
 pub const METRIC_GPU_PERFORMANCE_STATE: &str = "hpcotel.gpu.performance_state";
-/// `hpcotel.gpu.pcie.throughput` (gauge, `By/s`): PCIe traffic, by `network.io.direction`.
+/// `hpcotel.gpu.pcie.throughput` (gauge, `By/s`): PCIe traffic, by `network.io.direction`,
+/// measured by NVML over 20 ms at report time.
 pub const METRIC_GPU_PCIE_THROUGHPUT: &str = "hpcotel.gpu.pcie.throughput";
 /// `hpcotel.gpu.pcie.link.generation` (gauge, `1`): current PCIe link generation.
 pub const METRIC_GPU_PCIE_LINK_GENERATION: &str = "hpcotel.gpu.pcie.link.generation";

@@ -87,7 +87,13 @@ impl ReceiverConfig {
         Ok(match self {
             Self::Otlp(c) => Box::new(otlp_receiver::OtlpReceiver::bind(c).await?),
             Self::Host(c) => Box::new(host::HostReceiver::new(c)?),
-            Self::Gpu(c) => Box::new(gpu::GpuReceiver::new(c, catalog.clone())),
+            Self::Gpu(c) => {
+                // Loading and initialising NVML blocks (seconds on some nodes).
+                let (c, catalog) = (c.clone(), catalog.clone());
+                Box::new(
+                    tokio::task::spawn_blocking(move || gpu::GpuReceiver::new(&c, catalog)).await?,
+                )
+            }
         })
     }
 }

@@ -401,9 +401,11 @@ pub fn labels(point: &[KeyValue], resource: &[KeyValue]) -> Vec<Label> {
         ("pci_bus_id", get(semconv::HPCOTEL_GPU_PCI_BUS_ID)),
         ("device", device),
         ("modelName", get(semconv::HW_MODEL)),
+        // The node, as dcgm-exporter (NODE_NAME first): in a pod without hostNetwork,
+        // host.name is the pod's name, which changes with every rollout.
         (
             "Hostname",
-            get(semconv::HOST_NAME).or_else(|| get(semconv::K8S_NODE_NAME)),
+            get(semconv::K8S_NODE_NAME).or_else(|| get(semconv::HOST_NAME)),
         ),
         ("GPU_I_PROFILE", get(semconv::HPCOTEL_GPU_MIG_PROFILE)),
         ("GPU_I_ID", get(semconv::HPCOTEL_GPU_MIG_GPU_INSTANCE_ID)),

@@ -59,6 +59,19 @@ impl Identity {
         })
     }
 
+    /// The placeholder of a GPU NVML cannot identify (lost before its UUID was read):
+    /// `hw.id` = `hw.name` = `gpu<index>`, model `unknown`.
+    pub fn unidentified(index: u32) -> Identity {
+        Identity {
+            uuid: format!("gpu{index}"),
+            model: "unknown".to_owned(),
+            index,
+            pci_bus_id: String::new(),
+            serial: None,
+            mig: None,
+        }
+    }
+
     /// `hw.name`: `gpu<index>`, or `gpu<index>/mig<position>`.
     pub fn hw_name(&self) -> String {
         match &self.mig {

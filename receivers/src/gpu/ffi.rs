@@ -1,8 +1,19 @@
-//! The two NVML calls nvml-wrapper does not wrap, and a device handle's identity. The only
+//! The NVML calls nvml-wrapper does not wrap (MIG instance ids, field values with a scope),
+//! and a device handle's identity. The only
 //! `unsafe` in this crate: it stays at the NVML FFI boundary.
 #![allow(unsafe_code)]
 
 use nvml_wrapper::Device;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper_sys::bindings::{
+    nvmlFieldValue_t, nvmlValueType_enum_NVML_VALUE_TYPE_DOUBLE as NVML_VALUE_TYPE_DOUBLE,
+    nvmlValueType_enum_NVML_VALUE_TYPE_SIGNED_INT as NVML_VALUE_TYPE_SIGNED_INT,
+    nvmlValueType_enum_NVML_VALUE_TYPE_SIGNED_LONG_LONG as NVML_VALUE_TYPE_SIGNED_LONG_LONG,
+    nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_INT as NVML_VALUE_TYPE_UNSIGNED_INT,
+    nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_LONG as NVML_VALUE_TYPE_UNSIGNED_LONG,
+    nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_LONG_LONG as NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+    nvmlValueType_enum_NVML_VALUE_TYPE_UNSIGNED_SHORT as NVML_VALUE_TYPE_UNSIGNED_SHORT,
+};
 
 /// `NVML_SUCCESS`.
 const NVML_SUCCESS: u32 = 0;
@@ -37,4 +48,59 @@ pub fn mig_instance_ids(device: &Device<'_>) -> (Option<u32>, Option<u32>) {
         (rg == NVML_SUCCESS).then_some(gi),
         (rc == NVML_SUCCESS).then_some(ci),
     )
+}
+
+/// `scopeId` asking NVML for the sum over every NVLink (`UINT_MAX`).
+pub const ALL_LINKS: u32 = u32::MAX;
+
+/// `nvmlDeviceGetFieldValues` with a `scopeId` per field (nvml-wrapper's `field_values_for`
+/// always sends scope 0, which for per-link fields means link 0 only). Each entry is `None`
+/// when NVML answered that field with an error.
+pub fn scoped_field_values(
+    device: &Device<'_>,
+    requests: &[(u32, u32)],
+) -> Result<Vec<Option<f64>>, NvmlError> {
+    let sym = device
+        .nvml()
+        .lib()
+        .nvmlDeviceGetFieldValues
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let mut values: Vec<nvmlFieldValue_t> = requests
+        .iter()
+        .map(|&(field, scope)| {
+            // SAFETY: nvmlFieldValue_t is a plain C struct (integers and a union of numbers);
+            // all-zero bytes are a valid value of it.
+            let mut v: nvmlFieldValue_t = unsafe { std::mem::zeroed() };
+            v.fieldId = field;
+            v.scopeId = scope;
+            v
+        })
+        .collect();
+    let count = i32::try_from(values.len()).map_err(|_| NvmlError::InvalidArg)?;
+    // SAFETY: the handle is live for `device`'s lifetime, the symbol comes from the library
+    // that handle belongs to, and `values` holds exactly `count` initialised entries that
+    // NVML fills in place.
+    let ret = unsafe { sym(device.handle(), count, values.as_mut_ptr()) };
+    nvml_wrapper::error::nvml_try(ret)?;
+    Ok(values.iter().map(decode).collect())
+}
+
+fn decode(v: &nvmlFieldValue_t) -> Option<f64> {
+    if v.nvmlReturn != NVML_SUCCESS {
+        return None;
+    }
+    // SAFETY: NVML set `valueType` to say which member of the union it wrote.
+    unsafe {
+        Some(match v.valueType {
+            NVML_VALUE_TYPE_DOUBLE => v.value.dVal,
+            NVML_VALUE_TYPE_UNSIGNED_INT => f64::from(v.value.uiVal),
+            NVML_VALUE_TYPE_UNSIGNED_LONG => v.value.ulVal as f64,
+            NVML_VALUE_TYPE_UNSIGNED_LONG_LONG => v.value.ullVal as f64,
+            NVML_VALUE_TYPE_SIGNED_LONG_LONG => v.value.sllVal as f64,
+            NVML_VALUE_TYPE_SIGNED_INT => f64::from(v.value.siVal),
+            NVML_VALUE_TYPE_UNSIGNED_SHORT => f64::from(v.value.usVal),
+            _ => return None,
+        })
+    }
 }

@@ -3,15 +3,16 @@
 //! allocated to from kubelet PodResources.
 //!
 //! Every `sample_interval` (default 1 s, down to 100 ms) a dedicated thread reads each GPU's
-//! fast-changing values (utilization, power, temperatures, clocks, throttle reasons, memory,
-//! PCIe throughput); every `report_interval` (default 10 s) it emits one `ResourceMetrics` per
+//! fast-changing values (utilization, power, temperatures, clocks, throttle reasons, memory);
+//! every `report_interval` (default 10 s) it emits one `ResourceMetrics` per
 //! GPU and per MIG instance. A gauge's main series carries the window's **last** sample
 //! under its semantic-convention name (`hw.power`, `hw.gpu.utilization`, ...) — what a scrape
 //! would have seen — and the window's extremes go to `hpcotel.gpu.*.min` / `.max`, so a
 //! spike or a dip shorter than the report interval survives into Prometheus/Mimir as a plain
 //! gauge that `max_over_time` and alerts handle. Throttle reasons are one 0/1 series per
 //! reason, 1 when active in any sample of the window. Slow-changing values (ECC, retired
-//! pages, remapped rows, NVLink, PCIe link, fans, energy, processes) are read once per report.
+//! pages, remapped rows, NVLink, PCIe link and throughput — NVML blocks 20 ms to measure it —,
+//! fans, energy, processes) are read once per report.
 //!
 //! Data points carry `hw.id` (UUID), `hw.name` (`gpu3`), `hw.type=gpu`, `hw.vendor`,
 //! `hw.model`, `hpcotel.gpu.index`, `hpcotel.gpu.pci_bus_id` (and `hw.parent`,

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use async_trait::async_trait;
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{kv, unix_nanos};
-use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext, SendError};
+use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext, SendError, Signal};
 use nvml_wrapper::Nvml;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use tokio::sync::mpsc;
@@ -131,19 +131,22 @@ impl Receiver for GpuReceiver {
         let (tx, mut rx) = mpsc::channel::<Batch>(HANDOFF_CAPACITY);
         let host = host_attributes();
         let xids = Arc::new(XidStats::default());
+        // In no logs pipeline (a metrics-only setup such as gpu -> prometheus), logs are not
+        // built at all rather than refused one by one; Xid counters still count.
+        let logs = ctx.outputs.handles(Signal::Logs);
         let options = Options {
             host: host.clone(),
-            start_unix_nano: unix_nanos(SystemTime::now()),
+            logs,
             processes: config.processes,
             mig: config.mig,
             proc_root: config.proc_root.clone(),
         };
-        let sampler = Sampler::new(
-            Arc::clone(&nvml),
-            catalog.clone(),
-            Arc::clone(&xids),
-            options,
-        );
+        // Enumerating and identifying GPUs calls NVML, which can take seconds without
+        // persistence mode: off the async workers.
+        let sampler = {
+            let (nvml, catalog, xids) = (Arc::clone(&nvml), catalog.clone(), Arc::clone(&xids));
+            tokio::task::spawn_blocking(move || Sampler::new(nvml, catalog, xids, options)).await?
+        };
         tracing::info!(
             receiver = %ctx.id,
             gpus = sampler.gpu_count(),
@@ -182,6 +185,9 @@ impl Receiver for GpuReceiver {
                         events::watch(nvml, identities, kinds, Arc::clone(&flag), |gpu, event| {
                             if let GpuEvent::Xid(Some(code)) = event {
                                 xids.record(&gpu.uuid, code);
+                            }
+                            if !logs {
+                                return;
                             }
                             let now = unix_nanos(SystemTime::now());
                             let logs = sampler::event_logs(&host, &catalog, gpu, &event, now);

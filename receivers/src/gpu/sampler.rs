@@ -42,6 +42,9 @@ pub const THROTTLE_REASONS: &[(u64, &str)] = &[
     (0x100, "display_clock_setting"),
 ];
 
+/// Every this many reports, readings NVML refused are asked again.
+const REPROBE_EVERY_REPORTS: u32 = 30;
+
 /// Reasons whose start is worth a log line (the rest are normal operation).
 const LOGGED_THROTTLE: u64 = 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
 /// Reasons that mean the GPU is being slowed by heat or a hardware signal.
@@ -58,7 +61,10 @@ enum Field {
     Power,
     Temperature,
     MemoryTemperature,
-    Clocks,
+    ClockGraphics,
+    ClockSm,
+    ClockMemory,
+    PowerInstant,
     Throttle,
     Pcie,
     PowerLimit,
@@ -115,7 +121,6 @@ struct Window {
     power: Stat,
     temp: [Stat; 2],
     clocks: [Stat; 3],
-    pcie: [Stat; 2],
     throttle_any: u64,
     throttle_seen: bool,
     memory: Option<nvml_wrapper::struct_wrappers::device::MemoryInfo>,
@@ -132,6 +137,8 @@ struct Gpu {
     window: Window,
     throttle_prev: u64,
     last_process_sample: u64,
+    reports: u32,
+    mig_on: Option<bool>,
 }
 
 impl Gpu {
@@ -149,6 +156,13 @@ impl Gpu {
             Ok(v) => Some(v),
             Err(NvmlError::NotSupported) => {
                 self.unsupported |= 1 << f as u8;
+                None
+            }
+            // An older driver without the symbol, or a reading that needs privileges: as
+            // good as unsupported, but worth saying once (until the next re-probe).
+            Err(e @ (NvmlError::FailedToLoadSymbol(_) | NvmlError::NoPermission)) => {
+                self.unsupported |= 1 << f as u8;
+                tracing::warn!(gpu = self.index, field = ?f, error = %e, "GPU reading unavailable; left out of the reports");
                 None
             }
             Err(NvmlError::GpuLost) => {
@@ -203,7 +217,8 @@ pub struct Sampler {
     gpus: Vec<Gpu>,
     driver_version: String,
     host: Vec<KeyValue>,
-    start_unix_nano: u64,
+    start_unix_nano: Option<u64>,
+    logs: bool,
     catalog: Catalog,
     xids: Arc<XidStats>,
     processes: bool,
@@ -224,8 +239,8 @@ impl std::fmt::Debug for Sampler {
 pub struct Options {
     /// Resource attributes of the host (`host.name`, `k8s.node.name`).
     pub host: Vec<KeyValue>,
-    /// Start of cumulative sums (Unix ns).
-    pub start_unix_nano: u64,
+    /// Build state-change logs (off when the receiver is in no logs pipeline).
+    pub logs: bool,
     /// Emit per-process metrics.
     pub processes: bool,
     /// Emit MIG instance metrics.
@@ -282,6 +297,8 @@ impl Sampler {
                     window: Window::default(),
                     throttle_prev: 0,
                     last_process_sample: 0,
+                    reports: 0,
+                    mig_on: None,
                 }
             })
             .collect();
@@ -290,7 +307,8 @@ impl Sampler {
             gpus,
             driver_version,
             host: options.host,
-            start_unix_nano: options.start_unix_nano,
+            start_unix_nano: None,
+            logs: options.logs,
             catalog,
             xids,
             processes: options.processes,
@@ -339,11 +357,20 @@ impl Sampler {
     pub fn report(&mut self, now_unix_nano: u64) -> Report {
         let nvml = Arc::clone(&self.nvml);
         let snapshot = self.catalog.snapshot();
+        // Counters NVML keeps since the driver loaded have no known start: per the OTLP data
+        // model their first point is stamped start == time, and later ones keep that start.
+        let start = *self.start_unix_nano.get_or_insert(now_unix_nano);
         let mut report = Report::default();
         let n = self.gpus.len();
         for i in 0..n {
             let device = nvml.device_by_index(self.gpus[i].index);
             let gpu = &mut self.gpus[i];
+            gpu.reports += 1;
+            if gpu.reports.is_multiple_of(REPROBE_EVERY_REPORTS) {
+                // Readings once refused are asked again now and then: a MIG reconfiguration,
+                // a GPU reset or a driver update can make them available.
+                gpu.unsupported = 0;
+            }
             if gpu.identity.is_none()
                 && let Ok(d) = &device
                 && let Ok(id) = Identity::read(d, gpu.index)
@@ -351,12 +378,15 @@ impl Sampler {
                 gpu.identity = Some(id);
                 gpu.lost = false;
             }
-            let Some(identity) = gpu.identity.clone() else {
-                continue;
-            };
+            // A GPU lost before it could be identified still reports its state, under a
+            // placeholder identity (`hw.id` = `gpu<index>`), so that alerts on hw.status fire.
+            let identity = gpu
+                .identity
+                .clone()
+                .unwrap_or_else(|| Identity::unidentified(gpu.index));
             let pod = device::pod_of(&snapshot, &identity.uuid);
             let resource = device::resource(&self.host, pod.as_ref());
-            let mut set = MetricSet::new(now_unix_nano, self.start_unix_nano);
+            let mut set = MetricSet::new(now_unix_nano, start);
             let mut logs = Vec::new();
 
             // A lost GPU may come back after a reset: probe it once per report.
@@ -365,25 +395,39 @@ impl Sampler {
                 && d.uuid().is_ok()
             {
                 gpu.lost = false;
+                gpu.unsupported = 0;
             }
             let mut migs = Vec::new();
             if !gpu.lost
+                && gpu.identity.is_some()
                 && let Ok(d) = &device
             {
-                {
-                    report_slow(
-                        gpu,
-                        d,
-                        &identity,
-                        &mut set,
-                        &self.proc_root,
-                        self.processes,
-                        &snapshot,
-                    );
-                    if self.mig {
-                        migs = read_migs(gpu, d, &identity, self.processes);
+                let mig_on = gpu
+                    .read(Field::Mig, || d.mig_mode())
+                    .is_some_and(|m| m.current == 1);
+                if gpu.mig_on != Some(mig_on) {
+                    if gpu.mig_on.is_some() {
+                        gpu.unsupported = 0;
                     }
+                    gpu.mig_on = Some(mig_on);
                 }
+                // With MIG on, the parent's process list holds every instance's processes:
+                // they are reported per instance instead, not twice.
+                let processes = self.processes && !mig_on;
+                report_slow(
+                    gpu,
+                    d,
+                    &identity,
+                    &mut set,
+                    &self.proc_root,
+                    processes,
+                    &snapshot,
+                );
+                if self.mig && mig_on {
+                    migs = read_migs(d, &identity, self.processes);
+                }
+            } else if gpu.identity.is_none() && matches!(device, Err(NvmlError::GpuLost)) {
+                gpu.lost = true;
             }
             let window = std::mem::take(&mut gpu.window);
             report_window(&window, &identity, &mut set);
@@ -401,10 +445,14 @@ impl Sampler {
                 logs.push(lost_log(&identity, lost, now_unix_nano));
                 gpu.reported_lost = lost;
             }
-            self.status(&mut set, &identity, lost, &window);
+            if gpu.identity.is_none() && !lost {
+                // Neither identified nor lost (a transient failure): nothing honest to say yet.
+                continue;
+            }
+            self.status(&mut set, &identity, lost);
             self.xid_metrics(&mut set, &identity);
             report.metrics.push(resource_metrics(resource.clone(), set));
-            if !logs.is_empty() {
+            if self.logs && !logs.is_empty() {
                 report.logs.push(ResourceLogs {
                     resource: Some(resource),
                     scope_logs: vec![ScopeLogs {
@@ -417,7 +465,7 @@ impl Sampler {
             }
             for (mig_identity, mig_set) in migs {
                 let mig_pod = device::pod_of(&snapshot, &mig_identity.uuid);
-                let mut set = MetricSet::new(now_unix_nano, self.start_unix_nano);
+                let mut set = MetricSet::new(now_unix_nano, start);
                 fill_mig(&mut set, &mig_identity, mig_set, &self.proc_root, &snapshot);
                 report.metrics.push(resource_metrics(
                     device::resource(&self.host, mig_pod.as_ref()),
@@ -428,7 +476,7 @@ impl Sampler {
         report
     }
 
-    fn status(&self, set: &mut MetricSet, identity: &Identity, lost: bool, _w: &Window) {
+    fn status(&self, set: &mut MetricSet, identity: &Identity, lost: bool) {
         let state = if lost { "failed" } else { "ok" };
         let mut base = identity.attributes();
         if !self.driver_version.is_empty() {
@@ -511,41 +559,49 @@ fn sample_gpu(gpu: &mut Gpu, d: &Device<'_>) {
     if let Some(m) = gpu.read(Field::Memory, || d.memory_info()) {
         gpu.window.memory = Some(m);
     }
-    if let Some(p) = gpu.read(Field::Power, || d.power_usage()) {
+    // The instantaneous power field where the driver has it: `power_usage` is a 1 s average
+    // on Ampere (but GA100) and later, which would flatten the spikes the window keeps.
+    let instant = gpu.read(Field::PowerInstant, || {
+        field_value(d, field_id::NVML_FI_DEV_POWER_INSTANT)
+    });
+    if let Some(mw) = instant {
+        gpu.window.power.add(mw / 1000.0);
+    } else if let Some(p) = gpu.read(Field::Power, || d.power_usage()) {
         gpu.window.power.add(f64::from(p) / 1000.0);
     }
     if let Some(t) = gpu.read(Field::Temperature, || d.temperature(TemperatureSensor::Gpu)) {
         gpu.window.temp[0].add(f64::from(t));
     }
     if let Some(v) = gpu.read(Field::MemoryTemperature, || {
-        let mut r = d.field_values_for(&[FieldId(field_id::NVML_FI_DEV_MEMORY_TEMP)])?;
-        match r.pop() {
-            Some(Ok(s)) => s.value,
-            Some(Err(e)) => Err(e),
-            None => Err(NvmlError::NotSupported),
-        }
+        field_value(d, field_id::NVML_FI_DEV_MEMORY_TEMP)
     }) {
-        gpu.window.temp[1].add(sample_value(&v));
+        gpu.window.temp[1].add(v);
     }
-    if gpu.supports(Field::Clocks) {
-        for (i, clock) in [Clock::Graphics, Clock::SM, Clock::Memory]
-            .into_iter()
-            .enumerate()
-        {
-            if let Some(c) = gpu.read(Field::Clocks, || d.clock_info(clock)) {
-                gpu.window.clocks[i].add(mhz_to_hz(c));
-            }
+    for (i, (field, clock)) in [
+        (Field::ClockGraphics, Clock::Graphics),
+        (Field::ClockSm, Clock::SM),
+        (Field::ClockMemory, Clock::Memory),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if let Some(c) = gpu.read(field, || d.clock_info(clock)) {
+            gpu.window.clocks[i].add(mhz_to_hz(c));
         }
     }
     if let Some(t) = gpu.read(Field::Throttle, || d.current_throttle_reasons()) {
         gpu.window.throttle_any |= t.bits();
         gpu.window.throttle_seen = true;
     }
-    if let Some(tx) = gpu.read(Field::Pcie, || d.pcie_throughput(PcieUtilCounter::Send)) {
-        gpu.window.pcie[0].add(f64::from(tx) * 1024.0);
-    }
-    if let Some(rx) = gpu.read(Field::Pcie, || d.pcie_throughput(PcieUtilCounter::Receive)) {
-        gpu.window.pcie[1].add(f64::from(rx) * 1024.0);
+}
+
+/// One field value, as a number.
+fn field_value(d: &Device<'_>, id: u32) -> Result<f64, NvmlError> {
+    let mut r = d.field_values_for(&[FieldId(id)])?;
+    match r.pop() {
+        Some(Ok(s)) => s.value.map(|v| sample_value(&v)),
+        Some(Err(e)) => Err(e),
+        None => Err(NvmlError::NotSupported),
     }
 }
 
@@ -636,12 +692,6 @@ fn report_window(w: &Window, id: &Identity, set: &mut MetricSet) {
         "Lowest clock sample of the report window (a throttling dip), by clock domain.",
         "Hz",
         by(&w.clocks, semconv::HPCOTEL_GPU_CLOCK_TYPE, &CLOCKS, min),
-    );
-    set.gauge(
-        semconv::METRIC_GPU_PCIE_THROUGHPUT,
-        "PCIe throughput by direction; last sample of the window.",
-        "By/s",
-        by(&w.pcie, semconv::NETWORK_IO_DIRECTION, &DIRECTIONS, last),
     );
     if w.throttle_seen {
         let points = THROTTLE_REASONS
@@ -760,6 +810,29 @@ fn report_slow(
             );
         }
     }
+    // NVML measures PCIe throughput over 20 ms and blocks meanwhile: read once per report,
+    // not per sample (8 GPUs × 2 directions would otherwise take 320 ms of every sample).
+    let pcie: Vec<_> = [
+        (PcieUtilCounter::Send, "transmit"),
+        (PcieUtilCounter::Receive, "receive"),
+    ]
+    .into_iter()
+    .filter_map(|(counter, dir)| {
+        gpu.read(Field::Pcie, || d.pcie_throughput(counter))
+            .map(|kb| {
+                (
+                    id.with([kv(semconv::NETWORK_IO_DIRECTION, dir)]),
+                    f64::from(kb) * 1024.0,
+                )
+            })
+    })
+    .collect();
+    set.gauge(
+        semconv::METRIC_GPU_PCIE_THROUGHPUT,
+        "PCIe throughput by direction, measured by NVML over 20 ms at report time.",
+        "By/s",
+        pcie,
+    );
     if let Some(r) = gpu.read(Field::PcieReplay, || d.pcie_replay_counter()) {
         set.sum_int(
             semconv::METRIC_GPU_PCIE_REPLAYS,
@@ -830,27 +903,31 @@ fn report_slow(
             points,
         );
     }
-    if let Some(values) = gpu.read(Field::Fields, || {
-        d.field_values_for(&[
-            FieldId(field_id::NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX),
-            FieldId(field_id::NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX),
-            FieldId(field_id::NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL),
-            FieldId(field_id::NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL),
-            FieldId(field_id::NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL),
-            FieldId(field_id::NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL),
-            FieldId(field_id::NVML_FI_DEV_REMAPPED_COR),
-            FieldId(field_id::NVML_FI_DEV_REMAPPED_UNC),
-            FieldId(field_id::NVML_FI_DEV_REMAPPED_PENDING),
-            FieldId(field_id::NVML_FI_DEV_REMAPPED_FAILURE),
-        ])
+    // NVLink throughput takes the link in scopeId; UINT_MAX sums every link (nvml-wrapper's
+    // field_values_for cannot set a scope, hence the raw call).
+    if let Some(v) = gpu.read(Field::Fields, || {
+        ffi::scoped_field_values(
+            d,
+            &[
+                (
+                    field_id::NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+                    ffi::ALL_LINKS,
+                ),
+                (
+                    field_id::NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+                    ffi::ALL_LINKS,
+                ),
+                (field_id::NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL, 0),
+                (field_id::NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL, 0),
+                (field_id::NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL, 0),
+                (field_id::NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, 0),
+                (field_id::NVML_FI_DEV_REMAPPED_COR, 0),
+                (field_id::NVML_FI_DEV_REMAPPED_UNC, 0),
+                (field_id::NVML_FI_DEV_REMAPPED_PENDING, 0),
+                (field_id::NVML_FI_DEV_REMAPPED_FAILURE, 0),
+            ],
+        )
     }) {
-        let v: Vec<Option<f64>> = values
-            .iter()
-            .map(|r| match r {
-                Ok(s) => s.value.as_ref().ok().map(sample_value),
-                Err(_) => None,
-            })
-            .collect();
         let get = |i: usize| v.get(i).copied().flatten();
         let io: Vec<_> = DIRECTIONS
             .iter()
@@ -943,15 +1020,17 @@ fn report_slow(
             .read(Field::Processes, || d.running_compute_processes())
             .unwrap_or_default();
         let since = gpu.last_process_sample;
-        let utils = gpu
-            .read(Field::ProcessUtilization, || {
-                d.process_utilization_stats(since)
-            })
-            .unwrap_or_default();
-        if let Some(ts) = utils.iter().map(|u| u.timestamp).max() {
+        // NOT_FOUND: NVML holds no sample since `since`, i.e. every process was idle.
+        let utils = gpu.read(Field::ProcessUtilization, || {
+            match d.process_utilization_stats(since) {
+                Err(NvmlError::NotFound) => Ok(Vec::new()),
+                other => other,
+            }
+        });
+        if let Some(ts) = utils.iter().flatten().map(|u| u.timestamp).max() {
             gpu.last_process_sample = ts;
         }
-        process_metrics(set, id, &procs, &utils, proc_root, snapshot);
+        process_metrics(set, id, &procs, utils.as_deref(), proc_root, snapshot);
     }
 }
 
@@ -979,7 +1058,7 @@ fn process_metrics(
     set: &mut MetricSet,
     id: &Identity,
     procs: &[nvml_wrapper::struct_wrappers::device::ProcessInfo],
-    utils: &[nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample],
+    utils: Option<&[nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample]>,
     proc_root: &std::path::Path,
     snapshot: &hpcotel_core::catalog::Snapshot,
 ) {
@@ -1000,8 +1079,13 @@ fn process_metrics(
         false,
         memory,
     );
-    // Mean SM share per process over the samples NVML kept since the last report.
-    let mut by_pid: BTreeMap<u32, (f64, u32)> = BTreeMap::new();
+    // NVML has no per-process utilization on MIG instances: no series rather than a false 0.
+    let Some(utils) = utils else {
+        return;
+    };
+    // Mean SM share per process over the samples NVML kept since the last report. NVML keeps
+    // samples only for busy processes: a running process without any is idle (0), not gone.
+    let mut by_pid: BTreeMap<u32, (f64, u32)> = procs.iter().map(|p| (p.pid, (0.0, 0))).collect();
     for u in utils {
         let e = by_pid.entry(u.pid).or_default();
         e.0 += f64::from(u.sm_util);
@@ -1030,18 +1114,7 @@ struct MigReading {
     processes: Vec<nvml_wrapper::struct_wrappers::device::ProcessInfo>,
 }
 
-fn read_migs(
-    gpu: &mut Gpu,
-    d: &Device<'_>,
-    parent: &Identity,
-    processes: bool,
-) -> Vec<(Identity, MigReading)> {
-    let Some(mode) = gpu.read(Field::Mig, || d.mig_mode()) else {
-        return Vec::new();
-    };
-    if mode.current != 1 {
-        return Vec::new();
-    }
+fn read_migs(d: &Device<'_>, parent: &Identity, processes: bool) -> Vec<(Identity, MigReading)> {
     let max = d.mig_device_count().unwrap_or(0);
     (0..max)
         .filter_map(|i| {
@@ -1087,7 +1160,7 @@ fn fill_mig(
         memory_metrics(set, id, m.used, m.total, None);
     }
     if !r.processes.is_empty() {
-        process_metrics(set, id, &r.processes, &[], proc_root, snapshot);
+        process_metrics(set, id, &r.processes, None, proc_root, snapshot);
     }
 }
 

@@ -109,6 +109,15 @@ fn config_for(fake: &FakeNvml) -> Config {
     }
 }
 
+/// Sampling at 100 ms, reporting every `report`, no kubelet.
+fn running_config(fake: &FakeNvml, report: Duration) -> Config {
+    let mut config = config_for(fake);
+    config.sample_interval = Duration::from_millis(100);
+    config.report_interval = report;
+    config.pod_resources.endpoint = PathBuf::from("/nonexistent/kubelet.sock");
+    config
+}
+
 fn sampler_for(fake: &FakeNvml, catalog: Catalog) -> Sampler {
     let nvml = Arc::new(load_nvml(&config_for(fake)).expect("the fake NVML loads"));
     Sampler::new(
@@ -117,7 +126,7 @@ fn sampler_for(fake: &FakeNvml, catalog: Catalog) -> Sampler {
         Arc::new(XidStats::default()),
         Options {
             host: vec![hpcotel_core::telemetry::kv(semconv::HOST_NAME, "node-1")],
-            start_unix_nano: unix_nanos(SystemTime::now()),
+            logs: true,
             processes: true,
             mig: true,
             proc_root: PathBuf::from("/nonexistent-proc"),
@@ -613,24 +622,168 @@ fn a_lost_gpu_reports_failed_and_logs_once_while_the_others_keep_sampling() {
 }
 
 #[test]
-fn unsupported_readings_are_left_out_and_not_asked_again() {
+fn unsupported_readings_are_left_out_not_asked_again_and_reprobed_later() {
     let mut scenario = Scenario::with_gpus(1);
     scenario.devices[0].unsupported = vec![
         "fan_speeds_percent".into(),
         "memory_temperature_c".into(),
         "encoder_utilization".into(),
+        "power_instant".into(),
     ];
     let fake = fake_with(&scenario);
     let mut s = sampler_for(&fake, Catalog::new());
-    for _ in 0..2 {
+    let uuid = scenario.devices[0].uuid.clone();
+    let id = [(semconv::HW_ID, uuid.as_str())];
+    let r = one_report(&mut s);
+    let rm = &r.metrics[0];
+    assert!(metric(rm, semconv::METRIC_GPU_FAN_SPEED).is_none());
+    let temps = points(metric(rm, semconv::METRIC_HW_TEMPERATURE).unwrap());
+    assert_eq!(temps.len(), 1, "only the GPU sensor");
+    let utils = points(metric(rm, semconv::METRIC_HW_GPU_UTILIZATION).unwrap());
+    assert_eq!(utils.len(), 2, "general and decoder");
+    let watts = scenario.devices[0].power_mw.at(0) as f64 / 1000.0;
+    assert_eq!(
+        get(rm, semconv::METRIC_HW_POWER, "W", "gauge", &id),
+        watts,
+        "power_usage is the fallback"
+    );
+
+    // The driver starts supporting everything (and power changes, which shows the reload).
+    fake.update(|sc| {
+        sc.devices[0].unsupported.clear();
+        sc.devices[0].power_mw = Value::Const(333_000);
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut reports = 1;
+    loop {
         let r = one_report(&mut s);
-        let rm = &r.metrics[0];
-        assert!(metric(rm, semconv::METRIC_GPU_FAN_SPEED).is_none());
-        let temps = points(metric(rm, semconv::METRIC_HW_TEMPERATURE).unwrap());
-        assert_eq!(temps.len(), 1, "only the GPU sensor");
-        let utils = points(metric(rm, semconv::METRIC_HW_GPU_UTILIZATION).unwrap());
-        assert_eq!(utils.len(), 2, "general and decoder");
-        assert!(metric(rm, semconv::METRIC_HW_POWER).is_some());
+        reports += 1;
+        if get(&r.metrics[0], semconv::METRIC_HW_POWER, "W", "gauge", &id) == 333.0 {
+            assert!(
+                metric(&r.metrics[0], semconv::METRIC_GPU_FAN_SPEED).is_none(),
+                "a refused reading is not asked again at every sample"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scenario change never showed"
+        );
+    }
+    // ... but it is asked again now and then.
+    let fans_back = (reports..=60).any(|_| {
+        let r = one_report(&mut s);
+        metric(&r.metrics[0], semconv::METRIC_GPU_FAN_SPEED).is_some()
+    });
+    assert!(fans_back, "fans re-probed within 60 reports");
+}
+
+#[test]
+fn a_gpu_lost_before_it_was_identified_still_reports_failed() {
+    let mut scenario = Scenario::with_gpus(3);
+    scenario.devices[1].lost = true;
+    let fake = fake_with(&scenario);
+    let mut s = sampler_for(&fake, Catalog::new());
+    assert_eq!(s.gpu_count(), 3);
+    let r = one_report(&mut s);
+    let rm = for_device(&r.metrics, "gpu1");
+    let failed = [(semconv::HW_ID, "gpu1"), (semconv::HW_STATE, "failed")];
+    assert_eq!(
+        get(rm, semconv::METRIC_HW_STATUS, "1", "updowncounter", &failed),
+        1.0
+    );
+    let logs = records(&r.logs);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0].event_name, "hpcotel.gpu.gpu_lost");
+    assert_eq!(logs[0].severity_number, 21);
+    for d in [&scenario.devices[0], &scenario.devices[2]] {
+        let ok = [(semconv::HW_ID, d.uuid.as_str()), (semconv::HW_STATE, "ok")];
+        assert_eq!(
+            get(
+                for_device(&r.metrics, &d.uuid),
+                semconv::METRIC_HW_STATUS,
+                "1",
+                "updowncounter",
+                &ok
+            ),
+            1.0
+        );
+    }
+}
+
+#[test]
+fn idle_processes_report_zero_and_mig_parents_do_not_double_count() {
+    let mut scenario = Scenario::with_gpus(2);
+    // GPU 0: a busy and an idle process; NVML keeps utilization samples for the busy one only.
+    let mut idle = scenario.devices[0].processes[0].clone();
+    idle.pid += 500;
+    idle.sm_util = 0;
+    scenario.devices[0].processes.push(idle.clone());
+    // GPU 1: MIG on, with processes in its instances.
+    scenario.devices[1].mig_instances = (0..2).map(|m| MigInstance::sample(1, m)).collect();
+    let fake = fake_with(&scenario);
+    let mut s = sampler_for(&fake, Catalog::new());
+    let r = one_report(&mut s);
+    let d0 = &scenario.devices[0];
+    let rm = for_device(&r.metrics, &d0.uuid);
+    let pid = idle.pid.to_string();
+    let f = [
+        (semconv::HW_ID, d0.uuid.as_str()),
+        (semconv::PROCESS_PID, pid.as_str()),
+    ];
+    assert_eq!(
+        get(
+            rm,
+            semconv::METRIC_GPU_PROCESS_UTILIZATION,
+            "1",
+            "gauge",
+            &f
+        ),
+        0.0
+    );
+    let busy = d0.processes[0].pid.to_string();
+    let f = [
+        (semconv::HW_ID, d0.uuid.as_str()),
+        (semconv::PROCESS_PID, busy.as_str()),
+    ];
+    assert_eq!(
+        get(
+            rm,
+            semconv::METRIC_GPU_PROCESS_UTILIZATION,
+            "1",
+            "gauge",
+            &f
+        ),
+        f64::from(d0.processes[0].sm_util) / 100.0
+    );
+    let parent = for_device(&r.metrics, &scenario.devices[1].uuid);
+    assert!(
+        metric(parent, semconv::METRIC_GPU_PROCESS_MEMORY_USAGE).is_none(),
+        "with MIG on, processes are reported per instance only"
+    );
+    for mig in &scenario.devices[1].mig_instances {
+        let rm = for_device(&r.metrics, &mig.uuid);
+        for p in &mig.processes {
+            let pid = p.pid.to_string();
+            let f = [
+                (semconv::HW_ID, mig.uuid.as_str()),
+                (semconv::PROCESS_PID, pid.as_str()),
+            ];
+            assert_eq!(
+                get(
+                    rm,
+                    semconv::METRIC_GPU_PROCESS_MEMORY_USAGE,
+                    "By",
+                    "updowncounter",
+                    &f
+                ),
+                p.used_memory_bytes as f64
+            );
+        }
+        assert!(
+            metric(rm, semconv::METRIC_GPU_PROCESS_UTILIZATION).is_none(),
+            "NVML has none per MIG instance"
+        );
     }
 }
 
@@ -644,20 +797,28 @@ fn records(logs: &[ResourceLogs]) -> Vec<LogRecord> {
 struct Running {
     metrics: channel::Receiver,
     logs: channel::Receiver,
+    stats: Arc<hpcotel_core::ComponentStats>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), hpcotel_core::ComponentError>>,
 }
 
 fn start(config: &Config, catalog: Catalog) -> Running {
+    start_with(config, catalog, true)
+}
+
+/// Starts the receiver into a metrics pipeline and, when `logs`, a logs pipeline.
+fn start_with(config: &Config, catalog: Catalog, logs_pipeline: bool) -> Running {
     let receiver = GpuReceiver::new(config, catalog);
     assert!(receiver.enabled(), "NVML loaded");
     let telemetry = Telemetry::default();
     let stats = telemetry.register(ComponentKind::Receiver, ComponentId::new("gpu", None));
     let (mtx, metrics) = channel::channel(1_000_000);
     let (ltx, logs) = channel::channel(1_000_000);
-    let mut outputs = Outputs::new(stats);
+    let mut outputs = Outputs::new(stats.clone());
     outputs.add(Signal::Metrics, "metrics", mtx);
-    outputs.add(Signal::Logs, "logs", ltx);
+    if logs_pipeline {
+        outputs.add(Signal::Logs, "logs", ltx);
+    }
     let stop = CancellationToken::new();
     let ctx = ReceiverContext {
         id: ComponentId::new("gpu", None),
@@ -668,6 +829,7 @@ fn start(config: &Config, catalog: Catalog) -> Running {
     Running {
         metrics,
         logs,
+        stats,
         stop,
         task,
     }
@@ -696,10 +858,7 @@ async fn xid_79_and_48_become_logs_with_code_meaning_severity_gpu_and_pod() {
             uid: None,
         },
     )]));
-    let mut config = config_for(&fake);
-    config.sample_interval = Duration::from_millis(100);
-    config.report_interval = Duration::from_millis(200);
-    config.pod_resources.endpoint = PathBuf::from("/nonexistent/kubelet.sock");
+    let config = running_config(&fake, Duration::from_millis(200));
     let mut r = start(&config, catalog);
     // The watcher is registered once the first report is out; events pushed before
     // registration would still be delivered (the fake queues them), so this is not a sync.
@@ -817,10 +976,7 @@ async fn a_300ms_power_spike_between_two_reports_survives_at_100ms_sampling() {
     seq.push(200_000);
     scenario.devices[1].power_mw = Value::Seq(seq);
     let fake = fake_with(&scenario);
-    let mut config = config_for(&fake);
-    config.sample_interval = Duration::from_millis(100);
-    config.report_interval = Duration::from_secs(1);
-    config.pod_resources.endpoint = PathBuf::from("/nonexistent/kubelet.sock");
+    let config = running_config(&fake, Duration::from_secs(1));
     let uuid = scenario.devices[1].uuid.clone();
     let mut r = start(&config, Catalog::new());
     let id = [(semconv::HW_ID, uuid.as_str())];
@@ -849,6 +1005,41 @@ async fn a_300ms_power_spike_between_two_reports_survives_at_100ms_sampling() {
     );
     r.stop.cancel();
     r.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_no_logs_pipeline_events_still_count_and_nothing_is_refused() {
+    let scenario = Scenario::with_gpus(2);
+    let fake = fake_with(&scenario);
+    let config = running_config(&fake, Duration::from_millis(200));
+    let gpu = scenario.devices[1].uuid.clone();
+    let mut r = start_with(&config, Catalog::new(), false);
+    fake.push_event(Event::xid(1, 94));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = next_metrics(&mut r).await;
+        let rm = for_device(&m, &gpu);
+        if metric(rm, semconv::METRIC_GPU_XID_ERRORS).is_some() {
+            let f = [
+                (semconv::HW_ID, gpu.as_str()),
+                (semconv::HPCOTEL_GPU_XID, "94"),
+            ];
+            assert_eq!(
+                get(rm, semconv::METRIC_GPU_XID_ERRORS, "{error}", "counter", &f),
+                1.0
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Xid counter");
+    }
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+    assert_eq!(
+        r.stats.get(Signal::Logs, hpcotel_core::Counter::Refused),
+        0,
+        "no log was built to be refused"
+    );
+    assert!(r.logs.recv().await.is_none(), "nothing was sent as logs");
 }
 
 #[tokio::test]

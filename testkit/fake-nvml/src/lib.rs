@@ -32,14 +32,16 @@
 //!     "mig_instances": [{"uuid": "MIG-…", "name": "… MIG 1g.10gb", "gpu_instance_id": 9,
 //!                        "compute_instance_id": 0, "memory_total_bytes": 1,
 //!                        "memory_used_bytes": 0, "processes": []}],
-//!     "lost": false, "unsupported": ["fan_speeds_percent", "nvlink_tx_kib"]
+//!     "nvlink_tx_kib": 1000000, "nvlink_rx_kib": 2000000, "nvlink_links": 18,
+//!     "lost": false, "unsupported": ["fan_speeds_percent", "power_instant"]
 //!   }],
 //!   "events": [{"gpu": 2, "kind": "xid", "data": 79}]
 //! }
 //! ```
 //!
 //! Every object rejects unknown fields and defaults missing ones (a device defaults to all
-//! zeros; [`scenario::Device::sample`] gives a plausible, per-index distinct H100).
+//! zeros, `nvlink_links` included, i.e. no NVLink; [`scenario::Device::sample`] gives a
+//! plausible, per-index distinct H100 with 18 links).
 //! Sampled numbers are a [`scenario::Value`]: a number, or an array indexed by how many
 //! times that field was read on that device (read `k` returns `seq[min(k, len-1)]`; counters
 //! survive reloads), which scripts a spike lasting N samples. Events are append-only: each
@@ -57,7 +59,7 @@
 //! * `unsupported`: a call returns `NVML_ERROR_NOT_SUPPORTED` when a scenario field it reads is
 //!   listed (field values: in that entry's own status). Extra names: `processes` (process
 //!   list and utilization), `process_utilization`, `mig_instances` (MIG mode/count/handles),
-//!   `events` (supported types, registration), `index`.
+//!   `events` (supported types, registration), `index`, `power_instant` (field 186 only).
 //! * MIG devices (handles from `nvmlDeviceGetMigDeviceHandleByIndex`): UUID, name, memory
 //!   info, processes, GPU/compute instance ids and the parent handle work; the rest
 //!   (utilization included) is `NVML_ERROR_NOT_SUPPORTED`. `nvmlDeviceGetMaxMigDeviceCount`
@@ -67,7 +69,21 @@
 //! * Field values served: `NVML_FI_DEV_ECC_SBE/DBE_VOL_TOTAL` (3, 4), NVLink CRC FLIT /
 //!   CRC DATA / REPLAY / RECOVERY `_TOTAL` (38, 45, 52, 59), `MEMORY_TEMP` (82),
 //!   `NVLINK_THROUGHPUT_DATA_TX/RX` (138, 139), `REMAPPED_COR/UNC/PENDING/FAILURE`
-//!   (142..=145); any other id gets `NOT_SUPPORTED` in its own entry.
+//!   (142..=145), `POWER_INSTANT` (186); any other id gets `NOT_SUPPORTED` in its own
+//!   entry. Other fields ignore `scopeId`; these do not:
+//!   * 138/139 take the NVLink link in `scopeId`: `0xFFFFFFFF` (UINT_MAX) reads the
+//!     device's `nvlink_tx_kib`/`nvlink_rx_kib` total, a link below `nvlink_links` (18 in
+//!     [`scenario::Device::sample`]) reads `total / nvlink_links` (integer division), any
+//!     other scope `NVML_ERROR_INVALID_ARGUMENT`; `nvlink_links: 0` (no NVLink) makes both
+//!     `NOT_SUPPORTED`. nvml-wrapper's `field_values_for` always sends scope 0 (link 0).
+//!   * 186 (`VALUE_TYPE_UNSIGNED_INT`, mW) reads `power_mw` at scope 0 (GPU) with the same
+//!     read counter as `nvmlDeviceGetPowerUsage`, so a scripted spike advances on whichever
+//!     call the caller makes; scope 1 (module, needs a Grace CPU) is `NOT_SUPPORTED`, other
+//!     scopes `INVALID_ARGUMENT`. Unsupported name `power_instant` disables only the field,
+//!     `power_mw` both.
+//!
+//!   Every entry that yields a value counts one read of its field's script, whatever the
+//!   scope; failed entries count none.
 
 pub mod scenario;
 

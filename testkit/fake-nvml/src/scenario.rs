@@ -63,6 +63,7 @@ pub const UNSUPPORTED_NAMES: &[&str] = &[
     "bar1_total_bytes",
     "bar1_used_bytes",
     "power_mw",
+    "power_instant",
     "power_limit_mw",
     "energy_mj",
     "temperature_c",
@@ -263,7 +264,11 @@ pub struct Device {
     pub bar1_total_bytes: u64,
     /// BAR1 used; free = total - used.
     pub bar1_used_bytes: Value,
-    /// `nvmlDeviceGetPowerUsage`, milliwatts.
+    /// `nvmlDeviceGetPowerUsage` and field `NVML_FI_DEV_POWER_INSTANT` (186, scopeId 0 = GPU),
+    /// milliwatts. Both share one read counter, so a script advances on whichever of the two
+    /// the caller uses. Listing `power_mw` in `unsupported` disables both; `power_instant`
+    /// disables only the field. Field scopeId 1 (module: GPU + Grace CPU) answers
+    /// `NOT_SUPPORTED` as on a non-Grace host, other scopes `INVALID_ARGUMENT`.
     pub power_mw: Value,
     /// `nvmlDeviceGetEnforcedPowerLimit`, milliwatts.
     pub power_limit_mw: Value,
@@ -293,10 +298,21 @@ pub struct Device {
     pub pcie_link_width: Value,
     /// `nvmlDeviceGetPcieReplayCounter`.
     pub pcie_replay: Value,
-    /// Field `NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX` (138), KiB, cumulative.
+    /// Field `NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX` (138), KiB, cumulative, summed over all
+    /// links: what scopeId `0xFFFFFFFF` (UINT_MAX) reads. See [`Device::nvlink_links`] for
+    /// the per-link scopes.
     pub nvlink_tx_kib: Value,
-    /// Field `NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX` (139), KiB, cumulative.
+    /// Field `NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX` (139), KiB, cumulative, summed over all
+    /// links; as [`Device::nvlink_tx_kib`].
     pub nvlink_rx_kib: Value,
+    /// How many NVLink links the GPU has (18 on an H100 SXM). Fields 138/139 take the link
+    /// in `scopeId`: `0xFFFFFFFF` reads the total, a link `< nvlink_links` reads
+    /// `total / nvlink_links` (integer division, so the links may sum to a little less than
+    /// the total), any other scope answers `NVML_ERROR_INVALID_ARGUMENT` in its entry.
+    /// 0 means no NVLink: both fields answer `NOT_SUPPORTED` whatever the scope. Every
+    /// entry that yields a value counts one read of the field's script, whatever its
+    /// scope; entries that fail count none.
+    pub nvlink_links: u32,
     /// Field `NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL` (38).
     pub nvlink_crc_flit_errors: Value,
     /// Field `NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL` (45).
@@ -334,8 +350,8 @@ pub struct Device {
     /// The GPU fell off the bus: every call on it (and its MIG devices), including getting
     /// its handle, returns `NVML_ERROR_GPU_IS_LOST` (15). Its pending events still deliver.
     pub lost: bool,
-    /// Names (from [`UNSUPPORTED_NAMES`]: the field names above plus `process_utilization`
-    /// and `events`) whose calls return `NVML_ERROR_NOT_SUPPORTED` (3).
+    /// Names (from [`UNSUPPORTED_NAMES`]: the field names above plus `power_instant`,
+    /// `process_utilization` and `events`) whose calls return `NVML_ERROR_NOT_SUPPORTED` (3).
     pub unsupported: Vec<String>,
 }
 
@@ -390,6 +406,7 @@ impl Device {
             pcie_replay: Value::Const(i),
             nvlink_tx_kib: Value::Const(1_000_000 + i * 1_000),
             nvlink_rx_kib: Value::Const(2_000_000 + i * 1_000),
+            nvlink_links: 18,
             nvlink_crc_flit_errors: Value::Const(10 + i),
             nvlink_crc_data_errors: Value::Const(20 + i),
             nvlink_replay_errors: Value::Const(30 + i),
@@ -585,6 +602,14 @@ mod tests {
         let s = Scenario::from_json(r#"{"devices": [{"uuid": "GPU-x"}]}"#).unwrap();
         assert_eq!(s.driver_version, "550.54.15");
         assert_eq!(s.devices[0].uuid, "GPU-x");
+        assert_eq!(
+            s.devices[0].nvlink_links, 0,
+            "a default device has no NVLink"
+        );
+        assert_eq!(Device::sample(3).nvlink_links, 18);
+        assert!(
+            Scenario::from_json(r#"{"devices": [{"unsupported": ["power_instant"]}]}"#).is_ok()
+        );
         assert!(Scenario::from_json(r#"{"devices": [{"uuidd": "x"}]}"#).is_err());
         let err =
             Scenario::from_json(r#"{"devices": [{"unsupported": ["fan_speed"]}]}"#).unwrap_err();

@@ -32,6 +32,16 @@ const FI_REMAPPED_COR: u32 = 142;
 const FI_REMAPPED_UNC: u32 = 143;
 const FI_REMAPPED_PENDING: u32 = 144;
 const FI_REMAPPED_FAILURE: u32 = 145;
+/// `NVML_FI_DEV_POWER_INSTANT`.
+const FI_POWER_INSTANT: u32 = 186;
+/// The NVLink throughput `scopeId` that sums every link (UINT_MAX).
+const ALL_LINKS: u32 = u32::MAX;
+/// `NVML_VALUE_TYPE_UNSIGNED_LONG_LONG`.
+const VALUE_TYPE_ULL: u32 = 3;
+/// `NVML_ERROR_INVALID_ARGUMENT`.
+const RC_INVALID_ARGUMENT: u32 = 2;
+/// `NVML_ERROR_NOT_SUPPORTED`.
+const RC_NOT_SUPPORTED: u32 = 3;
 
 /// A private copy of the fake library next to its own scenario file.
 struct Fake {
@@ -81,6 +91,64 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 fn c(v: &Value) -> u64 {
     v.at(0)
+}
+
+/// `nvmlFieldValue_t` as nvml-wrapper-sys 0.10 lays it out (x86_64 / aarch64 Linux), with
+/// the value union read as its `unsigned long long` member: only meaningful for entries
+/// whose `value_type` is [`VALUE_TYPE_ULL`] (the fake leaves the upper half of a 32-bit
+/// value unwritten).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct RawFieldValue {
+    field_id: u32,
+    scope_id: u32,
+    timestamp: i64,
+    latency_usec: i64,
+    value_type: u32,
+    nvml_return: u32,
+    value: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<RawFieldValue>() == 40);
+const _: () = assert!(std::mem::align_of::<RawFieldValue>() == 8);
+
+/// Calls `nvmlDeviceGetFieldValues` directly with `(field id, scopeId)` entries: nvml-wrapper's
+/// `field_values_for` always sends scopeId 0.
+fn raw_field_values(
+    nvml: &Nvml,
+    d: &nvml_wrapper::Device<'_>,
+    entries: &[(u32, u32)],
+) -> Vec<RawFieldValue> {
+    let mut buf: Vec<RawFieldValue> = entries
+        .iter()
+        .map(|&(field_id, scope_id)| RawFieldValue {
+            field_id,
+            scope_id,
+            ..RawFieldValue::default()
+        })
+        .collect();
+    let n = i32::try_from(buf.len()).unwrap();
+    // SAFETY: `d` is a live handle from `nvml`, whose library this calls; `buf` holds `n`
+    // initialized entries laid out as `nvmlFieldValue_t` (size and alignment asserted
+    // above), which the call reads and overwrites in place while `buf` is borrowed here.
+    let rc = unsafe {
+        nvml.lib()
+            .nvmlDeviceGetFieldValues(d.handle(), n, buf.as_mut_ptr().cast())
+    };
+    assert_eq!(rc, 0, "nvmlDeviceGetFieldValues");
+    for (entry, &(field_id, scope_id)) in buf.iter().zip(entries) {
+        assert_eq!((entry.field_id, entry.scope_id), (field_id, scope_id));
+    }
+    buf
+}
+
+/// A raw entry as its value, or its `nvmlReturn`.
+fn raw_ull(entry: &RawFieldValue) -> Result<u64, u32> {
+    if entry.nvml_return != 0 {
+        return Err(entry.nvml_return);
+    }
+    assert_eq!(entry.value_type, VALUE_TYPE_ULL, "{entry:?}");
+    Ok(entry.value)
 }
 
 /// Entry `i` of a field-value answer as a number, or its error's name.
@@ -186,8 +254,9 @@ fn eight_distinct_devices_answer_every_call() {
             fv,
             [
                 c(&want.memory_temperature_c),
-                c(&want.nvlink_tx_kib),
-                c(&want.nvlink_rx_kib),
+                // field_values_for sends scopeId 0: link 0 of 18.
+                c(&want.nvlink_tx_kib) / u64::from(want.nvlink_links),
+                c(&want.nvlink_rx_kib) / u64::from(want.nvlink_links),
                 c(&want.nvlink_crc_flit_errors),
                 c(&want.nvlink_crc_data_errors),
                 c(&want.nvlink_replay_errors),
@@ -374,6 +443,8 @@ fn value_sequences_advance_per_read_and_per_device() {
     scenario.devices[0].utilization_gpu = Value::from([10, 95, 95, 10]);
     scenario.devices[1].power_mw = Value::from([1, 2]);
     scenario.devices[0].nvlink_tx_kib = Value::from([5, 6]);
+    // One link: link 0 (the scope field_values_for sends) reads the whole total.
+    scenario.devices[0].nvlink_links = 1;
     let fake = Fake::new(&scenario);
     let nvml = fake.init().unwrap();
     let d0 = nvml.device_by_index(0).unwrap();
@@ -551,8 +622,11 @@ fn unsupported_fields_return_not_supported() {
     assert_eq!(field(&values, 1), Err("NotSupported".into()));
     assert_eq!(
         field(&values, 2).unwrap(),
-        c(&scenario.devices[1].nvlink_rx_kib)
+        c(&scenario.devices[1].nvlink_rx_kib) / u64::from(scenario.devices[1].nvlink_links)
     );
+    // `power_mw` covers the instant power field too.
+    let values = d.field_values_for(&[FieldId(FI_POWER_INSTANT)]).unwrap();
+    assert_eq!(field(&values, 0), Err("NotSupported".into()));
     assert!(d.temperature(TemperatureSensor::Gpu).is_ok());
     assert_eq!(d.running_compute_processes().unwrap(), vec![]);
     assert!(matches!(
@@ -563,6 +637,125 @@ fn unsupported_fields_return_not_supported() {
     let d0 = nvml.device_by_index(0).unwrap();
     assert_eq!(d0.num_fans().unwrap(), 2);
     assert!(d0.power_usage().is_ok());
+}
+
+#[test]
+fn nvlink_throughput_takes_the_link_in_scope_id() {
+    let mut scenario = Scenario::with_gpus(2);
+    let links = scenario.devices[0].nvlink_links;
+    assert_eq!(links, 18, "Device::sample is an H100 SXM");
+    // Reads 0, 1, 2, …: 1800, 3600, 5400, then 7200 repeats.
+    scenario.devices[0].nvlink_tx_kib = Value::from([1_800, 3_600, 5_400, 7_200]);
+    scenario.devices[1].nvlink_links = 0;
+    let fake = Fake::new(&scenario);
+    let nvml = fake.init().unwrap();
+    let d0 = nvml.device_by_index(0).unwrap();
+    let rx = c(&scenario.devices[0].nvlink_rx_kib);
+
+    let got = raw_field_values(
+        &nvml,
+        &d0,
+        &[
+            (FI_NVLINK_TX, ALL_LINKS),
+            (FI_NVLINK_TX, 0),
+            (FI_NVLINK_TX, 99),
+            (FI_NVLINK_RX, ALL_LINKS),
+            (FI_NVLINK_RX, links - 1),
+            (FI_NVLINK_RX, links),
+        ],
+    );
+    let got: Vec<_> = got.iter().map(raw_ull).collect();
+    assert_eq!(
+        got,
+        [
+            Ok(1_800),
+            Ok(3_600 / 18),
+            Err(RC_INVALID_ARGUMENT),
+            Ok(rx),
+            Ok(rx / 18),
+            Err(RC_INVALID_ARGUMENT),
+        ]
+    );
+    assert_ne!(rx % 18, 0, "the per-link share is an integer division");
+
+    // The rejected scope counted no read: the next entry reads script value #2.
+    let got = raw_field_values(&nvml, &d0, &[(FI_NVLINK_TX, 5), (FI_NVLINK_TX, ALL_LINKS)]);
+    assert_eq!(
+        got.iter().map(raw_ull).collect::<Vec<_>>(),
+        [Ok(5_400 / 18), Ok(7_200)]
+    );
+
+    // No NVLink: every scope is NOT_SUPPORTED, through nvml-wrapper too.
+    let d1 = nvml.device_by_index(1).unwrap();
+    let got = raw_field_values(
+        &nvml,
+        &d1,
+        &[
+            (FI_NVLINK_TX, ALL_LINKS),
+            (FI_NVLINK_RX, ALL_LINKS),
+            (FI_NVLINK_TX, 0),
+            (FI_MEMORY_TEMP, 0),
+        ],
+    );
+    assert_eq!(
+        got.iter().map(|e| e.nvml_return).collect::<Vec<_>>(),
+        [RC_NOT_SUPPORTED, RC_NOT_SUPPORTED, RC_NOT_SUPPORTED, 0]
+    );
+    let values = d1
+        .field_values_for(&[FieldId(FI_NVLINK_TX), FieldId(FI_NVLINK_RX)])
+        .unwrap();
+    assert_eq!(field(&values, 0), Err("NotSupported".into()));
+    assert_eq!(field(&values, 1), Err("NotSupported".into()));
+}
+
+#[test]
+fn power_instant_field_shares_the_power_usage_script() {
+    let mut scenario = Scenario::with_gpus(3);
+    scenario.devices[0].power_mw = Value::from([100_000, 200_000, 300_000, 400_000, 500_000]);
+    scenario.devices[2].unsupported = vec!["power_instant".to_owned()];
+    let fake = Fake::new(&scenario);
+    let nvml = fake.init().unwrap();
+
+    let instant = |d: &nvml_wrapper::Device<'_>| -> Result<u32, String> {
+        let values = d.field_values_for(&[FieldId(FI_POWER_INSTANT)]).unwrap();
+        let sample = values[0].as_ref().unwrap();
+        assert_eq!(sample.field, FieldId(FI_POWER_INSTANT));
+        match sample.value.as_ref().map_err(|e| format!("{e:?}"))? {
+            SampleValue::U32(mw) => Ok(*mw),
+            other => panic!("POWER_INSTANT is an unsigned int, got {other:?}"),
+        }
+    };
+
+    // Device 1: the constant milliwatt value, on both paths.
+    let d1 = nvml.device_by_index(1).unwrap();
+    let want = c(&scenario.devices[1].power_mw);
+    assert_eq!(u64::from(instant(&d1).unwrap()), want);
+    assert_eq!(u64::from(d1.power_usage().unwrap()), want);
+
+    // Device 0: one read sequence, advanced by whichever call is made.
+    let d0 = nvml.device_by_index(0).unwrap();
+    assert_eq!(d0.power_usage().unwrap(), 100_000);
+    assert_eq!(instant(&d0).unwrap(), 200_000);
+    assert_eq!(instant(&d0).unwrap(), 300_000);
+    assert_eq!(d0.power_usage().unwrap(), 400_000);
+    assert_eq!(instant(&d0).unwrap(), 500_000);
+    assert_eq!(d0.power_usage().unwrap(), 500_000);
+
+    // Module scope (GPU + Grace CPU) is not supported on this host; unknown scopes are
+    // invalid.
+    let d0_raw = raw_field_values(&nvml, &d0, &[(FI_POWER_INSTANT, 1), (FI_POWER_INSTANT, 7)]);
+    assert_eq!(
+        d0_raw.iter().map(|e| e.nvml_return).collect::<Vec<_>>(),
+        [RC_NOT_SUPPORTED, RC_INVALID_ARGUMENT]
+    );
+
+    // `power_instant` listed: only the field is NOT_SUPPORTED, power usage still works.
+    let d2 = nvml.device_by_index(2).unwrap();
+    assert_eq!(instant(&d2), Err("NotSupported".into()));
+    assert_eq!(
+        u64::from(d2.power_usage().unwrap()),
+        c(&scenario.devices[2].power_mw)
+    );
 }
 
 #[test]

@@ -14,7 +14,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 
 use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
@@ -106,6 +107,8 @@ fn container_devices(resource_name: &str, device_ids: Vec<String>) -> proto::Con
 struct Shared {
     pods: Mutex<Vec<FakePod>>,
     list_calls: AtomicUsize,
+    /// When this server instance handled its first `List` call.
+    first_list_at: OnceLock<Instant>,
 }
 
 impl Shared {
@@ -125,6 +128,7 @@ impl PodResourcesLister for Service {
         &self,
         _: Request<proto::ListPodResourcesRequest>,
     ) -> Result<Response<proto::ListPodResourcesResponse>, Status> {
+        self.0.first_list_at.get_or_init(Instant::now);
         self.0.list_calls.fetch_add(1, Ordering::SeqCst);
         Ok(Response::new(proto::ListPodResourcesResponse {
             pod_resources: self.0.pods().iter().map(FakePod::to_proto).collect(),
@@ -216,6 +220,7 @@ impl FakeKubelet {
         let shared = Arc::new(Shared {
             pods: Mutex::new(pods),
             list_calls: AtomicUsize::new(0),
+            first_list_at: OnceLock::new(),
         });
         let shutdown = CancellationToken::new();
         let server = tonic::transport::Server::builder()
@@ -257,6 +262,13 @@ impl FakeKubelet {
     /// How many `List` calls it has answered.
     pub fn list_calls(&self) -> usize {
         self.shared.list_calls.load(Ordering::SeqCst)
+    }
+
+    /// When this server instance received its first `List` call (taken as the call is
+    /// handled, before the answer is sent); `None` until one arrives. A new
+    /// [`FakeKubelet::start`] on the same path starts again from `None`.
+    pub fn first_list_at(&self) -> Option<Instant> {
+        self.shared.first_list_at.get().copied()
     }
 
     /// Stops serving (open connections are closed), waits for the server to finish, and

@@ -40,7 +40,9 @@ async fn answers_list_get_and_allocatable_from_the_scripted_pods() {
     let socket = dir.path().join("kubelet.sock");
     let kubelet = FakeKubelet::start(&socket, pods()).await;
     let mut c = client(&socket).await;
+    assert_eq!(kubelet.first_list_at(), None, "no List call yet");
 
+    let before_first = std::time::Instant::now();
     let list = c
         .list(ListPodResourcesRequest {})
         .await
@@ -56,6 +58,12 @@ async fn answers_list_get_and_allocatable_from_the_scripted_pods() {
     assert_eq!(gpus.resource_name, "nvidia.com/gpu");
     assert_eq!(gpus.device_ids, ["GPU-a", "GPU-b"]);
     assert_eq!(kubelet.list_calls(), 1);
+    let after_first = std::time::Instant::now();
+    let first = kubelet.first_list_at().expect("first List recorded");
+    assert!(
+        before_first <= first && first <= after_first,
+        "first_list_at lies within the first List round trip"
+    );
 
     let got = c
         .get(GetPodResourcesRequest {
@@ -97,6 +105,11 @@ async fn answers_list_get_and_allocatable_from_the_scripted_pods() {
     assert_eq!(list.pod_resources.len(), 1);
     assert_eq!(list.pod_resources[0].name, "eval-0");
     assert_eq!(kubelet.list_calls(), 2);
+    assert_eq!(
+        kubelet.first_list_at(),
+        Some(first),
+        "later List calls keep the first instant"
+    );
 
     kubelet.stop().await;
     assert!(!socket.exists(), "stop removes the socket like the kubelet");
@@ -106,12 +119,24 @@ async fn answers_list_get_and_allocatable_from_the_scripted_pods() {
 async fn start_replaces_a_socket_left_by_a_previous_server() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("kubelet.sock");
-    drop(FakeKubelet::start(&socket, vec![]).await);
+    let previous = FakeKubelet::start(&socket, vec![]).await;
+    client(&socket)
+        .await
+        .list(ListPodResourcesRequest {})
+        .await
+        .unwrap();
+    assert!(previous.first_list_at().is_some());
+    drop(previous);
     assert!(
         socket.exists(),
         "a dropped fake leaves its socket, like a crashed kubelet"
     );
     let kubelet = FakeKubelet::start(&socket, pods()).await;
+    assert_eq!(
+        kubelet.first_list_at(),
+        None,
+        "a new server instance has answered no List yet"
+    );
     let list = client(&socket)
         .await
         .list(ListPodResourcesRequest {})
@@ -119,5 +144,6 @@ async fn start_replaces_a_socket_left_by_a_previous_server() {
         .unwrap()
         .into_inner();
     assert_eq!(list.pod_resources.len(), 2);
+    assert!(kubelet.first_list_at().is_some());
     kubelet.stop().await;
 }

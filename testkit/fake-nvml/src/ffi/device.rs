@@ -348,7 +348,8 @@ pub unsafe extern "C" fn nvmlDeviceGetBAR1MemoryInfo(
     }
 }
 
-/// `nvmlDeviceGetPowerUsage`, mW.
+/// `nvmlDeviceGetPowerUsage`, mW. Shares the `power_mw` read counter with field
+/// `NVML_FI_DEV_POWER_INSTANT` (186).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: *mut c_void, power: *mut u32) -> u32 {
     // SAFETY: NVML contract for `power`.
@@ -978,8 +979,40 @@ pub unsafe extern "C" fn nvmlDeviceGetSupportedEventTypes(
     }
 }
 
-/// One field id → (scenario name, value type, value), reading it.
-fn field_value(c: &mut Call<'_>, id: u32) -> Result<(u32, u64), u32> {
+/// `scopeId` of the NVLink throughput fields that sums over all links (UINT_MAX).
+const ALL_NVLINKS: u32 = u32::MAX;
+/// `scopeId` of the power fields for the GPU alone.
+const POWER_SCOPE_GPU: u32 = 0;
+/// `scopeId` of the power fields for the whole module (GPU + Grace CPU).
+const POWER_SCOPE_MODULE: u32 = 1;
+
+/// `NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX/RX`: `scope` is the link id, or [`ALL_NVLINKS`].
+/// A link reads `total / nvlink_links` (integer division). Only entries that yield a value
+/// count a read.
+fn nvlink_throughput(
+    c: &mut Call<'_>,
+    name: &'static str,
+    v: &Value,
+    scope: u32,
+) -> Result<u64, u32> {
+    c.check(&[name])?;
+    let links = c.dev.nvlink_links;
+    if links == 0 {
+        return Err(NOT_SUPPORTED);
+    }
+    if scope != ALL_NVLINKS && scope >= links {
+        return Err(INVALID_ARGUMENT);
+    }
+    let total = c.read(name, 0, v);
+    Ok(if scope == ALL_NVLINKS {
+        total
+    } else {
+        total / u64::from(links)
+    })
+}
+
+/// One field entry (id, scopeId) → (value type, value), reading it.
+fn field_value(c: &mut Call<'_>, id: u32, scope: u32) -> Result<(u32, u64), u32> {
     let dev = c.dev;
     let (name, ty, v): (&'static str, u32, &Value) = match id {
         3 => ("ecc_corrected", VALUE_TYPE_ULL, &dev.ecc_corrected),
@@ -1009,8 +1042,14 @@ fn field_value(c: &mut Call<'_>, id: u32) -> Result<(u32, u64), u32> {
             VALUE_TYPE_UINT,
             &dev.memory_temperature_c,
         ),
-        138 => ("nvlink_tx_kib", VALUE_TYPE_ULL, &dev.nvlink_tx_kib),
-        139 => ("nvlink_rx_kib", VALUE_TYPE_ULL, &dev.nvlink_rx_kib),
+        138 => {
+            let v = nvlink_throughput(c, "nvlink_tx_kib", &dev.nvlink_tx_kib, scope)?;
+            return Ok((VALUE_TYPE_ULL, v));
+        }
+        139 => {
+            let v = nvlink_throughput(c, "nvlink_rx_kib", &dev.nvlink_rx_kib, scope)?;
+            return Ok((VALUE_TYPE_ULL, v));
+        }
         142 => (
             "remapped_rows_correctable",
             VALUE_TYPE_UINT,
@@ -1030,6 +1069,16 @@ fn field_value(c: &mut Call<'_>, id: u32) -> Result<(u32, u64), u32> {
             c.check(&[name])?;
             return Ok((VALUE_TYPE_UINT, u64::from(flag)));
         }
+        // NVML_FI_DEV_POWER_INSTANT, mW: the same script and read counter as
+        // nvmlDeviceGetPowerUsage.
+        186 => {
+            c.check(&["power_mw", "power_instant"])?;
+            return match scope {
+                POWER_SCOPE_GPU => Ok((VALUE_TYPE_UINT, c.read("power_mw", 0, &dev.power_mw))),
+                POWER_SCOPE_MODULE => Err(NOT_SUPPORTED),
+                _ => Err(INVALID_ARGUMENT),
+            };
+        }
         _ => return Err(NOT_SUPPORTED),
     };
     c.check(&[name])?;
@@ -1037,7 +1086,8 @@ fn field_value(c: &mut Call<'_>, id: u32) -> Result<(u32, u64), u32> {
 }
 
 /// `nvmlDeviceGetFieldValues`: serves the field ids documented on [`crate::scenario::Device`];
-/// other ids (and `unsupported` ones) get `NOT_SUPPORTED` in their own `nvmlReturn`.
+/// other ids (and `unsupported` ones) get `NOT_SUPPORTED` in their own `nvmlReturn`. NVLink
+/// throughput (138/139) and instant power (186) honour `scopeId`; the other fields ignore it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
     device: *mut c_void,
@@ -1063,7 +1113,7 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
                     std::ptr::addr_of!((*entry).scope_id).read(),
                 )
             };
-            let (value_type, ret, value) = match field_value(&mut c, field_id) {
+            let (value_type, ret, value) = match field_value(&mut c, field_id, scope_id) {
                 Ok((VALUE_TYPE_UINT, v)) => (VALUE_TYPE_UINT, 0, FieldValueUnion { ui: to_u32(v) }),
                 Ok((ty, v)) => (ty, 0, FieldValueUnion { ull: v }),
                 Err(code) => (0, code, FieldValueUnion { ull: 0 }),

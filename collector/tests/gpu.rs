@@ -153,6 +153,10 @@ async fn gpu_metrics_carry_their_pods_and_follow_a_kubelet_restart() {
         .first_list_at()
         .expect("the restarted kubelet was asked");
     let after = first.saturating_duration_since(restarted);
+    println!(
+        "kubelet restart: first List {after:?} after the new socket came up; new mapping exported {:?} after it",
+        restarted.elapsed()
+    );
     assert!(
         after <= Duration::from_secs(1) + Duration::from_millis(900),
         "first List on the restarted kubelet {after:?} after it came up"
@@ -180,6 +184,7 @@ fn hpcotel_gpus_prints_every_gpu_as_a_table_and_as_json() {
         String::from_utf8_lossy(&out.stderr)
     );
     let table = String::from_utf8(out.stdout).unwrap();
+    println!("{table}");
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 9, "header + 8 GPUs:\n{table}");
     assert!(lines[0].starts_with("GPU"), "{table}");

@@ -998,6 +998,7 @@ async fn a_300ms_power_spike_between_two_reports_survives_at_100ms_sampling() {
         );
     }
     let (last, min, max) = *seen.last().unwrap();
+    println!("power per report (last, min, max) in W: {seen:?}");
     assert_eq!((min, max), (200.0, 650.0), "the window holds both levels");
     assert_eq!(
         last, 200.0,

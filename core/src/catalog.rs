@@ -1,11 +1,16 @@
 //! The metadata Catalog: what this node knows about pods and GPUs, shared between the
 //! receivers that learn it and the processors that attach it to signals.
 //!
-//! Writers (the gpu receiver's PodResources poller; later the kubernetes receiver) replace
-//! whole sections copy-on-write; readers take a [`Snapshot`] — an `Arc`, so a lookup never
-//! holds a lock and never waits on a writer for longer than one pointer swap.
+//! Writers (the gpu receiver's PodResources poller, the kubernetes receiver's watchers)
+//! replace whole sections copy-on-write; readers take a [`Snapshot`] — an `Arc`, so a lookup
+//! never holds a lock and never waits on a writer for longer than one pointer swap.
+//!
+//! [`Snapshot::correlate`] walks the design's correlation chain: pod → owner chain → Argo CD
+//! Application (tracking annotation or instance label) → revision, in order of trust (pod
+//! annotation, the sync history entry in effect when the pod's owner was created, the current
+//! sync revision), and says which source it used.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 /// A pod (and, where known, the container in it) that data can be attributed to.
@@ -22,6 +27,158 @@ pub struct PodRef {
     pub uid: Option<String>,
 }
 
+/// A Kubernetes object by kind, namespace, name and UID (an owner reference, a workload).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ObjectRef {
+    /// `Deployment`, `ReplicaSet`, `Job`, ...
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID (empty when unknown).
+    pub uid: String,
+}
+
+impl ObjectRef {
+    /// The Catalog key of a workload: `Kind/namespace/name`.
+    pub fn key(&self) -> String {
+        workload_key(&self.kind, &self.namespace, &self.name)
+    }
+}
+
+/// The Catalog key of a workload: `Kind/namespace/name`.
+pub fn workload_key(kind: &str, namespace: &str, name: &str) -> String {
+    format!("{kind}/{namespace}/{name}")
+}
+
+/// What the Catalog keeps of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PodMeta {
+    /// Namespace, name and UID (container: none).
+    pub pod: PodRef,
+    /// `status.podIP`.
+    pub ip: Option<String>,
+    /// `spec.nodeName`.
+    pub node: Option<String>,
+    /// The controller owner reference.
+    pub owner: Option<ObjectRef>,
+    /// Creation time, Unix ns.
+    pub created_unix_nano: Option<u64>,
+    /// The annotations correlation reads: `resource.opentelemetry.io/*` and the Argo CD
+    /// tracking id.
+    pub annotations: BTreeMap<String, String>,
+    /// The labels correlation reads (`app.kubernetes.io/instance`, `app.kubernetes.io/version`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A workload in a pod's owner chain (ReplicaSet, Deployment, Job, CronJob, StatefulSet,
+/// DaemonSet, MPIJob, ScaledJob).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Workload {
+    /// The object itself.
+    pub object: ObjectRef,
+    /// Its controller owner, if any.
+    pub owner: Option<ObjectRef>,
+    /// Creation time, Unix ns.
+    pub created_unix_nano: Option<u64>,
+    /// Annotation `argocd.argoproj.io/tracking-id` (`<app>:<group>/<Kind>:<ns>/<name>`).
+    pub tracking_id: Option<String>,
+    /// Label `app.kubernetes.io/instance` (Argo CD 2.x label tracking).
+    pub instance_label: Option<String>,
+}
+
+/// One entry of an Argo CD Application's `status.history[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeployEntry {
+    /// `id`.
+    pub id: i64,
+    /// `revision` (or the first of `revisions[]`).
+    pub revision: String,
+    /// `deployStartedAt`, Unix ns (optional upstream).
+    pub deploy_started_unix_nano: Option<u64>,
+    /// `deployedAt`, Unix ns.
+    pub deployed_unix_nano: u64,
+}
+
+/// An Argo CD Application, as far as correlation needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArgoApp {
+    /// `metadata.namespace` (where Argo CD keeps it, e.g. `argocd`).
+    pub namespace: String,
+    /// `metadata.name`: what tracking ids and instance labels name.
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `spec.source.repoURL` (or the first of `spec.sources[]`).
+    pub repo_url: Option<String>,
+    /// `status.sync.revision`.
+    pub sync_revision: Option<String>,
+    /// `status.history[]`, oldest first.
+    pub history: Vec<DeployEntry>,
+    /// The deployment environment, from the configured label or annotation.
+    pub environment: Option<String>,
+}
+
+/// How Argo CD marks the resources it manages (`application.resourceTrackingMethod`); in
+/// config: `annotation`, `label` or `annotation+label`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum TrackingMethod {
+    /// `argocd.argoproj.io/tracking-id` (Argo CD 3.x default).
+    #[serde(rename = "annotation")]
+    Annotation,
+    /// `app.kubernetes.io/instance` (Argo CD 2.x default).
+    #[serde(rename = "label")]
+    Label,
+    /// Either; the annotation wins when both are present.
+    #[default]
+    #[serde(rename = "annotation+label")]
+    AnnotationAndLabel,
+}
+
+/// Where a revision came from, most trusted first (`hpcotel.revision.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionSource {
+    /// The pod's `resource.opentelemetry.io/vcs.ref.head.revision` annotation.
+    PodAnnotation,
+    /// The Application history entry in effect when the pod's owner was created (the latest
+    /// deploy started by then).
+    History,
+    /// The Application's current `status.sync.revision`.
+    SyncStatus,
+}
+
+impl RevisionSource {
+    /// `pod_annotation`, `history` or `sync_status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevisionSource::PodAnnotation => "pod_annotation",
+            RevisionSource::History => "history",
+            RevisionSource::SyncStatus => "sync_status",
+        }
+    }
+}
+
+/// What a pod correlates to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correlation {
+    /// The pod.
+    pub pod: PodMeta,
+    /// The top of its owner chain (the Deployment, the CronJob...), if any.
+    pub workload: Option<ObjectRef>,
+    /// The Argo CD Application managing it, if tracked.
+    pub app: Option<ArgoApp>,
+    /// The revision and where it came from, if any source knows it.
+    pub revision: Option<(String, RevisionSource)>,
+}
+
+/// The pod annotation that pins a revision at render time (most trusted source).
+pub const REVISION_ANNOTATION: &str = "resource.opentelemetry.io/vcs.ref.head.revision";
+/// Argo CD 3.x resource tracking annotation.
+pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+/// Argo CD 2.x resource tracking label.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
 /// One consistent view of the Catalog.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -30,6 +187,17 @@ pub struct Snapshot {
     pub gpu_allocations: HashMap<String, PodRef>,
     /// Pod UID → pod, from whichever source knows pod UIDs.
     pub pods_by_uid: HashMap<String, PodRef>,
+    /// Pod UID → what the kubernetes receiver knows of it.
+    pub pods: HashMap<String, PodMeta>,
+    /// Pod IP → pod UID (running pods only; host-network pods share the node's IP and are
+    /// left out).
+    pub pods_by_ip: HashMap<String, String>,
+    /// [`workload_key`] → workload.
+    pub workloads: HashMap<String, Workload>,
+    /// Application name → Application.
+    pub apps: HashMap<String, ArgoApp>,
+    /// How tracking is read.
+    pub tracking: TrackingMethod,
 }
 
 impl Snapshot {
@@ -45,6 +213,113 @@ impl Snapshot {
                 .map(|(uid, _)| uid.clone());
         }
         Some(pod)
+    }
+}
+
+impl Snapshot {
+    /// The Application `w` is tracked by, under the configured method.
+    fn tracked_app(&self, tracking_id: Option<&str>, instance: Option<&str>) -> Option<&ArgoApp> {
+        let by_annotation = || {
+            // `<app>:<group>/<Kind>:<ns>/<name>`; an app in another namespace than Argo CD's
+            // own is written `<ns>_<app>`.
+            let app = tracking_id?.split(':').next()?;
+            let app = app.rsplit_once('_').map_or(app, |(_, a)| a);
+            self.apps.get(app)
+        };
+        let by_label = || self.apps.get(instance?);
+        match self.tracking {
+            TrackingMethod::Annotation => by_annotation(),
+            TrackingMethod::Label => by_label(),
+            TrackingMethod::AnnotationAndLabel => by_annotation().or_else(by_label),
+        }
+    }
+
+    /// The correlation chain of pod `uid`: owners, Application, revision. `None` when the pod
+    /// is unknown.
+    pub fn correlate(&self, uid: &str) -> Option<Correlation> {
+        let pod = self.pods.get(uid)?.clone();
+        // Walk the owner chain (bounded: owner references can form no cycle in a sane
+        // cluster, but the Catalog must not trust that).
+        let mut chain: Vec<&Workload> = Vec::new();
+        let mut next = pod.owner.clone();
+        while let Some(o) = next.take() {
+            if chain.len() >= 8 {
+                break;
+            }
+            let Some(w) = self.workloads.get(&o.key()) else {
+                break;
+            };
+            next = w.owner.clone();
+            chain.push(w);
+        }
+        let top = chain
+            .last()
+            .map(|w| w.object.clone())
+            .or_else(|| pod.owner.clone());
+        // Tracking sits on the top-level manifests; look from the top down, then the pod.
+        let app = chain
+            .iter()
+            .rev()
+            .find_map(|w| self.tracked_app(w.tracking_id.as_deref(), w.instance_label.as_deref()))
+            .or_else(|| {
+                self.tracked_app(
+                    pod.annotations
+                        .get(TRACKING_ID_ANNOTATION)
+                        .map(String::as_str),
+                    pod.labels.get(INSTANCE_LABEL).map(String::as_str),
+                )
+            })
+            .cloned();
+        let revision = if let Some(r) = pod.annotations.get(REVISION_ANNOTATION) {
+            Some((r.clone(), RevisionSource::PodAnnotation))
+        } else if let Some(app) = &app {
+            // The pod's direct owner (a ReplicaSet, a Job) is created by the sync that rolled
+            // the revision out; the pod itself may come much later (a restart, a scale-up).
+            let created = chain
+                .first()
+                .and_then(|w| w.created_unix_nano)
+                .or(pod.created_unix_nano);
+            // The revision in effect when it was created: the latest deploy that had started
+            // by then. (A ReplicaSet is created while its sync runs, i.e. inside the
+            // [deployStartedAt, deployedAt] window, or right after it when the controller lags.)
+            let from_history = created.and_then(|t| {
+                app.history
+                    .iter()
+                    .filter(|h| h.deploy_started_unix_nano.unwrap_or(h.deployed_unix_nano) <= t)
+                    .max_by_key(|h| h.deploy_started_unix_nano.unwrap_or(h.deployed_unix_nano))
+                    .map(|h| (h.revision.clone(), RevisionSource::History))
+            });
+            from_history.or_else(|| {
+                app.sync_revision
+                    .clone()
+                    .map(|r| (r, RevisionSource::SyncStatus))
+            })
+        } else {
+            None
+        };
+        Some(Correlation {
+            pod,
+            workload: top,
+            app,
+            revision,
+        })
+    }
+
+    /// The owner chain of `pod`, nearest first: its controller owner reference, that
+    /// workload's controller owner, and so on, as far as the Catalog's workloads lead (the
+    /// last entry may be an owner the Catalog holds no workload for: its reference is still
+    /// known). Empty for a pod without an owner. Bounded like [`Snapshot::correlate`]'s walk.
+    pub fn owner_chain(&self, pod: &PodMeta) -> Vec<ObjectRef> {
+        let mut chain = Vec::new();
+        let mut next = pod.owner.clone();
+        while let Some(o) = next.take() {
+            if chain.len() >= 8 {
+                break;
+            }
+            next = self.workloads.get(&o.key()).and_then(|w| w.owner.clone());
+            chain.push(o);
+        }
+        chain
     }
 }
 
@@ -110,5 +385,156 @@ mod tests {
         assert_eq!(found.uid.as_deref(), Some("uid-1"));
         assert_eq!(found.container.as_deref(), Some("main"));
         assert!(catalog.snapshot().pod_for_device("GPU-2").is_none());
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    fn obj(kind: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: kind.into(),
+            namespace: "ml".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        }
+    }
+
+    /// App `train`: revision A deployed in [100 s, 110 s], B in [200 s, 215 s]; Deployment
+    /// `trainer` with ReplicaSets `trainer-a` (created 105 s) and `trainer-b` (created 216 s,
+    /// just after B's sync ended); one pod per ReplicaSet.
+    fn cluster(tracking_annotation: bool, tracking_label: bool) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.apps.insert(
+            "train".into(),
+            ArgoApp {
+                namespace: "argocd".into(),
+                name: "train".into(),
+                uid: "app-uid".into(),
+                repo_url: Some("https://git.example.com/ml/train.git".into()),
+                sync_revision: Some("B".into()),
+                history: vec![
+                    DeployEntry {
+                        id: 1,
+                        revision: "A".into(),
+                        deploy_started_unix_nano: Some(100 * S),
+                        deployed_unix_nano: 110 * S,
+                    },
+                    DeployEntry {
+                        id: 2,
+                        revision: "B".into(),
+                        deploy_started_unix_nano: Some(200 * S),
+                        deployed_unix_nano: 215 * S,
+                    },
+                ],
+                environment: Some("prod".into()),
+            },
+        );
+        let deployment = Workload {
+            object: obj("Deployment", "trainer"),
+            owner: None,
+            created_unix_nano: Some(50 * S),
+            tracking_id: tracking_annotation.then(|| "train:apps/Deployment:ml/trainer".into()),
+            instance_label: tracking_label.then(|| "train".into()),
+        };
+        s.workloads.insert(deployment.object.key(), deployment);
+        for (rs, created) in [("trainer-a", 105), ("trainer-b", 216)] {
+            let w = Workload {
+                object: obj("ReplicaSet", rs),
+                owner: Some(obj("Deployment", "trainer")),
+                created_unix_nano: Some(created * S),
+                ..Default::default()
+            };
+            s.workloads.insert(w.object.key(), w);
+            let pod = PodMeta {
+                pod: PodRef {
+                    namespace: "ml".into(),
+                    name: format!("{rs}-x"),
+                    container: None,
+                    uid: Some(format!("pod-{rs}")),
+                },
+                owner: Some(obj("ReplicaSet", rs)),
+                created_unix_nano: Some(300 * S),
+                ..Default::default()
+            };
+            s.pods.insert(format!("pod-{rs}"), pod);
+        }
+        s
+    }
+
+    #[test]
+    fn each_pod_gets_the_revision_its_replicaset_was_created_under() {
+        let s = cluster(true, false);
+        let a = s.correlate("pod-trainer-a").unwrap();
+        assert_eq!(a.revision, Some(("A".into(), RevisionSource::History)));
+        assert_eq!(a.app.as_ref().unwrap().name, "train");
+        assert_eq!(a.workload.unwrap().key(), "Deployment/ml/trainer");
+        let b = s.correlate("pod-trainer-b").unwrap();
+        assert_eq!(b.revision, Some(("B".into(), RevisionSource::History)));
+        assert!(s.correlate("no-such-pod").is_none());
+    }
+
+    #[test]
+    fn both_tracking_methods_resolve_and_the_method_is_honoured() {
+        for (annotation, label, method, found) in [
+            (true, false, TrackingMethod::Annotation, true),
+            (false, true, TrackingMethod::Label, true),
+            (true, false, TrackingMethod::AnnotationAndLabel, true),
+            (false, true, TrackingMethod::AnnotationAndLabel, true),
+            (false, true, TrackingMethod::Annotation, false),
+            (true, false, TrackingMethod::Label, false),
+        ] {
+            let mut s = cluster(annotation, label);
+            s.tracking = method;
+            let c = s.correlate("pod-trainer-b").unwrap();
+            assert_eq!(c.app.is_some(), found, "{annotation} {label} {method:?}");
+            assert_eq!(c.revision.is_some(), found);
+        }
+    }
+
+    #[test]
+    fn the_pod_annotation_wins_and_sync_status_is_the_last_resort() {
+        let mut s = cluster(true, false);
+        s.pods
+            .get_mut("pod-trainer-a")
+            .unwrap()
+            .annotations
+            .insert(REVISION_ANNOTATION.into(), "pinned".into());
+        let c = s.correlate("pod-trainer-a").unwrap();
+        assert_eq!(
+            c.revision,
+            Some(("pinned".into(), RevisionSource::PodAnnotation))
+        );
+        assert_eq!(RevisionSource::PodAnnotation.as_str(), "pod_annotation");
+        // No history: the current sync revision.
+        s.apps.get_mut("train").unwrap().history.clear();
+        let c = s.correlate("pod-trainer-b").unwrap();
+        assert_eq!(c.revision, Some(("B".into(), RevisionSource::SyncStatus)));
+    }
+
+    #[test]
+    fn the_owner_chain_runs_from_the_direct_owner_to_the_top() {
+        let mut s = cluster(true, false);
+        let pod = s.pods["pod-trainer-a"].clone();
+        let keys = |chain: Vec<ObjectRef>| chain.iter().map(ObjectRef::key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(s.owner_chain(&pod)),
+            ["ReplicaSet/ml/trainer-a", "Deployment/ml/trainer"]
+        );
+        assert!(s.owner_chain(&PodMeta::default()).is_empty());
+        // An owner the Catalog has no workload for still ends the chain by its reference.
+        s.workloads.remove("Deployment/ml/trainer");
+        assert_eq!(
+            keys(s.owner_chain(&pod)),
+            ["ReplicaSet/ml/trainer-a", "Deployment/ml/trainer"]
+        );
+        // A cycle does not loop forever.
+        s.workloads.insert(
+            "Deployment/ml/trainer".into(),
+            Workload {
+                object: obj("Deployment", "trainer"),
+                owner: Some(obj("ReplicaSet", "trainer-a")),
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.owner_chain(&pod).len(), 8);
     }
 }

@@ -24,7 +24,7 @@ pub mod semconv;
 pub mod signal;
 pub mod telemetry;
 
-pub use catalog::{Catalog, PodRef};
+pub use catalog::{Catalog, Correlation, PodRef};
 pub use component::{
     ComponentError, ComponentId, ComponentKind, ExportError, ExportOutcome, Exporter, Processor,
     Receiver, ReceiverContext,

@@ -130,6 +130,39 @@ pub const K8S_POD_NAME: &str = "k8s.pod.name";
 pub const K8S_POD_UID: &str = "k8s.pod.uid";
 /// `k8s.container.name`.
 pub const K8S_CONTAINER_NAME: &str = "k8s.container.name";
+/// `k8s.pod.ip`: the pod's IP address; the `enrich` processor finds pods by it.
+pub const K8S_POD_IP: &str = "k8s.pod.ip";
+/// `k8s.replicaset.name`: the ReplicaSet in the pod's owner chain.
+pub const K8S_REPLICASET_NAME: &str = "k8s.replicaset.name";
+/// `k8s.deployment.name`: the Deployment in the pod's owner chain.
+pub const K8S_DEPLOYMENT_NAME: &str = "k8s.deployment.name";
+/// `k8s.job.name`: the Job in the pod's owner chain.
+pub const K8S_JOB_NAME: &str = "k8s.job.name";
+/// `k8s.cronjob.name`: the CronJob in the pod's owner chain.
+pub const K8S_CRONJOB_NAME: &str = "k8s.cronjob.name";
+/// `k8s.statefulset.name`: the StatefulSet in the pod's owner chain.
+pub const K8S_STATEFULSET_NAME: &str = "k8s.statefulset.name";
+/// `k8s.daemonset.name`: the DaemonSet in the pod's owner chain.
+pub const K8S_DAEMONSET_NAME: &str = "k8s.daemonset.name";
+
+// --- OpenTelemetry semantic conventions: VCS and deployment (development) ---
+
+/// `vcs.ref.head.revision`: the revision (Git commit) the pod's workload was deployed from.
+pub const VCS_REF_HEAD_REVISION: &str = "vcs.ref.head.revision";
+/// `vcs.repository.url.full`: the repository the workload is deployed from (the Argo CD
+/// Application's `repoURL`).
+pub const VCS_REPOSITORY_URL_FULL: &str = "vcs.repository.url.full";
+/// `deployment.environment.name`: the deployment environment (`prod`, `staging`), from the
+/// Argo CD Application.
+pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
+
+// --- hpcotel's own: deployment correlation ---
+
+/// `hpcotel.revision.source`: where `vcs.ref.head.revision` came from: `pod_annotation` |
+/// `history` | `sync_status`.
+pub const HPCOTEL_REVISION_SOURCE: &str = "hpcotel.revision.source";
+/// `hpcotel.argocd.application`: the name of the Argo CD Application managing the pod.
+pub const HPCOTEL_ARGOCD_APPLICATION: &str = "hpcotel.argocd.application";
 
 // --- OpenTelemetry semantic conventions: hardware (`hw.*`, development) ---
 

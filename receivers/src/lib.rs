@@ -6,4 +6,5 @@
 
 pub mod gpu;
 pub mod host;
+pub mod kubernetes;
 pub mod otlp;

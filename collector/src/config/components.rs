@@ -8,12 +8,12 @@ use std::sync::Arc;
 use hpcotel_core::{Catalog, Exporter, Processor, Receiver, Signal};
 use hpcotel_exporters::queue::{QueueConfig, RetryConfig};
 use hpcotel_exporters::{debug, file, otlp as otlp_exporter, prometheus};
-use hpcotel_receivers::{gpu, host, otlp as otlp_receiver};
+use hpcotel_receivers::{gpu, host, kubernetes, otlp as otlp_receiver};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-use crate::processors::batch;
+use crate::processors::{batch, enrich};
 
 /// Deserializes one component's section, returning (relative key path, message) on error.
 fn section<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
@@ -49,11 +49,13 @@ pub enum ReceiverConfig {
     Host(host::Config),
     /// `gpu`: NVIDIA GPU metrics and events through NVML.
     Gpu(gpu::Config),
+    /// `kubernetes`: pods, owners and Argo CD Applications, into the Catalog.
+    Kubernetes(kubernetes::Config),
 }
 
 impl ReceiverConfig {
     /// Receiver types, as written in config.
-    pub const KINDS: &'static [&'static str] = &["otlp", "host", "gpu"];
+    pub const KINDS: &'static [&'static str] = &["otlp", "host", "gpu", "kubernetes"];
 
     /// Parses the section of a receiver of type `kind`.
     pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
@@ -65,6 +67,11 @@ impl ReceiverConfig {
                 c.validate().map_err(|(k, m)| (k.to_owned(), m))?;
                 Self::Gpu(c)
             }
+            "kubernetes" => {
+                let c: kubernetes::Config = section(value)?;
+                c.validate().map_err(|(k, m)| (k.to_owned(), m))?;
+                Self::Kubernetes(c)
+            }
             other => return Err(unknown("receiver", other, Self::KINDS)),
         })
     }
@@ -75,6 +82,8 @@ impl ReceiverConfig {
             Self::Otlp(_) => &Signal::ALL,
             Self::Host(_) => &[Signal::Metrics],
             Self::Gpu(_) => &[Signal::Metrics, Signal::Logs],
+            // Feeds the Catalog only; started whenever defined.
+            Self::Kubernetes(_) => &[],
         }
     }
 
@@ -94,6 +103,9 @@ impl ReceiverConfig {
                     tokio::task::spawn_blocking(move || gpu::GpuReceiver::new(&c, catalog)).await?,
                 )
             }
+            Self::Kubernetes(c) => {
+                Box::new(kubernetes::KubernetesReceiver::new(c, catalog.clone()).await?)
+            }
         })
     }
 }
@@ -104,24 +116,34 @@ impl ReceiverConfig {
 pub enum ProcessorConfig {
     /// `batch`: groups items into larger batches by size and time.
     Batch(batch::Config),
+    /// `enrich`: adds what the Catalog knows about a pod (workloads, Argo CD Application,
+    /// revision) to its resources.
+    Enrich(enrich::Config),
 }
 
 impl ProcessorConfig {
     /// Processor types, as written in config.
-    pub const KINDS: &'static [&'static str] = &["batch"];
+    pub const KINDS: &'static [&'static str] = &["batch", "enrich"];
 
     /// Parses the section of a processor of type `kind`.
     pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
         Ok(match kind {
             "batch" => Self::Batch(section(value)?),
+            "enrich" => {
+                let c: enrich::Config = section(value)?;
+                c.validate().map_err(|(k, m)| (k.to_owned(), m))?;
+                Self::Enrich(c)
+            }
             other => return Err(unknown("processor", other, Self::KINDS)),
         })
     }
 
-    /// Builds one instance of the processor for one pipeline.
-    pub fn build(&self) -> Box<dyn Processor> {
+    /// Builds one instance of the processor for one pipeline; processors that read node
+    /// metadata (enrich) read it from `catalog`.
+    pub fn build(&self, catalog: &Catalog) -> Box<dyn Processor> {
         match self {
             Self::Batch(c) => Box::new(batch::BatchProcessor::new(c.clone())),
+            Self::Enrich(c) => Box::new(enrich::EnrichProcessor::new(c, catalog.clone())),
         }
     }
 }

@@ -318,6 +318,12 @@ impl Config {
                     .receivers
                     .get(r)
                     .ok_or_else(|| undefined("receiver", r, self.receivers.keys()))?;
+                if cfg.signals().is_empty() {
+                    return Err(format!(
+                        "receiver '{r}' produces no signal: it fills the metadata the enrich \
+                         processor reads and runs without being listed in a pipeline"
+                    ));
+                }
                 if !cfg.signals().contains(&signal) {
                     return Err(format!("receiver '{r}' does not produce {signal}"));
                 }
@@ -365,9 +371,9 @@ impl Config {
         let mut out = Vec::new();
         out.extend(
             self.receivers
-                .keys()
-                .filter(|k| !r.contains(k))
-                .map(|k| format!("receivers.{k}")),
+                .iter()
+                .filter(|(k, c)| !r.contains(k) && !c.signals().is_empty())
+                .map(|(k, _)| format!("receivers.{k}")),
         );
         out.extend(
             self.processors

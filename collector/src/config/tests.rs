@@ -90,7 +90,9 @@ service:
         &env(&[("GRPC_EP", "127.0.0.1:9999"), ("BATCH", "17")]),
     )
     .unwrap();
-    let ProcessorConfig::Batch(b) = &c.processors[&"batch".parse().unwrap()];
+    let ProcessorConfig::Batch(b) = &c.processors[&"batch".parse().unwrap()] else {
+        panic!("batch processor missing")
+    };
     assert_eq!(b.send_batch_size, 17);
     assert_eq!(b.timeout, Duration::from_secs(2));
     assert_eq!(c.service.shutdown_timeout, Duration::from_secs(5));

@@ -81,6 +81,9 @@ impl Collector {
     /// so a port in use is reported now. Must be called inside a tokio runtime.
     pub async fn build(config: Config) -> Result<Self> {
         let telemetry = Telemetry::default();
+        // The node's metadata, written by receivers (gpu: PodResources; kubernetes: watches)
+        // and read by processors (enrich).
+        let catalog = hpcotel_core::Catalog::new();
         let queue_abort = CancellationToken::new();
         let mut queues = JoinSet::new();
         let mut stages = JoinSet::new();
@@ -131,7 +134,7 @@ impl Collector {
             let (input_tx, mut rx) = channel::channel(p.queue_size);
             for pid in &p.processors {
                 let (tx, next_rx) = channel::channel(p.queue_size);
-                let processor = config.processors[pid].build();
+                let processor = config.processors[pid].build(&catalog);
                 let stats = telemetry.register(ComponentKind::Processor, pid.clone());
                 let stage = format!("{name}/{pid}");
                 stages.spawn(async move {
@@ -171,9 +174,16 @@ impl Collector {
             }
         }
         drop(exporter_queues);
+        // Receivers that only feed the Catalog (kubernetes) run whenever they are defined;
+        // they are in no pipeline.
+        for (id, r) in &config.receivers {
+            if r.signals().is_empty() {
+                receiver_outputs.entry(id.clone()).or_insert_with(|| {
+                    Outputs::new(telemetry.register(ComponentKind::Receiver, id.clone()))
+                });
+            }
+        }
 
-        // The node's metadata, written by receivers (gpu: PodResources) and read by processors.
-        let catalog = hpcotel_core::Catalog::new();
         let mut receivers = Vec::new();
         for (id, outputs) in receiver_outputs {
             let receiver = config.receivers[&id]

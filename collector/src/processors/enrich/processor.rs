@@ -1,0 +1,215 @@
+//! The `enrich` processor's task and its per-batch work.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hpcotel_core::catalog::{PodMeta, Snapshot};
+use hpcotel_core::channel;
+use hpcotel_core::proto::common::v1::{AnyValue, KeyValue, any_value};
+use hpcotel_core::proto::resource::v1::Resource;
+use hpcotel_core::semconv;
+use hpcotel_core::{Batch, Catalog, ComponentError, ComponentStats, Processor};
+
+use super::Config;
+
+/// The enrich processor; one instance per pipeline.
+pub struct EnrichProcessor {
+    catalog: Catalog,
+    /// The attributes it may add, as `SUPPORTED_ATTRIBUTES` spells them.
+    allowed: Vec<&'static str>,
+}
+
+impl EnrichProcessor {
+    /// An enrich processor reading `catalog`. `config` must have passed
+    /// [`Config::validate`] (names it does not support are ignored).
+    pub fn new(config: &Config, catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            allowed: config.allowed(),
+        }
+    }
+}
+
+#[async_trait]
+impl Processor for EnrichProcessor {
+    async fn run(
+        self: Box<Self>,
+        mut input: channel::Receiver,
+        output: channel::Sender,
+        _stats: Arc<ComponentStats>,
+    ) -> Result<(), ComponentError> {
+        while let Some(mut batch) = input.recv().await {
+            let snapshot = self.catalog.snapshot();
+            enrich(&snapshot, &self.allowed, &mut batch);
+            output
+                .send(batch)
+                .await
+                .map_err(|_| "enrich processor: downstream stage closed early")?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds what `snapshot` knows to every resource of `batch` it can find a pod for.
+pub(super) fn enrich(snapshot: &Snapshot, allowed: &[&'static str], batch: &mut Batch) {
+    if snapshot.pods.is_empty() || allowed.is_empty() {
+        return;
+    }
+    let mut enricher = Enricher {
+        snapshot,
+        allowed,
+        by_name: None,
+        added: HashMap::new(),
+    };
+    match batch {
+        Batch::Traces(rs) => rs
+            .iter_mut()
+            .for_each(|r| enricher.resource(&mut r.resource)),
+        Batch::Metrics(rs) => rs
+            .iter_mut()
+            .for_each(|r| enricher.resource(&mut r.resource)),
+        Batch::Logs(rs) => rs
+            .iter_mut()
+            .for_each(|r| enricher.resource(&mut r.resource)),
+    }
+}
+
+/// One batch's lookups, memoised.
+struct Enricher<'s> {
+    snapshot: &'s Snapshot,
+    allowed: &'s [&'static str],
+    /// (namespace, name) → pod UID, built on first need.
+    by_name: Option<HashMap<(&'s str, &'s str), &'s str>>,
+    /// Pod UID → the attributes it adds.
+    added: HashMap<&'s str, Vec<KeyValue>>,
+}
+
+impl<'s> Enricher<'s> {
+    fn resource(&mut self, resource: &mut Option<Resource>) {
+        let Some(resource) = resource else { return };
+        let Some(uid) = self.find_pod(&resource.attributes) else {
+            return;
+        };
+        let (snapshot, allowed) = (self.snapshot, self.allowed);
+        let attrs = self
+            .added
+            .entry(uid)
+            .or_insert_with(|| pod_attributes(snapshot, uid, allowed));
+        for kv in attrs.iter() {
+            if !resource.attributes.iter().any(|a| a.key == kv.key) {
+                resource.attributes.push(kv.clone());
+            }
+        }
+    }
+
+    /// The Catalog's UID of the pod `attrs` name; see the module doc for the order.
+    fn find_pod(&mut self, attrs: &[KeyValue]) -> Option<&'s str> {
+        let pods = &self.snapshot.pods;
+        if let Some(uid) = string_attr(attrs, semconv::K8S_POD_UID) {
+            return pods.get_key_value(uid).map(|(k, _)| k.as_str());
+        }
+        if let Some(ip) = string_attr(attrs, semconv::K8S_POD_IP) {
+            let uid = self.snapshot.pods_by_ip.get(ip)?;
+            return pods.get_key_value(uid).map(|(k, _)| k.as_str());
+        }
+        let namespace = string_attr(attrs, semconv::K8S_NAMESPACE_NAME)?;
+        let name = string_attr(attrs, semconv::K8S_POD_NAME)?;
+        let by_name = self.by_name.get_or_insert_with(|| index_by_name(pods));
+        by_name.get(&(namespace, name)).copied()
+    }
+}
+
+/// (namespace, name) → UID over `pods`; of several pods of one name, the most recently
+/// created (then the greatest UID, so the choice does not depend on hash order).
+fn index_by_name(pods: &HashMap<String, PodMeta>) -> HashMap<(&str, &str), &str> {
+    let mut index: HashMap<(&str, &str), (&str, &PodMeta)> = HashMap::with_capacity(pods.len());
+    for (uid, meta) in pods {
+        let key = (meta.pod.namespace.as_str(), meta.pod.name.as_str());
+        let newer = |(held_uid, held): &(&str, &PodMeta)| {
+            (meta.created_unix_nano, uid.as_str()) > (held.created_unix_nano, *held_uid)
+        };
+        match index.get(&key) {
+            Some(held) if !newer(held) => {}
+            _ => {
+                index.insert(key, (uid.as_str(), meta));
+            }
+        }
+    }
+    index.into_iter().map(|(k, (uid, _))| (k, uid)).collect()
+}
+
+/// A resource attribute's value, when it is a non-empty string.
+fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    let value = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?;
+    match &value.value {
+        Some(any_value::Value::StringValue(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+/// The semantic-convention attribute naming a workload of `kind`, if there is one.
+fn workload_attribute(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "ReplicaSet" => semconv::K8S_REPLICASET_NAME,
+        "Deployment" => semconv::K8S_DEPLOYMENT_NAME,
+        "Job" => semconv::K8S_JOB_NAME,
+        "CronJob" => semconv::K8S_CRONJOB_NAME,
+        "StatefulSet" => semconv::K8S_STATEFULSET_NAME,
+        "DaemonSet" => semconv::K8S_DAEMONSET_NAME,
+        _ => return None,
+    })
+}
+
+/// What pod `uid` (a key of `snapshot.pods`) adds to a resource, limited to `allowed`, in
+/// `SUPPORTED_ATTRIBUTES` order.
+fn pod_attributes(snapshot: &Snapshot, uid: &str, allowed: &[&'static str]) -> Vec<KeyValue> {
+    let Some(c) = snapshot.correlate(uid) else {
+        return Vec::new();
+    };
+    let chain = snapshot.owner_chain(&c.pod);
+    let mut found: Vec<(&'static str, String)> = vec![
+        (semconv::K8S_POD_UID, uid.to_owned()),
+        (semconv::K8S_POD_NAME, c.pod.pod.name.clone()),
+        (semconv::K8S_NAMESPACE_NAME, c.pod.pod.namespace.clone()),
+    ];
+    found.extend(c.pod.node.clone().map(|n| (semconv::K8S_NODE_NAME, n)));
+    // The direct owner and the top of the chain (the same object for a one-level chain).
+    for owner in chain.first().into_iter().chain(chain.last()) {
+        if let Some(key) = workload_attribute(&owner.kind)
+            && !found.iter().any(|(k, _)| *k == key)
+        {
+            found.push((key, owner.name.clone()));
+        }
+    }
+    if let Some((revision, source)) = &c.revision {
+        found.push((semconv::VCS_REF_HEAD_REVISION, revision.clone()));
+        found.push((semconv::HPCOTEL_REVISION_SOURCE, source.as_str().to_owned()));
+    }
+    if let Some(app) = &c.app {
+        found.extend(
+            app.repo_url
+                .clone()
+                .map(|u| (semconv::VCS_REPOSITORY_URL_FULL, u)),
+        );
+        found.push((semconv::HPCOTEL_ARGOCD_APPLICATION, app.name.clone()));
+        found.extend(
+            app.environment
+                .clone()
+                .map(|e| (semconv::DEPLOYMENT_ENVIRONMENT_NAME, e)),
+        );
+    }
+    allowed
+        .iter()
+        .filter_map(|key| {
+            let (_, value) = found.iter().find(|(k, v)| k == key && !v.is_empty())?;
+            Some(KeyValue {
+                key: (*key).to_owned(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(value.clone())),
+                }),
+                ..Default::default()
+            })
+        })
+        .collect()
+}

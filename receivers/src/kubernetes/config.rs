@@ -1,0 +1,101 @@
+//! Configuration of the `kubernetes` receiver, in the shape of the OpenTelemetry Collector's
+//! Kubernetes receivers (`auth_type`):
+//!
+//! ```yaml
+//! receivers:
+//!   kubernetes:
+//!     auth_type: serviceAccount       # in a pod; kubeConfig on a laptop; none + endpoint for kubectl proxy
+//!     node_name: ${env:K8S_NODE_NAME}
+//!     argocd:
+//!       namespaces: [argocd]
+//!       tracking_method: annotation+label
+//! ```
+
+pub use hpcotel_core::catalog::TrackingMethod;
+use serde::{Deserialize, Serialize};
+
+/// Default Argo CD namespace: `argocd`.
+pub const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
+/// Environment variable the node name defaults to (set it from `spec.nodeName`).
+pub const NODE_NAME_ENV: &str = "K8S_NODE_NAME";
+
+/// How the receiver authenticates to the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AuthType {
+    /// The pod's service account (in-cluster config).
+    #[default]
+    #[serde(rename = "serviceAccount")]
+    ServiceAccount,
+    /// `KUBECONFIG` or `~/.kube/config`.
+    #[serde(rename = "kubeConfig")]
+    KubeConfig,
+    /// No credentials: `endpoint` is an already authenticated proxy (`kubectl proxy`).
+    #[serde(rename = "none")]
+    None,
+}
+
+/// Argo CD settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArgoCdConfig {
+    /// Namespaces whose `applications.argoproj.io` are watched; empty = all namespaces.
+    /// Default: `[argocd]`.
+    pub namespaces: Vec<String>,
+    /// How tracked resources name their Application: `annotation`, `label` or
+    /// `annotation+label`. Default: `annotation+label`.
+    pub tracking_method: TrackingMethod,
+    /// An Application label whose value becomes `deployment.environment.name` (e.g. `env`).
+    /// Default: none.
+    pub environment_label: Option<String>,
+}
+
+impl Default for ArgoCdConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: vec![DEFAULT_ARGOCD_NAMESPACE.to_owned()],
+            tracking_method: TrackingMethod::default(),
+            environment_label: None,
+        }
+    }
+}
+
+/// The kubernetes receiver's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `serviceAccount`, `kubeConfig` or `none`. Default: `serviceAccount`.
+    pub auth_type: AuthType,
+    /// The API server URL; required with `auth_type: none` (e.g. `http://127.0.0.1:8001` for
+    /// `kubectl proxy`), otherwise it overrides the inferred one. Default: inferred.
+    pub endpoint: Option<String>,
+    /// This node: only its pods are watched (`spec.nodeName` field selector). Default: the
+    /// `K8S_NODE_NAME` environment variable; without it, every pod of the cluster.
+    pub node_name: Option<String>,
+    /// Argo CD Applications.
+    pub argocd: ArgoCdConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            auth_type: AuthType::default(),
+            endpoint: None,
+            node_name: std::env::var(NODE_NAME_ENV).ok().filter(|n| !n.is_empty()),
+            argocd: ArgoCdConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot. On error: (key, message).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.auth_type == AuthType::None && self.endpoint.is_none() {
+            return Err((
+                "endpoint",
+                "required with auth_type: none (e.g. http://127.0.0.1:8001 for kubectl proxy)"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! The `kubernetes` receiver: watches the pods on this node (kube-runtime `watcher` with a
+//! `spec.nodeName` field selector and backoff) and Argo CD Applications, fetches the pods'
+//! owner chains lazily (ReplicaSet → Deployment, Job → CronJob / MPIJob / ScaledJob,
+//! StatefulSet, DaemonSet) and keeps all of it in the Catalog, where the `enrich` processor
+//! reads the pod → workload → Application → revision chain.
+//!
+//! It emits no signal of its own yet (it runs without a pipeline). Only the fields correlation
+//! needs are kept, never the raw objects, so `managedFields` are never cached. A (re)list
+//! replaces the Catalog's pods and Applications whole at its end, so objects deleted while a
+//! watch was down disappear and none is lost; while the API server is unreachable the last
+//! state stays and every other receiver keeps working.
+
+mod config;
+mod convert;
+mod receiver;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    ArgoCdConfig, AuthType, Config, DEFAULT_ARGOCD_NAMESPACE, NODE_NAME_ENV, TrackingMethod,
+};
+pub use receiver::{KubernetesReceiver, WORKLOAD_KINDS, client};
+
+/// Why the kubernetes receiver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API client could not be configured.
+    #[error("kubernetes receiver: cannot use {what}: {source}")]
+    Config {
+        /// What was being set up.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,395 @@
+//! [`KubernetesReceiver`]: kube-runtime watchers (with backoff) on this node's pods and on
+//! Argo CD Applications; owners fetched lazily and cached; everything published to the
+//! Catalog.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use hpcotel_core::catalog::{ObjectRef, Workload};
+use hpcotel_core::{Catalog, ComponentError, Receiver, ReceiverContext};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::Mutex;
+
+use super::config::{AuthType, Config};
+use super::convert;
+use super::{Error, Result};
+
+/// Owner chains are at most this deep (Pod → ReplicaSet → Deployment is 2).
+const MAX_OWNER_DEPTH: usize = 6;
+
+/// The workload kinds whose objects are fetched to walk owner chains: kind → (group, version,
+/// plural).
+pub const WORKLOAD_KINDS: &[(&str, &str, &str, &str)] = &[
+    ("ReplicaSet", "apps", "v1", "replicasets"),
+    ("Deployment", "apps", "v1", "deployments"),
+    ("StatefulSet", "apps", "v1", "statefulsets"),
+    ("DaemonSet", "apps", "v1", "daemonsets"),
+    ("Job", "batch", "v1", "jobs"),
+    ("CronJob", "batch", "v1", "cronjobs"),
+    ("MPIJob", "kubeflow.org", "v2beta1", "mpijobs"),
+    ("ScaledJob", "keda.sh", "v1alpha1", "scaledjobs"),
+];
+
+fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    }
+}
+
+/// Builds a kube client for `config`.
+pub async fn client(config: &Config) -> Result<Client> {
+    let mut kc = match config.auth_type {
+        AuthType::ServiceAccount => kube::Config::incluster().map_err(|e| Error::Config {
+            what: "the in-cluster service account (auth_type: serviceAccount)".into(),
+            source: Box::new(e),
+        })?,
+        AuthType::KubeConfig => kube::Config::infer().await.map_err(|e| Error::Config {
+            what: "the kubeconfig (auth_type: kubeConfig)".into(),
+            source: Box::new(e),
+        })?,
+        AuthType::None => {
+            let url = config.endpoint.as_deref().unwrap_or_default();
+            kube::Config::new(url.parse().map_err(|e| Error::Config {
+                what: format!("endpoint '{url}'"),
+                source: Box::new(e),
+            })?)
+        }
+    };
+    if let (Some(url), false) = (&config.endpoint, config.auth_type == AuthType::None) {
+        kc.cluster_url = url.parse().map_err(|e| Error::Config {
+            what: format!("endpoint '{url}'"),
+            source: Box::new(e),
+        })?;
+    }
+    Client::try_from(kc).map_err(|e| Error::Config {
+        what: "the API client".into(),
+        source: Box::new(e),
+    })
+}
+
+/// The kubernetes receiver; build it with [`KubernetesReceiver::new`], run it as a
+/// [`Receiver`]. It emits no signal: it fills the Catalog.
+pub struct KubernetesReceiver {
+    config: Config,
+    catalog: Catalog,
+    client: Client,
+}
+
+impl std::fmt::Debug for KubernetesReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesReceiver")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubernetesReceiver {
+    /// Builds the API client (no request is made yet: an unreachable API server is retried
+    /// with backoff while running, and the rest of the collector keeps working).
+    pub async fn new(config: &Config, catalog: Catalog) -> Result<KubernetesReceiver> {
+        Ok(KubernetesReceiver {
+            client: client(config).await?,
+            config: config.clone(),
+            catalog,
+        })
+    }
+}
+
+/// Logs a watch's failures once per outage and its recovery once.
+struct WatchHealth {
+    what: &'static str,
+    failing: bool,
+}
+
+impl WatchHealth {
+    fn error(&mut self, e: &watcher::Error) {
+        if !self.failing {
+            tracing::warn!(watch = self.what, error = %e, "Kubernetes watch failed; retrying with backoff (the Catalog keeps its last state)");
+            self.failing = true;
+        } else {
+            tracing::debug!(watch = self.what, error = %e, "Kubernetes watch still failing");
+        }
+    }
+
+    fn ok(&mut self) {
+        if self.failing {
+            tracing::info!(watch = self.what, "Kubernetes watch recovered");
+            self.failing = false;
+        }
+    }
+
+    /// The next event of a watch, logging failures (which the backoff retries) on the way;
+    /// `None` when the stream ends.
+    async fn next<K>(
+        &mut self,
+        stream: &mut (impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Unpin),
+    ) -> Option<Event<K>> {
+        loop {
+            match stream.next().await? {
+                Ok(e) => {
+                    self.ok();
+                    return Some(e);
+                }
+                Err(e) => self.error(&e),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Receiver for KubernetesReceiver {
+    async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
+        let KubernetesReceiver {
+            config,
+            catalog,
+            client,
+        } = *self;
+        let tracking = config.argocd.tracking_method;
+        catalog.update(|s| s.tracking = tracking);
+        let owners = Arc::new(Owners {
+            client: client.clone(),
+            catalog: catalog.clone(),
+            fetched: Mutex::new(HashMap::new()),
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(watch_pods(
+            client.clone(),
+            config.node_name.clone(),
+            catalog.clone(),
+            owners,
+        ));
+        let app = api_resource("argoproj.io", "v1alpha1", "Application", "applications");
+        let namespaces: Vec<Option<String>> = if config.argocd.namespaces.is_empty() {
+            vec![None]
+        } else {
+            config.argocd.namespaces.iter().cloned().map(Some).collect()
+        };
+        for ns in namespaces {
+            let api = match &ns {
+                Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &app),
+                None => Api::<DynamicObject>::all_with(client.clone(), &app),
+            };
+            tasks.spawn(watch_apps(
+                api,
+                ns,
+                catalog.clone(),
+                config.argocd.environment_label.clone(),
+            ));
+        }
+        tracing::info!(receiver = %ctx.id, node = ?config.node_name, "watching Kubernetes");
+        ctx.shutdown.cancelled().await;
+        tasks.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Fetches and caches the workloads of owner chains.
+struct Owners {
+    client: Client,
+    catalog: Catalog,
+    /// Workload key → fetched (or known missing: `None`).
+    fetched: Mutex<HashMap<String, Option<Workload>>>,
+}
+
+impl Owners {
+    /// Makes sure every workload above `owner` is in the Catalog.
+    async fn ensure(&self, mut owner: Option<ObjectRef>) {
+        for _ in 0..MAX_OWNER_DEPTH {
+            let Some(o) = owner.take() else {
+                return;
+            };
+            let key = o.key();
+            let cached = self.fetched.lock().await.get(&key).cloned();
+            let w = match cached {
+                Some(w) => w,
+                None => {
+                    let w = self.fetch(&o).await;
+                    self.fetched.lock().await.insert(key.clone(), w.clone());
+                    if let Some(w) = &w {
+                        let w = w.clone();
+                        self.catalog.update(|s| {
+                            s.workloads.insert(key.clone(), w);
+                        });
+                    }
+                    w
+                }
+            };
+            owner = w.and_then(|w| w.owner);
+        }
+    }
+
+    async fn fetch(&self, o: &ObjectRef) -> Option<Workload> {
+        let (kind, group, version, plural) = WORKLOAD_KINDS.iter().find(|(k, ..)| *k == o.kind)?;
+        let ar = api_resource(group, version, kind, plural);
+        let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), &o.namespace, &ar);
+        match api.get_opt(&o.name).await {
+            Ok(Some(obj)) => Some(convert::workload(&obj, kind)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(owner = %o.key(), error = %e, "cannot read owner; retried on the pod's next change");
+                None
+            }
+        }
+    }
+
+    /// Forgets owners no pod references any more (keeps the cache bounded by the node's pods).
+    async fn prune(&self, referenced: &HashSet<String>) {
+        let mut fetched = self.fetched.lock().await;
+        // Keep a whole chain when any of its members is referenced: collect reachable keys.
+        let mut keep: HashSet<String> = HashSet::new();
+        for start in referenced {
+            let mut key = Some(start.clone());
+            while let Some(k) = key.take() {
+                if !keep.insert(k.clone()) {
+                    break;
+                }
+                key = fetched
+                    .get(&k)
+                    .and_then(|w| w.as_ref())
+                    .and_then(|w| w.owner.as_ref())
+                    .map(ObjectRef::key);
+            }
+        }
+        fetched.retain(|k, _| keep.contains(k));
+        self.catalog
+            .update(|s| s.workloads.retain(|k, _| keep.contains(k)));
+    }
+}
+
+async fn watch_pods(client: Client, node: Option<String>, catalog: Catalog, owners: Arc<Owners>) {
+    let api: Api<Pod> = Api::all(client);
+    let mut cfg = watcher::Config::default();
+    if let Some(node) = &node {
+        cfg = cfg.fields(&format!("spec.nodeName={node}"));
+    }
+    let mut stream = watcher::watcher(api, cfg).default_backoff().boxed();
+    let mut health = WatchHealth {
+        what: "pods",
+        failing: false,
+    };
+    // During a (re)list: the pods seen so far; swapped in whole at InitDone, so pods deleted
+    // while the watch was down disappear and none is lost.
+    let mut relist: Option<Vec<hpcotel_core::catalog::PodMeta>> = None;
+    while let Some(event) = health.next(&mut stream).await {
+        match event {
+            Event::Init => relist = Some(Vec::new()),
+            Event::InitApply(p) => {
+                if let Some(meta) = convert::pod_meta(&p) {
+                    owners.ensure(meta.owner.clone()).await;
+                    relist.get_or_insert_with(Vec::new).push(meta);
+                }
+            }
+            Event::InitDone => {
+                let pods = relist.take().unwrap_or_default();
+                let referenced: HashSet<String> = pods
+                    .iter()
+                    .filter_map(|p| p.owner.as_ref())
+                    .map(ObjectRef::key)
+                    .collect();
+                catalog.update(|s| {
+                    s.pods.clear();
+                    s.pods_by_ip.clear();
+                    s.pods_by_uid.clear();
+                    for p in pods {
+                        insert_pod(s, p);
+                    }
+                });
+                owners.prune(&referenced).await;
+            }
+            Event::Apply(p) => {
+                if let Some(meta) = convert::pod_meta(&p) {
+                    owners.ensure(meta.owner.clone()).await;
+                    catalog.update(|s| insert_pod(s, meta));
+                }
+            }
+            Event::Delete(p) => {
+                if let Some(uid) = p.metadata.uid {
+                    catalog.update(|s| remove_pod(s, &uid));
+                }
+            }
+        }
+    }
+}
+
+fn insert_pod(s: &mut hpcotel_core::catalog::Snapshot, p: hpcotel_core::catalog::PodMeta) {
+    let Some(uid) = p.pod.uid.clone() else {
+        return;
+    };
+    remove_pod(s, &uid);
+    if let Some(ip) = &p.ip {
+        s.pods_by_ip.insert(ip.clone(), uid.clone());
+    }
+    s.pods_by_uid.insert(uid.clone(), p.pod.clone());
+    s.pods.insert(uid, p);
+}
+
+fn remove_pod(s: &mut hpcotel_core::catalog::Snapshot, uid: &str) {
+    if let Some(old) = s.pods.remove(uid)
+        && let Some(ip) = old.ip
+        && s.pods_by_ip.get(&ip).map(String::as_str) == Some(uid)
+    {
+        s.pods_by_ip.remove(&ip);
+    }
+    s.pods_by_uid.remove(uid);
+}
+
+async fn watch_apps(
+    api: Api<DynamicObject>,
+    namespace: Option<String>,
+    catalog: Catalog,
+    environment_label: Option<String>,
+) {
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut health = WatchHealth {
+        what: "argocd applications",
+        failing: false,
+    };
+    let mut relist: Option<Vec<hpcotel_core::catalog::ArgoApp>> = None;
+    let in_scope = |ns: &str| namespace.as_deref().is_none_or(|n| n == ns);
+    while let Some(event) = health.next(&mut stream).await {
+        let env = environment_label.as_deref();
+        match event {
+            Event::Init => relist = Some(Vec::new()),
+            Event::InitApply(o) => relist
+                .get_or_insert_with(Vec::new)
+                .push(convert::argo_app(&o, env)),
+            Event::InitDone => {
+                let apps = relist.take().unwrap_or_default();
+                catalog.update(|s| {
+                    s.apps.retain(|_, a| !in_scope(&a.namespace));
+                    for a in apps {
+                        s.apps.insert(a.name.clone(), a);
+                    }
+                });
+            }
+            Event::Apply(o) => {
+                let a = convert::argo_app(&o, env);
+                catalog.update(|s| {
+                    s.apps.insert(a.name.clone(), a);
+                });
+            }
+            Event::Delete(o) => {
+                let name = o.metadata.name.unwrap_or_default();
+                catalog.update(|s| {
+                    s.apps.remove(&name);
+                });
+            }
+        }
+    }
+}

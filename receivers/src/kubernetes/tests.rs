@@ -1,0 +1,382 @@
+//! The kubernetes receiver against testkit's fake kube-apiserver (real list + watch).
+
+use std::time::{Duration, Instant};
+
+use hpcotel_core::catalog::RevisionSource;
+use hpcotel_core::{
+    Catalog, ComponentId, ComponentKind, Outputs, Receiver, ReceiverContext, Telemetry,
+};
+use hpcotel_testkit::kube::FakeApiServer;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn deployment(name: &str, tracking: Option<&str>, instance: Option<&str>) -> Value {
+    let mut annotations = serde_json::Map::new();
+    if let Some(t) = tracking {
+        annotations.insert("argocd.argoproj.io/tracking-id".into(), json!(t));
+    }
+    let mut labels = serde_json::Map::new();
+    if let Some(i) = instance {
+        labels.insert("app.kubernetes.io/instance".into(), json!(i));
+    }
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "ml", "uid": format!("uid-{name}"),
+                      "creationTimestamp": "2026-11-25T05:00:00Z",
+                      "annotations": annotations, "labels": labels},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "main", "image": "trainer:1"}]}}}
+    })
+}
+
+fn replicaset(name: &str, deployment: &str, created: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "ml", "uid": format!("uid-{name}"),
+                      "creationTimestamp": created,
+                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
+                                           "uid": format!("uid-{deployment}"), "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": deployment}}}
+    })
+}
+
+fn pod(name: &str, node: &str, rs: &str, ip: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "uid": format!("uid-{name}"),
+                      "creationTimestamp": "2026-11-25T08:00:00Z", "annotations": annotations,
+                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
+                                           "uid": format!("uid-{rs}"), "controller": true}]},
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "trainer:1"}]},
+        "status": {"phase": "Running", "podIP": ip}
+    })
+}
+
+/// App `train`: revision `aaa` deployed 06:00–06:00:10, `bbb` from 07:00 to 07:00:12.
+fn application() -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "train", "namespace": "argocd", "uid": "uid-app-train", "labels": {"env": "prod"}},
+        "spec": {"project": "default",
+                 "source": {"repoURL": "https://git.example.com/ml/train.git", "path": "deploy", "targetRevision": "main"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"}},
+        "status": {
+            "sync": {"status": "Synced", "revision": "bbb"},
+            "health": {"status": "Healthy"},
+            "history": [
+                {"id": 1, "revision": "aaa", "deployStartedAt": "2026-11-25T06:00:00Z", "deployedAt": "2026-11-25T06:00:10Z"},
+                {"id": 2, "revision": "bbb", "deployStartedAt": "2026-11-25T07:00:00Z", "deployedAt": "2026-11-25T07:00:12Z"}
+            ]
+        }
+    })
+}
+
+/// Two ReplicaSets of `trainer` (one per revision), a pod of each on node-1, one on node-2.
+async fn cluster(tracking: Option<&str>, instance: Option<&str>) -> FakeApiServer {
+    let api = FakeApiServer::start().await;
+    api.apply(application());
+    api.apply(deployment("trainer", tracking, instance));
+    api.apply(replicaset("trainer-a", "trainer", "2026-11-25T06:00:05Z"));
+    api.apply(replicaset("trainer-b", "trainer", "2026-11-25T07:00:13Z"));
+    api.apply(pod(
+        "trainer-a-1",
+        "node-1",
+        "trainer-a",
+        "10.0.0.11",
+        json!({}),
+    ));
+    api.apply(pod(
+        "trainer-b-1",
+        "node-1",
+        "trainer-b",
+        "10.0.0.12",
+        json!({}),
+    ));
+    api.apply(pod(
+        "trainer-b-2",
+        "node-2",
+        "trainer-b",
+        "10.0.1.12",
+        json!({}),
+    ));
+    api
+}
+
+fn config(api: &FakeApiServer) -> Config {
+    Config {
+        auth_type: AuthType::None,
+        endpoint: Some(api.url()),
+        node_name: Some("node-1".into()),
+        argocd: ArgoCdConfig {
+            environment_label: Some("env".into()),
+            ..Default::default()
+        },
+    }
+}
+
+struct Running {
+    catalog: Catalog,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), hpcotel_core::ComponentError>>,
+}
+
+async fn start(config: &Config) -> Running {
+    let catalog = Catalog::new();
+    let receiver = KubernetesReceiver::new(config, catalog.clone())
+        .await
+        .unwrap();
+    let stats = Telemetry::default().register(
+        ComponentKind::Receiver,
+        ComponentId::new("kubernetes", None),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
+        id: ComponentId::new("kubernetes", None),
+        outputs: Outputs::new(stats),
+        shutdown: stop.clone(),
+    }));
+    Running {
+        catalog,
+        stop,
+        task,
+    }
+}
+
+/// Waits until `pred` holds on the Catalog.
+async fn wait_for(
+    catalog: &Catalog,
+    what: &str,
+    pred: impl Fn(&hpcotel_core::catalog::Snapshot) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if pred(&catalog.snapshot()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {WAIT:?}; catalog: {:?}",
+            catalog.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn revision(catalog: &Catalog, pod_uid: &str) -> Option<(String, RevisionSource)> {
+    catalog.snapshot().correlate(pod_uid)?.revision
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_this_node_correlate_through_their_owners_to_the_revision() {
+    let api = cluster(Some("train:apps/Deployment:ml/trainer"), None).await;
+    let r = start(&config(&api)).await;
+    wait_for(&r.catalog, "both node-1 pods correlated", |s| {
+        s.pods.len() == 2
+            && s.correlate("uid-trainer-b-1")
+                .is_some_and(|c| c.revision.is_some())
+    })
+    .await;
+    assert_eq!(
+        revision(&r.catalog, "uid-trainer-a-1"),
+        Some(("aaa".into(), RevisionSource::History))
+    );
+    assert_eq!(
+        revision(&r.catalog, "uid-trainer-b-1"),
+        Some(("bbb".into(), RevisionSource::History))
+    );
+    let snap = r.catalog.snapshot();
+    assert!(
+        !snap.pods.contains_key("uid-trainer-b-2"),
+        "a pod of another node is not watched"
+    );
+    assert_eq!(
+        snap.pods_by_ip.get("10.0.0.12").map(String::as_str),
+        Some("uid-trainer-b-1")
+    );
+    let c = snap.correlate("uid-trainer-b-1").unwrap();
+    assert_eq!(c.workload.unwrap().key(), "Deployment/ml/trainer");
+    let app = c.app.unwrap();
+    assert_eq!(
+        app.repo_url.as_deref(),
+        Some("https://git.example.com/ml/train.git")
+    );
+    assert_eq!(app.environment.as_deref(), Some("prod"));
+    // The field selector was sent: only node-1's pods were listed.
+    assert!(
+        api.requests().iter().any(|q| q.plural == "pods"
+            && q.query_param("fieldSelector") == Some("spec.nodeName=node-1"))
+    );
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_tracking_and_the_pod_annotation_resolve_too() {
+    let api = cluster(None, Some("train")).await;
+    api.apply(pod(
+        "trainer-a-2",
+        "node-1",
+        "trainer-a",
+        "10.0.0.13",
+        json!({"resource.opentelemetry.io/vcs.ref.head.revision": "pinned"}),
+    ));
+    let mut cfg = config(&api);
+    cfg.argocd.tracking_method = TrackingMethod::Label;
+    let r = start(&cfg).await;
+    wait_for(&r.catalog, "three pods correlated", |s| {
+        s.pods.len() == 3
+            && s.correlate("uid-trainer-a-1")
+                .is_some_and(|c| c.revision.is_some())
+    })
+    .await;
+    assert_eq!(
+        revision(&r.catalog, "uid-trainer-a-1"),
+        Some(("aaa".into(), RevisionSource::History))
+    );
+    assert_eq!(
+        revision(&r.catalog, "uid-trainer-a-2"),
+        Some(("pinned".into(), RevisionSource::PodAnnotation))
+    );
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_410_and_an_outage_lose_no_transition() {
+    let api = cluster(Some("train:apps/Deployment:ml/trainer"), None).await;
+    let r = start(&config(&api)).await;
+    wait_for(&r.catalog, "initial pods", |s| s.pods.len() == 2).await;
+
+    // The watch drops mid-stream and the history is compacted: the next watch from the old
+    // resourceVersion gets 410 Gone and the receiver relists.
+    api.compact();
+    api.apply(pod(
+        "trainer-b-3",
+        "node-1",
+        "trainer-b",
+        "10.0.0.14",
+        json!({}),
+    ));
+    api.drop_watches();
+    wait_for(&r.catalog, "pod added around the drop", |s| {
+        s.pods.contains_key("uid-trainer-b-3")
+    })
+    .await;
+
+    // The API server goes away; the Catalog keeps its state meanwhile.
+    api.set_available(false);
+    api.delete("v1", "Pod", "ml", "trainer-a-1");
+    api.apply(pod(
+        "trainer-b-4",
+        "node-1",
+        "trainer-b",
+        "10.0.0.15",
+        json!({}),
+    ));
+    let during = r.catalog.snapshot();
+    assert!(
+        during.pods.contains_key("uid-trainer-a-1"),
+        "last state kept while away"
+    );
+    api.set_available(true);
+    wait_for(&r.catalog, "changes made during the outage", |s| {
+        !s.pods.contains_key("uid-trainer-a-1") && s.pods.contains_key("uid-trainer-b-4")
+    })
+    .await;
+    let s = r.catalog.snapshot();
+    assert_eq!(
+        s.pods.len(),
+        3,
+        "b-1, b-3, b-4: {:?}",
+        s.pods.keys().collect::<Vec<_>>()
+    );
+    assert!(
+        !s.pods_by_ip.contains_key("10.0.0.11"),
+        "the deleted pod's IP is gone too"
+    );
+    assert_eq!(
+        revision(&r.catalog, "uid-trainer-b-4"),
+        Some(("bbb".into(), RevisionSource::History))
+    );
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+}
+
+/// RBAC: every request the receiver made is allowed by the README's table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_covered_by_the_readme_rbac_table() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = &readme[readme.find("### receivers.kubernetes").unwrap()..];
+    let section = &section[..section[4..].find("\n### ").map_or(section.len(), |i| i + 4)];
+    // Rows: | `group` | `res`, `res` | `verb`, `verb` |
+    let mut allowed = std::collections::HashSet::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 4 {
+            continue;
+        }
+        let ticks = |c: &str| {
+            c.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let group = ticks(cells[1])
+            .first()
+            .cloned()
+            .unwrap_or_default()
+            .replace("\"\"", "");
+        for res in ticks(cells[2]) {
+            for verb in ticks(cells[3]) {
+                allowed.insert((group.clone(), res.clone(), verb));
+            }
+        }
+    }
+    assert!(
+        allowed.contains(&(String::new(), "pods".into(), "watch".into())),
+        "{allowed:?}"
+    );
+
+    let api = cluster(Some("train:apps/Deployment:ml/trainer"), None).await;
+    let r = start(&config(&api)).await;
+    wait_for(&r.catalog, "correlated", |s| {
+        s.correlate("uid-trainer-b-1")
+            .is_some_and(|c| c.revision.is_some())
+    })
+    .await;
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+    let requests = api.requests();
+    assert!(!requests.is_empty());
+    for q in requests {
+        let key = (
+            q.group.clone(),
+            q.plural.clone(),
+            q.verb.as_str().to_owned(),
+        );
+        assert!(
+            allowed.contains(&key),
+            "{key:?} is not in the README's RBAC table"
+        );
+    }
+}
+
+#[test]
+fn config_needs_an_endpoint_without_auth() {
+    let c: Config = serde_yaml::from_str("auth_type: none\n").unwrap();
+    assert_eq!(c.validate().unwrap_err().0, "endpoint");
+    let c: Config = serde_yaml::from_str(
+        "auth_type: kubeConfig\nargocd: { tracking_method: label, namespaces: [] }\n",
+    )
+    .unwrap();
+    assert!(c.validate().is_ok());
+    assert_eq!(c.argocd.tracking_method, TrackingMethod::Label);
+    let bad = serde_yaml::from_str::<Config>("argocd: { tracking: label }\n").unwrap_err();
+    assert!(bad.to_string().contains("tracking"), "{bad}");
+}

@@ -322,3 +322,32 @@ pub const METRIC_GPU_XID_ERRORS: &str = "hpcotel.gpu.xid.errors";
 /// `hpcotel.gpu.xid.last` (gauge, `1`): the code of the last Xid error seen (0: none), for
 /// dcgm-exporter's `DCGM_FI_DEV_XID_ERRORS`.
 pub const METRIC_GPU_XID_LAST: &str = "hpcotel.gpu.xid.last";
+
+// --- Rollout traces (Argo CD sync operations) ---
+
+/// `cicd.pipeline.name` (release candidate): on a rollout's root span, the Application name.
+pub const CICD_PIPELINE_NAME: &str = "cicd.pipeline.name";
+/// `cicd.pipeline.action.name`: `SYNC` on a rollout's root span.
+pub const CICD_PIPELINE_ACTION_NAME: &str = "cicd.pipeline.action.name";
+/// `cicd.pipeline.run.id`: the sync operation's identity (`<app uid>/<revision>/<startedAt ns>`).
+pub const CICD_PIPELINE_RUN_ID: &str = "cicd.pipeline.run.id";
+/// `cicd.pipeline.result`: success | failure | error | timeout.
+pub const CICD_PIPELINE_RESULT: &str = "cicd.pipeline.result";
+/// `k8s.object.kind` (as the Collector's k8s_events receiver): a synced resource's kind.
+pub const K8S_OBJECT_KIND: &str = "k8s.object.kind";
+/// `k8s.object.name`: a synced resource's name.
+pub const K8S_OBJECT_NAME: &str = "k8s.object.name";
+/// `hpcotel.argocd.sync.phase`: the operation phase (root span: Succeeded | Failed | Error)
+/// or a resource's sync phase (PreSync | Sync | PostSync).
+pub const HPCOTEL_ARGOCD_SYNC_PHASE: &str = "hpcotel.argocd.sync.phase";
+/// `hpcotel.argocd.sync.status`: a synced resource's result (Synced | SyncFailed | Pruned |
+/// PruneSkipped).
+pub const HPCOTEL_ARGOCD_SYNC_STATUS: &str = "hpcotel.argocd.sync.status";
+/// `hpcotel.argocd.hook.type`: PreSync | Sync | PostSync | SyncFail | Skip, on hook resources.
+pub const HPCOTEL_ARGOCD_HOOK_TYPE: &str = "hpcotel.argocd.hook.type";
+/// `hpcotel.argocd.message`: Argo CD's message about a synced resource.
+pub const HPCOTEL_ARGOCD_MESSAGE: &str = "hpcotel.argocd.message";
+/// `hpcotel.argocd.health.status`: the Application's health when the rollout settled.
+pub const HPCOTEL_ARGOCD_HEALTH_STATUS: &str = "hpcotel.argocd.health.status";
+/// `hpcotel.argocd.resource.count`: how many resources the sync applied.
+pub const HPCOTEL_ARGOCD_RESOURCE_COUNT: &str = "hpcotel.argocd.resource.count";

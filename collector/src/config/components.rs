@@ -82,7 +82,9 @@ impl ReceiverConfig {
             Self::Otlp(_) => &Signal::ALL,
             Self::Host(_) => &[Signal::Metrics],
             Self::Gpu(_) => &[Signal::Metrics, Signal::Logs],
-            // Feeds the Catalog only; started whenever defined.
+            // A node agent feeds the Catalog only and runs whenever defined; the cluster
+            // instance emits rollout traces.
+            Self::Kubernetes(c) if c.mode == kubernetes::Mode::Cluster => &[Signal::Traces],
             Self::Kubernetes(_) => &[],
         }
     }

@@ -34,6 +34,45 @@ pub enum AuthType {
     None,
 }
 
+/// Default `rollouts.settle_timeout`: 10 minutes.
+pub const DEFAULT_SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What this instance does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A node agent (DaemonSet): this node's pods and the Applications, into the Catalog.
+    #[default]
+    Node,
+    /// The one cluster-scoped instance (a single-replica Deployment): emits cluster-scoped
+    /// output — rollout traces — exactly once for the cluster. Watches no pods.
+    Cluster,
+}
+
+/// Rollout traces (cluster mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutsConfig {
+    /// How long after a sync ends the trace waits for the Application to become Healthy or
+    /// Degraded before it is emitted with result `timeout`. Default: `10m`.
+    #[serde(with = "humantime_serde")]
+    pub settle_timeout: std::time::Duration,
+    /// A file remembering which sync operations were already exported, so a restarted
+    /// collector emits no duplicate trace (mount an emptyDir or a volume). Without it, syncs
+    /// that ended before the collector started are taken as exported by the previous run.
+    /// Default: none.
+    pub state_file: Option<std::path::PathBuf>,
+}
+
+impl Default for RolloutsConfig {
+    fn default() -> Self {
+        Self {
+            settle_timeout: DEFAULT_SETTLE_TIMEOUT,
+            state_file: None,
+        }
+    }
+}
+
 /// Argo CD settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,8 +110,13 @@ pub struct Config {
     /// This node: only its pods are watched (`spec.nodeName` field selector). Default: the
     /// `K8S_NODE_NAME` environment variable; without it, every pod of the cluster.
     pub node_name: Option<String>,
+    /// `node` (a DaemonSet agent: correlation only) or `cluster` (the single instance that
+    /// emits rollout traces). Default: `node`.
+    pub mode: Mode,
     /// Argo CD Applications.
     pub argocd: ArgoCdConfig,
+    /// Rollout traces (emitted in `cluster` mode).
+    pub rollouts: RolloutsConfig,
 }
 
 impl Default for Config {
@@ -81,7 +125,9 @@ impl Default for Config {
             auth_type: AuthType::default(),
             endpoint: None,
             node_name: std::env::var(NODE_NAME_ENV).ok().filter(|n| !n.is_empty()),
+            mode: Mode::default(),
             argocd: ArgoCdConfig::default(),
+            rollouts: RolloutsConfig::default(),
         }
     }
 }

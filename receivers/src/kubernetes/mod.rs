@@ -13,12 +13,15 @@
 mod config;
 mod convert;
 mod receiver;
+pub mod rollout;
+pub mod tracker;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::{
-    ArgoCdConfig, AuthType, Config, DEFAULT_ARGOCD_NAMESPACE, NODE_NAME_ENV, TrackingMethod,
+    ArgoCdConfig, AuthType, Config, DEFAULT_ARGOCD_NAMESPACE, DEFAULT_SETTLE_TIMEOUT, Mode,
+    NODE_NAME_ENV, RolloutsConfig, TrackingMethod,
 };
 pub use receiver::{KubernetesReceiver, WORKLOAD_KINDS, client};
 

@@ -8,17 +8,28 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use hpcotel_core::catalog::{ObjectRef, Workload};
-use hpcotel_core::{Catalog, ComponentError, Receiver, ReceiverContext};
+use hpcotel_core::semconv;
+use hpcotel_core::telemetry::{kv, unix_nanos};
+use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
+use tokio::sync::mpsc;
 
-use super::config::{AuthType, Config};
+use super::config::{AuthType, Config, Mode};
 use super::convert;
+use super::tracker::Tracker;
 use super::{Error, Result};
+
+/// `service.name` of rollout traces (what one searches for in Tempo).
+pub const ROLLOUT_SERVICE_NAME: &str = "argocd";
 
 /// Owner chains are at most this deep (Pod → ReplicaSet → Deployment is 2).
 const MAX_OWNER_DEPTH: usize = 6;
@@ -166,12 +177,17 @@ impl Receiver for KubernetesReceiver {
             fetched: Mutex::new(HashMap::new()),
         });
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(watch_pods(
-            client.clone(),
-            config.node_name.clone(),
-            catalog.clone(),
-            owners,
-        ));
+        let cluster = config.mode == Mode::Cluster;
+        if !cluster {
+            tasks.spawn(watch_pods(
+                client.clone(),
+                config.node_name.clone(),
+                catalog.clone(),
+                owners,
+            ));
+        }
+        // Cluster mode: completed rollouts' spans, from every Application watch.
+        let (spans_tx, mut spans_rx) = mpsc::channel::<Vec<Span>>(64);
         let app = api_resource("argoproj.io", "v1alpha1", "Application", "applications");
         let namespaces: Vec<Option<String>> = if config.argocd.namespaces.is_empty() {
             vec![None]
@@ -183,17 +199,63 @@ impl Receiver for KubernetesReceiver {
                 Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &app),
                 None => Api::<DynamicObject>::all_with(client.clone(), &app),
             };
+            let rollouts = cluster.then(|| {
+                (
+                    Tracker::new(&config.rollouts, unix_nanos(SystemTime::now())),
+                    spans_tx.clone(),
+                )
+            });
             tasks.spawn(watch_apps(
                 api,
                 ns,
                 catalog.clone(),
                 config.argocd.environment_label.clone(),
+                rollouts,
             ));
         }
-        tracing::info!(receiver = %ctx.id, node = ?config.node_name, "watching Kubernetes");
-        ctx.shutdown.cancelled().await;
+        drop(spans_tx);
+        tracing::info!(receiver = %ctx.id, mode = ?config.mode, node = ?config.node_name, "watching Kubernetes");
+        loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                spans = spans_rx.recv() => match spans {
+                    Some(spans) => send_rollout(&ctx, spans).await,
+                    None => ctx.shutdown.cancelled().await,
+                },
+            }
+        }
         tasks.shutdown().await;
+        // Rollouts completed just before shutdown are still delivered.
+        while let Ok(spans) = spans_rx.try_recv() {
+            send_rollout(&ctx, spans).await;
+        }
         Ok(())
+    }
+}
+
+/// Hands one rollout trace to the traces pipelines (waiting for room: rollouts are rare and
+/// each is the whole story of one deploy).
+async fn send_rollout(ctx: &ReceiverContext, spans: Vec<Span>) {
+    let n = spans.len();
+    let batch = Batch::Traces(vec![ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv(semconv::SERVICE_NAME, ROLLOUT_SERVICE_NAME)],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: semconv::SCOPE_NAME.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                ..Default::default()
+            }),
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    match ctx.outputs.send(batch).await {
+        Ok(()) => tracing::debug!(receiver = %ctx.id, spans = n, "rollout trace emitted"),
+        Err(e) => tracing::warn!(receiver = %ctx.id, error = %e, "rollout trace not delivered"),
     }
 }
 
@@ -352,6 +414,7 @@ async fn watch_apps(
     namespace: Option<String>,
     catalog: Catalog,
     environment_label: Option<String>,
+    mut rollouts: Option<(Tracker, mpsc::Sender<Vec<Span>>)>,
 ) {
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
@@ -362,7 +425,30 @@ async fn watch_apps(
     };
     let mut relist: Option<Vec<hpcotel_core::catalog::ArgoApp>> = None;
     let in_scope = |ns: &str| namespace.as_deref().is_none_or(|n| n == ns);
-    while let Some(event) = health.next(&mut stream).await {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let event = tokio::select! {
+            e = health.next(&mut stream) => match e {
+                Some(e) => e,
+                None => return,
+            },
+            _ = tick.tick() => {
+                if let Some((tracker, tx)) = &mut rollouts {
+                    for spans in tracker.tick(unix_nanos(SystemTime::now())) {
+                        let _ = tx.send(spans).await;
+                    }
+                }
+                continue;
+            }
+        };
+        if let (Some((tracker, tx)), Event::InitApply(o) | Event::Apply(o)) =
+            (&mut rollouts, &event)
+        {
+            for spans in tracker.observe(o, unix_nanos(SystemTime::now())) {
+                let _ = tx.send(spans).await;
+            }
+        }
         let env = environment_label.as_deref();
         match event {
             Event::Init => relist = Some(Vec::new()),

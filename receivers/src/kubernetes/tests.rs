@@ -115,6 +115,7 @@ fn config(api: &FakeApiServer) -> Config {
             environment_label: Some("env".into()),
             ..Default::default()
         },
+        ..Default::default()
     }
 }
 
@@ -379,4 +380,133 @@ fn config_needs_an_endpoint_without_auth() {
     assert_eq!(c.argocd.tracking_method, TrackingMethod::Label);
     let bad = serde_yaml::from_str::<Config>("argocd: { tracking: label }\n").unwrap_err();
     assert!(bad.to_string().contains("tracking"), "{bad}");
+}
+
+fn synced_app(started: &str, phase: &str, finished: Option<&str>, health: &str) -> Value {
+    let mut app = application();
+    let mut state = json!({
+        "operation": {"sync": {"revision": "ccc"}, "initiatedBy": {"automated": true}},
+        "phase": phase, "message": "", "startedAt": started,
+        "syncResult": {"revision": "ccc", "resources": [
+            {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "trainer",
+             "status": "Synced", "message": "deployment.apps/trainer configured", "syncPhase": "Sync"}
+        ]}
+    });
+    if let Some(f) = finished {
+        state["finishedAt"] = json!(f);
+    }
+    app["status"]["operationState"] = state;
+    app["status"]["health"] = json!({"status": health});
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
+    use hpcotel_core::{Batch, Signal, channel};
+    let api = FakeApiServer::start().await;
+    api.apply(synced_app(
+        "2026-11-25T07:00:00Z",
+        "Running",
+        None,
+        "Healthy",
+    ));
+    let mut cfg = config(&api);
+    cfg.mode = Mode::Cluster;
+    let catalog = Catalog::new();
+    let receiver = KubernetesReceiver::new(&cfg, catalog.clone())
+        .await
+        .unwrap();
+    let stats = Telemetry::default().register(
+        ComponentKind::Receiver,
+        ComponentId::new("kubernetes", None),
+    );
+    let (tx, mut rx) = channel::channel(10_000);
+    let mut outputs = Outputs::new(stats);
+    outputs.add(Signal::Traces, "traces", tx);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
+        id: ComponentId::new("kubernetes", None),
+        outputs,
+        shutdown: stop.clone(),
+    }));
+    wait_for(&catalog, "the app listed", |s| s.apps.contains_key("train")).await;
+    // The sync ends (health still the old one), the app progresses, then becomes Healthy.
+    api.apply(synced_app(
+        "2026-11-25T07:00:00Z",
+        "Succeeded",
+        Some("2026-11-25T07:00:12Z"),
+        "Healthy",
+    ));
+    api.apply(synced_app(
+        "2026-11-25T07:00:00Z",
+        "Succeeded",
+        Some("2026-11-25T07:00:12Z"),
+        "Progressing",
+    ));
+    api.apply(synced_app(
+        "2026-11-25T07:00:00Z",
+        "Succeeded",
+        Some("2026-11-25T07:00:12Z"),
+        "Healthy",
+    ));
+    let batch = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a rollout trace")
+        .unwrap();
+    let Batch::Traces(rs) = batch else {
+        panic!("expected traces")
+    };
+    let spans = &rs[0].scope_spans[0].spans;
+    assert_eq!(spans[0].name, "SYNC train");
+    assert_eq!(spans.len(), 3, "root, the Deployment, health");
+    // A second sync of the same revision is a second trace, with another id.
+    api.apply(synced_app(
+        "2026-11-25T08:00:00Z",
+        "Failed",
+        Some("2026-11-25T08:00:05Z"),
+        "Healthy",
+    ));
+    let batch = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a second rollout trace")
+        .unwrap();
+    let Batch::Traces(rs2) = batch else {
+        panic!("expected traces")
+    };
+    let second = &rs2[0].scope_spans[0].spans[0];
+    assert_ne!(second.trace_id, spans[0].trace_id);
+    assert_eq!(
+        second.status.as_ref().unwrap().code,
+        2,
+        "ERROR: the sync failed"
+    );
+    // Further updates of an exported operation emit nothing more: the next trace out is the
+    // third sync's (events are handled in order).
+    api.apply(synced_app(
+        "2026-11-25T08:00:00Z",
+        "Failed",
+        Some("2026-11-25T08:00:05Z"),
+        "Degraded",
+    ));
+    api.apply(synced_app(
+        "2026-11-25T09:00:00Z",
+        "Error",
+        Some("2026-11-25T09:00:01Z"),
+        "Healthy",
+    ));
+    let batch = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a third rollout trace")
+        .unwrap();
+    let Batch::Traces(rs3) = batch else {
+        panic!("expected traces")
+    };
+    let third = &rs3[0].scope_spans[0].spans[0];
+    assert_ne!(
+        third.trace_id, second.trace_id,
+        "no duplicate of the second sync"
+    );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert!(rx.recv().await.is_none(), "nothing else");
 }

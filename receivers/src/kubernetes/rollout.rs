@@ -1,0 +1,473 @@
+//! Rollout traces: one trace per Argo CD sync operation.
+//!
+//! The trace id is derived from (application UID, revision, operation `startedAt`) alone, so
+//! every replica and every restart of the collector derives the same id for the same
+//! operation. The trace holds a root span `SYNC <app>` covering the operation, one child span
+//! per synced resource (`status.operationState.syncResult.resources[]`), and a `health <app>`
+//! child from the end of the sync until the application settles (Healthy or Degraded) or the
+//! settle window ends. It is built once the story is complete, so the root's status can say
+//! how the rollout ended: ERROR on a Failed/Error operation or a Degraded application.
+
+use hpcotel_core::semconv;
+use hpcotel_core::telemetry::{kv, kv_int};
+use kube::core::DynamicObject;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status, span, status};
+use serde_json::Value;
+
+use super::convert::rfc3339_nanos;
+
+/// One resource a sync applied (`syncResult.resources[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedResource {
+    /// `kind`.
+    pub kind: String,
+    /// `namespace`.
+    pub namespace: String,
+    /// `name`.
+    pub name: String,
+    /// `status`: Synced | SyncFailed | Pruned | PruneSkipped.
+    pub status: String,
+    /// `message`.
+    pub message: String,
+    /// `hookType`, for hooks (PreSync, Sync, PostSync, SyncFail, Skip).
+    pub hook_type: Option<String>,
+    /// `syncPhase`.
+    pub sync_phase: Option<String>,
+}
+
+/// One Argo CD sync operation, from an Application's `status.operationState`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    /// Application name.
+    pub app: String,
+    /// Application UID.
+    pub app_uid: String,
+    /// Where the application deploys (`spec.destination.namespace`).
+    pub destination_namespace: Option<String>,
+    /// The repository (`spec.source.repoURL`).
+    pub repo_url: Option<String>,
+    /// The revision synced (`syncResult.revision`, else `operation.sync.revision`).
+    pub revision: String,
+    /// `phase`: Running | Terminating | Failed | Error | Succeeded.
+    pub phase: String,
+    /// `message`.
+    pub message: String,
+    /// `startedAt`, Unix ns.
+    pub started_unix_nano: u64,
+    /// `finishedAt`, Unix ns.
+    pub finished_unix_nano: Option<u64>,
+    /// The resources applied.
+    pub resources: Vec<SyncedResource>,
+}
+
+impl Operation {
+    /// The operation's identity: the same for every observation of one sync.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.app_uid, self.revision, self.started_unix_nano
+        )
+    }
+
+    /// True once the operation has ended.
+    pub fn finished(&self) -> bool {
+        matches!(self.phase.as_str(), "Succeeded" | "Failed" | "Error")
+    }
+
+    /// True when the sync itself failed.
+    pub fn failed(&self) -> bool {
+        matches!(self.phase.as_str(), "Failed" | "Error")
+    }
+}
+
+fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key)?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The sync operation an Application object describes, if it has one with a revision.
+pub fn operation(obj: &DynamicObject) -> Option<Operation> {
+    let data = &obj.data;
+    let state = data.get("status")?.get("operationState")?;
+    let result = state.get("syncResult");
+    let revision = result
+        .and_then(|r| str_of(r, "revision"))
+        .or_else(|| {
+            result?
+                .get("revisions")?
+                .get(0)?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .or_else(|| str_of(state.get("operation")?.get("sync")?, "revision"))?;
+    let resources = result
+        .and_then(|r| r.get("resources"))
+        .and_then(Value::as_array)
+        .map(|rs| {
+            rs.iter()
+                .map(|r| SyncedResource {
+                    kind: str_of(r, "kind").unwrap_or_default(),
+                    namespace: str_of(r, "namespace").unwrap_or_default(),
+                    name: str_of(r, "name").unwrap_or_default(),
+                    status: str_of(r, "status").unwrap_or_default(),
+                    message: str_of(r, "message").unwrap_or_default(),
+                    hook_type: str_of(r, "hookType"),
+                    sync_phase: str_of(r, "syncPhase"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let spec = data.get("spec");
+    Some(Operation {
+        app: obj.metadata.name.clone().unwrap_or_default(),
+        app_uid: obj.metadata.uid.clone().unwrap_or_default(),
+        destination_namespace: spec
+            .and_then(|s| s.get("destination"))
+            .and_then(|d| str_of(d, "namespace")),
+        repo_url: spec
+            .and_then(|s| s.get("source"))
+            .and_then(|s| str_of(s, "repoURL"))
+            .or_else(|| {
+                spec?
+                    .get("sources")?
+                    .get(0)
+                    .and_then(|s| str_of(s, "repoURL"))
+            }),
+        revision,
+        phase: str_of(state, "phase").unwrap_or_default(),
+        message: str_of(state, "message").unwrap_or_default(),
+        started_unix_nano: rfc3339_nanos(state.get("startedAt")?.as_str()?)?,
+        finished_unix_nano: state
+            .get("finishedAt")
+            .and_then(Value::as_str)
+            .and_then(rfc3339_nanos),
+        resources,
+    })
+}
+
+/// `status.health.status` of an Application object.
+pub fn health(obj: &DynamicObject) -> Option<String> {
+    str_of(obj.data.get("status")?.get("health")?, "status")
+}
+
+/// FNV-1a, 64 bits, from a given offset basis: stable across builds and platforms (unlike
+/// `std`'s hashers), which is what makes the ids the same in every collector.
+fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(basis, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+const BASIS_A: u64 = 0xcbf2_9ce4_8422_2325;
+const BASIS_B: u64 = 0x6c62_272e_07bb_0142;
+
+/// The trace id of the operation (application UID, revision, startedAt).
+pub fn trace_id(op: &Operation) -> [u8; 16] {
+    let key = op.key();
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&fnv1a(BASIS_A, key.as_bytes()).to_be_bytes());
+    id[8..].copy_from_slice(&fnv1a(BASIS_B, key.as_bytes()).to_be_bytes());
+    id
+}
+
+/// A span id derived from the trace id and what the span is about.
+pub fn span_id(trace: &[u8; 16], what: &str) -> [u8; 8] {
+    let mut bytes = trace.to_vec();
+    bytes.extend_from_slice(what.as_bytes());
+    let id = fnv1a(BASIS_A, &bytes);
+    // 0 is an invalid span id.
+    id.max(1).to_be_bytes()
+}
+
+/// The root span's id (what correlated logs point at).
+pub fn root_span_id(op: &Operation) -> [u8; 8] {
+    span_id(&trace_id(op), "root")
+}
+
+/// How the application settled after the sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The health status at the end (`Healthy`, `Degraded`, or the last seen when the window
+    /// ran out).
+    pub health: String,
+    /// When it was observed, Unix ns.
+    pub at_unix_nano: u64,
+    /// True when the settle window ran out first.
+    pub timed_out: bool,
+}
+
+fn error_status(message: impl Into<String>) -> Option<Status> {
+    Some(Status {
+        code: status::StatusCode::Error as i32,
+        message: message.into(),
+    })
+}
+
+fn ok_status() -> Option<Status> {
+    Some(Status {
+        code: status::StatusCode::Ok as i32,
+        message: String::new(),
+    })
+}
+
+/// `cicd.pipeline.result` of the rollout.
+pub fn result(op: &Operation, settled: &Settled) -> &'static str {
+    match op.phase.as_str() {
+        "Error" => "error",
+        "Failed" => "failure",
+        _ if settled.health == "Degraded" => "failure",
+        _ if settled.timed_out => "timeout",
+        _ => "success",
+    }
+}
+
+/// The spans of one completed rollout: root, one per synced resource, health settling.
+pub fn spans(op: &Operation, settled: &Settled) -> Vec<Span> {
+    let trace = trace_id(op);
+    let root = span_id(&trace, "root");
+    let finished = op.finished_unix_nano.unwrap_or(settled.at_unix_nano);
+    let end = settled.at_unix_nano.max(finished);
+    let result = result(op, settled);
+    let mut attributes: Vec<KeyValue> = vec![
+        kv(semconv::CICD_PIPELINE_NAME, op.app.clone()),
+        kv(semconv::CICD_PIPELINE_ACTION_NAME, "SYNC"),
+        kv(semconv::CICD_PIPELINE_RUN_ID, op.key()),
+        kv(semconv::CICD_PIPELINE_RESULT, result),
+        kv(semconv::VCS_REF_HEAD_REVISION, op.revision.clone()),
+        kv(semconv::HPCOTEL_ARGOCD_APPLICATION, op.app.clone()),
+        kv(semconv::HPCOTEL_ARGOCD_SYNC_PHASE, op.phase.clone()),
+        kv(
+            semconv::HPCOTEL_ARGOCD_HEALTH_STATUS,
+            settled.health.clone(),
+        ),
+    ];
+    if let Some(url) = &op.repo_url {
+        attributes.push(kv(semconv::VCS_REPOSITORY_URL_FULL, url.clone()));
+    }
+    if let Some(ns) = &op.destination_namespace {
+        attributes.push(kv(semconv::K8S_NAMESPACE_NAME, ns.clone()));
+    }
+    attributes.push(kv_int(
+        semconv::HPCOTEL_ARGOCD_RESOURCE_COUNT,
+        op.resources.len() as i64,
+    ));
+    let root_status = if result == "success" {
+        ok_status()
+    } else if op.failed() {
+        error_status(op.message.clone())
+    } else if settled.health == "Degraded" {
+        error_status(format!("application {} is Degraded after the sync", op.app))
+    } else {
+        error_status(format!(
+            "application {} did not become Healthy within the settle window (last: {})",
+            op.app, settled.health
+        ))
+    };
+    let mut spans = vec![Span {
+        trace_id: trace.to_vec(),
+        span_id: root.to_vec(),
+        name: format!("SYNC {}", op.app),
+        kind: span::SpanKind::Internal as i32,
+        start_time_unix_nano: op.started_unix_nano,
+        end_time_unix_nano: end,
+        attributes,
+        status: root_status,
+        ..Default::default()
+    }];
+    for r in &op.resources {
+        let mut attributes = vec![
+            kv(semconv::K8S_OBJECT_KIND, r.kind.clone()),
+            kv(semconv::K8S_OBJECT_NAME, r.name.clone()),
+            kv(semconv::HPCOTEL_ARGOCD_SYNC_STATUS, r.status.clone()),
+        ];
+        if !r.namespace.is_empty() {
+            attributes.push(kv(semconv::K8S_NAMESPACE_NAME, r.namespace.clone()));
+        }
+        if let Some(h) = &r.hook_type {
+            attributes.push(kv(semconv::HPCOTEL_ARGOCD_HOOK_TYPE, h.clone()));
+        }
+        if let Some(p) = &r.sync_phase {
+            attributes.push(kv(semconv::HPCOTEL_ARGOCD_SYNC_PHASE, p.clone()));
+        }
+        if !r.message.is_empty() {
+            attributes.push(kv(semconv::HPCOTEL_ARGOCD_MESSAGE, r.message.clone()));
+        }
+        let status = if r.status == "SyncFailed" {
+            error_status(r.message.clone())
+        } else {
+            None
+        };
+        spans.push(Span {
+            trace_id: trace.to_vec(),
+            span_id: span_id(
+                &trace,
+                &format!("resource/{}/{}/{}", r.kind, r.namespace, r.name),
+            )
+            .to_vec(),
+            parent_span_id: root.to_vec(),
+            name: format!("{} {}", r.kind, r.name),
+            kind: span::SpanKind::Internal as i32,
+            start_time_unix_nano: op.started_unix_nano,
+            end_time_unix_nano: finished,
+            attributes,
+            status,
+            ..Default::default()
+        });
+    }
+    spans.push(Span {
+        trace_id: trace.to_vec(),
+        span_id: span_id(&trace, "health").to_vec(),
+        parent_span_id: root.to_vec(),
+        name: format!("health {}", op.app),
+        kind: span::SpanKind::Internal as i32,
+        start_time_unix_nano: finished,
+        end_time_unix_nano: end,
+        attributes: vec![kv(
+            semconv::HPCOTEL_ARGOCD_HEALTH_STATUS,
+            settled.health.clone(),
+        )],
+        status: if settled.health == "Degraded" {
+            error_status(format!("application {} is Degraded", op.app))
+        } else {
+            None
+        },
+        ..Default::default()
+    });
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(revision: &str, started: &str, phase: &str, finished: Option<&str>) -> DynamicObject {
+        let mut state = serde_json::json!({
+            "operation": {"sync": {"revision": revision}},
+            "phase": phase,
+            "message": if phase == "Failed" { "one or more objects failed to apply" } else { "successfully synced" },
+            "startedAt": started,
+            "syncResult": {"revision": revision, "resources": [
+                {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "trainer", "status": "Synced", "message": "deployment.apps/trainer configured", "syncPhase": "Sync"},
+                {"group": "batch", "version": "v1", "kind": "Job", "namespace": "ml", "name": "migrate", "status": "SyncFailed", "message": "Job has reached the specified backoff limit", "hookType": "PreSync", "syncPhase": "PreSync"}
+            ]}
+        });
+        if let Some(f) = finished {
+            state["finishedAt"] = serde_json::json!(f);
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "train", "namespace": "argocd", "uid": "uid-app"},
+            "spec": {"source": {"repoURL": "https://git.example.com/ml.git"}, "destination": {"namespace": "ml"}},
+            "status": {"operationState": state, "health": {"status": "Progressing"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_trace_id_depends_on_app_revision_and_start_only() {
+        let running = operation(&app("bbb", "2026-11-25T07:00:00Z", "Running", None)).unwrap();
+        let done = operation(&app(
+            "bbb",
+            "2026-11-25T07:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T07:00:12Z"),
+        ))
+        .unwrap();
+        assert!(!running.finished() && done.finished());
+        assert_eq!(
+            trace_id(&running),
+            trace_id(&done),
+            "in flight and finished: one trace"
+        );
+        let again = operation(&app("bbb", "2026-11-25T08:00:00Z", "Succeeded", None)).unwrap();
+        assert_ne!(
+            trace_id(&done),
+            trace_id(&again),
+            "a second sync of the same revision"
+        );
+        let other = operation(&app("ccc", "2026-11-25T07:00:00Z", "Succeeded", None)).unwrap();
+        assert_ne!(trace_id(&done), trace_id(&other));
+        // Stable across builds: a fixed input has a fixed id.
+        assert_eq!(hex(&trace_id(&done)), hex(&trace_id(&done.clone())));
+        assert_ne!(trace_id(&done), [0; 16]);
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn a_degraded_rollout_is_an_error_with_one_child_per_resource() {
+        let op = operation(&app(
+            "bbb",
+            "2026-11-25T07:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T07:00:12Z"),
+        ))
+        .unwrap();
+        let settled = Settled {
+            health: "Degraded".into(),
+            at_unix_nano: op.finished_unix_nano.unwrap() + 30_000_000_000,
+            timed_out: false,
+        };
+        let spans = spans(&op, &settled);
+        assert_eq!(spans.len(), 1 + 2 + 1);
+        let root = &spans[0];
+        assert_eq!(root.name, "SYNC train");
+        assert!(root.parent_span_id.is_empty());
+        assert_eq!(
+            root.status.as_ref().unwrap().code,
+            status::StatusCode::Error as i32
+        );
+        assert_eq!(root.end_time_unix_nano, settled.at_unix_nano);
+        assert_eq!(result(&op, &settled), "failure");
+        for s in &spans[1..] {
+            assert_eq!(s.trace_id, root.trace_id);
+            assert_eq!(s.parent_span_id, root.span_id);
+        }
+        let failed_job = spans.iter().find(|s| s.name == "Job migrate").unwrap();
+        assert_eq!(
+            failed_job.status.as_ref().unwrap().message,
+            "Job has reached the specified backoff limit"
+        );
+        let ids: std::collections::HashSet<_> = spans.iter().map(|s| s.span_id.clone()).collect();
+        assert_eq!(ids.len(), spans.len(), "distinct span ids");
+    }
+
+    #[test]
+    fn a_healthy_rollout_is_ok_and_a_failed_sync_is_an_error() {
+        let op = operation(&app(
+            "bbb",
+            "2026-11-25T07:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T07:00:12Z"),
+        ))
+        .unwrap();
+        let healthy = Settled {
+            health: "Healthy".into(),
+            at_unix_nano: op.finished_unix_nano.unwrap(),
+            timed_out: false,
+        };
+        assert_eq!(
+            spans(&op, &healthy)[0].status.as_ref().unwrap().code,
+            status::StatusCode::Ok as i32
+        );
+        assert_eq!(result(&op, &healthy), "success");
+        let failed = operation(&app(
+            "bbb",
+            "2026-11-25T07:00:00Z",
+            "Failed",
+            Some("2026-11-25T07:00:12Z"),
+        ))
+        .unwrap();
+        let root = &spans(&failed, &healthy)[0];
+        assert_eq!(
+            root.status.as_ref().unwrap().message,
+            "one or more objects failed to apply"
+        );
+        assert_eq!(result(&failed, &healthy), "failure");
+    }
+}

@@ -1,0 +1,391 @@
+//! [`Tracker`]: follows Argo CD sync operations across Application updates and decides when a
+//! rollout's trace is complete, exactly once per operation.
+//!
+//! A rollout is complete when its sync failed, or when, after the sync ended, a later update
+//! shows the Application Healthy or Degraded (the update that ends a sync can still carry the
+//! health from before it), or when `settle_timeout` has passed since the end. Exported
+//! operations are remembered (in `state_file` when configured, so a restart does not repeat
+//! them; otherwise syncs that ended before this collector started count as exported by the
+//! previous run). An operation in flight when the collector restarts is completed by the new
+//! one under the same trace id, which is derived from the operation itself.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::core::DynamicObject;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+use super::config::RolloutsConfig;
+use super::rollout::{self, Operation, Settled};
+
+/// Exported operations remembered (and persisted) at most.
+pub const REMEMBERED_OPERATIONS: usize = 4096;
+
+#[derive(Debug)]
+struct Pending {
+    op: Operation,
+    /// An update after the one that ended the sync has been seen.
+    seen_finished: bool,
+    last_health: String,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Tracker {
+    settle: Duration,
+    state_file: Option<PathBuf>,
+    started_unix_nano: u64,
+    exported: HashSet<String>,
+    order: VecDeque<String>,
+    pending: HashMap<String, Pending>,
+}
+
+fn settled_health(h: &str) -> bool {
+    matches!(h, "Healthy" | "Degraded")
+}
+
+impl Tracker {
+    /// A tracker started at `now` (Unix ns), loading `state_file` when configured (a missing
+    /// file is an empty state; an unreadable one is logged and treated as empty).
+    pub fn new(config: &RolloutsConfig, now: u64) -> Tracker {
+        let mut t = Tracker {
+            settle: config.settle_timeout,
+            state_file: config.state_file.clone(),
+            started_unix_nano: now,
+            exported: HashSet::new(),
+            order: VecDeque::new(),
+            pending: HashMap::new(),
+        };
+        if let Some(path) = &t.state_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match serde_json::from_str::<Vec<String>>(&text) {
+                    Ok(keys) => keys.into_iter().for_each(|k| t.remember(k)),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "rollout state file unreadable; starting empty")
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot read the rollout state file; starting empty")
+                }
+            }
+        }
+        t
+    }
+
+    fn remember(&mut self, key: String) {
+        if self.exported.insert(key.clone()) {
+            self.order.push_back(key);
+            while self.order.len() > REMEMBERED_OPERATIONS {
+                if let Some(old) = self.order.pop_front() {
+                    self.exported.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn persist(&self) {
+        let Some(path) = &self.state_file else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_string(&self.order).unwrap_or_else(|_| "[]".into());
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write the rollout state file; a restart may repeat a rollout trace");
+        }
+    }
+
+    fn export(&mut self, op: Operation, settled: Settled) -> Vec<Span> {
+        let key = op.key();
+        self.pending.remove(&key);
+        self.remember(key);
+        self.persist();
+        rollout::spans(&op, &settled)
+    }
+
+    /// An Application was seen (listed or watched) at `now`: the spans of every rollout this
+    /// completes.
+    pub fn observe(&mut self, app: &DynamicObject, now: u64) -> Vec<Vec<Span>> {
+        let Some(op) = rollout::operation(app) else {
+            return Vec::new();
+        };
+        let key = op.key();
+        if self.exported.contains(&key) {
+            return Vec::new();
+        }
+        let health = rollout::health(app).unwrap_or_else(|| "Unknown".into());
+        if !op.finished() {
+            self.pending.insert(
+                key,
+                Pending {
+                    op,
+                    seen_finished: false,
+                    last_health: health,
+                },
+            );
+            return Vec::new();
+        }
+        let known = self.pending.contains_key(&key);
+        let ended = op.finished_unix_nano.unwrap_or(now);
+        if !known && self.state_file.is_none() && ended < self.started_unix_nano {
+            // Ended before this collector started and never seen in flight: the previous
+            // run exported it (there is no state file to say otherwise).
+            self.remember(key);
+            return Vec::new();
+        }
+        if op.failed() || health == "Degraded" {
+            let settled = Settled {
+                health,
+                at_unix_nano: now.max(ended),
+                timed_out: false,
+            };
+            return vec![self.export(op, settled)];
+        }
+        let entry = self.pending.entry(key).or_insert(Pending {
+            op: op.clone(),
+            seen_finished: false,
+            last_health: health.clone(),
+        });
+        entry.op = op;
+        let complete = entry.seen_finished && settled_health(&health);
+        entry.seen_finished = true;
+        entry.last_health = health.clone();
+        if complete {
+            let op = entry.op.clone();
+            return vec![self.export(
+                op,
+                Settled {
+                    health,
+                    at_unix_nano: now.max(ended),
+                    timed_out: false,
+                },
+            )];
+        }
+        Vec::new()
+    }
+
+    /// Time passed: the spans of rollouts whose settle window ended by `now`.
+    pub fn tick(&mut self, now: u64) -> Vec<Vec<Span>> {
+        let settle = u64::try_from(self.settle.as_nanos()).unwrap_or(u64::MAX);
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.op.finished()
+                    && p.op
+                        .finished_unix_nano
+                        .is_some_and(|f| f.saturating_add(settle) <= now)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for k in due {
+            let Some(p) = self.pending.remove(&k) else {
+                continue;
+            };
+            let at =
+                p.op.finished_unix_nano
+                    .unwrap_or(now)
+                    .saturating_add(settle);
+            // Healthy the whole window without a later update: a settled success.
+            let timed_out = !settled_health(&p.last_health);
+            let settled = Settled {
+                health: p.last_health,
+                at_unix_nano: at,
+                timed_out,
+            };
+            out.push(self.export(p.op, settled));
+        }
+        out
+    }
+
+    /// Operations waiting to complete.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const S: u64 = 1_000_000_000;
+
+    fn app(
+        revision: &str,
+        started: &str,
+        phase: &str,
+        finished: Option<&str>,
+        health: &str,
+    ) -> DynamicObject {
+        let mut state = json!({"phase": phase, "message": "", "startedAt": started,
+                               "syncResult": {"revision": revision, "resources": []}});
+        if let Some(f) = finished {
+            state["finishedAt"] = json!(f);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "train", "namespace": "argocd", "uid": "uid-app"},
+            "spec": {}, "status": {"operationState": state, "health": {"status": health}}
+        }))
+        .unwrap()
+    }
+
+    fn ts(s: &str) -> u64 {
+        super::super::convert::rfc3339_nanos(s).unwrap()
+    }
+
+    #[test]
+    fn a_rollout_completes_once_when_health_settles_after_the_sync() {
+        let start = ts("2026-11-25T06:59:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        assert!(
+            t.observe(
+                &app("b", "2026-11-25T07:00:00Z", "Running", None, "Healthy"),
+                start + 60 * S
+            )
+            .is_empty()
+        );
+        let done = app(
+            "b",
+            "2026-11-25T07:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T07:00:12Z"),
+            "Healthy",
+        );
+        assert!(
+            t.observe(&done, start + 73 * S).is_empty(),
+            "the health on the finishing update may be stale"
+        );
+        let progressing = app(
+            "b",
+            "2026-11-25T07:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T07:00:12Z"),
+            "Progressing",
+        );
+        assert!(t.observe(&progressing, start + 80 * S).is_empty());
+        let healthy = app(
+            "b",
+            "2026-11-25T07:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T07:00:12Z"),
+            "Healthy",
+        );
+        let out = t.observe(&healthy, start + 95 * S);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0][0].end_time_unix_nano, start + 95 * S);
+        assert!(
+            t.observe(&healthy, start + 99 * S).is_empty(),
+            "exactly once"
+        );
+        assert!(t.tick(start + 3600 * S).is_empty());
+    }
+
+    #[test]
+    fn degraded_and_failed_complete_at_once_and_silence_times_out() {
+        let start = ts("2026-11-25T06:00:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        let failed = app(
+            "b",
+            "2026-11-25T07:00:00Z",
+            "Failed",
+            Some("2026-11-25T07:00:12Z"),
+            "Healthy",
+        );
+        assert_eq!(t.observe(&failed, ts("2026-11-25T07:00:13Z")).len(), 1);
+        let degraded = app(
+            "c",
+            "2026-11-25T08:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T08:00:10Z"),
+            "Degraded",
+        );
+        assert_eq!(t.observe(&degraded, ts("2026-11-25T08:00:11Z")).len(), 1);
+        let quiet = app(
+            "d",
+            "2026-11-25T09:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T09:00:10Z"),
+            "Progressing",
+        );
+        assert!(t.observe(&quiet, ts("2026-11-25T09:00:11Z")).is_empty());
+        assert!(
+            t.tick(ts("2026-11-25T09:05:00Z")).is_empty(),
+            "window not over"
+        );
+        let out = t.tick(ts("2026-11-25T09:10:10Z"));
+        assert_eq!(out.len(), 1);
+        let result = out[0][0]
+            .attributes
+            .iter()
+            .find(|kv| kv.key == hpcotel_core::semconv::CICD_PIPELINE_RESULT)
+            .unwrap();
+        assert_eq!(
+            format!("{:?}", result.value),
+            format!("{:?}", hpcotel_core::telemetry::kv("x", "timeout").value)
+        );
+    }
+
+    #[test]
+    fn a_restart_with_a_state_file_repeats_nothing_and_finishes_what_was_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RolloutsConfig {
+            state_file: Some(dir.path().join("rollouts.json")),
+            ..Default::default()
+        };
+        let start = ts("2026-11-25T06:00:00Z");
+        let first = app(
+            "a",
+            "2026-11-25T06:10:00Z",
+            "Failed",
+            Some("2026-11-25T06:10:05Z"),
+            "Healthy",
+        );
+        let mut t = Tracker::new(&config, start);
+        let exported = t.observe(&first, ts("2026-11-25T06:10:06Z"));
+        assert_eq!(exported.len(), 1);
+        let in_flight = app("b", "2026-11-25T07:00:00Z", "Running", None, "Healthy");
+        assert!(t.observe(&in_flight, ts("2026-11-25T07:00:01Z")).is_empty());
+        drop(t);
+        // The restarted collector lists both again.
+        let mut t = Tracker::new(&config, ts("2026-11-25T07:00:30Z"));
+        assert!(
+            t.observe(&first, ts("2026-11-25T07:00:31Z")).is_empty(),
+            "already exported"
+        );
+        assert!(t.observe(&in_flight, ts("2026-11-25T07:00:31Z")).is_empty());
+        let failed = app(
+            "b",
+            "2026-11-25T07:00:00Z",
+            "Failed",
+            Some("2026-11-25T07:00:40Z"),
+            "Healthy",
+        );
+        let out = t.observe(&failed, ts("2026-11-25T07:00:41Z"));
+        assert_eq!(out.len(), 1);
+        let expected = rollout::trace_id(&rollout::operation(&in_flight).unwrap());
+        assert_eq!(
+            out[0][0].trace_id,
+            expected.to_vec(),
+            "the same trace id as before the restart"
+        );
+    }
+
+    #[test]
+    fn without_a_state_file_syncs_that_ended_before_start_are_not_repeated() {
+        let start = ts("2026-11-25T10:00:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        let old = app(
+            "a",
+            "2026-11-25T06:10:00Z",
+            "Failed",
+            Some("2026-11-25T06:10:05Z"),
+            "Degraded",
+        );
+        assert!(t.observe(&old, start + S).is_empty());
+        assert_eq!(t.pending(), 0);
+    }
+}

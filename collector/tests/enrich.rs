@@ -5,13 +5,14 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::Hpcotel;
 use common::otlp::metrics_request;
+use hpcotel_core::catalog::{rollout_span_id, rollout_trace_id};
 use hpcotel_core::semconv;
 use hpcotel_testkit::kube::{FakeApiServer, fixtures};
-use hpcotel_testkit::nvml::{FakeNvml, Scenario};
+use hpcotel_testkit::nvml::{Event, FakeNvml, Scenario};
 use hpcotel_testkit::podresources::{FakeKubelet, FakePod};
 use hpcotel_testkit::sink::{OtlpSink, Received, any_value_string};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -57,14 +58,22 @@ async fn gpu_and_otlp_data_carry_the_revision_of_the_pod_that_produced_them() {
     // The cluster: app `train` deployed revision aaa, then bbb; a ReplicaSet per revision,
     // one pod each on this node.
     let api = FakeApiServer::start().await;
+    // Revision bbb's sync is still running: it started a minute ago.
+    let started =
+        humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60)).to_string();
     api.apply(fixtures::argocd_application(
         "argocd",
         "train",
         "uid-app",
         "https://git.example.com/ml/train.git",
         "bbb",
-        "Healthy",
-        None,
+        "Progressing",
+        Some(fixtures::ArgoOperation {
+            phase: "Running",
+            message: "waiting for healthy state of apps/Deployment/trainer",
+            started_at: &started,
+            finished_at: None,
+        }),
         &[
             (1, "aaa", "2026-11-25T06:00:00Z", "2026-11-25T06:00:10Z"),
             (2, "bbb", "2026-11-25T07:00:00Z", "2026-11-25T07:00:12Z"),
@@ -142,6 +151,7 @@ service:
   telemetry: {{ metrics: {{ level: none }} }}
   pipelines:
     metrics: {{ receivers: [otlp, gpu], processors: [enrich], exporters: [otlp] }}
+    logs: {{ receivers: [gpu], processors: [enrich], exporters: [otlp] }}
 "#,
         lib = fake.library_path().display(),
         sock = socket.display(),
@@ -235,5 +245,53 @@ service:
         Some("trainer-b-1")
     );
     assert_eq!(revision_of(Some(rm)).as_deref(), Some("bbb"));
+
+    // GPU 1 (the bbb pod's) falls off the bus during the rollout: the Xid log joins the
+    // rollout's trace and carries the revision.
+    fake.push_event(Event::xid(1, 79));
+    let r = sink
+        .wait_for("the Xid log", WAIT, |r| {
+            r.log_records()
+                .iter()
+                .any(|l| l.event_name == "hpcotel.gpu.xid")
+        })
+        .await;
+    let rl = r
+        .logs
+        .iter()
+        .find(|rl| {
+            rl.scope_logs
+                .iter()
+                .flat_map(|s| &s.log_records)
+                .any(|l| l.event_name == "hpcotel.gpu.xid")
+        })
+        .unwrap();
+    let xid = rl
+        .scope_logs
+        .iter()
+        .flat_map(|s| &s.log_records)
+        .find(|l| l.event_name == "hpcotel.gpu.xid")
+        .unwrap();
+    let started_ns = u64::try_from(
+        humantime::parse_rfc3339(&started)
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap();
+    let trace = rollout_trace_id("uid-app", "bbb", started_ns);
+    assert_eq!(
+        xid.trace_id,
+        trace.to_vec(),
+        "the Xid opens the rollout trace"
+    );
+    assert_eq!(xid.span_id, rollout_span_id(&trace, "root").to_vec());
+    let attrs = &rl.resource.as_ref().unwrap().attributes;
+    let revision = attrs
+        .iter()
+        .find(|kv| kv.key == semconv::VCS_REF_HEAD_REVISION)
+        .and_then(|kv| kv.value.as_ref().and_then(any_value_string));
+    assert_eq!(revision.as_deref(), Some("bbb"));
     kubelet.stop().await;
 }

@@ -118,6 +118,54 @@ pub struct ArgoApp {
     pub history: Vec<DeployEntry>,
     /// The deployment environment, from the configured label or annotation.
     pub environment: Option<String>,
+    /// The current (or last) sync operation, `status.operationState`.
+    pub operation: Option<SyncOperation>,
+}
+
+/// An Application's sync operation, as far as joining logs to its rollout trace needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncOperation {
+    /// The revision being synced.
+    pub revision: String,
+    /// `startedAt`, Unix ns.
+    pub started_unix_nano: u64,
+    /// `finishedAt`, Unix ns (none while running).
+    pub finished_unix_nano: Option<u64>,
+}
+
+/// FNV-1a, 64 bits, from a given offset basis: stable across builds and platforms (unlike
+/// `std`'s hashers), which is what makes rollout ids the same in every collector.
+fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(basis, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+const FNV_BASIS_A: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_BASIS_B: u64 = 0x6c62_272e_07bb_0142;
+
+/// The identity of one sync operation: `<app uid>/<revision>/<startedAt ns>`.
+pub fn rollout_key(app_uid: &str, revision: &str, started_unix_nano: u64) -> String {
+    format!("{app_uid}/{revision}/{started_unix_nano}")
+}
+
+/// The trace id of a rollout (one Argo CD sync operation), derived from the operation alone
+/// so that every collector instance and restart derives the same one.
+pub fn rollout_trace_id(app_uid: &str, revision: &str, started_unix_nano: u64) -> [u8; 16] {
+    let key = rollout_key(app_uid, revision, started_unix_nano);
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&fnv1a(FNV_BASIS_A, key.as_bytes()).to_be_bytes());
+    id[8..].copy_from_slice(&fnv1a(FNV_BASIS_B, key.as_bytes()).to_be_bytes());
+    id
+}
+
+/// A span id within a rollout trace, derived from the trace id and what the span is about
+/// (`root`, `health`, `resource/<Kind>/<ns>/<name>`).
+pub fn rollout_span_id(trace: &[u8; 16], what: &str) -> [u8; 8] {
+    let mut bytes = trace.to_vec();
+    bytes.extend_from_slice(what.as_bytes());
+    // 0 is an invalid span id.
+    fnv1a(FNV_BASIS_A, &bytes).max(1).to_be_bytes()
 }
 
 /// How Argo CD marks the resources it manages (`application.resourceTrackingMethod`); in
@@ -426,6 +474,7 @@ mod tests {
                     },
                 ],
                 environment: Some("prod".into()),
+                operation: None,
             },
         );
         let deployment = Workload {

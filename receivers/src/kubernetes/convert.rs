@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use hpcotel_core::PodRef;
 use hpcotel_core::catalog::{
-    ArgoApp, DeployEntry, INSTANCE_LABEL, ObjectRef, PodMeta, TRACKING_ID_ANNOTATION, Workload,
+    ArgoApp, DeployEntry, INSTANCE_LABEL, ObjectRef, PodMeta, SyncOperation,
+    TRACKING_ID_ANNOTATION, Workload,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -173,6 +174,11 @@ pub fn argo_app(obj: &DynamicObject, environment_label: Option<&str>) -> ArgoApp
             .and_then(revision_of),
         history,
         environment: environment_label.and_then(|l| meta.labels.as_ref()?.get(l).cloned()),
+        operation: super::rollout::operation(obj).map(|op| SyncOperation {
+            revision: op.revision,
+            started_unix_nano: op.started_unix_nano,
+            finished_unix_nano: op.finished_unix_nano,
+        }),
     }
 }
 

@@ -8,6 +8,7 @@
 //! settle window ends. It is built once the story is complete, so the root's status can say
 //! how the rollout ended: ERROR on a Failed/Error operation or a Degraded application.
 
+use hpcotel_core::catalog::{rollout_key, rollout_span_id, rollout_trace_id};
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{kv, kv_int};
 use kube::core::DynamicObject;
@@ -64,10 +65,7 @@ pub struct Operation {
 impl Operation {
     /// The operation's identity: the same for every observation of one sync.
     pub fn key(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.app_uid, self.revision, self.started_unix_nano
-        )
+        rollout_key(&self.app_uid, &self.revision, self.started_unix_nano)
     }
 
     /// True once the operation has ended.
@@ -153,33 +151,14 @@ pub fn health(obj: &DynamicObject) -> Option<String> {
     str_of(obj.data.get("status")?.get("health")?, "status")
 }
 
-/// FNV-1a, 64 bits, from a given offset basis: stable across builds and platforms (unlike
-/// `std`'s hashers), which is what makes the ids the same in every collector.
-fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(basis, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-const BASIS_A: u64 = 0xcbf2_9ce4_8422_2325;
-const BASIS_B: u64 = 0x6c62_272e_07bb_0142;
-
 /// The trace id of the operation (application UID, revision, startedAt).
 pub fn trace_id(op: &Operation) -> [u8; 16] {
-    let key = op.key();
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&fnv1a(BASIS_A, key.as_bytes()).to_be_bytes());
-    id[8..].copy_from_slice(&fnv1a(BASIS_B, key.as_bytes()).to_be_bytes());
-    id
+    rollout_trace_id(&op.app_uid, &op.revision, op.started_unix_nano)
 }
 
 /// A span id derived from the trace id and what the span is about.
 pub fn span_id(trace: &[u8; 16], what: &str) -> [u8; 8] {
-    let mut bytes = trace.to_vec();
-    bytes.extend_from_slice(what.as_bytes());
-    let id = fnv1a(BASIS_A, &bytes);
-    // 0 is an invalid span id.
-    id.max(1).to_be_bytes()
+    rollout_span_id(trace, what)
 }
 
 /// The root span's id (what correlated logs point at).

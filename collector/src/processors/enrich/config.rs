@@ -25,6 +25,9 @@ pub const SUPPORTED_ATTRIBUTES: &[&str] = &[
 /// Default for `attributes`: all of [`SUPPORTED_ATTRIBUTES`].
 pub const DEFAULT_ATTRIBUTES: &[&str] = SUPPORTED_ATTRIBUTES;
 
+/// Default `rollout_window`: 10 minutes.
+pub const DEFAULT_ROLLOUT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `processors.enrich`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -34,12 +37,19 @@ pub struct Config {
     /// [`SUPPORTED_ATTRIBUTES`] are a config error; an empty list adds nothing.
     /// Default: all of [`SUPPORTED_ATTRIBUTES`] ([`DEFAULT_ATTRIBUTES`]).
     pub attributes: Vec<String>,
+    /// Log records from a pod of an Argo CD Application, timed from the start of its sync to
+    /// this long after the sync ended, join that rollout's trace: they get its trace id and
+    /// root span id (records that already have a trace id keep it). `0s` turns this off.
+    /// Default: `10m` (as `receivers.kubernetes.rollouts.settle_timeout`).
+    #[serde(with = "humantime_serde")]
+    pub rollout_window: std::time::Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             attributes: DEFAULT_ATTRIBUTES.iter().map(|a| a.to_string()).collect(),
+            rollout_window: DEFAULT_ROLLOUT_WINDOW,
         }
     }
 }

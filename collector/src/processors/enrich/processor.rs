@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hpcotel_core::catalog::{PodMeta, Snapshot};
+use hpcotel_core::catalog::{PodMeta, Snapshot, rollout_span_id, rollout_trace_id};
 use hpcotel_core::channel;
 use hpcotel_core::proto::common::v1::{AnyValue, KeyValue, any_value};
+use hpcotel_core::proto::logs::v1::ResourceLogs;
 use hpcotel_core::proto::resource::v1::Resource;
 use hpcotel_core::semconv;
 use hpcotel_core::{Batch, Catalog, ComponentError, ComponentStats, Processor};
@@ -18,6 +19,8 @@ pub struct EnrichProcessor {
     catalog: Catalog,
     /// The attributes it may add, as `SUPPORTED_ATTRIBUTES` spells them.
     allowed: Vec<&'static str>,
+    /// How long after a sync ends its application's pod logs still join its trace (ns).
+    rollout_window: u64,
 }
 
 impl EnrichProcessor {
@@ -27,6 +30,7 @@ impl EnrichProcessor {
         Self {
             catalog,
             allowed: config.allowed(),
+            rollout_window: u64::try_from(config.rollout_window.as_nanos()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -41,7 +45,7 @@ impl Processor for EnrichProcessor {
     ) -> Result<(), ComponentError> {
         while let Some(mut batch) = input.recv().await {
             let snapshot = self.catalog.snapshot();
-            enrich(&snapshot, &self.allowed, &mut batch);
+            enrich(&snapshot, &self.allowed, self.rollout_window, &mut batch);
             output
                 .send(batch)
                 .await
@@ -52,8 +56,21 @@ impl Processor for EnrichProcessor {
 }
 
 /// Adds what `snapshot` knows to every resource of `batch` it can find a pod for.
-pub(super) fn enrich(snapshot: &Snapshot, allowed: &[&'static str], batch: &mut Batch) {
-    if snapshot.pods.is_empty() || allowed.is_empty() {
+pub(super) fn enrich(
+    snapshot: &Snapshot,
+    allowed: &[&'static str],
+    rollout_window: u64,
+    batch: &mut Batch,
+) {
+    if snapshot.pods.is_empty() {
+        return;
+    }
+    if let Batch::Logs(rs) = batch
+        && rollout_window > 0
+    {
+        join_rollouts(snapshot, rollout_window, rs);
+    }
+    if allowed.is_empty() {
         return;
     }
     let mut enricher = Enricher {
@@ -72,6 +89,63 @@ pub(super) fn enrich(snapshot: &Snapshot, allowed: &[&'static str], batch: &mut 
         Batch::Logs(rs) => rs
             .iter_mut()
             .for_each(|r| enricher.resource(&mut r.resource)),
+    }
+}
+
+/// A rollout a pod's logs may join: its ids and time window (Unix ns).
+struct RolloutWindow {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    from: u64,
+    to: u64,
+}
+
+/// Sets the trace of the rollout in progress (or just ended) of the pod's Application on
+/// every log record of that pod timed inside the rollout's window and without a trace id.
+fn join_rollouts(snapshot: &Snapshot, window: u64, logs: &mut [ResourceLogs]) {
+    let mut finder = Enricher {
+        snapshot,
+        allowed: &[],
+        by_name: None,
+        added: HashMap::new(),
+    };
+    let mut windows: HashMap<&str, Option<RolloutWindow>> = HashMap::new();
+    for rl in logs {
+        let Some(resource) = &rl.resource else {
+            continue;
+        };
+        let Some(uid) = finder.find_pod(&resource.attributes) else {
+            continue;
+        };
+        let w = windows.entry(uid).or_insert_with(|| {
+            let app = snapshot.correlate(uid)?.app?;
+            let op = app.operation?;
+            let trace_id = rollout_trace_id(&app.uid, &op.revision, op.started_unix_nano);
+            Some(RolloutWindow {
+                span_id: rollout_span_id(&trace_id, "root"),
+                trace_id,
+                from: op.started_unix_nano,
+                to: op
+                    .finished_unix_nano
+                    .map_or(u64::MAX, |f| f.saturating_add(window)),
+            })
+        });
+        let Some(w) = w else { continue };
+        for record in rl
+            .scope_logs
+            .iter_mut()
+            .flat_map(|s| s.log_records.iter_mut())
+        {
+            let t = if record.time_unix_nano > 0 {
+                record.time_unix_nano
+            } else {
+                record.observed_time_unix_nano
+            };
+            if record.trace_id.is_empty() && (w.from..=w.to).contains(&t) {
+                record.trace_id = w.trace_id.to_vec();
+                record.span_id = w.span_id.to_vec();
+            }
+        }
     }
 }
 

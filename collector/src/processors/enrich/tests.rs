@@ -1,5 +1,6 @@
 use hpcotel_core::catalog::{
-    ArgoApp, DeployEntry, ObjectRef, PodMeta, PodRef, REVISION_ANNOTATION, Snapshot, Workload,
+    ArgoApp, DeployEntry, ObjectRef, PodMeta, PodRef, REVISION_ANNOTATION, Snapshot, SyncOperation,
+    Workload, rollout_span_id, rollout_trace_id,
 };
 use hpcotel_core::channel;
 use hpcotel_core::proto::common::v1::{AnyValue, KeyValue, any_value};
@@ -76,6 +77,12 @@ fn cluster() -> Snapshot {
                 },
             ],
             environment: Some("prod".into()),
+            // Revision B's sync: 200 s to 215 s.
+            operation: Some(SyncOperation {
+                revision: "B".into(),
+                started_unix_nano: 200 * S,
+                finished_unix_nano: Some(215 * S),
+            }),
         },
     );
     let mut deployment = workload("Deployment", "trainer", None, 50);
@@ -366,6 +373,7 @@ async fn resources_without_a_known_pod_pass_unchanged() {
 async fn the_allow_list_limits_what_is_added() {
     let config = Config {
         attributes: vec!["vcs.ref.head.revision".into(), "k8s.deployment.name".into()],
+        ..Default::default()
     };
     let batch = traces(vec![resource(&[("k8s.pod.ip", "10.0.0.5")])]);
     let out = run_one(&catalog(), &config, batch.clone()).await;
@@ -377,7 +385,10 @@ async fn the_allow_list_limits_what_is_added() {
             ("vcs.ref.head.revision", "A"),
         ])]
     );
-    let nothing = Config { attributes: vec![] };
+    let nothing = Config {
+        attributes: vec![],
+        ..Default::default()
+    };
     assert_eq!(run_one(&catalog(), &nothing, batch.clone()).await, batch);
 }
 
@@ -394,6 +405,7 @@ async fn of_two_pods_of_one_name_the_newest_is_chosen() {
         &catalog,
         &Config {
             attributes: vec!["k8s.pod.uid".into()],
+            ..Default::default()
         },
         traces(vec![resource(&[
             ("k8s.namespace.name", "ml"),
@@ -476,4 +488,58 @@ fn config_defaults_to_every_supported_attribute_and_rejects_unknown_ones() {
         err.starts_with("t.yaml: processors.enrich") && err.contains("unknown field `metrics`"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn pod_logs_inside_a_rollout_window_join_its_trace() {
+    use hpcotel_core::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    let record = |t: u64, trace: Vec<u8>| LogRecord {
+        time_unix_nano: t,
+        trace_id: trace,
+        ..Default::default()
+    };
+    let own_trace = vec![7u8; 16];
+    let batch = Batch::Logs(vec![ResourceLogs {
+        resource: resource(&[("k8s.pod.uid", "pod-a")]),
+        scope_logs: vec![ScopeLogs {
+            log_records: vec![
+                record(150 * S, vec![]),               // before B's sync
+                record(210 * S, vec![]),               // during it
+                record(215 * S + 9 * 60 * S, vec![]),  // settling, inside the window
+                record(215 * S + 11 * 60 * S, vec![]), // after the window
+                record(210 * S, own_trace.clone()),    // already traced
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    let out = run_one(&catalog(), &Config::default(), batch).await;
+    let Batch::Logs(rl) = out else { panic!("logs") };
+    let records = &rl[0].scope_logs[0].log_records;
+    let trace = rollout_trace_id("app-uid", "B", 200 * S);
+    let root = rollout_span_id(&trace, "root");
+    let joined: Vec<bool> = records.iter().map(|r| r.trace_id == trace).collect();
+    assert_eq!(joined, [false, true, true, false, false]);
+    assert_eq!(records[1].span_id, root.to_vec());
+    assert_eq!(
+        records[4].trace_id, own_trace,
+        "an existing trace id is kept"
+    );
+    // Off with a zero window.
+    let off = Config {
+        rollout_window: std::time::Duration::ZERO,
+        ..Default::default()
+    };
+    let batch = Batch::Logs(vec![ResourceLogs {
+        resource: resource(&[("k8s.pod.uid", "pod-a")]),
+        scope_logs: vec![ScopeLogs {
+            log_records: vec![record(210 * S, vec![])],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }]);
+    let Batch::Logs(rl) = run_one(&catalog(), &off, batch).await else {
+        panic!("logs")
+    };
+    assert!(rl[0].scope_logs[0].log_records[0].trace_id.is_empty());
 }

@@ -120,6 +120,8 @@ pub struct ArgoApp {
     pub environment: Option<String>,
     /// The current (or last) sync operation, `status.operationState`.
     pub operation: Option<SyncOperation>,
+    /// `spec.destination.namespace`: where it deploys.
+    pub destination_namespace: Option<String>,
 }
 
 /// An Application's sync operation, as far as joining logs to its rollout trace needs it.
@@ -475,6 +477,7 @@ mod tests {
                 ],
                 environment: Some("prod".into()),
                 operation: None,
+                destination_namespace: None,
             },
         );
         let deployment = Workload {

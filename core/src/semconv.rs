@@ -351,3 +351,22 @@ pub const HPCOTEL_ARGOCD_MESSAGE: &str = "hpcotel.argocd.message";
 pub const HPCOTEL_ARGOCD_HEALTH_STATUS: &str = "hpcotel.argocd.health.status";
 /// `hpcotel.argocd.resource.count`: how many resources the sync applied.
 pub const HPCOTEL_ARGOCD_RESOURCE_COUNT: &str = "hpcotel.argocd.resource.count";
+
+// --- Kubernetes Events as logs (the Collector's k8s_events receiver names) ---
+
+/// `k8s.event.reason`: the Event's reason (`BackOff`, `KEDAScaleTargetActivated`, ...).
+pub const K8S_EVENT_REASON: &str = "k8s.event.reason";
+/// `k8s.event.action`: the Event's action, when set.
+pub const K8S_EVENT_ACTION: &str = "k8s.event.action";
+/// `k8s.event.name`: the Event object's name.
+pub const K8S_EVENT_NAME: &str = "k8s.event.name";
+/// `k8s.event.uid`: the Event object's UID.
+pub const K8S_EVENT_UID: &str = "k8s.event.uid";
+/// `k8s.event.count`: how many times it occurred (int).
+pub const K8S_EVENT_COUNT: &str = "k8s.event.count";
+/// `k8s.object.uid`: the involved object's UID.
+pub const K8S_OBJECT_UID: &str = "k8s.object.uid";
+/// `k8s.object.fieldpath`: the involved object's field path (`spec.containers{main}`).
+pub const K8S_OBJECT_FIELDPATH: &str = "k8s.object.fieldpath";
+/// `k8s.object.api_version`: the involved object's API version.
+pub const K8S_OBJECT_API_VERSION: &str = "k8s.object.api_version";

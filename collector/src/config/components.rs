@@ -84,7 +84,9 @@ impl ReceiverConfig {
             Self::Gpu(_) => &[Signal::Metrics, Signal::Logs],
             // A node agent feeds the Catalog only and runs whenever defined; the cluster
             // instance emits rollout traces.
-            Self::Kubernetes(c) if c.mode == kubernetes::Mode::Cluster => &[Signal::Traces],
+            Self::Kubernetes(c) if c.mode == kubernetes::Mode::Cluster => {
+                &[Signal::Traces, Signal::Logs]
+            }
             Self::Kubernetes(_) => &[],
         }
     }

@@ -174,6 +174,8 @@ pub fn argo_app(obj: &DynamicObject, environment_label: Option<&str>) -> ArgoApp
             .and_then(revision_of),
         history,
         environment: environment_label.and_then(|l| meta.labels.as_ref()?.get(l).cloned()),
+        destination_namespace: str_at(data, &["spec", "destination", "namespace"])
+            .map(str::to_owned),
         operation: super::rollout::operation(obj).map(|op| SyncOperation {
             revision: op.revision,
             started_unix_nano: op.started_unix_nano,

@@ -12,6 +12,7 @@
 
 mod config;
 mod convert;
+pub mod events;
 mod receiver;
 pub mod rollout;
 pub mod tracker;

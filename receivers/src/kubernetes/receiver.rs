@@ -11,12 +11,14 @@ use hpcotel_core::catalog::{ObjectRef, Workload};
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{kv, unix_nanos};
 use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use std::time::{Duration, SystemTime};
@@ -25,6 +27,7 @@ use tokio::sync::mpsc;
 
 use super::config::{AuthType, Config, Mode};
 use super::convert;
+use super::events;
 use super::tracker::Tracker;
 use super::{Error, Result};
 
@@ -186,8 +189,16 @@ impl Receiver for KubernetesReceiver {
                 owners,
             ));
         }
-        // Cluster mode: completed rollouts' spans, from every Application watch.
-        let (spans_tx, mut spans_rx) = mpsc::channel::<Vec<Span>>(64);
+        // Cluster mode: rollout traces and Event logs, handed to the pipelines by this task.
+        let (out_tx, mut out_rx) = mpsc::channel::<Batch>(64);
+        if cluster {
+            tasks.spawn(watch_events(
+                client.clone(),
+                catalog.clone(),
+                config.rollouts.settle_timeout,
+                out_tx.clone(),
+            ));
+        }
         let app = api_resource("argoproj.io", "v1alpha1", "Application", "applications");
         let namespaces: Vec<Option<String>> = if config.argocd.namespaces.is_empty() {
             vec![None]
@@ -202,7 +213,7 @@ impl Receiver for KubernetesReceiver {
             let rollouts = cluster.then(|| {
                 (
                     Tracker::new(&config.rollouts, unix_nanos(SystemTime::now())),
-                    spans_tx.clone(),
+                    out_tx.clone(),
                 )
             });
             tasks.spawn(watch_apps(
@@ -213,49 +224,103 @@ impl Receiver for KubernetesReceiver {
                 rollouts,
             ));
         }
-        drop(spans_tx);
+        drop(out_tx);
         tracing::info!(receiver = %ctx.id, mode = ?config.mode, node = ?config.node_name, "watching Kubernetes");
         loop {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
-                spans = spans_rx.recv() => match spans {
-                    Some(spans) => send_rollout(&ctx, spans).await,
+                batch = out_rx.recv() => match batch {
+                    Some(batch) => send(&ctx, batch).await,
                     None => ctx.shutdown.cancelled().await,
                 },
             }
         }
         tasks.shutdown().await;
-        // Rollouts completed just before shutdown are still delivered.
-        while let Ok(spans) = spans_rx.try_recv() {
-            send_rollout(&ctx, spans).await;
+        // What was completed just before shutdown is still delivered.
+        while let Ok(batch) = out_rx.try_recv() {
+            send(&ctx, batch).await;
         }
         Ok(())
     }
 }
 
-/// Hands one rollout trace to the traces pipelines (waiting for room: rollouts are rare and
-/// each is the whole story of one deploy).
-async fn send_rollout(ctx: &ReceiverContext, spans: Vec<Span>) {
-    let n = spans.len();
-    let batch = Batch::Traces(vec![ResourceSpans {
+/// One rollout trace as a batch (service `argocd`).
+fn rollout_batch(spans: Vec<Span>) -> Batch {
+    Batch::Traces(vec![ResourceSpans {
         resource: Some(Resource {
             attributes: vec![kv(semconv::SERVICE_NAME, ROLLOUT_SERVICE_NAME)],
             ..Default::default()
         }),
         scope_spans: vec![ScopeSpans {
-            scope: Some(InstrumentationScope {
-                name: semconv::SCOPE_NAME.to_owned(),
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                ..Default::default()
-            }),
+            scope: Some(scope()),
             spans,
             ..Default::default()
         }],
         ..Default::default()
-    }]);
-    match ctx.outputs.send(batch).await {
-        Ok(()) => tracing::debug!(receiver = %ctx.id, spans = n, "rollout trace emitted"),
-        Err(e) => tracing::warn!(receiver = %ctx.id, error = %e, "rollout trace not delivered"),
+    }])
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: semconv::SCOPE_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Hands a batch to the pipelines, waiting for room: rollouts and Events are rare, and each
+/// rollout trace is the whole story of one deploy.
+async fn send(ctx: &ReceiverContext, batch: Batch) {
+    if let Err(e) = ctx.outputs.send(batch).await {
+        tracing::warn!(receiver = %ctx.id, error = %e, "cluster output not delivered");
+    }
+}
+
+async fn watch_events(
+    client: Client,
+    catalog: Catalog,
+    settle: Duration,
+    out: mpsc::Sender<Batch>,
+) {
+    let api: Api<CoreEvent> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut health = WatchHealth {
+        what: "events",
+        failing: false,
+    };
+    let settle_ns = u64::try_from(settle.as_nanos()).unwrap_or(u64::MAX);
+    let mut dedup = events::Dedup::new(unix_nanos(SystemTime::now()));
+    while let Some(event) = health.next(&mut stream).await {
+        let (Event::Apply(e) | Event::InitApply(e)) = event else {
+            continue;
+        };
+        if !dedup.first(&e) {
+            continue;
+        }
+        let record = events::record(&e, &catalog.snapshot(), settle_ns);
+        let batch = Batch::Logs(vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv(semconv::K8S_NAMESPACE_NAME, {
+                    e.involved_object
+                        .namespace
+                        .clone()
+                        .or(e.metadata.namespace.clone())
+                        .unwrap_or_default()
+                })],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(scope()),
+                log_records: vec![record],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }]);
+        if out.send(batch).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -414,7 +479,7 @@ async fn watch_apps(
     namespace: Option<String>,
     catalog: Catalog,
     environment_label: Option<String>,
-    mut rollouts: Option<(Tracker, mpsc::Sender<Vec<Span>>)>,
+    mut rollouts: Option<(Tracker, mpsc::Sender<Batch>)>,
 ) {
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
@@ -436,7 +501,7 @@ async fn watch_apps(
             _ = tick.tick() => {
                 if let Some((tracker, tx)) = &mut rollouts {
                     for spans in tracker.tick(unix_nanos(SystemTime::now())) {
-                        let _ = tx.send(spans).await;
+                        let _ = tx.send(rollout_batch(spans)).await;
                     }
                 }
                 continue;
@@ -446,7 +511,7 @@ async fn watch_apps(
             (&mut rollouts, &event)
         {
             for spans in tracker.observe(o, unix_nanos(SystemTime::now())) {
-                let _ = tx.send(spans).await;
+                let _ = tx.send(rollout_batch(spans)).await;
             }
         }
         let env = environment_label.as_deref();

@@ -307,9 +307,8 @@ async fn dropped_watches_410_and_an_outage_lose_no_transition() {
     r.task.await.unwrap().unwrap();
 }
 
-/// RBAC: every request the receiver made is allowed by the README's table.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_request_is_covered_by_the_readme_rbac_table() {
+/// (group, resource, verb) the README's RBAC table for the kubernetes receiver allows.
+fn readme_rbac() -> std::collections::HashSet<(String, String, String)> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let section = &readme[readme.find("### receivers.kubernetes").unwrap()..];
@@ -339,6 +338,29 @@ async fn every_request_is_covered_by_the_readme_rbac_table() {
             }
         }
     }
+    allowed
+}
+
+/// Every request the fake answered is allowed by the README's RBAC table.
+fn assert_rbac_covers(api: &FakeApiServer) {
+    let allowed = readme_rbac();
+    for q in api.requests() {
+        let key = (
+            q.group.clone(),
+            q.plural.clone(),
+            q.verb.as_str().to_owned(),
+        );
+        assert!(
+            allowed.contains(&key),
+            "{key:?} is not in the README's RBAC table"
+        );
+    }
+}
+
+/// RBAC: every request the receiver made is allowed by the README's table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_covered_by_the_readme_rbac_table() {
+    let allowed = readme_rbac();
     assert!(
         allowed.contains(&(String::new(), "pods".into(), "watch".into())),
         "{allowed:?}"
@@ -509,4 +531,163 @@ async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
     stop.cancel();
     task.await.unwrap().unwrap();
     assert!(rx.recv().await.is_none(), "nothing else");
+}
+
+fn core_event(
+    name: &str,
+    ns: &str,
+    kind: &str,
+    object: &str,
+    reason: &str,
+    type_: &str,
+    at: &str,
+) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
+        "involvedObject": {"kind": kind, "namespace": ns, "name": object, "uid": format!("uid-{object}"), "apiVersion": "v1"},
+        "reason": reason, "message": format!("{reason} on {object}"), "type": type_, "count": 1,
+        "firstTimestamp": at, "lastTimestamp": at,
+        "source": {"component": "kubelet"}, "reportingComponent": "kubelet"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_join_the_rollout_of_their_namespace_once_each() {
+    use hpcotel_core::catalog::rollout_trace_id;
+    use hpcotel_core::{Batch, Signal, channel};
+    let now = std::time::SystemTime::now();
+    let fmt = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let started = fmt(now - Duration::from_secs(60));
+    let soon = fmt(now + Duration::from_secs(5));
+    let api = FakeApiServer::start().await;
+    api.apply(synced_app(&started, "Running", None, "Progressing"));
+    // From before the collector started: the previous instance emitted it.
+    api.apply(core_event(
+        "old",
+        "ml",
+        "Pod",
+        "trainer-b-1",
+        "BackOff",
+        "Warning",
+        &fmt(now - Duration::from_secs(3600)),
+    ));
+    let mut cfg = config(&api);
+    cfg.mode = Mode::Cluster;
+    let catalog = Catalog::new();
+    let receiver = KubernetesReceiver::new(&cfg, catalog.clone())
+        .await
+        .unwrap();
+    let stats = Telemetry::default().register(
+        ComponentKind::Receiver,
+        ComponentId::new("kubernetes", None),
+    );
+    let (tx, mut rx) = channel::channel(10_000);
+    let mut outputs = Outputs::new(stats);
+    outputs.add(Signal::Logs, "logs", tx);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
+        id: ComponentId::new("kubernetes", None),
+        outputs,
+        shutdown: stop.clone(),
+    }));
+    wait_for(&catalog, "the app listed", |s| {
+        s.apps.get("train").is_some_and(|a| a.operation.is_some())
+    })
+    .await;
+    api.apply(core_event(
+        "crash",
+        "ml",
+        "Pod",
+        "trainer-b-1",
+        "BackOff",
+        "Warning",
+        &soon,
+    ));
+    api.apply(core_event(
+        "keda",
+        "ml",
+        "ScaledObject",
+        "trainer",
+        "KEDAScaleTargetActivated",
+        "Normal",
+        &soon,
+    ));
+    api.apply(core_event(
+        "elsewhere",
+        "web",
+        "Pod",
+        "nginx-1",
+        "Pulled",
+        "Normal",
+        &soon,
+    ));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("event logs")
+        {
+            Some(Batch::Logs(rl)) => got.extend(
+                rl.into_iter()
+                    .flat_map(|r| r.scope_logs)
+                    .flat_map(|s| s.log_records),
+            ),
+            other => panic!("expected logs, got {other:?}"),
+        }
+    }
+    let started_ns = convert::rfc3339_nanos(&started).unwrap();
+    let trace = rollout_trace_id("uid-app-train", "ccc", started_ns).to_vec();
+    let reason = |l: &opentelemetry_proto::tonic::logs::v1::LogRecord| {
+        l.attributes
+            .iter()
+            .find(|kv| kv.key == "k8s.event.reason")
+            .and_then(|kv| hpcotel_testkit::sink::any_value_string(kv.value.as_ref()?))
+    };
+    for l in &got {
+        match reason(l).as_deref() {
+            Some("BackOff") | Some("KEDAScaleTargetActivated") => {
+                assert_eq!(l.trace_id, trace, "joined to the rollout");
+                assert!(
+                    l.attributes
+                        .iter()
+                        .any(|kv| kv.key == "vcs.ref.head.revision")
+                );
+            }
+            Some("Pulled") => assert!(l.trace_id.is_empty(), "no rollout in namespace web"),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(
+        got.iter()
+            .find(|l| reason(l).as_deref() == Some("BackOff"))
+            .unwrap()
+            .severity_number,
+        13
+    );
+    // A relist (dropped watch, 410) repeats none of them: the next log out is a new Event's.
+    api.compact();
+    api.drop_watches();
+    api.apply(core_event(
+        "later",
+        "ml",
+        "Pod",
+        "trainer-b-1",
+        "OOMKilling",
+        "Warning",
+        &soon,
+    ));
+    match tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("the next event log")
+    {
+        Some(Batch::Logs(rl)) => {
+            let l = &rl[0].scope_logs[0].log_records[0];
+            assert_eq!(reason(l).as_deref(), Some("OOMKilling"));
+        }
+        other => panic!("expected logs, got {other:?}"),
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_rbac_covers(&api);
 }

@@ -83,6 +83,7 @@ fn cluster() -> Snapshot {
                 started_unix_nano: 200 * S,
                 finished_unix_nano: Some(215 * S),
             }),
+            destination_namespace: Some("ml".into()),
         },
     );
     let mut deployment = workload("Deployment", "trainer", None, 50);

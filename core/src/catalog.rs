@@ -332,12 +332,25 @@ impl Snapshot {
             // The revision in effect when it was created: the latest deploy that had started
             // by then. (A ReplicaSet is created while its sync runs, i.e. inside the
             // [deployStartedAt, deployedAt] window, or right after it when the controller lags.)
+            // The sync in progress counts as the newest deploy: Argo CD writes its history
+            // entry only when it ends, but the ReplicaSets it creates run its revision now.
+            let in_flight = app
+                .operation
+                .as_ref()
+                .map(|op| (op.started_unix_nano, &op.revision));
             let from_history = created.and_then(|t| {
                 app.history
                     .iter()
-                    .filter(|h| h.deploy_started_unix_nano.unwrap_or(h.deployed_unix_nano) <= t)
-                    .max_by_key(|h| h.deploy_started_unix_nano.unwrap_or(h.deployed_unix_nano))
-                    .map(|h| (h.revision.clone(), RevisionSource::History))
+                    .map(|h| {
+                        (
+                            h.deploy_started_unix_nano.unwrap_or(h.deployed_unix_nano),
+                            &h.revision,
+                        )
+                    })
+                    .chain(in_flight)
+                    .filter(|(start, _)| *start <= t)
+                    .max_by_key(|(start, _)| *start)
+                    .map(|(_, r)| (r.clone(), RevisionSource::History))
             });
             from_history.or_else(|| {
                 app.sync_revision
@@ -540,6 +553,22 @@ mod tests {
             assert_eq!(c.app.is_some(), found, "{annotation} {label} {method:?}");
             assert_eq!(c.revision.is_some(), found);
         }
+    }
+
+    #[test]
+    fn a_replicaset_created_by_a_sync_in_progress_runs_its_revision() {
+        let mut s = cluster(true, false);
+        let app = s.apps.get_mut("train").unwrap();
+        app.history.pop(); // B's entry is written only when its sync ends
+        app.operation = Some(SyncOperation {
+            revision: "B".into(),
+            started_unix_nano: 200 * S,
+            finished_unix_nano: None,
+        });
+        let b = s.correlate("pod-trainer-b").unwrap();
+        assert_eq!(b.revision, Some(("B".into(), RevisionSource::History)));
+        let a = s.correlate("pod-trainer-a").unwrap();
+        assert_eq!(a.revision, Some(("A".into(), RevisionSource::History)));
     }
 
     #[test]

@@ -84,7 +84,9 @@ impl ReceiverConfig {
             Self::Gpu(_) => &[Signal::Metrics, Signal::Logs],
             // A node agent feeds the Catalog only and runs whenever defined; the cluster
             // instance emits rollout traces.
-            Self::Kubernetes(c) if c.mode == kubernetes::Mode::Cluster => {
+            Self::Kubernetes(c)
+                if c.mode == kubernetes::Mode::Cluster || c.leader_election.is_some() =>
+            {
                 &[Signal::Traces, Signal::Logs]
             }
             Self::Kubernetes(_) => &[],

@@ -115,8 +115,17 @@ pub struct Config {
     pub mode: Mode,
     /// Argo CD Applications.
     pub argocd: ArgoCdConfig,
-    /// Rollout traces (emitted in `cluster` mode).
+    /// Rollout traces (emitted in `cluster` mode, or by the node agent holding the Lease).
     pub rollouts: RolloutsConfig,
+    /// Node agents elect one of them over a Lease to emit the cluster-scoped output (rollout
+    /// traces, Event logs) instead of running a `mode: cluster` instance. Present (even
+    /// empty: `leader_election:`) = on. Default: off.
+    #[serde(
+        default,
+        deserialize_with = "hpcotel_core::config::present_means_enabled",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub leader_election: Option<super::lease::LeaderElectionConfig>,
 }
 
 impl Default for Config {
@@ -128,6 +137,7 @@ impl Default for Config {
             mode: Mode::default(),
             argocd: ArgoCdConfig::default(),
             rollouts: RolloutsConfig::default(),
+            leader_election: None,
         }
     }
 }
@@ -140,6 +150,12 @@ impl Config {
                 "endpoint",
                 "required with auth_type: none (e.g. http://127.0.0.1:8001 for kubectl proxy)"
                     .to_owned(),
+            ));
+        }
+        if self.mode == Mode::Cluster && self.leader_election.is_some() {
+            return Err((
+                "leader_election",
+                "only for mode: node (a mode: cluster instance always emits)".to_owned(),
             ));
         }
         Ok(())

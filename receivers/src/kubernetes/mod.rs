@@ -13,6 +13,7 @@
 mod config;
 mod convert;
 pub mod events;
+pub mod lease;
 mod receiver;
 pub mod rollout;
 pub mod tracker;

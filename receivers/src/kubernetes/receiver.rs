@@ -23,11 +23,12 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::config::{AuthType, Config, Mode};
 use super::convert;
 use super::events;
+use super::lease::{self, Exported};
 use super::tracker::Tracker;
 use super::{Error, Result};
 
@@ -189,53 +190,108 @@ impl Receiver for KubernetesReceiver {
                 owners,
             ));
         }
-        // Cluster mode: rollout traces and Event logs, handed to the pipelines by this task.
+        // Cluster duties (rollout traces, Event logs), handed to the pipelines by this task:
+        // always in cluster mode; while holding the Lease for a node agent with
+        // leader_election.
         let (out_tx, mut out_rx) = mpsc::channel::<Batch>(64);
-        if cluster {
+        let app = api_resource("argoproj.io", "v1alpha1", "Application", "applications");
+        let app_apis: Vec<(Option<String>, Api<DynamicObject>)> =
+            if config.argocd.namespaces.is_empty() {
+                vec![(None, Api::<DynamicObject>::all_with(client.clone(), &app))]
+            } else {
+                config
+                    .argocd
+                    .namespaces
+                    .iter()
+                    .map(|ns| {
+                        let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &app);
+                        (Some(ns.clone()), api)
+                    })
+                    .collect()
+            };
+        let duties = |tasks: &mut tokio::task::JoinSet<()>,
+                      previous: Option<Vec<String>>,
+                      exported: Option<Exported>| {
             tasks.spawn(watch_events(
                 client.clone(),
                 catalog.clone(),
                 config.rollouts.settle_timeout,
                 out_tx.clone(),
             ));
-        }
-        let app = api_resource("argoproj.io", "v1alpha1", "Application", "applications");
-        let namespaces: Vec<Option<String>> = if config.argocd.namespaces.is_empty() {
-            vec![None]
-        } else {
-            config.argocd.namespaces.iter().cloned().map(Some).collect()
+            for (ns, api) in &app_apis {
+                let mut tracker = Tracker::new(&config.rollouts, unix_nanos(SystemTime::now()));
+                if let (Some(previous), Some(exported)) = (previous.clone(), exported.clone()) {
+                    tracker = tracker.taking_over(previous, exported);
+                }
+                tasks.spawn(watch_apps(
+                    api.clone(),
+                    ns.clone(),
+                    catalog.clone(),
+                    config.argocd.environment_label.clone(),
+                    Some((tracker, out_tx.clone())),
+                ));
+            }
         };
-        for ns in namespaces {
-            let api = match &ns {
-                Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &app),
-                None => Api::<DynamicObject>::all_with(client.clone(), &app),
-            };
-            let rollouts = cluster.then(|| {
-                (
-                    Tracker::new(&config.rollouts, unix_nanos(SystemTime::now())),
-                    out_tx.clone(),
-                )
-            });
-            tasks.spawn(watch_apps(
-                api,
-                ns,
-                catalog.clone(),
-                config.argocd.environment_label.clone(),
-                rollouts,
-            ));
+        if cluster {
+            duties(&mut tasks, None, None);
+        } else {
+            // Node agents keep the Applications in the Catalog for correlation.
+            for (ns, api) in &app_apis {
+                tasks.spawn(watch_apps(
+                    api.clone(),
+                    ns.clone(),
+                    catalog.clone(),
+                    config.argocd.environment_label.clone(),
+                    None,
+                ));
+            }
         }
-        drop(out_tx);
+        let (leading_tx, mut leading_rx) = watch::channel::<Option<Vec<String>>>(None);
+        let elector_stop = ctx.shutdown.child_token();
+        let exported: Exported = Arc::default();
+        let mut elector = None;
+        if let (Some(le), false) = (&config.leader_election, cluster) {
+            let identity = le
+                .identity
+                .clone()
+                .or_else(|| config.node_name.clone())
+                .unwrap_or_else(|| {
+                    sysinfo::System::host_name().unwrap_or_else(|_| "hpcotel".into())
+                });
+            elector = Some(tokio::spawn(lease::run(
+                client.clone(),
+                le.clone(),
+                identity,
+                exported.clone(),
+                leading_tx,
+                elector_stop.clone(),
+            )));
+        }
+        let mut leader_duties = tokio::task::JoinSet::new();
         tracing::info!(receiver = %ctx.id, mode = ?config.mode, node = ?config.node_name, "watching Kubernetes");
         loop {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => break,
-                batch = out_rx.recv() => match batch {
-                    Some(batch) => send(&ctx, batch).await,
-                    None => ctx.shutdown.cancelled().await,
-                },
+                Some(batch) = out_rx.recv() => send(&ctx, batch).await,
+                changed = leading_rx.changed(), if elector.is_some() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let now_leading = leading_rx.borrow_and_update().clone();
+                    match now_leading {
+                        Some(previous) => duties(&mut leader_duties, Some(previous), Some(exported.clone())),
+                        None => leader_duties.abort_all(),
+                    }
+                }
             }
         }
         tasks.shutdown().await;
+        leader_duties.shutdown().await;
+        elector_stop.cancel();
+        if let Some(e) = elector {
+            let _ = e.await;
+        }
+        drop(out_tx);
         // What was completed just before shutdown is still delivered.
         while let Ok(batch) = out_rx.try_recv() {
             send(&ctx, batch).await;

@@ -691,3 +691,129 @@ async fn events_join_the_rollout_of_their_namespace_once_each() {
     task.await.unwrap().unwrap();
     assert_rbac_covers(&api);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_one_lease_emit_once_and_the_survivor_takes_over_without_repeats() {
+    use hpcotel_core::{Batch, Signal, channel};
+    let fmt = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let now = std::time::SystemTime::now();
+    let first = fmt(now - Duration::from_secs(60));
+    let api = FakeApiServer::start().await;
+    api.apply(synced_app(&first, "Running", None, "Progressing"));
+    let agent = |identity: &str| {
+        let mut cfg = config(&api);
+        cfg.node_name = Some(format!("node-{identity}"));
+        cfg.leader_election = Some(lease::LeaderElectionConfig {
+            lease_namespace: "default".into(),
+            lease_duration: Duration::from_secs(2),
+            renew_deadline: Duration::from_secs(1),
+            retry_period: Duration::from_millis(200),
+            identity: Some(identity.into()),
+            ..Default::default()
+        });
+        cfg
+    };
+    let start_agent = |cfg: Config| async move {
+        let receiver = KubernetesReceiver::new(&cfg, Catalog::new()).await.unwrap();
+        let stats = Telemetry::default().register(
+            ComponentKind::Receiver,
+            ComponentId::new("kubernetes", None),
+        );
+        let (tx, rx) = channel::channel(10_000);
+        let mut outputs = Outputs::new(stats);
+        outputs.add(Signal::Traces, "traces", tx);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
+            id: ComponentId::new("kubernetes", None),
+            outputs,
+            shutdown: stop.clone(),
+        }));
+        (rx, stop, task)
+    };
+    let holder = |api: &FakeApiServer| {
+        api.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "default",
+            lease::DEFAULT_LEASE_NAME,
+        )
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+    };
+    let (mut rx_a, stop_a, task_a) = start_agent(agent("a")).await;
+    assert!(
+        api.wait_until(WAIT, |api| holder(api).as_deref() == Some("a"))
+            .await,
+        "a leads"
+    );
+    let (mut rx_b, stop_b, task_b) = start_agent(agent("b")).await;
+
+    // The first sync fails: a emits its trace, b (a follower) nothing.
+    api.apply(synced_app(&first, "Failed", Some(&fmt(now)), "Healthy"));
+    let Some(Batch::Traces(t1)) = tokio::time::timeout(WAIT, rx_a.recv())
+        .await
+        .expect("a's trace")
+    else {
+        panic!("expected traces")
+    };
+    let trace1 = t1[0].scope_spans[0].spans[0].trace_id.clone();
+    assert!(
+        api.wait_until(WAIT, |api| {
+            api.get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "default",
+                lease::DEFAULT_LEASE_NAME,
+            )
+            .is_some_and(|l| {
+                l["metadata"]["annotations"][lease::EXPORTED_ANNOTATION]
+                    .as_str()
+                    .is_some_and(|v| v.contains("uid-app-train"))
+            })
+        })
+        .await,
+        "the export is published in the Lease"
+    );
+
+    // a stops: it releases the Lease and b takes over well within the lease duration.
+    stop_a.cancel();
+    task_a.await.unwrap().unwrap();
+    let stopped = std::time::Instant::now();
+    assert!(
+        api.wait_until(WAIT, |api| holder(api).as_deref() == Some("b"))
+            .await,
+        "b takes over"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        stopped.elapsed()
+    );
+    // a emitted exactly that one trace.
+    assert!(rx_a.recv().await.is_none());
+
+    // A second sync: b emits it, and its first trace is not a repeat of the first sync.
+    let second = fmt(now + Duration::from_secs(1));
+    api.apply(synced_app(
+        &second,
+        "Failed",
+        Some(&fmt(now + Duration::from_secs(2))),
+        "Healthy",
+    ));
+    let Some(Batch::Traces(t2)) = tokio::time::timeout(WAIT, rx_b.recv())
+        .await
+        .expect("b's trace")
+    else {
+        panic!("expected traces")
+    };
+    assert_ne!(
+        t2[0].scope_spans[0].spans[0].trace_id, trace1,
+        "no repeat of a's export"
+    );
+    stop_b.cancel();
+    task_b.await.unwrap().unwrap();
+    assert!(
+        rx_b.recv().await.is_none(),
+        "b emitted only the second sync"
+    );
+    assert_rbac_covers(&api);
+}

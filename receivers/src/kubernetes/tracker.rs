@@ -17,6 +17,7 @@ use kube::core::DynamicObject;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::config::RolloutsConfig;
+use super::lease::{EXPORTED_IN_LEASE, Exported};
 use super::rollout::{self, Operation, Settled};
 
 /// Exported operations remembered (and persisted) at most.
@@ -39,6 +40,11 @@ pub struct Tracker {
     exported: HashSet<String>,
     order: VecDeque<String>,
     pending: HashMap<String, Pending>,
+    /// The remembered set is the whole truth (a state file, or what the previous leader
+    /// published): syncs that ended before the start and are not in it were not exported.
+    authoritative: bool,
+    /// Where exported operations are published (the leader Lease), if anywhere.
+    published: Option<Exported>,
 }
 
 fn settled_health(h: &str) -> bool {
@@ -56,6 +62,8 @@ impl Tracker {
             exported: HashSet::new(),
             order: VecDeque::new(),
             pending: HashMap::new(),
+            authoritative: config.state_file.is_some(),
+            published: None,
         };
         if let Some(path) = &t.state_file {
             match std::fs::read_to_string(path) {
@@ -72,6 +80,15 @@ impl Tracker {
             }
         }
         t
+    }
+
+    /// Takes over from a previous leader: `previous` are the operations it published as
+    /// exported (taken as the whole truth), and exports are published to `published`.
+    pub fn taking_over(mut self, previous: Vec<String>, published: Exported) -> Tracker {
+        previous.into_iter().for_each(|k| self.remember(k));
+        self.authoritative = true;
+        self.published = Some(published);
+        self
     }
 
     fn remember(&mut self, key: String) {
@@ -99,6 +116,14 @@ impl Tracker {
     fn export(&mut self, op: Operation, settled: Settled) -> Vec<Span> {
         let key = op.key();
         self.pending.remove(&key);
+        if let Some(p) = &self.published
+            && let Ok(mut p) = p.lock()
+        {
+            p.push_back(key.clone());
+            while p.len() > EXPORTED_IN_LEASE {
+                p.pop_front();
+            }
+        }
         self.remember(key);
         self.persist();
         rollout::spans(&op, &settled)
@@ -128,7 +153,7 @@ impl Tracker {
         }
         let known = self.pending.contains_key(&key);
         let ended = op.finished_unix_nano.unwrap_or(now);
-        if !known && self.state_file.is_none() && ended < self.started_unix_nano {
+        if !known && !self.authoritative && ended < self.started_unix_nano {
             // Ended before this collector started and never seen in flight: the previous
             // run exported it (there is no state file to say otherwise).
             self.remember(key);

@@ -370,3 +370,12 @@ pub const K8S_OBJECT_UID: &str = "k8s.object.uid";
 pub const K8S_OBJECT_FIELDPATH: &str = "k8s.object.fieldpath";
 /// `k8s.object.api_version`: the involved object's API version.
 pub const K8S_OBJECT_API_VERSION: &str = "k8s.object.api_version";
+
+// --- KEDA condition changes (receivers.kubernetes, cluster output) ---
+
+/// `hpcotel.keda.condition.type`: Ready | Active | Fallback | Paused.
+pub const HPCOTEL_KEDA_CONDITION_TYPE: &str = "hpcotel.keda.condition.type";
+/// `hpcotel.keda.condition.status`: True | False | Unknown.
+pub const HPCOTEL_KEDA_CONDITION_STATUS: &str = "hpcotel.keda.condition.status";
+/// `hpcotel.keda.condition.reason`: KEDA's reason for the condition.
+pub const HPCOTEL_KEDA_CONDITION_REASON: &str = "hpcotel.keda.condition.reason";

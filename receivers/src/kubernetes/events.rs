@@ -15,7 +15,7 @@ use hpcotel_core::catalog::{Snapshot, rollout_span_id, rollout_trace_id};
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{kv, kv_int};
 use k8s_openapi::api::core::v1::Event;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 /// Events remembered to drop repeats across relists.
@@ -87,6 +87,55 @@ impl Dedup {
     }
 }
 
+/// A rollout a cluster-scoped record joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutJoin {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    revision: String,
+    app: String,
+}
+
+impl RolloutJoin {
+    /// Sets the rollout's trace and span ids on `record` and its revision and application
+    /// on `attributes`.
+    pub fn stamp(&self, record: &mut LogRecord, attributes: &mut Vec<KeyValue>) {
+        record.trace_id = self.trace_id.to_vec();
+        record.span_id = self.span_id.to_vec();
+        attributes.push(kv(semconv::VCS_REF_HEAD_REVISION, self.revision.clone()));
+        attributes.push(kv(semconv::HPCOTEL_ARGOCD_APPLICATION, self.app.clone()));
+    }
+}
+
+/// The rollout in whose window (start to `settle_ns` after its end) time `t` falls, among
+/// the Applications deploying into `namespace`; the latest one when several do.
+pub fn rollout_join(
+    snapshot: &Snapshot,
+    namespace: &str,
+    t: u64,
+    settle_ns: u64,
+) -> Option<RolloutJoin> {
+    let (app, op) = snapshot
+        .apps
+        .values()
+        .filter(|a| a.destination_namespace.as_deref() == Some(namespace))
+        .filter_map(|a| Some((a, a.operation.as_ref()?)))
+        .filter(|(_, op)| {
+            let end = op
+                .finished_unix_nano
+                .map_or(u64::MAX, |f| f.saturating_add(settle_ns));
+            op.started_unix_nano <= t && t <= end
+        })
+        .max_by_key(|(_, op)| op.started_unix_nano)?;
+    let trace_id = rollout_trace_id(&app.uid, &op.revision, op.started_unix_nano);
+    Some(RolloutJoin {
+        span_id: rollout_span_id(&trace_id, "root"),
+        trace_id,
+        revision: op.revision.clone(),
+        app: app.name.clone(),
+    })
+}
+
 /// The log record of one Event, joined to a rollout from `snapshot` when one covers it.
 pub fn record(e: &Event, snapshot: &Snapshot, settle_ns: u64) -> LogRecord {
     let t = event_time(e).unwrap_or_default();
@@ -138,25 +187,8 @@ pub fn record(e: &Event, snapshot: &Snapshot, settle_ns: u64) -> LogRecord {
         }),
         ..Default::default()
     };
-    // The rollout in whose window it happened, among the apps deploying into its namespace.
-    let rollout = snapshot
-        .apps
-        .values()
-        .filter(|a| a.destination_namespace.as_deref() == Some(namespace.as_str()))
-        .filter_map(|a| Some((a, a.operation.as_ref()?)))
-        .filter(|(_, op)| {
-            let end = op
-                .finished_unix_nano
-                .map_or(u64::MAX, |f| f.saturating_add(settle_ns));
-            op.started_unix_nano <= t && t <= end
-        })
-        .max_by_key(|(_, op)| op.started_unix_nano);
-    if let Some((app, op)) = rollout {
-        let trace = rollout_trace_id(&app.uid, &op.revision, op.started_unix_nano);
-        record.trace_id = trace.to_vec();
-        record.span_id = rollout_span_id(&trace, "root").to_vec();
-        attributes.push(kv(semconv::VCS_REF_HEAD_REVISION, op.revision.clone()));
-        attributes.push(kv(semconv::HPCOTEL_ARGOCD_APPLICATION, app.name.clone()));
+    if let Some(j) = rollout_join(snapshot, &namespace, t, settle_ns) {
+        j.stamp(&mut record, &mut attributes);
     }
     record.attributes = attributes;
     record

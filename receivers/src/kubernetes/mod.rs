@@ -13,6 +13,7 @@
 mod config;
 mod convert;
 pub mod events;
+pub mod keda;
 pub mod lease;
 mod receiver;
 pub mod rollout;

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 use super::config::{AuthType, Config, Mode};
 use super::convert;
 use super::events;
+use super::keda;
 use super::lease::{self, Exported};
 use super::tracker::Tracker;
 use super::{Error, Result};
@@ -218,6 +219,21 @@ impl Receiver for KubernetesReceiver {
                 config.rollouts.settle_timeout,
                 out_tx.clone(),
             ));
+            for (kind, plural) in [
+                ("ScaledObject", "scaledobjects"),
+                ("ScaledJob", "scaledjobs"),
+            ] {
+                tasks.spawn(watch_keda(
+                    Api::all_with(
+                        client.clone(),
+                        &api_resource("keda.sh", "v1alpha1", kind, plural),
+                    ),
+                    kind,
+                    catalog.clone(),
+                    config.rollouts.settle_timeout,
+                    out_tx.clone(),
+                ));
+            }
             for (ns, api) in &app_apis {
                 let mut tracker = Tracker::new(&config.rollouts, unix_nanos(SystemTime::now()));
                 if let (Some(previous), Some(exported)) = (previous.clone(), exported.clone()) {
@@ -329,6 +345,66 @@ fn scope() -> InstrumentationScope {
 async fn send(ctx: &ReceiverContext, batch: Batch) {
     if let Err(e) = ctx.outputs.send(batch).await {
         tracing::warn!(receiver = %ctx.id, error = %e, "cluster output not delivered");
+    }
+}
+
+async fn watch_keda(
+    api: Api<DynamicObject>,
+    kind: &'static str,
+    catalog: Catalog,
+    settle: Duration,
+    out: mpsc::Sender<Batch>,
+) {
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut health = WatchHealth {
+        what: "keda scaled objects and jobs",
+        failing: false,
+    };
+    let settle_ns = u64::try_from(settle.as_nanos()).unwrap_or(u64::MAX);
+    let mut transitions = keda::Transitions::default();
+    while let Some(event) = health.next(&mut stream).await {
+        let records = match &event {
+            Event::Apply(o) | Event::InitApply(o) => transitions.observe(
+                o,
+                kind,
+                &catalog.snapshot(),
+                unix_nanos(SystemTime::now()),
+                settle_ns,
+            ),
+            Event::Delete(o) => {
+                transitions.forget(o, kind);
+                Vec::new()
+            }
+            Event::InitDone => {
+                transitions.listed();
+                Vec::new()
+            }
+            Event::Init => Vec::new(),
+        };
+        for record in records {
+            let namespace = record
+                .attributes
+                .iter()
+                .find(|a| a.key == semconv::K8S_NAMESPACE_NAME)
+                .cloned();
+            let batch = Batch::Logs(vec![ResourceLogs {
+                resource: Some(Resource {
+                    attributes: namespace.into_iter().collect(),
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(scope()),
+                    log_records: vec![record],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }]);
+            if out.send(batch).await.is_err() {
+                return;
+            }
+        }
     }
 }
 

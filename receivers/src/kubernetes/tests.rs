@@ -817,3 +817,105 @@ async fn two_agents_one_lease_emit_once_and_the_survivor_takes_over_without_repe
     );
     assert_rbac_covers(&api);
 }
+
+fn scaled_object(active: &str, fallback: &str) -> Value {
+    json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "trainer", "namespace": "ml", "uid": "uid-so"},
+        "spec": {"scaleTargetRef": {"name": "trainer"}, "triggers": [{"type": "prometheus", "metadata": {"threshold": "10"}}]},
+        "status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "ScaledObjectReady", "message": "ScaledObject is defined correctly and is ready for scaling"},
+            {"type": "Active", "status": active, "reason": "ScalerActive", "message": "Scaling is performed because triggers are active"},
+            {"type": "Fallback", "status": fallback, "reason": "FallbackExists", "message": "At least one trigger is falling back"}
+        ]}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keda_condition_changes_join_the_rollout_and_survive_a_relist() {
+    use hpcotel_core::catalog::rollout_trace_id;
+    use hpcotel_core::{Signal, channel};
+    let fmt = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let started = fmt(std::time::SystemTime::now() - Duration::from_secs(60));
+    let api = FakeApiServer::start().await;
+    api.apply(synced_app(&started, "Running", None, "Progressing"));
+    api.apply(scaled_object("False", "False"));
+    let mut cfg = config(&api);
+    cfg.mode = Mode::Cluster;
+    let catalog = Catalog::new();
+    let receiver = KubernetesReceiver::new(&cfg, catalog.clone())
+        .await
+        .unwrap();
+    let stats = Telemetry::default().register(
+        ComponentKind::Receiver,
+        ComponentId::new("kubernetes", None),
+    );
+    let (tx, mut rx) = channel::channel(10_000);
+    let mut outputs = Outputs::new(stats);
+    outputs.add(Signal::Logs, "logs", tx);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
+        id: ComponentId::new("kubernetes", None),
+        outputs,
+        shutdown: stop.clone(),
+    }));
+    wait_for(&catalog, "the app listed", |s| {
+        s.apps.get("train").is_some_and(|a| a.operation.is_some())
+    })
+    .await;
+    assert!(
+        api.wait_until(WAIT, |api| api
+            .requests()
+            .iter()
+            .any(|q| q.plural == "scaledobjects" && q.verb.as_str() == "watch"))
+            .await,
+        "the ScaledObject watch is up"
+    );
+    let condition = |l: &opentelemetry_proto::tonic::logs::v1::LogRecord, key: &str| {
+        l.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| hpcotel_testkit::sink::any_value_string(kv.value.as_ref()?))
+    };
+    // KEDA activates the scale target during the rollout.
+    api.apply(scaled_object("True", "False"));
+    let l = next_log(&mut rx).await;
+    assert_eq!(condition(&l, semconv_keys::TYPE).as_deref(), Some("Active"));
+    assert_eq!(condition(&l, semconv_keys::STATUS).as_deref(), Some("True"));
+    let trace = rollout_trace_id(
+        "uid-app-train",
+        "ccc",
+        convert::rfc3339_nanos(&started).unwrap(),
+    )
+    .to_vec();
+    assert_eq!(l.trace_id, trace);
+    // The watch drops and history is compacted; meanwhile the scaler falls back. After the
+    // relist exactly that transition is logged (not Active again).
+    api.compact();
+    api.drop_watches();
+    api.apply(scaled_object("True", "True"));
+    let l = next_log(&mut rx).await;
+    assert_eq!(
+        condition(&l, semconv_keys::TYPE).as_deref(),
+        Some("Fallback")
+    );
+    assert_eq!(l.severity_number, 13);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert!(rx.recv().await.is_none(), "nothing repeated");
+    assert_rbac_covers(&api);
+}
+
+async fn next_log(
+    rx: &mut hpcotel_core::channel::Receiver,
+) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+    match tokio::time::timeout(WAIT, rx.recv()).await.expect("a log") {
+        Some(hpcotel_core::Batch::Logs(rl)) => rl[0].scope_logs[0].log_records[0].clone(),
+        other => panic!("expected logs, got {other:?}"),
+    }
+}
+
+mod semconv_keys {
+    pub const TYPE: &str = hpcotel_core::semconv::HPCOTEL_KEDA_CONDITION_TYPE;
+    pub const STATUS: &str = hpcotel_core::semconv::HPCOTEL_KEDA_CONDITION_STATUS;
+}

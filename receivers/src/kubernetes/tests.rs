@@ -481,6 +481,18 @@ async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
     let spans = &rs[0].scope_spans[0].spans;
     assert_eq!(spans[0].name, "SYNC train");
     assert_eq!(spans.len(), 3, "root, the Deployment, health");
+    assert_eq!(
+        spans[0].status.as_ref().unwrap().code,
+        1,
+        "OK: synced and Healthy"
+    );
+    assert!(
+        spans
+            .iter()
+            .skip(1)
+            .all(|s| s.status.as_ref().is_none_or(|st| st.code != 2)),
+        "no error in a successful rollout"
+    );
     // A second sync of the same revision is a second trace, with another id.
     api.apply(synced_app(
         "2026-11-25T08:00:00Z",

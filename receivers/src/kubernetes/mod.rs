@@ -4,7 +4,10 @@
 //! StatefulSet, DaemonSet) and keeps all of it in the Catalog, where the `enrich` processor
 //! reads the pod → workload → Application → revision chain.
 //!
-//! It emits no signal of its own yet (it runs without a pipeline). Only the fields correlation
+//! A node agent emits no signal (it runs without a pipeline). The cluster output — rollout
+//! traces ([`rollout`], [`tracker`]), Event logs ([`events`]) and KEDA condition logs
+//! ([`keda`]) — comes from the `mode: cluster` instance or the node agent holding the Lease
+//! ([`lease`]). Only the fields correlation
 //! needs are kept, never the raw objects, so `managedFields` are never cached. A (re)list
 //! replaces the Catalog's pods and Applications whole at its end, so objects deleted while a
 //! watch was down disappear and none is lost; while the API server is unreachable the last

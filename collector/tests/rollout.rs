@@ -252,14 +252,18 @@ service:
     ));
     let finished = rfc3339(now + Duration::from_secs(3));
     let history_b = (2, "bbb", started.as_str(), finished.as_str());
-    api.apply(application(
-        &started,
-        "Succeeded",
-        Some(&finished),
-        "Degraded",
-        &[history_a, history_b],
-        "bbb",
-    ));
+    // The update that ends the sync still carries the old health; the next one shows
+    // Degraded.
+    for health in ["Progressing", "Degraded"] {
+        api.apply(application(
+            &started,
+            "Succeeded",
+            Some(&finished),
+            health,
+            &[history_a, history_b],
+            "bbb",
+        ));
+    }
 
     let trace = rollout_trace_id("uid-app", "bbb", nanos(&started)).to_vec();
     let r = sink

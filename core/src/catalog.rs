@@ -133,6 +133,8 @@ pub struct SyncOperation {
     pub started_unix_nano: u64,
     /// `finishedAt`, Unix ns (none while running).
     pub finished_unix_nano: Option<u64>,
+    /// The sync ended Failed or Error.
+    pub failed: bool,
 }
 
 /// FNV-1a, 64 bits, from a given offset basis: stable across builds and platforms (unlike
@@ -325,8 +327,11 @@ impl Snapshot {
         } else if let Some(app) = &app {
             // The pod's direct owner (a ReplicaSet, a Job) is created by the sync that rolled
             // the revision out; the pod itself may come much later (a restart, a scale-up).
+            // Only ReplicaSets and Jobs are created anew by a rollout; a StatefulSet's or a
+            // DaemonSet's pods are replaced in place, so their own creation is what counts.
             let created = chain
                 .first()
+                .filter(|w| matches!(w.object.kind.as_str(), "ReplicaSet" | "Job"))
                 .and_then(|w| w.created_unix_nano)
                 .or(pod.created_unix_nano);
             // The revision in effect when it was created: the latest deploy that had started
@@ -334,9 +339,11 @@ impl Snapshot {
             // [deployStartedAt, deployedAt] window, or right after it when the controller lags.)
             // The sync in progress counts as the newest deploy: Argo CD writes its history
             // entry only when it ends, but the ReplicaSets it creates run its revision now.
+            // (A failed sync writes no history entry: it deployed nothing to count on.)
             let in_flight = app
                 .operation
                 .as_ref()
+                .filter(|op| !op.failed)
                 .map(|op| (op.started_unix_nano, &op.revision));
             let from_history = created.and_then(|t| {
                 app.history
@@ -564,6 +571,7 @@ mod tests {
             revision: "B".into(),
             started_unix_nano: 200 * S,
             finished_unix_nano: None,
+            failed: false,
         });
         let b = s.correlate("pod-trainer-b").unwrap();
         assert_eq!(b.revision, Some(("B".into(), RevisionSource::History)));

@@ -152,6 +152,14 @@ impl Config {
                     .to_owned(),
             ));
         }
+        if let Some(le) = &self.leader_election
+            && le.renew_deadline >= le.lease_duration
+        {
+            return Err((
+                "leader_election.renew_deadline",
+                "must be shorter than leader_election.lease_duration (a holder that cannot renew must step down before another agent may take over)".to_owned(),
+            ));
+        }
         if self.mode == Mode::Cluster && self.leader_election.is_some() {
             return Err((
                 "leader_election",

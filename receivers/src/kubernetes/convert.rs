@@ -177,6 +177,7 @@ pub fn argo_app(obj: &DynamicObject, environment_label: Option<&str>) -> ArgoApp
         destination_namespace: str_at(data, &["spec", "destination", "namespace"])
             .map(str::to_owned),
         operation: super::rollout::operation(obj).map(|op| SyncOperation {
+            failed: op.failed(),
             revision: op.revision,
             started_unix_nano: op.started_unix_nano,
             finished_unix_nano: op.finished_unix_nano,

@@ -151,19 +151,57 @@ fn held_by_other(l: &Lease, identity: &str) -> bool {
     k8s_openapi::jiff::Timestamp::now().as_second() < renewed + duration
 }
 
-/// Runs the election until `shutdown`, publishing whether this agent leads on `leading`
-/// together with the operations the previous holder exported (on a transition to leading).
-/// On shutdown a holder releases the Lease so that another agent takes over at once.
+/// What a new holder learns when it takes the Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// The operations the previous holder published as exported.
+    pub previous: Vec<String>,
+    /// True when a previous holder published its list (the list is then the whole truth);
+    /// false for a new Lease, where syncs that ended before now count as exported.
+    pub authoritative: bool,
+}
+
+fn published(exported: &Exported) -> Vec<String> {
+    exported
+        .lock()
+        .map(|e| {
+            e.iter()
+                .rev()
+                .take(EXPORTED_IN_LEASE)
+                .rev()
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Bounds one API call by `deadline`: a hung request must not keep a holder leading after
+/// another agent has taken over.
+async fn bounded<T>(
+    deadline: Duration,
+    call: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {deadline:?}")),
+    }
+}
+
+/// Runs the election until `shutdown`, publishing on `leading` whether this agent leads
+/// (with what the previous holder exported, on a transition to leading). When `shutdown` is
+/// cancelled a holder releases the Lease — with the exports of this holder's last moments —
+/// so that another agent takes over at once: cancel it only after the leader's tasks stopped.
 pub async fn run(
     client: Client,
     config: LeaderElectionConfig,
     identity: String,
     exported: Exported,
-    leading: watch::Sender<Option<Vec<String>>>,
+    leading: watch::Sender<Option<Takeover>>,
     shutdown: CancellationToken,
 ) {
     let api: Api<Lease> = Api::namespaced(client, &config.lease_namespace);
     let name = config.lease_name.clone();
+    let deadline = config.renew_deadline;
     let mut last_renewed: Option<Instant> = None;
     let mut tick = tokio::time::interval(config.retry_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -172,18 +210,8 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let published: Vec<String> = exported
-            .lock()
-            .map(|e| {
-                e.iter()
-                    .rev()
-                    .take(EXPORTED_IN_LEASE)
-                    .rev()
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let current = match api.get_opt(&name).await {
+        let list = published(&exported);
+        let current = match bounded(deadline, api.get_opt(&name)).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!(lease = %name, error = %e, "cannot read the leader Lease");
@@ -192,13 +220,18 @@ pub async fn run(
             }
         };
         let result = match &current {
-            None => api
-                .create(
+            None => bounded(
+                deadline,
+                api.create(
                     &PostParams::default(),
-                    &lease(&name, &identity, config.lease_duration, &published, None),
-                )
-                .await
-                .map(|_| Vec::new()),
+                    &lease(&name, &identity, config.lease_duration, &list, None),
+                ),
+            )
+            .await
+            .map(|_| Takeover {
+                previous: Vec::new(),
+                authoritative: false,
+            }),
             Some(l) if held_by_other(l, &identity) => {
                 if leading.borrow().is_some() {
                     tracing::info!(lease = %name, "leadership lost to another agent");
@@ -208,22 +241,32 @@ pub async fn run(
                 continue;
             }
             Some(l) => {
-                let previous = exported_in(l);
-                api.replace(
-                    &name,
-                    &PostParams::default(),
-                    &lease(&name, &identity, config.lease_duration, &published, Some(l)),
+                let takeover = Takeover {
+                    previous: exported_in(l),
+                    authoritative: l
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(EXPORTED_ANNOTATION)),
+                };
+                bounded(
+                    deadline,
+                    api.replace(
+                        &name,
+                        &PostParams::default(),
+                        &lease(&name, &identity, config.lease_duration, &list, Some(l)),
+                    ),
                 )
                 .await
-                .map(|_| previous)
+                .map(|_| takeover)
             }
         };
         match result {
-            Ok(previous) => {
+            Ok(takeover) => {
                 last_renewed = Some(Instant::now());
                 if leading.borrow().is_none() {
                     tracing::info!(lease = %name, identity = %identity, "leading: emitting cluster-scoped output");
-                    let _ = leading.send(Some(previous));
+                    let _ = leading.send(Some(takeover));
                 }
             }
             Err(e) => {
@@ -232,16 +275,28 @@ pub async fn run(
             }
         }
     }
-    // Release: an empty holder lets the next agent take over without waiting for expiry.
+    // Release: an empty holder lets the next agent take over without waiting for expiry;
+    // the annotation carries every export up to now.
     if leading.borrow().is_some()
-        && let Ok(Some(l)) = api.get_opt(&name).await
+        && let Ok(Some(l)) = bounded(deadline, api.get_opt(&name)).await
+        && l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(identity.as_str())
     {
-        let mut released = l.clone();
-        released.metadata.managed_fields = None;
+        let mut released = lease(
+            &name,
+            &identity,
+            config.lease_duration,
+            &published(&exported),
+            Some(&l),
+        );
         if let Some(spec) = released.spec.as_mut() {
             spec.holder_identity = None;
         }
-        if let Err(e) = api.replace(&name, &PostParams::default(), &released).await {
+        if let Err(e) = bounded(
+            deadline,
+            api.replace(&name, &PostParams::default(), &released),
+        )
+        .await
+        {
             tracing::debug!(lease = %name, error = %e, "cannot release the leader Lease; it expires instead");
         }
     }
@@ -251,7 +306,7 @@ pub async fn run(
 fn step_down_if_stale(
     last_renewed: &mut Option<Instant>,
     config: &LeaderElectionConfig,
-    leading: &watch::Sender<Option<Vec<String>>>,
+    leading: &watch::Sender<Option<Takeover>>,
 ) {
     if leading.borrow().is_some()
         && last_renewed.is_none_or(|t| t.elapsed() > config.renew_deadline)

@@ -24,17 +24,21 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::config::{AuthType, Config, Mode};
 use super::convert;
 use super::events;
 use super::keda;
-use super::lease::{self, Exported};
+use super::lease::{self, Exported, Takeover};
 use super::tracker::Tracker;
 use super::{Error, Result};
 
 /// `service.name` of rollout traces (what one searches for in Tempo).
 pub const ROLLOUT_SERVICE_NAME: &str = "argocd";
+
+/// How long one owner read may take before the pod watch moves on.
+const OWNER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Owner chains are at most this deep (Pod → ReplicaSet → Deployment is 2).
 const MAX_OWNER_DEPTH: usize = 6;
@@ -211,7 +215,7 @@ impl Receiver for KubernetesReceiver {
                     .collect()
             };
         let duties = |tasks: &mut tokio::task::JoinSet<()>,
-                      previous: Option<Vec<String>>,
+                      takeover: Option<Takeover>,
                       exported: Option<Exported>| {
             tasks.spawn(watch_events(
                 client.clone(),
@@ -236,8 +240,8 @@ impl Receiver for KubernetesReceiver {
             }
             for (ns, api) in &app_apis {
                 let mut tracker = Tracker::new(&config.rollouts, unix_nanos(SystemTime::now()));
-                if let (Some(previous), Some(exported)) = (previous.clone(), exported.clone()) {
-                    tracker = tracker.taking_over(previous, exported);
+                if let (Some(t), Some(exported)) = (takeover.clone(), exported.clone()) {
+                    tracker = tracker.taking_over(t.previous, t.authoritative, exported);
                 }
                 tasks.spawn(watch_apps(
                     api.clone(),
@@ -262,8 +266,10 @@ impl Receiver for KubernetesReceiver {
                 ));
             }
         }
-        let (leading_tx, mut leading_rx) = watch::channel::<Option<Vec<String>>>(None);
-        let elector_stop = ctx.shutdown.child_token();
+        let (leading_tx, mut leading_rx) = watch::channel::<Option<Takeover>>(None);
+        // Not a child of the shutdown token: the elector releases the Lease only after the
+        // leader's tasks have stopped, with everything they exported.
+        let elector_stop = CancellationToken::new();
         let exported: Exported = Arc::default();
         let mut elector = None;
         if let (Some(le), false) = (&config.leader_election, cluster) {
@@ -295,7 +301,12 @@ impl Receiver for KubernetesReceiver {
                     }
                     let now_leading = leading_rx.borrow_and_update().clone();
                     match now_leading {
-                        Some(previous) => duties(&mut leader_duties, Some(previous), Some(exported.clone())),
+                        Some(takeover) => {
+                            // A missed None (the loop was busy sending) must not leave a
+                            // second set of leader tasks running beside the first.
+                            leader_duties.abort_all();
+                            duties(&mut leader_duties, Some(takeover), Some(exported.clone()));
+                        }
                         None => leader_duties.abort_all(),
                     }
                 }
@@ -476,7 +487,10 @@ impl Owners {
             let w = match cached {
                 Some(w) => w,
                 None => {
-                    let w = self.fetch(&o).await;
+                    // A failed read is not cached: the pod's next change asks again.
+                    let Ok(w) = self.fetch(&o).await else {
+                        return;
+                    };
                     self.fetched.lock().await.insert(key.clone(), w.clone());
                     if let Some(w) = &w {
                         let w = w.clone();
@@ -491,16 +505,25 @@ impl Owners {
         }
     }
 
-    async fn fetch(&self, o: &ObjectRef) -> Option<Workload> {
-        let (kind, group, version, plural) = WORKLOAD_KINDS.iter().find(|(k, ..)| *k == o.kind)?;
+    /// The owner's workload (`Ok(None)`: gone, or a kind outside [`WORKLOAD_KINDS`]); `Err`
+    /// when the API server did not answer within [`OWNER_READ_TIMEOUT`] or failed.
+    async fn fetch(&self, o: &ObjectRef) -> Result<Option<Workload>, ()> {
+        let Some((kind, group, version, plural)) =
+            WORKLOAD_KINDS.iter().find(|(k, ..)| *k == o.kind)
+        else {
+            return Ok(None);
+        };
         let ar = api_resource(group, version, kind, plural);
         let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), &o.namespace, &ar);
-        match api.get_opt(&o.name).await {
-            Ok(Some(obj)) => Some(convert::workload(&obj, kind)),
-            Ok(None) => None,
-            Err(e) => {
+        match tokio::time::timeout(OWNER_READ_TIMEOUT, api.get_opt(&o.name)).await {
+            Ok(Ok(obj)) => Ok(obj.map(|obj| convert::workload(&obj, kind))),
+            Ok(Err(e)) => {
                 tracing::debug!(owner = %o.key(), error = %e, "cannot read owner; retried on the pod's next change");
-                None
+                Err(())
+            }
+            Err(_) => {
+                tracing::debug!(owner = %o.key(), "owner read timed out; retried on the pod's next change");
+                Err(())
             }
         }
     }

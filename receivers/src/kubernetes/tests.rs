@@ -424,14 +424,20 @@ fn synced_app(started: &str, phase: &str, finished: Option<&str>, health: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
+    // Times relative to now: a sync first seen already finished counts only if it ended
+    // after the collector started.
+    let now = std::time::SystemTime::now();
+    let at = |secs: i64| {
+        let t = if secs >= 0 {
+            now + Duration::from_secs(secs.unsigned_abs())
+        } else {
+            now - Duration::from_secs(secs.unsigned_abs())
+        };
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
     use hpcotel_core::{Batch, Signal, channel};
     let api = FakeApiServer::start().await;
-    api.apply(synced_app(
-        "2026-11-25T07:00:00Z",
-        "Running",
-        None,
-        "Healthy",
-    ));
+    api.apply(synced_app(&at(-60), "Running", None, "Healthy"));
     let mut cfg = config(&api);
     cfg.mode = Mode::Cluster;
     let catalog = Catalog::new();
@@ -453,24 +459,14 @@ async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
     }));
     wait_for(&catalog, "the app listed", |s| s.apps.contains_key("train")).await;
     // The sync ends (health still the old one), the app progresses, then becomes Healthy.
+    api.apply(synced_app(&at(-60), "Succeeded", Some(&at(-48)), "Healthy"));
     api.apply(synced_app(
-        "2026-11-25T07:00:00Z",
+        &at(-60),
         "Succeeded",
-        Some("2026-11-25T07:00:12Z"),
-        "Healthy",
-    ));
-    api.apply(synced_app(
-        "2026-11-25T07:00:00Z",
-        "Succeeded",
-        Some("2026-11-25T07:00:12Z"),
+        Some(&at(-48)),
         "Progressing",
     ));
-    api.apply(synced_app(
-        "2026-11-25T07:00:00Z",
-        "Succeeded",
-        Some("2026-11-25T07:00:12Z"),
-        "Healthy",
-    ));
+    api.apply(synced_app(&at(-60), "Succeeded", Some(&at(-48)), "Healthy"));
     let batch = tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("a rollout trace")
@@ -494,12 +490,7 @@ async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
         "no error in a successful rollout"
     );
     // A second sync of the same revision is a second trace, with another id.
-    api.apply(synced_app(
-        "2026-11-25T08:00:00Z",
-        "Failed",
-        Some("2026-11-25T08:00:05Z"),
-        "Healthy",
-    ));
+    api.apply(synced_app(&at(1), "Failed", Some(&at(5)), "Healthy"));
     let batch = tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("a second rollout trace")
@@ -516,18 +507,8 @@ async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
     );
     // Further updates of an exported operation emit nothing more: the next trace out is the
     // third sync's (events are handled in order).
-    api.apply(synced_app(
-        "2026-11-25T08:00:00Z",
-        "Failed",
-        Some("2026-11-25T08:00:05Z"),
-        "Degraded",
-    ));
-    api.apply(synced_app(
-        "2026-11-25T09:00:00Z",
-        "Error",
-        Some("2026-11-25T09:00:01Z"),
-        "Healthy",
-    ));
+    api.apply(synced_app(&at(1), "Failed", Some(&at(5)), "Degraded"));
+    api.apply(synced_app(&at(6), "Error", Some(&at(7)), "Healthy"));
     let batch = tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("a third rollout trace")

@@ -3,7 +3,8 @@
 //!
 //! A rollout is complete when its sync failed, or when, after the sync ended, a later update
 //! shows the Application Healthy or Degraded (the update that ends a sync can still carry the
-//! health from before it), or when `settle_timeout` has passed since the end. Exported
+//! health from before it — a fix-forward sync of a Degraded app must not read as failed), or
+//! when `settle_timeout` has passed since the end. Exported
 //! operations are remembered (in `state_file` when configured, so a restart does not repeat
 //! them; otherwise syncs that ended before this collector started count as exported by the
 //! previous run). An operation in flight when the collector restarts is completed by the new
@@ -83,10 +84,27 @@ impl Tracker {
     }
 
     /// Takes over from a previous leader: `previous` are the operations it published as
-    /// exported (taken as the whole truth), and exports are published to `published`.
-    pub fn taking_over(mut self, previous: Vec<String>, published: Exported) -> Tracker {
+    /// exported — the whole truth when `authoritative`; otherwise (a new Lease) syncs that
+    /// ended before now count as exported — and exports are published to `published`, which
+    /// starts with `previous` so that the next holder learns them too.
+    pub fn taking_over(
+        mut self,
+        previous: Vec<String>,
+        authoritative: bool,
+        published: Exported,
+    ) -> Tracker {
+        if let Ok(mut p) = published.lock() {
+            for k in &previous {
+                if !p.contains(k) {
+                    p.push_back(k.clone());
+                }
+            }
+            while p.len() > EXPORTED_IN_LEASE {
+                p.pop_front();
+            }
+        }
         previous.into_iter().for_each(|k| self.remember(k));
-        self.authoritative = true;
+        self.authoritative |= authoritative;
         self.published = Some(published);
         self
     }
@@ -159,7 +177,9 @@ impl Tracker {
             self.remember(key);
             return Vec::new();
         }
-        if op.failed() || health == "Degraded" {
+        // A failed sync is the end of the story. Health is not: the update that ends a sync
+        // can still carry the health from before it (Healthy or Degraded alike).
+        if op.failed() {
             let settled = Settled {
                 health,
                 at_unix_nano: now.max(ended),
@@ -310,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn degraded_and_failed_complete_at_once_and_silence_times_out() {
+    fn failed_completes_at_once_degraded_on_a_later_update_and_silence_times_out() {
         let start = ts("2026-11-25T06:00:00Z");
         let mut t = Tracker::new(&RolloutsConfig::default(), start);
         let failed = app(
@@ -328,7 +348,15 @@ mod tests {
             Some("2026-11-25T08:00:10Z"),
             "Degraded",
         );
-        assert_eq!(t.observe(&degraded, ts("2026-11-25T08:00:11Z")).len(), 1);
+        assert!(
+            t.observe(&degraded, ts("2026-11-25T08:00:11Z")).is_empty(),
+            "the finishing update's Degraded may be the health from before the sync"
+        );
+        assert_eq!(
+            t.observe(&degraded, ts("2026-11-25T08:00:20Z")).len(),
+            1,
+            "still Degraded after it"
+        );
         let quiet = app(
             "d",
             "2026-11-25T09:00:00Z",
@@ -412,5 +440,53 @@ mod tests {
         );
         assert!(t.observe(&old, start + S).is_empty());
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_new_leader_repeats_no_old_sync_and_passes_the_list_on() {
+        let start = ts("2026-11-25T10:00:00Z");
+        let old = app(
+            "a",
+            "2026-11-25T06:10:00Z",
+            "Failed",
+            Some("2026-11-25T06:10:05Z"),
+            "Degraded",
+        );
+        // A fresh Lease (no previous holder): syncs that ended before now were exported.
+        let published: Exported = Exported::default();
+        let mut t = Tracker::new(&RolloutsConfig::default(), start).taking_over(
+            Vec::new(),
+            false,
+            published.clone(),
+        );
+        assert!(t.observe(&old, start + S).is_empty());
+        // Taking over from a holder that published its list: the list is the whole truth,
+        // and it is passed on to the next holder.
+        let key = rollout::operation(&old).unwrap().key();
+        let mut t = Tracker::new(&RolloutsConfig::default(), start).taking_over(
+            vec![key.clone()],
+            true,
+            published.clone(),
+        );
+        assert!(
+            t.observe(&old, start + S).is_empty(),
+            "published as exported"
+        );
+        assert!(
+            published.lock().unwrap().contains(&key),
+            "kept for the next holder"
+        );
+        let missed = app(
+            "m",
+            "2026-11-25T09:59:00Z",
+            "Failed",
+            Some("2026-11-25T09:59:30Z"),
+            "Healthy",
+        );
+        assert_eq!(
+            t.observe(&missed, start + S).len(),
+            1,
+            "ended before the takeover but not exported: emitted"
+        );
     }
 }

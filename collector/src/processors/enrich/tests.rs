@@ -82,6 +82,7 @@ fn cluster() -> Snapshot {
                 revision: "B".into(),
                 started_unix_nano: 200 * S,
                 finished_unix_nano: Some(215 * S),
+                failed: false,
             }),
             destination_namespace: Some("ml".into()),
         },

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use hpcotel_core::semconv;
-use hpcotel_core::telemetry::unix_nanos;
+use hpcotel_core::telemetry::{self, attr_int, unix_nanos};
 use hpcotel_core::{Catalog, proto};
 use hpcotel_receivers::gpu::{self, podresources, sampler};
-use proto::common::v1::{KeyValue, any_value};
+use proto::common::v1::KeyValue;
 use proto::metrics::v1::{ResourceMetrics, metric::Data, number_data_point};
 use serde::Serialize;
 
@@ -73,26 +73,8 @@ pub struct GpuRow {
     pub pod: Option<String>,
 }
 
-fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| v.value.as_ref())
-}
-
 fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {
-    match attr(attrs, key)? {
-        any_value::Value::StringValue(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
-    match attr(attrs, key)? {
-        any_value::Value::IntValue(i) => Some(*i),
-        _ => None,
-    }
+    telemetry::attr_str(attrs, key).map(str::to_owned)
 }
 
 /// Builds the rows from a report's metrics.

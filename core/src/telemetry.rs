@@ -264,11 +264,7 @@ impl Telemetry {
         ResourceMetrics {
             resource: Some(resource),
             scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: semconv::SCOPE_NAME.into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..Default::default()
-                }),
+                scope: Some(scope()),
                 metrics,
                 schema_url: String::new(),
             }],
@@ -343,6 +339,43 @@ pub fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+/// The instrumentation scope of everything hpcotel produces itself: `hpcotel` with the
+/// collector's version.
+pub fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: semconv::SCOPE_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The value of attribute `key` among `attrs`, if present and set.
+pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()
+}
+
+/// The value of string attribute `key` among `attrs` (`None` for other types).
+pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match attr(attrs, key)? {
+        any_value::Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The value of integer attribute `key` among `attrs` (`None` for other types).
+pub fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(attrs, key)? {
+        any_value::Value::IntValue(i) => Some(*i),
+        _ => None,
+    }
 }
 
 /// A string-valued OTLP attribute.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use hpcotel_core::Catalog;
 use hpcotel_core::metric_set::MetricSet;
 use hpcotel_core::semconv;
-use hpcotel_core::telemetry::{kv, kv_int};
+use hpcotel_core::telemetry::{kv, kv_int, scope};
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PcieUtilCounter, RetirementCause, TemperatureSensor,
 };
@@ -19,7 +19,7 @@ use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::sys_exports::field_id;
 use nvml_wrapper::{Device, Nvml};
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 
@@ -247,14 +247,6 @@ pub struct Options {
     pub mig: bool,
     /// Host `/proc`.
     pub proc_root: PathBuf,
-}
-
-fn scope() -> InstrumentationScope {
-    InstrumentationScope {
-        name: semconv::SCOPE_NAME.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..Default::default()
-    }
 }
 
 fn mhz_to_hz(v: u32) -> f64 {

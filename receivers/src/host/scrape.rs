@@ -4,8 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use hpcotel_core::metric_set::MetricSet;
 use hpcotel_core::semconv;
-use hpcotel_core::telemetry::{kv, kv_int, unix_nanos};
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use hpcotel_core::telemetry::{kv, kv_int, scope, unix_nanos};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use sysinfo::{Disks, Networks, System};
@@ -131,11 +130,7 @@ impl Scraper {
         ResourceMetrics {
             resource: Some(self.resource.clone()),
             scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope {
-                    name: semconv::SCOPE_NAME.to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    ..Default::default()
-                }),
+                scope: Some(scope()),
                 metrics: set.into_metrics(),
                 ..Default::default()
             }],

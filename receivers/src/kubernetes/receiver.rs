@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use hpcotel_core::catalog::{ObjectRef, Workload};
 use hpcotel_core::semconv;
-use hpcotel_core::telemetry::{kv, unix_nanos};
+use hpcotel_core::telemetry::{self, kv, unix_nanos};
 use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::Pod;
@@ -17,8 +17,7 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use std::time::{Duration, SystemTime};
@@ -335,20 +334,12 @@ fn rollout_batch(spans: Vec<Span>) -> Batch {
             ..Default::default()
         }),
         scope_spans: vec![ScopeSpans {
-            scope: Some(scope()),
+            scope: Some(telemetry::scope()),
             spans,
             ..Default::default()
         }],
         ..Default::default()
     }])
-}
-
-fn scope() -> InstrumentationScope {
-    InstrumentationScope {
-        name: semconv::SCOPE_NAME.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        ..Default::default()
-    }
 }
 
 /// Hands a batch to the pipelines, waiting for room: rollouts and Events are rare, and each
@@ -357,6 +348,22 @@ async fn send(ctx: &ReceiverContext, batch: Batch) {
     if let Err(e) = ctx.outputs.send(batch).await {
         tracing::warn!(receiver = %ctx.id, error = %e, "cluster output not delivered");
     }
+}
+
+/// One cluster-output log record as a batch, its resource the namespace it is about.
+fn namespace_log(namespace: String, record: LogRecord) -> Batch {
+    Batch::Logs(vec![ResourceLogs {
+        resource: Some(Resource {
+            attributes: vec![kv(semconv::K8S_NAMESPACE_NAME, namespace)],
+            ..Default::default()
+        }),
+        scope_logs: vec![ScopeLogs {
+            scope: Some(telemetry::scope()),
+            log_records: vec![record],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
 }
 
 async fn watch_keda(
@@ -395,23 +402,10 @@ async fn watch_keda(
             Event::Init => Vec::new(),
         };
         for record in records {
-            let namespace = record
-                .attributes
-                .iter()
-                .find(|a| a.key == semconv::K8S_NAMESPACE_NAME)
-                .cloned();
-            let batch = Batch::Logs(vec![ResourceLogs {
-                resource: Some(Resource {
-                    attributes: namespace.into_iter().collect(),
-                    ..Default::default()
-                }),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(scope()),
-                    log_records: vec![record],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }]);
+            let namespace = telemetry::attr_str(&record.attributes, semconv::K8S_NAMESPACE_NAME)
+                .unwrap_or_default()
+                .to_owned();
+            let batch = namespace_log(namespace, record);
             if out.send(batch).await.is_err() {
                 return;
             }
@@ -443,24 +437,13 @@ async fn watch_events(
             continue;
         }
         let record = events::record(&e, &catalog.snapshot(), settle_ns);
-        let batch = Batch::Logs(vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![kv(semconv::K8S_NAMESPACE_NAME, {
-                    e.involved_object
-                        .namespace
-                        .clone()
-                        .or(e.metadata.namespace.clone())
-                        .unwrap_or_default()
-                })],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(scope()),
-                log_records: vec![record],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }]);
+        let namespace = e
+            .involved_object
+            .namespace
+            .clone()
+            .or(e.metadata.namespace.clone())
+            .unwrap_or_default();
+        let batch = namespace_log(namespace, record);
         if out.send(batch).await.is_err() {
             return;
         }

@@ -10,6 +10,7 @@ use hpcotel_core::proto::common::v1::{AnyValue, KeyValue, any_value};
 use hpcotel_core::proto::logs::v1::ResourceLogs;
 use hpcotel_core::proto::resource::v1::Resource;
 use hpcotel_core::semconv;
+use hpcotel_core::telemetry;
 use hpcotel_core::{Batch, Catalog, ComponentError, ComponentStats, Processor};
 
 use super::Config;
@@ -215,11 +216,7 @@ fn index_by_name(pods: &HashMap<String, PodMeta>) -> HashMap<(&str, &str), &str>
 
 /// A resource attribute's value, when it is a non-empty string.
 fn string_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    let value = attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?;
-    match &value.value {
-        Some(any_value::Value::StringValue(s)) if !s.is_empty() => Some(s),
-        _ => None,
-    }
+    telemetry::attr_str(attrs, key).filter(|s| !s.is_empty())
 }
 
 /// The semantic-convention attribute naming a workload of `kind`, if there is one.

@@ -39,7 +39,20 @@ if [ ! -x /usr/bin/prometheus ]; then
 fi
 /usr/bin/prometheus --version 2>&1 | sed -n 1p
 
-# 3. Lints: formatting and clippy with warnings as errors.
+# 3. Open MPI and MPICH with their headers (collector/tests/mpi.rs builds libhpcotel_mpi.so
+#    with each one's mpicc and runs real 4-rank jobs with it), from the Debian packages.
+step "Open MPI and MPICH (mpicc.openmpi, mpicc.mpich)"
+if ! command -v mpicc.openmpi >/dev/null 2>&1 || ! command -v mpicc.mpich >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    openmpi-bin libopenmpi-dev mpich libmpich-dev
+fi
+mpirun.openmpi --version 2>&1 | sed -n 1p
+mpirun.mpich --version 2>&1 | sed -n 2p
+
+# 4. Lints: formatting and clippy with warnings as errors.
 if [ -z "${HPCOTEL_SKIP_LINT:-}" ]; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
@@ -47,8 +60,9 @@ if [ -z "${HPCOTEL_SKIP_LINT:-}" ]; then
   cargo clippy --workspace --all-targets --quiet -- -D warnings
 fi
 
-# 4. Every test in the workspace (unit tests, integration tests against the real binary,
+# 5. Every test in the workspace (unit tests, integration tests against the real binary,
 #    the Python SDK, rotel and Prometheus; GPUs through testkit's fake libnvidia-ml.so and
-#    kubelet through testkit's fake PodResources socket — no GPU or cluster needed).
+#    kubelet through testkit's fake PodResources socket, real Open MPI and MPICH jobs — no
+#    GPU or cluster needed).
 step "cargo test --workspace"
 cargo test --workspace --all-targets --no-fail-fast

@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod gpus;
+pub mod mpirun;
 pub mod processors;
 pub mod service;

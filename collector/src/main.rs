@@ -64,6 +64,39 @@ enum Command {
         #[arg(long, default_value = hpcotel_receivers::gpu::podresources::DEFAULT_ENDPOINT)]
         pod_resources: PathBuf,
     },
+    /// Run an MPI job with every rank traced: starts the launcher with hpcotel's PMPI library
+    /// (libhpcotel_mpi.so) preloaded into each rank and exporting to the collector.
+    ///
+    /// The launcher's `--version` decides how variables reach the ranks: Open MPI gets
+    /// `-x NAME=VALUE`, Hydra (MPICH, Intel MPI) `-genv NAME VALUE`, before your arguments.
+    /// The ranks get LD_PRELOAD (the library, then any LD_PRELOAD already set),
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, TRACEPARENT and OTEL_SERVICE_NAME (when set).
+    ///
+    /// A valid TRACEPARENT in the environment is passed on unchanged. Otherwise a new trace
+    /// starts: its id is printed on stderr ("hpcotel: MPI job trace <id>"), and after the
+    /// launcher exits one root span, `mpirun <program>`, is sent to <endpoint>/v1/traces.
+    ///
+    /// Exits with the launcher's exit code (128 + N when signal N killed it); 1 when the
+    /// library or the launcher is missing. SIGTERM is forwarded to the launcher; Ctrl-C
+    /// (SIGINT) reaches it from the terminal directly, and hpcotel waits for it to exit.
+    ///
+    /// Example: hpcotel mpirun -- -np 4 ./solver input.dat
+    Mpirun {
+        /// The PMPI library to preload [default: libhpcotel_mpi.so next to the hpcotel
+        /// executable, else in ../lib/ relative to it].
+        #[arg(long, env = "HPCOTEL_MPI_LIBRARY")]
+        library: Option<PathBuf>,
+        /// OTLP/HTTP base URL of the collector the ranks export to (/v1/traces, /v1/metrics
+        /// and /v1/logs are appended).
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = hpcotel::mpirun::DEFAULT_ENDPOINT)]
+        endpoint: String,
+        /// The MPI launcher: mpirun or mpiexec of Open MPI, MPICH or Intel MPI, or a path.
+        #[arg(long, env = "HPCOTEL_MPIRUN", default_value = hpcotel::mpirun::DEFAULT_LAUNCHER)]
+        launcher: String,
+        /// The launcher's arguments (after `--`): options, the program and its arguments.
+        #[arg(last = true, required = true, value_name = "MPIRUN_ARGS")]
+        args: Vec<String>,
+    },
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, hpcotel::config::Error> {
@@ -130,6 +163,17 @@ fn main() -> ExitCode {
                 pod_resources,
             },
         ),
+        Some(Command::Mpirun {
+            library,
+            endpoint,
+            launcher,
+            args,
+        }) => hpcotel::mpirun::run(hpcotel::mpirun::Options {
+            library,
+            endpoint,
+            launcher,
+            args,
+        }),
         Some(Command::Run { config }) => run(config),
         None => run(None),
     }

@@ -379,3 +379,66 @@ pub const HPCOTEL_KEDA_CONDITION_TYPE: &str = "hpcotel.keda.condition.type";
 pub const HPCOTEL_KEDA_CONDITION_STATUS: &str = "hpcotel.keda.condition.status";
 /// `hpcotel.keda.condition.reason`: KEDA's reason for the condition.
 pub const HPCOTEL_KEDA_CONDITION_REASON: &str = "hpcotel.keda.condition.reason";
+
+// --- MPI jobs (libhpcotel_mpi.so, the PMPI interposition library in `mpi/`) ---
+
+/// `process.exit.code`: the launcher's exit code (`hpcotel mpirun`'s root span).
+pub const PROCESS_EXIT_CODE: &str = "process.exit.code";
+/// `process.command_args`: the launcher's argv (`hpcotel mpirun`'s root span).
+pub const PROCESS_COMMAND_ARGS: &str = "process.command_args";
+/// `mpi.rank`: the rank in `MPI_COMM_WORLD` (int; resource of every rank's data).
+pub const MPI_RANK: &str = "mpi.rank";
+/// `mpi.world.size`: the size of `MPI_COMM_WORLD` (int).
+pub const MPI_WORLD_SIZE: &str = "mpi.world.size";
+/// `mpi.local_rank`: the rank among the job's processes on this host, when the launcher says.
+pub const MPI_LOCAL_RANK: &str = "mpi.local_rank";
+/// `mpi.job.id`: the job: `HPCOTEL_MPI_JOB_ID`, Slurm's job id, the Kubeflow MPIJob name,
+/// the launcher's job id, else the trace id.
+pub const MPI_JOB_ID: &str = "mpi.job.id";
+/// `mpi.implementation`: the first line of `MPI_Get_library_version`.
+pub const MPI_IMPLEMENTATION: &str = "mpi.implementation";
+/// `mpi.operation`: the MPI call without its `MPI_` prefix (`Allreduce`, `Send`, `File_write_all`).
+pub const MPI_OPERATION: &str = "mpi.operation";
+/// `mpi.communicator.size`: the size of the call's communicator (int; absent for
+/// independent MPI-IO calls).
+pub const MPI_COMMUNICATOR_SIZE: &str = "mpi.communicator.size";
+/// `mpi.message.size`: the bytes this rank passed to the call (int, slow-call spans).
+pub const MPI_MESSAGE_SIZE: &str = "mpi.message.size";
+/// `mpi.message.size.bucket`: the message size class of `mpi.call.duration`: the upper bound
+/// in bytes (`0`, `8`, `64`, … `16777216`, `+Inf`); absent for calls without a size.
+pub const MPI_MESSAGE_SIZE_BUCKET: &str = "mpi.message.size.bucket";
+/// `mpi.peer`: the peer rank of a point-to-point call (int).
+pub const MPI_PEER: &str = "mpi.peer";
+/// `mpi.root`: the root rank of a rooted collective (int).
+pub const MPI_ROOT: &str = "mpi.root";
+/// `mpi.phase`: the phase name given to `MPI_Pcontrol(1, name)`.
+pub const MPI_PHASE: &str = "mpi.phase";
+/// `mpi.abort.code`: the error code passed to `MPI_Abort` (int).
+pub const MPI_ABORT_CODE: &str = "mpi.abort.code";
+/// Span name of the job span, from rank 0's `MPI_Init` to its `MPI_Finalize`.
+pub const SPAN_MPI_JOB: &str = "mpi.job";
+/// Span name of each rank's span, a child of the job span.
+pub const SPAN_MPI_RANK: &str = "mpi.rank";
+/// `mpi.call.duration` (histogram, `s`): time inside intercepted MPI calls, per
+/// `mpi.operation`, `mpi.communicator.size` and `mpi.message.size.bucket`; cumulative.
+pub const METRIC_MPI_CALL_DURATION: &str = "mpi.call.duration";
+/// Event name of the job summary log rank 0 emits each export period and at `MPI_Finalize`.
+pub const EVENT_MPI_JOB_SUMMARY: &str = "mpi.job.summary";
+/// `mpi.summary.final`: true on the summary emitted at `MPI_Finalize`.
+pub const MPI_SUMMARY_FINAL: &str = "mpi.summary.final";
+/// `mpi.collectives.analyzed`: collectives on `MPI_COMM_WORLD` the straggler analysis compared.
+pub const MPI_COLLECTIVES_ANALYZED: &str = "mpi.collectives.analyzed";
+/// `mpi.straggler.rank`: the rank that kept the others waiting longest in total (int).
+pub const MPI_STRAGGLER_RANK: &str = "mpi.straggler.rank";
+/// `mpi.straggler.host`: that rank's host.
+pub const MPI_STRAGGLER_HOST: &str = "mpi.straggler.host";
+/// `mpi.straggler.last_count`: in how many of the analyzed collectives it arrived last (int).
+pub const MPI_STRAGGLER_LAST_COUNT: &str = "mpi.straggler.last_count";
+/// `mpi.straggler.delay`: the time (s) the earliest rank waited for it, summed over those
+/// collectives (double).
+pub const MPI_STRAGGLER_DELAY: &str = "mpi.straggler.delay";
+/// `mpi.stragglers`: the top ranks, most delay first, as `rank R on HOST: last in N, D s` (array).
+pub const MPI_STRAGGLERS: &str = "mpi.stragglers";
+/// `hpcotel.mpi.spans.dropped`: slow-call and phase spans this rank dropped because its queue
+/// was full (int, on the rank span).
+pub const HPCOTEL_MPI_SPANS_DROPPED: &str = "hpcotel.mpi.spans.dropped";

@@ -1,0 +1,148 @@
+//! Sending batches: a background thread every export period, and a bounded synchronous
+//! flush at the end of the rank.
+//!
+//! A missing, failing or slow collector costs the job nothing but the flush bound: MPI calls
+//! only ever take the state lock, never wait for the network. The first failure prints one
+//! warning per rank; later ones are counted, not printed. Failed batches are dropped (the
+//! histograms are cumulative, so the next successful export carries their counts).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+use crate::http::{self, Url};
+use crate::recorder::Batch;
+
+/// Where and how to send.
+pub struct Exporter {
+    traces: Option<Url>,
+    metrics: Option<Url>,
+    logs: Option<Url>,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+    rank: i32,
+    warned: AtomicBool,
+    /// Requests that failed.
+    pub failures: AtomicU64,
+    /// Requests that succeeded.
+    pub successes: AtomicU64,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Exporter {
+    /// An exporter for `rank` (URLs that failed to parse were reported at init; their signal
+    /// is not sent).
+    pub fn new(settings: &crate::settings::Settings, rank: i32) -> Exporter {
+        Exporter {
+            traces: Url::parse(&settings.traces_url).ok(),
+            metrics: Url::parse(&settings.metrics_url).ok(),
+            logs: Url::parse(&settings.logs_url).ok(),
+            headers: settings.headers.clone(),
+            timeout: settings.export_timeout,
+            rank,
+            warned: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Sends `batch`, each request bounded by the export timeout and all by `deadline`.
+    pub fn send(&self, batch: Batch, deadline: Option<Instant>) {
+        let deadline_for = || {
+            let d = Instant::now() + self.timeout;
+            deadline.map_or(d, |f| f.min(d))
+        };
+        let requests: [(Option<&Url>, Option<Vec<u8>>); 3] = [
+            (
+                self.traces.as_ref(),
+                batch.traces.map(|r| r.encode_to_vec()),
+            ),
+            (
+                self.metrics.as_ref(),
+                batch.metrics.map(|r| r.encode_to_vec()),
+            ),
+            (self.logs.as_ref(), batch.logs.map(|r| r.encode_to_vec())),
+        ];
+        for (url, body) in requests {
+            let (Some(url), Some(body)) = (url, body) else {
+                continue;
+            };
+            let d = deadline_for();
+            if http::remaining(d).is_zero() {
+                self.failed(url, &http::Error::Timeout);
+                continue;
+            }
+            match http::post(url, &self.headers, &body, d) {
+                Ok(()) => {
+                    self.successes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => self.failed(url, &e),
+            }
+        }
+    }
+
+    fn failed(&self, url: &Url, e: &http::Error) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            crate::warn(
+                self.rank,
+                &format!(
+                    "cannot export to http://{}:{}{}: {e}; this rank's telemetry is dropped \
+                     until the collector answers (the MPI job is not affected; no further \
+                     warnings)",
+                    url.host, url.port, url.path
+                ),
+            );
+        }
+    }
+
+    /// Runs `collect` and sends its batch every `period` until [`Exporter::stop`].
+    pub fn spawn(
+        self: &Arc<Self>,
+        period: Duration,
+        collect: impl Fn() -> Option<Batch> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("hpcotel-mpi-export".into())
+            .spawn(move || {
+                let mut next = Instant::now() + period;
+                loop {
+                    {
+                        let mut stop = me.stop.lock().unwrap_or_else(|e| e.into_inner());
+                        while !*stop {
+                            let left = next.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            stop = me
+                                .wake
+                                .wait_timeout(stop, left)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
+                        if *stop {
+                            return;
+                        }
+                    }
+                    next = Instant::now() + period;
+                    match collect() {
+                        Some(batch) => me.send(batch, None),
+                        None => return,
+                    }
+                }
+            })
+            .map(|_| ())
+    }
+
+    /// Tells the background thread to exit (it finishes a request in flight first).
+    pub fn stop(&self) {
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+}

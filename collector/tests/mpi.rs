@@ -91,11 +91,15 @@ fn build(mpi: Mpi) -> &'static (PathBuf, PathBuf) {
             mpi.mpicc,
             mpi.mpirun
         );
-        let dir = std::env::temp_dir().join(format!(
-            "hpcotel-mpi-test-{}-{}",
-            mpi.name,
-            std::process::id()
-        ));
+        // Under the target directory (target/debug/mpi-test/<mpi>/), replaced on every run.
+        let exe = std::env::current_exe().unwrap();
+        let dir = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("mpi-test")
+            .join(mpi.name);
         std::fs::create_dir_all(&dir).unwrap();
         let lib = dir.join("libhpcotel_mpi.so");
         let out = Command::new("bash")
@@ -106,15 +110,18 @@ fn build(mpi: Mpi) -> &'static (PathBuf, PathBuf) {
             .arg(&lib)
             .output()
             .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "mpi/build.sh failed: {stderr}");
         assert!(
-            out.status.success(),
-            "mpi/build.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            !stderr.contains("warning:"),
+            "the wrappers compile with warnings against {}'s mpi.h:\n{stderr}",
+            mpi.name
         );
         let program = dir.join("job");
+        let building = dir.join(format!("job.{}.tmp", std::process::id()));
         let out = Command::new(mpi.mpicc)
             .args(["-O2", "-o"])
-            .arg(&program)
+            .arg(&building)
             .arg(root().join("mpi/tests/programs/job.c"))
             .output()
             .unwrap();
@@ -124,6 +131,7 @@ fn build(mpi: Mpi) -> &'static (PathBuf, PathBuf) {
             mpi.mpicc,
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::rename(&building, &program).unwrap();
         (lib, program)
     })
 }
@@ -399,6 +407,7 @@ fn one_trace_histograms_phases_and_the_straggler(mpi: Mpi) {
             ("Allreduce", "allreduce"),
             ("Bcast", "bcast"),
             ("Barrier", "barrier"),
+            ("Allgather", "allgather"),
             ("Send", "send"),
             ("Recv", "recv"),
         ] {

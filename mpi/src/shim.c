@@ -7,6 +7,10 @@
  * and the straggler windows travel over a private duplicate of MPI_COMM_WORLD, so the
  * library's own messages never match the application's.
  *
+ * Bytes are what this rank contributes: its send buffer (count x type size; all blocks for
+ * Alltoall(v)), or, where MPI_IN_PLACE makes MPI ignore the send arguments, the matching
+ * receive block — never an argument MPI ignores, since it may hold anything.
+ *
  * Every rank takes the same decisions at the same points: the context broadcast at MPI_Init,
  * a straggler gather every HPCOTEL_WINDOW collectives on MPI_COMM_WORLD and at MPI_Finalize.
  * Those are counted here, not in Rust, so a rank whose recorder stopped still takes part and
@@ -55,6 +59,15 @@ static int64_t hp_bytes_v(const int *counts, MPI_Comm comm, MPI_Datatype type) {
         return -1;
     for (int i = 0; i < n; i++) total += counts[i];
     return total * sz;
+}
+
+/* This rank's own entry of a per-rank count array (the MPI_IN_PLACE cases, where the
+ * rank's send arguments are ignored by MPI and may be anything). */
+static int64_t hp_bytes_own(const int *counts, MPI_Comm comm, MPI_Datatype type) {
+    int me = 0;
+    if (counts == NULL || comm == MPI_COMM_NULL || PMPI_Comm_rank(comm, &me) != MPI_SUCCESS)
+        return -1;
+    return hp_bytes(counts[me], type);
 }
 
 /* Gathers every rank's window of world-collective durations to rank 0. */
@@ -204,7 +217,10 @@ int MPI_Barrier(MPI_Comm comm) {
 
 int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                   int recvcount, MPI_Datatype recvtype, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_ALLGATHER, comm, hp_bytes(sendcount, sendtype), -1,
+    HP_COLLECTIVE(HPCOTEL_OP_ALLGATHER, comm,
+                  sendbuf == MPI_IN_PLACE ? hp_bytes(recvcount, recvtype)
+                                          : hp_bytes(sendcount, sendtype),
+                  -1,
                   PMPI_Allgather(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype,
                                  comm));
 }
@@ -212,7 +228,10 @@ int MPI_Allgather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, voi
 int MPI_Allgatherv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                    const int recvcounts[], const int displs[], MPI_Datatype recvtype,
                    MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_ALLGATHERV, comm, hp_bytes(sendcount, sendtype), -1,
+    HP_COLLECTIVE(HPCOTEL_OP_ALLGATHERV, comm,
+                  sendbuf == MPI_IN_PLACE ? hp_bytes_own(recvcounts, comm, recvtype)
+                                          : hp_bytes(sendcount, sendtype),
+                  -1,
                   PMPI_Allgatherv(sendbuf, sendcount, sendtype, recvbuf, recvcounts, displs,
                                   recvtype, comm));
 }
@@ -220,7 +239,10 @@ int MPI_Allgatherv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, vo
 int MPI_Alltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                  int recvcount, MPI_Datatype recvtype, MPI_Comm comm) {
     HP_COLLECTIVE(HPCOTEL_OP_ALLTOALL, comm,
-                  hp_bytes(sendcount, sendtype) * (int64_t)hp_comm_size(comm), -1,
+                  (sendbuf == MPI_IN_PLACE ? hp_bytes(recvcount, recvtype)
+                                           : hp_bytes(sendcount, sendtype)) *
+                      (int64_t)hp_comm_size(comm),
+                  -1,
                   PMPI_Alltoall(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype,
                                 comm));
 }
@@ -228,7 +250,10 @@ int MPI_Alltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void
 int MPI_Alltoallv(const void *sendbuf, const int sendcounts[], const int sdispls[],
                   MPI_Datatype sendtype, void *recvbuf, const int recvcounts[],
                   const int rdispls[], MPI_Datatype recvtype, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_ALLTOALLV, comm, hp_bytes_v(sendcounts, comm, sendtype), -1,
+    HP_COLLECTIVE(HPCOTEL_OP_ALLTOALLV, comm,
+                  sendbuf == MPI_IN_PLACE ? hp_bytes_v(recvcounts, comm, recvtype)
+                                          : hp_bytes_v(sendcounts, comm, sendtype),
+                  -1,
                   PMPI_Alltoallv(sendbuf, sendcounts, sdispls, sendtype, recvbuf, recvcounts,
                                  rdispls, recvtype, comm));
 }
@@ -248,7 +273,10 @@ int MPI_Reduce_scatter_block(const void *sendbuf, void *recvbuf, int recvcount,
 
 int MPI_Gather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                int recvcount, MPI_Datatype recvtype, int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_GATHER, comm, hp_bytes(sendcount, sendtype), root,
+    HP_COLLECTIVE(HPCOTEL_OP_GATHER, comm,
+                  sendbuf == MPI_IN_PLACE ? hp_bytes(recvcount, recvtype)
+                                          : hp_bytes(sendcount, sendtype),
+                  root,
                   PMPI_Gather(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, root,
                               comm));
 }
@@ -256,14 +284,20 @@ int MPI_Gather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *
 int MPI_Gatherv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                 const int recvcounts[], const int displs[], MPI_Datatype recvtype, int root,
                 MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_GATHERV, comm, hp_bytes(sendcount, sendtype), root,
+    HP_COLLECTIVE(HPCOTEL_OP_GATHERV, comm,
+                  sendbuf == MPI_IN_PLACE ? hp_bytes_own(recvcounts, comm, recvtype)
+                                          : hp_bytes(sendcount, sendtype),
+                  root,
                   PMPI_Gatherv(sendbuf, sendcount, sendtype, recvbuf, recvcounts, displs,
                                recvtype, root, comm));
 }
 
 int MPI_Scatter(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                 int recvcount, MPI_Datatype recvtype, int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_SCATTER, comm, hp_bytes(recvcount, recvtype), root,
+    HP_COLLECTIVE(HPCOTEL_OP_SCATTER, comm,
+                  recvbuf == MPI_IN_PLACE ? hp_bytes(sendcount, sendtype)
+                                          : hp_bytes(recvcount, recvtype),
+                  root,
                   PMPI_Scatter(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype, root,
                                comm));
 }
@@ -271,7 +305,10 @@ int MPI_Scatter(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void 
 int MPI_Scatterv(const void *sendbuf, const int sendcounts[], const int displs[],
                  MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype,
                  int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_SCATTERV, comm, hp_bytes(recvcount, recvtype), root,
+    HP_COLLECTIVE(HPCOTEL_OP_SCATTERV, comm,
+                  recvbuf == MPI_IN_PLACE ? hp_bytes_own(sendcounts, comm, sendtype)
+                                          : hp_bytes(recvcount, recvtype),
+                  root,
                   PMPI_Scatterv(sendbuf, sendcounts, displs, sendtype, recvbuf, recvcount,
                                 recvtype, root, comm));
 }

@@ -7,8 +7,8 @@
  *       [--no-finalize] [--abort-rank R] [--fork]
  *
  * --straggler R: rank R sleeps MS ms (default 50) before every 10th Allreduce.
- * Prints one line per rank: "rank R of S: allreduce=A bcast=B barrier=C send=D recv=E
- * phases=P result=OK".
+ * Prints one line per rank: "rank R of S: allreduce=A bcast=B barrier=C allgather=G send=D
+ * recv=E phases=P result=OK".
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -26,7 +26,7 @@ static void sleep_ms(int ms) {
 int main(int argc, char **argv) {
     int iterations = 40, straggler = -1, straggle_ms = 50, exit_code = 0, finalize = 1;
     int abort_rank = -1, do_fork = 0;
-    int rank, size, allreduce = 0, bcast = 0, barrier = 0, sends = 0, recvs = 0, phases = 0;
+    int rank, size, allreduce = 0, bcast = 0, barrier = 0, allgather = 0, sends = 0, recvs = 0, phases = 0;
     int ok = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
@@ -92,8 +92,19 @@ int main(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD);
     barrier++;
 
-    printf("rank %d of %d: allreduce=%d bcast=%d barrier=%d send=%d recv=%d phases=%d result=%s\n",
-           rank, size, allreduce, bcast, barrier, sends, recvs, phases, ok ? "OK" : "WRONG");
+    /* In place: MPI ignores the send arguments, so the wrapper must not read them. */
+    int *ranks = calloc((size_t)size, sizeof(int));
+    ranks[rank] = rank;
+    MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, ranks, 1, MPI_INT, MPI_COMM_WORLD);
+    allgather++;
+    for (int i = 0; i < size; i++)
+        if (ranks[i] != i) ok = 0;
+    free(ranks);
+
+    printf("rank %d of %d: allreduce=%d bcast=%d barrier=%d allgather=%d send=%d recv=%d "
+           "phases=%d result=%s\n",
+           rank, size, allreduce, bcast, barrier, allgather, sends, recvs, phases,
+           ok ? "OK" : "WRONG");
     fflush(stdout);
     if (rank == abort_rank) MPI_Abort(MPI_COMM_WORLD, 42);
     if (finalize) MPI_Finalize();

@@ -22,6 +22,14 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// One MPI test at a time: each runs 4 ranks on a 2-core machine, and the straggler test
+/// reads timings.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 const RANKS: i64 = 4;
 const ITERATIONS: i64 = 40;
 
@@ -294,11 +302,12 @@ fn full_job(mpi: Mpi) -> (Output, Received) {
         let sink = OtlpSink::start().await;
         let (_collector, endpoint) = collector(&sink);
         let iterations = ITERATIONS.to_string();
+        // One export at the end (a periodic one could show partial counts first).
         let out = run_job(
             mpi,
             &endpoint,
             &["--iterations", &iterations, "--straggler", "2"],
-            &[],
+            &[("OTEL_METRIC_EXPORT_INTERVAL", "600000")],
         );
         assert!(
             out.status.success(),
@@ -339,6 +348,7 @@ fn full_job(mpi: Mpi) -> (Output, Received) {
 
 /// Acceptance 1–3 for one MPI implementation.
 fn one_trace_histograms_phases_and_the_straggler(mpi: Mpi) {
+    let _serial = serial();
     let (out, r) = full_job(mpi);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -534,6 +544,7 @@ fn mpich_job_is_one_trace_with_histograms_phases_and_the_straggler() {
 /// Acceptance 4: no collector listening.
 #[test]
 fn without_a_collector_the_job_keeps_its_exit_code_and_warns_once_per_rank() {
+    let _serial = serial();
     let closed = format!("http://127.0.0.1:{}", free_port());
     let args = ["--iterations", "200", "--exit-code", "3"];
     let plain = run_plain(OPEN_MPI, &args);
@@ -585,6 +596,7 @@ fn without_a_collector_the_job_keeps_its_exit_code_and_warns_once_per_rank() {
 /// `MPI_Abort`, an exit without `MPI_Finalize`, and `fork` in a rank.
 #[test]
 fn abort_a_missing_finalize_and_fork_end_the_spans_as_they_should() {
+    let _serial = serial();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -695,5 +707,46 @@ fn abort_a_missing_finalize_and_fork_end_the_spans_as_they_should() {
             })
             .await;
         assert!(!r.logs.is_empty());
+
+        // No library collectives (MPMD jobs where some ranks run without the library), and
+        // MPI_Pcontrol called with levels only: still one trace (from TRACEPARENT), the rank
+        // spans under the one job span, no straggler summary, no crash.
+        let out = run_job(
+            OPEN_MPI,
+            &endpoint,
+            &["--iterations", "10", "--bare-pcontrol"],
+            &[("HPCOTEL_MPI_COLLECTIVES", "off")],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let trace = trace_of(&out);
+        let r = sink
+            .wait_for("the job span and 4 rank spans", WAIT, |r| {
+                rank_spans(r, &trace).len() == 4
+                    && spans(r)
+                        .iter()
+                        .any(|(_, s)| s.trace_id == trace && s.name == semconv::SPAN_MPI_JOB)
+            })
+            .await;
+        let job = spans(&r)
+            .into_iter()
+            .filter(|(_, s)| s.trace_id == trace && s.name == semconv::SPAN_MPI_JOB)
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>();
+        assert_eq!(job.len(), 1);
+        for (rank, s) in rank_spans(&r, &trace) {
+            assert_eq!(s.parent_span_id, job[0].span_id, "rank {rank}'s parent");
+            assert!(!is_error(&s));
+        }
+        let summaries = r
+            .logs
+            .iter()
+            .flat_map(|rl| rl.scope_logs.iter().flat_map(|s| &s.log_records))
+            .filter(|l| l.trace_id == trace && l.event_name == semconv::EVENT_MPI_JOB_SUMMARY)
+            .count();
+        assert_eq!(summaries, 0, "no straggler analysis without collectives");
     });
 }

@@ -6,6 +6,8 @@
 //! warning per rank; later ones are counted, not printed. Failed batches are dropped (the
 //! histograms are cumulative, so the next successful export carries their counts).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +32,9 @@ pub struct Exporter {
     pub successes: AtomicU64,
     stop: Mutex<bool>,
     wake: Condvar,
+    /// Resolved addresses per `host:port`, so later sends (the final flush above all) need
+    /// no lookup.
+    addrs: Mutex<HashMap<(String, u16), Vec<SocketAddr>>>,
 }
 
 impl Exporter {
@@ -48,6 +53,7 @@ impl Exporter {
             successes: AtomicU64::new(0),
             stop: Mutex::new(false),
             wake: Condvar::new(),
+            addrs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,7 +83,30 @@ impl Exporter {
                 self.failed(url, &http::Error::Timeout);
                 continue;
             }
-            match http::post(url, &self.headers, &body, d) {
+            let key = (url.host.clone(), url.port);
+            let cached = self
+                .addrs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned();
+            let addrs = match cached {
+                Some(a) => a,
+                None => match http::resolve(url, d) {
+                    Ok(a) => {
+                        self.addrs
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(key, a.clone());
+                        a
+                    }
+                    Err(e) => {
+                        self.failed(url, &e);
+                        continue;
+                    }
+                },
+            };
+            match http::post(url, &addrs, &self.headers, &body, d) {
                 Ok(()) => {
                     self.successes.fetch_add(1, Ordering::Relaxed);
                 }
@@ -92,10 +121,9 @@ impl Exporter {
             crate::warn(
                 self.rank,
                 &format!(
-                    "cannot export to http://{}:{}{}: {e}; this rank's telemetry is dropped \
-                     until the collector answers (the MPI job is not affected; no further \
-                     warnings)",
-                    url.host, url.port, url.path
+                    "cannot export to {}: {e}; this rank's telemetry is dropped until the \
+                     collector answers (the MPI job is not affected; no further warnings)",
+                    url.display()
                 ),
             );
         }

@@ -20,8 +20,14 @@
 #define HPCOTEL_CTX_ENABLED 25
 /* Host name bytes per rank gathered to rank 0 (NUL-padded). */
 #define HPCOTEL_HOST_LEN 64
-/* Collectives on MPI_COMM_WORLD between two straggler gathers. */
+/* Synchronising collectives on MPI_COMM_WORLD between two straggler reductions. */
 #define HPCOTEL_WINDOW 1024
+/* Bytes of a phase name copied from MPI_Pcontrol, NUL included. */
+#define HPCOTEL_PHASE_LEN 256
+/* Bits of hpcotel_mpi_init_begin's answer. */
+#define HPCOTEL_INIT_RECORD 1      /* this rank wants to record */
+#define HPCOTEL_INIT_COLLECTIVES 2 /* use the library's own collectives (HPCOTEL_MPI_COLLECTIVES) */
+#define HPCOTEL_INIT_PHASE_NAMES 4 /* read MPI_Pcontrol names (HPCOTEL_MPI_PCONTROL_NAMES) */
 
 /* Operations; the numbers are shared with Rust's `Op` (lib.rs). */
 enum hpcotel_op {
@@ -66,11 +72,13 @@ enum hpcotel_op {
 };
 
 /* MPI_Init / MPI_Init_thread, after PMPI_Init succeeded. `library_version` is
- * MPI_Get_library_version's string. Returns 1 when this rank wants to record (rank 0's answer
- * is the one that counts: it goes out in the context), 0 otherwise. */
+ * MPI_Get_library_version's string. Returns HPCOTEL_INIT_* bits. With COLLECTIVES, rank 0's
+ * context decides for the job (it is broadcast); without, every rank derives the same
+ * context on its own (from TRACEPARENT or the job id) and there are no straggler reductions.
+ * HPCOTEL_MPI_COLLECTIVES must be the same on every rank. */
 int hpcotel_mpi_init_begin(int rank, int size, uint64_t init_start_ns, const char *library_version);
-/* Rank 0 only: writes the job context (trace id from TRACEPARENT or new, job span id, flags,
- * enabled) to `ctx`; the wrappers then broadcast it. */
+/* Writes the job context (trace id, job span id, flags, enabled) to `ctx`: on rank 0 with
+ * COLLECTIVES (then broadcast), on every rank without. */
 void hpcotel_mpi_context(unsigned char ctx[HPCOTEL_CTX_LEN]);
 /* This rank's host name, NUL-padded, for the host gather. */
 void hpcotel_mpi_hostname(char host[HPCOTEL_HOST_LEN]);
@@ -79,22 +87,23 @@ void hpcotel_mpi_hostname(char host[HPCOTEL_HOST_LEN]);
 void hpcotel_mpi_init_end(const unsigned char ctx[HPCOTEL_CTX_LEN], const char *hosts, uint64_t init_end_ns);
 
 /* One intercepted call. `comm_size` 0 when unknown (MPI-IO independent calls), `bytes` -1
- * when not meaningful, `peer` the peer or root rank or -1, `world` 1 for a collective on
- * MPI_COMM_WORLD (its duration joins the straggler window). */
-void hpcotel_mpi_record(int op, int comm_size, int64_t bytes, int peer, uint64_t t0_ns, uint64_t t1_ns, int world);
+ * when not meaningful, `peer` the peer or root rank or -1, `window` 1 for a synchronising
+ * collective on MPI_COMM_WORLD (its duration joins the straggler window). */
+void hpcotel_mpi_record(int op, int comm_size, int64_t bytes, int peer, uint64_t t0_ns, uint64_t t1_ns, int window);
 
 /* MPI_Pcontrol(level, name): level 1 opens the phase `name`, level -1 closes it (the IPM
- * convention). Other levels are ignored. */
+ * convention). Other levels are ignored. `name` was copied by the wrapper (never NULL). */
 void hpcotel_mpi_phase(int level, const char *name, uint64_t t_ns);
 
-/* Copies this rank's straggler window (durations of the world collectives since the last
- * gather, at most `cap`) to `out`, clears it, returns the count. */
-size_t hpcotel_mpi_window(uint64_t *out, size_t cap);
-/* Rank 0 only: `all` holds `size` blocks of (HPCOTEL_WINDOW + 1) values, each a count then
- * that many durations, in rank order. */
-void hpcotel_mpi_window_gathered(const uint64_t *all, int size, int final_gather);
+/* Copies this rank's straggler window (durations in ns of the synchronising world
+ * collectives since the last reduction, at most `cap`) to `out`, clears it, returns the
+ * count. */
+size_t hpcotel_mpi_window(double *out, size_t cap);
+/* Rank 0 only: for each of `n` calls, the shortest time any rank spent inside (`min_ns`),
+ * that rank (`min_rank`: it arrived last) and the longest time (`max_ns`). */
+void hpcotel_mpi_window_reduced(const double *min_ns, const int *min_rank, const double *max_ns, size_t n);
 
-/* MPI_Finalize, after the final straggler gather and before PMPI_Finalize: ends the phases,
+/* MPI_Finalize, after the final straggler reduction and before PMPI_Finalize: ends the phases,
  * the rank span and (rank 0) the job span, then flushes everything, waiting at most
  * HPCOTEL_MPI_FLUSH_TIMEOUT. This one may block, up to that bound. */
 void hpcotel_mpi_finalize(uint64_t t_ns);

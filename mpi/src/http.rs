@@ -6,7 +6,8 @@
 //! towards the backend.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// An `http://host:port/path` URL.
@@ -38,6 +39,14 @@ impl Url {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
+        if authority.contains('@') {
+            return Err("credentials in the URL are not supported: pass them in \
+                        OTEL_EXPORTER_OTLP_HEADERS"
+                .into());
+        }
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err("the path has spaces or control characters".into());
+        }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.is_empty() && !p.contains(']') => (
                 h,
@@ -56,9 +65,53 @@ impl Url {
         })
     }
 
-    fn addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        Ok((host, self.port).to_socket_addrs()?.collect())
+    /// `http://host:port/path` without the query, for messages (a query may hold a token).
+    pub fn display(&self) -> String {
+        let path = self.path.split('?').next().unwrap_or_default();
+        format!("http://{}:{}{path}", self.host, self.port)
+    }
+}
+
+/// `url` for a message: no credentials, no query.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let rest = rest.split('?').next().unwrap_or_default();
+    if scheme.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{scheme}://{rest}")
+    }
+}
+
+/// Resolves `url`'s host, giving up at `deadline`: the system resolver ignores deadlines, so
+/// a name is looked up on a helper thread (left to finish on its own when it is late).
+pub fn resolve(url: &Url, deadline: Instant) -> Result<Vec<SocketAddr>, Error> {
+    let host = url
+        .host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, url.port)]);
+    }
+    let (tx, rx) = mpsc::channel();
+    let port = url.port;
+    let lookup = host.clone();
+    std::thread::Builder::new()
+        .name("hpcotel-mpi-dns".into())
+        .spawn(move || {
+            let r = (lookup.as_str(), port)
+                .to_socket_addrs()
+                .map(|a| a.collect::<Vec<_>>());
+            let _ = tx.send(r);
+        })
+        .map_err(|e| Error::Io(format!("cannot start a resolver thread: {e}")))?;
+    match rx.recv_timeout(remaining(deadline)) {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err(Error::Io(format!("{host} resolved to no address"))),
+        Ok(Err(e)) => Err(Error::Io(format!("cannot resolve {host}: {e}"))),
+        Err(_) => Err(Error::Timeout),
     }
 }
 
@@ -87,6 +140,7 @@ impl std::fmt::Display for Error {
 /// never logged.
 pub fn post(
     url: &Url,
+    addrs: &[SocketAddr],
     headers: &[(String, String)],
     body: &[u8],
     deadline: Instant,
@@ -97,13 +151,10 @@ pub fn post(
             .filter(|d| !d.is_zero())
             .ok_or(Error::Timeout)
     };
-    let addrs = url
-        .addrs()
-        .map_err(|e| Error::Io(format!("cannot resolve {}: {e}", url.host)))?;
     let mut last = Error::Io(format!("{} resolved to no address", url.host));
     let mut stream = None;
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, left()?) {
+        match TcpStream::connect_timeout(addr, left()?) {
             Ok(s) => {
                 stream = Some(s);
                 break;
@@ -192,6 +243,35 @@ mod tests {
         assert!(Url::parse("https://c:4318").unwrap_err().contains("https"));
         assert!(Url::parse("c:4318").is_err());
         assert!(Url::parse("http://c:http/").is_err());
+        assert!(
+            Url::parse("http://u:pw@c:4318/")
+                .unwrap_err()
+                .contains("credentials")
+        );
+        assert!(Url::parse("http://c:4318/v1/x\r\nX-Evil: 1").is_err());
+        assert_eq!(
+            redact("http://u:s3cret@c:4318/v1/traces?token=abc"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            Url::parse("http://c:4318/v1/traces?token=abc")
+                .unwrap()
+                .display(),
+            "http://c:4318/v1/traces"
+        );
+        // A literal address needs no lookup; an unknown name fails by the deadline.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            resolve(&Url::parse("http://[::1]:4318/").unwrap(), deadline).unwrap(),
+            vec!["[::1]:4318".parse().unwrap()]
+        );
+        assert!(
+            resolve(
+                &Url::parse("http://no-such-host.invalid/").unwrap(),
+                deadline
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -212,8 +292,10 @@ mod tests {
             String::from_utf8(req).unwrap()
         });
         let deadline = Instant::now() + Duration::from_secs(5);
+        let addrs = resolve(&url, deadline).unwrap();
         post(
             &url,
+            &addrs,
             &[("authorization".into(), "Bearer t".into())],
             b"body!",
             deadline,
@@ -236,7 +318,11 @@ mod tests {
             .port();
         let url = Url::parse(&format!("http://127.0.0.1:{port}/v1/logs")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        assert!(matches!(post(&url, &[], b"x", deadline), Err(Error::Io(_))));
+        let addrs = resolve(&url, deadline).unwrap();
+        assert!(matches!(
+            post(&url, &addrs, &[], b"x", deadline),
+            Err(Error::Io(_))
+        ));
 
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = Url::parse(&format!("http://{}/v1/logs", l.local_addr().unwrap())).unwrap();
@@ -249,14 +335,15 @@ mod tests {
             std::thread::park_timeout(Duration::from_secs(5));
         });
         let deadline = Instant::now() + Duration::from_secs(5);
+        let addrs = resolve(&url, deadline).unwrap();
         assert!(matches!(
-            post(&url, &[], b"x", deadline),
+            post(&url, &addrs, &[], b"x", deadline),
             Err(Error::Status(503))
         ));
         let start = Instant::now();
         let deadline = start + Duration::from_millis(300);
         assert!(matches!(
-            post(&url, &[], b"x", deadline),
+            post(&url, &addrs, &[], b"x", deadline),
             Err(Error::Timeout)
         ));
         // Bounded by the deadline (with slack for a loaded machine), not by the server.

@@ -42,6 +42,12 @@ use crate::settings::Settings;
 
 /// Bytes of a host name in the host gather (`HPCOTEL_HOST_LEN`).
 pub const HOST_LEN: usize = 64;
+/// `HPCOTEL_INIT_RECORD`: this rank wants to record.
+pub const INIT_RECORD: c_int = 1;
+/// `HPCOTEL_INIT_COLLECTIVES`: the library's own collectives are on.
+pub const INIT_COLLECTIVES: c_int = 2;
+/// `HPCOTEL_INIT_PHASE_NAMES`: `MPI_Pcontrol` names are read.
+pub const INIT_PHASE_NAMES: c_int = 4;
 
 /// Prints one line on stderr, prefixed with the library and the rank.
 pub fn warn(rank: i32, msg: &str) {
@@ -136,7 +142,16 @@ pub unsafe extern "C" fn hpcotel_mpi_init_begin(
         let clock_offset_ns =
             i128::from(clock_ns(libc::CLOCK_REALTIME)) - i128::from(now_mono_ns());
         let exporter = Arc::new(Exporter::new(&settings, rank));
-        let enabled = !settings.disabled;
+        let mut flags = 0;
+        if !settings.disabled {
+            flags |= INIT_RECORD;
+        }
+        if settings.collectives {
+            flags |= INIT_COLLECTIVES;
+        }
+        if settings.phase_names {
+            flags |= INIT_PHASE_NAMES;
+        }
         let rt = Runtime {
             settings,
             rank,
@@ -152,7 +167,7 @@ pub unsafe extern "C" fn hpcotel_mpi_init_begin(
         }
         // SAFETY: registers a handler that only stores to an atomic.
         unsafe { libc::pthread_atfork(None, None, Some(in_forked_child)) };
-        c_int::from(enabled)
+        flags
     })
 }
 
@@ -167,20 +182,50 @@ pub unsafe extern "C" fn hpcotel_mpi_context(ctx: *mut u8) {
     }
     let job = guard(None, || {
         let rt = RUNTIME.get()?;
-        let (trace_id, flags) = match rt.settings.traceparent {
-            Some(tp) => (tp.trace_id, tp.flags),
-            None => (recorder::new_trace_id(), 1),
-        };
-        Some(JobContext {
-            trace_id,
-            job_span_id: recorder::new_span_id(),
-            flags,
-            enabled: !rt.settings.disabled,
-        })
+        let job_id = resource::job_id(&|k: &str| std::env::var(k).ok());
+        Some(job_context(&rt.settings, job_id.as_deref(), rt.rank))
     });
     let bytes = job.map_or([0u8; CTX_LEN], |j| j.encode());
     // SAFETY: the caller passes a buffer of HPCOTEL_CTX_LEN bytes.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ctx, CTX_LEN) };
+}
+
+/// The job context: with the library's collectives, rank 0's (random, or the launcher's
+/// trace), broadcast to the others; without, one every rank derives alike from `TRACEPARENT`
+/// or the job id.
+fn job_context(settings: &Settings, job_id: Option<&str>, rank: i32) -> JobContext {
+    let parent = settings.traceparent;
+    if settings.collectives {
+        return JobContext {
+            trace_id: parent.map_or_else(recorder::new_trace_id, |tp| tp.trace_id),
+            job_span_id: recorder::new_span_id(),
+            flags: parent.map_or(1, |tp| tp.flags),
+            enabled: !settings.disabled,
+        };
+    }
+    let trace_id = match (parent, job_id) {
+        (Some(tp), _) => tp.trace_id,
+        (None, Some(job)) => recorder::derive_trace_id(job),
+        (None, None) => {
+            warn(
+                rank,
+                "HPCOTEL_MPI_COLLECTIVES=off without TRACEPARENT or a job id: the ranks cannot \
+                 agree on a trace, so each starts its own (use hpcotel mpirun, or set \
+                 HPCOTEL_MPI_JOB_ID)",
+            );
+            recorder::new_trace_id()
+        }
+    };
+    JobContext {
+        trace_id,
+        job_span_id: recorder::derive_span_id(
+            &trace_id,
+            parent.map_or([0; 8], |tp| tp.parent_span_id),
+            job_id.unwrap_or_default(),
+        ),
+        flags: parent.map_or(1, |tp| tp.flags),
+        enabled: !settings.disabled,
+    }
 }
 
 /// See `hpcotel_mpi.h`.
@@ -303,7 +348,7 @@ pub unsafe extern "C" fn hpcotel_mpi_phase(level: c_int, name: *const c_char, t_
     if !ACTIVE.load(Ordering::Relaxed) || name.is_null() {
         return;
     }
-    // SAFETY: the wrappers pass the application's NUL-terminated phase name.
+    // SAFETY: the wrappers pass their NUL-terminated copy of the phase name.
     let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
     guard((), || {
         with_state(|_, st| st.phase(level, &name, t_ns));
@@ -313,9 +358,9 @@ pub unsafe extern "C" fn hpcotel_mpi_phase(level: c_int, name: *const c_char, t_
 /// See `hpcotel_mpi.h`.
 ///
 /// # Safety
-/// `out` points to `cap` writable `uint64_t`s.
+/// `out` points to `cap` writable `double`s.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn hpcotel_mpi_window(out: *mut u64, cap: usize) -> usize {
+pub unsafe extern "C" fn hpcotel_mpi_window(out: *mut f64, cap: usize) -> usize {
     if out.is_null() || !ACTIVE.load(Ordering::Relaxed) {
         return 0;
     }
@@ -323,32 +368,41 @@ pub unsafe extern "C" fn hpcotel_mpi_window(out: *mut u64, cap: usize) -> usize 
         with_state(|_, st| st.take_window()).unwrap_or_default()
     });
     let n = window.len().min(cap);
-    // SAFETY: the caller passes `cap` writable values; we write n <= cap.
-    unsafe { std::ptr::copy_nonoverlapping(window.as_ptr(), out, n) };
+    for (i, d) in window.iter().take(n).enumerate() {
+        // SAFETY: the caller passes `cap` writable values; i < n <= cap.
+        unsafe { out.add(i).write(*d as f64) };
+    }
     n
 }
 
 /// See `hpcotel_mpi.h`.
 ///
 /// # Safety
-/// `all` points to `size * (HPCOTEL_WINDOW + 1)` readable `uint64_t`s.
+/// `min_ns`, `min_rank` and `max_ns` each point to `n` readable values.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn hpcotel_mpi_window_gathered(all: *const u64, size: c_int, _final: c_int) {
-    if all.is_null() || size <= 0 || !ACTIVE.load(Ordering::Relaxed) {
+pub unsafe extern "C" fn hpcotel_mpi_window_reduced(
+    min_ns: *const f64,
+    min_rank: *const c_int,
+    max_ns: *const f64,
+    n: usize,
+) {
+    if min_ns.is_null() || min_rank.is_null() || max_ns.is_null() || n == 0 {
         return;
     }
-    let stride = WINDOW + 1;
-    // SAFETY: rank 0's receive buffer of the gather: size blocks of WINDOW + 1 values.
-    let all = unsafe { std::slice::from_raw_parts(all, size as usize * stride) };
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return;
+    }
+    let n = n.min(WINDOW);
+    // SAFETY: rank 0's reduction results, n values each, owned by the wrappers.
+    let (min, rank, max) = unsafe {
+        (
+            std::slice::from_raw_parts(min_ns, n),
+            std::slice::from_raw_parts(min_rank, n),
+            std::slice::from_raw_parts(max_ns, n),
+        )
+    };
     guard((), || {
-        let blocks: Vec<&[u64]> = all
-            .chunks(stride)
-            .map(|b| {
-                let n = (b[0] as usize).min(WINDOW);
-                &b[1..1 + n]
-            })
-            .collect();
-        with_state(|_, st| st.add_gathered(&blocks));
+        with_state(|_, st| st.add_reduced(min, rank, max));
     });
 }
 

@@ -41,6 +41,9 @@ const MEDIAN_EVERY: u64 = 64;
 const SUMMARY_TOP: usize = 5;
 /// Phase names longer than this are cut (bytes).
 pub const MAX_PHASE_NAME: usize = 256;
+/// Phases open at once; opening more (a `MPI_Pcontrol(1, …)` in a loop without its `-1`)
+/// is ignored and counted with the dropped spans.
+pub const MAX_OPEN_PHASES: usize = 64;
 
 /// Bucket bounds of `mpi.call.duration` in seconds: 1-2-5 steps from 1 µs to 100 s.
 pub fn duration_bounds() -> Vec<f64> {
@@ -119,6 +122,51 @@ pub fn new_trace_id() -> [u8; 16] {
         if id != [0; 16] {
             return id;
         }
+    }
+}
+
+fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h = seed;
+    for part in parts {
+        for b in *part {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+        // Separator, so ("ab","c") and ("a","bc") differ.
+        h = (h ^ 0xff).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// The trace id every rank of job `job_id` derives alike (no `TRACEPARENT`, no collectives).
+pub fn derive_trace_id(job_id: &str) -> [u8; 16] {
+    let a = fnv1a(
+        0xcbf2_9ce4_8422_2325,
+        &[b"hpcotel-mpi trace", job_id.as_bytes()],
+    );
+    let b = fnv1a(
+        0x8422_2325_cbf2_9ce4,
+        &[b"hpcotel-mpi trace", job_id.as_bytes()],
+    );
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&a.to_be_bytes());
+    id[8..].copy_from_slice(&b.to_be_bytes());
+    if id == [0; 16] {
+        id[15] = 1;
+    }
+    id
+}
+
+/// The job span id every rank derives alike from the trace, the launcher's span and the job.
+pub fn derive_span_id(trace_id: &[u8; 16], parent: [u8; 8], job_id: &str) -> [u8; 8] {
+    let h = fnv1a(
+        0xcbf2_9ce4_8422_2325,
+        &[b"hpcotel-mpi job", trace_id, &parent, job_id.as_bytes()],
+    );
+    let id = h.to_be_bytes();
+    if id == [0; 8] {
+        [0, 0, 0, 0, 0, 0, 0, 1]
+    } else {
+        id
     }
 }
 
@@ -448,6 +496,10 @@ impl State {
         }
         match level {
             1 => {
+                if self.phases.len() >= MAX_OPEN_PHASES {
+                    self.dropped_spans += 1;
+                    return;
+                }
                 let parent = self.current_parent();
                 self.phases.push(Phase {
                     name,
@@ -528,6 +580,13 @@ impl State {
     pub fn add_gathered(&mut self, blocks: &[&[u64]]) {
         if let Some(s) = &mut self.stragglers {
             s.add(blocks);
+        }
+    }
+
+    /// Rank 0: adds a reduced window (see [`Stragglers::add_reduced`]).
+    pub fn add_reduced(&mut self, min_ns: &[f64], min_rank: &[i32], max_ns: &[f64]) {
+        if let Some(s) = &mut self.stragglers {
+            s.add_reduced(min_ns, min_rank, max_ns);
         }
     }
 
@@ -1053,6 +1112,57 @@ mod tests {
         assert!(st.batch(3 * MS).logs.is_none());
         st.end(End::Finalize, 4 * MS);
         assert!(st.batch(4 * MS).logs.is_some());
+    }
+
+    #[test]
+    fn derived_ids_agree_across_ranks_and_differ_across_jobs() {
+        assert_eq!(
+            derive_trace_id("prterun-a@1"),
+            derive_trace_id("prterun-a@1")
+        );
+        assert_ne!(
+            derive_trace_id("prterun-a@1"),
+            derive_trace_id("prterun-a@2")
+        );
+        let t = derive_trace_id("j");
+        assert_eq!(
+            derive_span_id(&t, [1; 8], "j"),
+            derive_span_id(&t, [1; 8], "j")
+        );
+        assert_ne!(
+            derive_span_id(&t, [1; 8], "j"),
+            derive_span_id(&t, [2; 8], "j")
+        );
+        assert_ne!(
+            derive_span_id(&t, [1; 8], "j"),
+            derive_span_id(&t, [1; 8], "k")
+        );
+    }
+
+    #[test]
+    fn phases_opened_without_end_are_capped() {
+        let mut st = state(1, SlowCall::Off, 1000);
+        for i in 0..(MAX_OPEN_PHASES as u64 + 10) {
+            st.phase(1, "step", i);
+        }
+        assert_eq!(st.phases.len(), MAX_OPEN_PHASES);
+        st.phase(-1, "step", 1000);
+        assert_eq!(
+            st.phases.len(),
+            MAX_OPEN_PHASES - 1,
+            "closes the innermost one"
+        );
+        st.end(End::Finalize, 2000);
+        let s = spans(&st.batch(2000));
+        assert_eq!(
+            s.iter().filter(|s| s.name == "step").count(),
+            MAX_OPEN_PHASES
+        );
+        let rank = s.iter().find(|s| s.name == semconv::SPAN_MPI_RANK).unwrap();
+        assert_eq!(
+            attr_int(&rank.attributes, semconv::HPCOTEL_MPI_SPANS_DROPPED),
+            Some(10)
+        );
     }
 
     #[test]

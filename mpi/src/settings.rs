@@ -61,6 +61,13 @@ pub struct Settings {
     pub slow_call: SlowCall,
     /// Bound on queued spans between exports (`HPCOTEL_MPI_MAX_SPANS`).
     pub max_spans: usize,
+    /// The library's own collectives: the context broadcast and host gather at `MPI_Init`,
+    /// the straggler reductions (`HPCOTEL_MPI_COLLECTIVES`, `on` by default; `off` for MPMD
+    /// jobs in which some ranks run without the library). Must match on every rank.
+    pub collectives: bool,
+    /// Read the name of `MPI_Pcontrol(1|-1, name)` (`HPCOTEL_MPI_PCONTROL_NAMES`, `on` by
+    /// default).
+    pub phase_names: bool,
     /// `service.name`: `OTEL_SERVICE_NAME`, else `service.name` of
     /// `OTEL_RESOURCE_ATTRIBUTES`, else the executable's name.
     pub service_name: Option<String>,
@@ -147,7 +154,7 @@ impl Settings {
 
         let headers = match get("OTEL_EXPORTER_OTLP_HEADERS") {
             None => Vec::new(),
-            Some(v) => parse_pairs(&v).unwrap_or_else(|e| {
+            Some(v) => parse_pairs(&v).and_then(check_headers).unwrap_or_else(|e| {
                 // Never echo the value: it usually holds a token.
                 problems.push(format!(
                     "OTEL_EXPORTER_OTLP_HEADERS: {e}; sending no headers"
@@ -200,6 +207,18 @@ impl Settings {
             }),
         };
 
+        let mut switch = |k: &str| match get(k).map(|v| v.trim().to_ascii_lowercase()) {
+            None => true,
+            Some(v) if matches!(v.as_str(), "on" | "true" | "1") => true,
+            Some(v) if matches!(v.as_str(), "off" | "false" | "0") => false,
+            Some(v) => {
+                problems.push(format!("{k}={v:?} is not on or off; using on"));
+                true
+            }
+        };
+        let collectives = switch("HPCOTEL_MPI_COLLECTIVES");
+        let phase_names = switch("HPCOTEL_MPI_PCONTROL_NAMES");
+
         let resource_attributes = match get("OTEL_RESOURCE_ATTRIBUTES") {
             None => Vec::new(),
             Some(v) => parse_pairs(&v).unwrap_or_else(|e| {
@@ -228,7 +247,8 @@ impl Settings {
             ("logs", &logs_url),
         ] {
             if let Err(e) = crate::http::Url::parse(url) {
-                problems.push(format!("the {var} endpoint {url:?}: {e}"));
+                let url = crate::http::redact(url);
+                problems.push(format!("the {var} endpoint {url}: {e}"));
             }
         }
         Settings {
@@ -242,6 +262,8 @@ impl Settings {
             flush_timeout,
             slow_call,
             max_spans,
+            collectives,
+            phase_names,
             service_name,
             resource_attributes,
             traceparent,
@@ -268,6 +290,27 @@ fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
         out.push((k.to_owned(), percent_decode(v.trim())));
     }
     Ok(out)
+}
+
+/// Header names must be HTTP tokens and values free of control characters (a CR/LF would
+/// let a value add headers of its own). The message names the item, never its value.
+fn check_headers(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if !k.bytes().all(token) {
+            return Err(format!(
+                "item {} has a name that is not an HTTP token",
+                i + 1
+            ));
+        }
+        if v.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(format!(
+                "item {} ({k}) has control characters in its value",
+                i + 1
+            ));
+        }
+    }
+    Ok(pairs)
 }
 
 fn percent_decode(s: &str) -> String {
@@ -402,7 +445,9 @@ mod tests {
                 "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             ),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("HPCOTEL_MPI_COLLECTIVES", "maybe"),
         ]);
+        assert!(s.collectives, "a bad switch keeps its default");
         assert_eq!(s.export_interval, DEFAULT_EXPORT_INTERVAL);
         assert_eq!(s.slow_call, DEFAULT_SLOW_CALL);
         assert_eq!(s.flush_timeout, DEFAULT_FLUSH_TIMEOUT);
@@ -416,10 +461,31 @@ mod tests {
             "OTEL_EXPORTER_OTLP_HEADERS: item 1 is not key=value",
             "TRACEPARENT",
             "https",
+            "HPCOTEL_MPI_COLLECTIVES=\"maybe\"",
         ] {
             assert!(all.contains(needle), "{needle} missing from:\n{all}");
         }
         assert!(!all.contains("s3cret"), "a header value leaked: {all}");
+    }
+
+    #[test]
+    fn header_injection_and_url_credentials_are_refused_without_echoing_them() {
+        let s = settings(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-a=ok%0D%0AX-Evil: s3cret"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://user:pa55@c:4318/v1/traces",
+            ),
+        ]);
+        assert!(s.headers.is_empty());
+        let all = s.problems.join("\n");
+        assert!(all.contains("item 1 (x-a) has control characters"), "{all}");
+        assert!(all.contains("credentials"), "{all}");
+        assert!(!all.contains("s3cret") && !all.contains("pa55"), "{all}");
+        let s = settings(&[("OTEL_EXPORTER_OTLP_HEADERS", "bad name=v")]);
+        assert!(s.problems[0].contains("not an HTTP token"));
+        assert!(!settings(&[("HPCOTEL_MPI_PCONTROL_NAMES", "off")]).phase_names);
+        assert!(!settings(&[("HPCOTEL_MPI_COLLECTIVES", "off")]).collectives);
     }
 
     #[test]

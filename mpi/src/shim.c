@@ -12,26 +12,34 @@
  * receive block — never an argument MPI ignores, since it may hold anything.
  *
  * Every rank takes the same decisions at the same points: the context broadcast at MPI_Init,
- * a straggler gather every HPCOTEL_WINDOW collectives on MPI_COMM_WORLD and at MPI_Finalize.
- * Those are counted here, not in Rust, so a rank whose recorder stopped still takes part and
- * the job can never deadlock on the library.
+ * a straggler reduction every HPCOTEL_WINDOW synchronising collectives on MPI_COMM_WORLD and
+ * at MPI_Finalize. Those are counted here, not in Rust, so a rank whose recorder stopped still
+ * takes part and the job can never deadlock on the library. With HPCOTEL_MPI_COLLECTIVES=off
+ * (MPMD jobs where some ranks run without the library) there are none at all.
  */
 #define _GNU_SOURCE
+#include <float.h>
 #include <mpi.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hpcotel_mpi.h"
 
 /* 1 between a successful MPI_Init and MPI_Finalize when the job records. */
 static int hp_on = 0;
+/* The library's own collectives (context broadcast, straggler reductions) are on. */
+static int hp_collectives = 0;
+/* MPI_Pcontrol(1|-1, name) reads its name argument. */
+static int hp_phase_names = 0;
 static int hp_rank = 0;
 static int hp_size = 0;
 static MPI_Comm hp_comm = MPI_COMM_NULL;
-/* Collectives on MPI_COMM_WORLD since the last straggler gather. */
+/* Synchronising collectives on MPI_COMM_WORLD since the last straggler reduction. */
 static unsigned long hp_world_calls = 0;
 
 static inline uint64_t hp_now(void) {
@@ -46,14 +54,27 @@ static inline int hp_comm_size(MPI_Comm comm) {
     return n;
 }
 
+/* The number of ranks a per-peer array (Alltoall(v) counts) has: the remote group's size on
+ * an intercommunicator, the communicator's size otherwise. */
+static int hp_peer_count(MPI_Comm comm) {
+    int inter = 0, n = 0;
+    if (comm == MPI_COMM_NULL) return 0;
+    if (PMPI_Comm_test_inter(comm, &inter) == MPI_SUCCESS && inter) {
+        if (PMPI_Comm_remote_size(comm, &n) != MPI_SUCCESS) return 0;
+        return n;
+    }
+    return hp_comm_size(comm);
+}
+
 static inline int64_t hp_bytes(int count, MPI_Datatype type) {
     int sz = 0;
     if (type == MPI_DATATYPE_NULL || PMPI_Type_size(type, &sz) != MPI_SUCCESS) return -1;
     return (int64_t)count * (int64_t)sz;
 }
 
+/* The sum of a per-peer count array (one entry per rank of the peer group). */
 static int64_t hp_bytes_v(const int *counts, MPI_Comm comm, MPI_Datatype type) {
-    int n = hp_comm_size(comm), sz = 0;
+    int n = hp_peer_count(comm), sz = 0;
     int64_t total = 0;
     if (counts == NULL || type == MPI_DATATYPE_NULL || PMPI_Type_size(type, &sz) != MPI_SUCCESS)
         return -1;
@@ -70,28 +91,39 @@ static int64_t hp_bytes_own(const int *counts, MPI_Comm comm, MPI_Datatype type)
     return hp_bytes(counts[me], type);
 }
 
-/* Gathers every rank's window of world-collective durations to rank 0. */
-static void hp_gather_window(int final_gather) {
-    uint64_t *local = malloc(sizeof(uint64_t) * (HPCOTEL_WINDOW + 1));
-    uint64_t *all = NULL;
-    if (local == NULL) return; /* every rank allocates the same: out of memory ends all */
-    local[0] = hpcotel_mpi_window(local + 1, HPCOTEL_WINDOW);
-    if (hp_rank == 0) all = malloc(sizeof(uint64_t) * (HPCOTEL_WINDOW + 1) * (size_t)hp_size);
-    /* A rank 0 without memory still takes part, with a throwaway receive of its own block. */
-    if (hp_rank == 0 && all == NULL) {
-        PMPI_Gather(local, HPCOTEL_WINDOW + 1, MPI_UINT64_T, NULL, 0, MPI_UINT64_T, 0, hp_comm);
-    } else {
-        PMPI_Gather(local, HPCOTEL_WINDOW + 1, MPI_UINT64_T, all, HPCOTEL_WINDOW + 1,
-                    MPI_UINT64_T, 0, hp_comm);
+/* Straggler reduction buffers: static, so a reduction never allocates and never fails on
+ * one rank only. */
+static double hp_win[HPCOTEL_WINDOW];
+static double hp_win_max[HPCOTEL_WINDOW];
+static struct { double v; int rank; } hp_win_pair[HPCOTEL_WINDOW], hp_win_min[HPCOTEL_WINDOW];
+static double hp_out_min[HPCOTEL_WINDOW];
+static int hp_out_rank[HPCOTEL_WINDOW];
+
+/* Reduces every rank's window of synchronising world-collective durations to rank 0: per
+ * call, the shortest time inside and its rank (MINLOC: who arrived last) and the longest
+ * (MAX). O(window) per rank and log(size) steps, whatever the job's size. */
+static void hp_reduce_window(void) {
+    long n = (long)hpcotel_mpi_window(hp_win, HPCOTEL_WINDOW), common = 0;
+    if (PMPI_Allreduce(&n, &common, 1, MPI_LONG, MPI_MIN, hp_comm) != MPI_SUCCESS || common <= 0)
+        return;
+    for (long i = 0; i < common; i++) {
+        hp_win_pair[i].v = hp_win[i];
+        hp_win_pair[i].rank = hp_rank;
     }
-    if (all != NULL) hpcotel_mpi_window_gathered(all, hp_size, final_gather);
-    free(all);
-    free(local);
+    PMPI_Reduce(hp_win_pair, hp_win_min, (int)common, MPI_DOUBLE_INT, MPI_MINLOC, 0, hp_comm);
+    PMPI_Reduce(hp_win, hp_win_max, (int)common, MPI_DOUBLE, MPI_MAX, 0, hp_comm);
+    if (hp_rank == 0) {
+        for (long i = 0; i < common; i++) {
+            hp_out_min[i] = hp_win_min[i].v;
+            hp_out_rank[i] = hp_win_min[i].rank;
+        }
+        hpcotel_mpi_window_reduced(hp_out_min, hp_out_rank, hp_win_max, (size_t)common);
+    }
 }
 
 static void hp_after_init(uint64_t t0) {
     char version[MPI_MAX_LIBRARY_VERSION_STRING + 1];
-    int len = 0;
+    int len = 0, flags;
     unsigned char ctx[HPCOTEL_CTX_LEN];
     char host[HPCOTEL_HOST_LEN];
     char *hosts = NULL;
@@ -100,24 +132,39 @@ static void hp_after_init(uint64_t t0) {
     PMPI_Comm_size(MPI_COMM_WORLD, &hp_size);
     memset(version, 0, sizeof version);
     if (PMPI_Get_library_version(version, &len) != MPI_SUCCESS) version[0] = '\0';
-    hpcotel_mpi_init_begin(hp_rank, hp_size, t0, version);
+    flags = hpcotel_mpi_init_begin(hp_rank, hp_size, t0, version);
+    hp_phase_names = (flags & HPCOTEL_INIT_PHASE_NAMES) != 0;
+    memset(ctx, 0, sizeof ctx);
+    if (!(flags & HPCOTEL_INIT_COLLECTIVES)) {
+        /* No library collectives: every rank derives the same context on its own. */
+        hpcotel_mpi_context(ctx);
+        if (!ctx[HPCOTEL_CTX_ENABLED]) return;
+        hpcotel_mpi_init_end(ctx, NULL, hp_now());
+        hp_on = 1;
+        return;
+    }
     if (PMPI_Comm_dup(MPI_COMM_WORLD, &hp_comm) != MPI_SUCCESS) {
         hp_comm = MPI_COMM_NULL;
         return;
     }
-    memset(ctx, 0, sizeof ctx);
-    if (hp_rank == 0) hpcotel_mpi_context(ctx);
+    if (hp_rank == 0) {
+        hpcotel_mpi_context(ctx);
+        /* Rank 0 needs the host table; without memory nobody records. */
+        hosts = calloc((size_t)hp_size, HPCOTEL_HOST_LEN);
+        if (hosts == NULL) ctx[HPCOTEL_CTX_ENABLED] = 0;
+    }
     PMPI_Bcast(ctx, HPCOTEL_CTX_LEN, MPI_BYTE, 0, hp_comm);
     if (!ctx[HPCOTEL_CTX_ENABLED]) {
-        /* Rank 0 said no: nobody records, nobody gathers. */
+        /* Rank 0 said no: nobody records, nobody reduces. */
+        free(hosts);
         PMPI_Comm_free(&hp_comm);
         return;
     }
     hpcotel_mpi_hostname(host);
-    if (hp_rank == 0) hosts = calloc((size_t)hp_size, HPCOTEL_HOST_LEN);
     PMPI_Gather(host, HPCOTEL_HOST_LEN, MPI_CHAR, hosts, HPCOTEL_HOST_LEN, MPI_CHAR, 0, hp_comm);
     hpcotel_mpi_init_end(ctx, hosts, hp_now());
     free(hosts);
+    hp_collectives = 1;
     hp_on = 1;
 }
 
@@ -137,10 +184,11 @@ int MPI_Init_thread(int *argc, char ***argv, int required, int *provided) {
 
 int MPI_Finalize(void) {
     if (hp_on) {
-        hp_gather_window(1);
+        if (hp_collectives) hp_reduce_window();
         hpcotel_mpi_finalize(hp_now());
         hp_on = 0;
-        PMPI_Comm_free(&hp_comm);
+        if (hp_collectives) PMPI_Comm_free(&hp_comm);
+        hp_collectives = 0;
     }
     return PMPI_Finalize();
 }
@@ -153,14 +201,48 @@ int MPI_Abort(MPI_Comm comm, int errorcode) {
     return PMPI_Abort(comm, errorcode);
 }
 
+/* Copies the NUL-terminated string at `p` into `out` when every byte up to its NUL is
+ * readable and printable, without ever faulting: process_vm_readv on our own memory reports
+ * an unmapped address as an error instead of a SIGSEGV. Returns 1 when `out` holds a name. */
+static int hp_copy_name(const char *p, char *out, size_t cap) {
+    long page = sysconf(_SC_PAGESIZE);
+    size_t got = 0;
+    if (p == NULL || page <= 0) return 0;
+    while (got < cap - 1) {
+        uintptr_t addr = (uintptr_t)p + got;
+        size_t chunk = (size_t)page - (size_t)(addr % (uintptr_t)page);
+        struct iovec local, remote;
+        char *nul;
+        if (chunk > cap - 1 - got) chunk = cap - 1 - got;
+        local.iov_base = out + got;
+        local.iov_len = chunk;
+        remote.iov_base = (void *)addr;
+        remote.iov_len = chunk;
+        if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)chunk) return 0;
+        nul = memchr(out + got, '\0', chunk);
+        if (nul != NULL) {
+            for (const unsigned char *c = (const unsigned char *)out; c < (unsigned char *)nul; c++)
+                if (*c < 0x20 || *c == 0x7f) return 0;
+            return nul != out;
+        }
+        got += chunk;
+    }
+    return 0; /* longer than a phase name may be */
+}
+
+/* MPI_Pcontrol(1, "name") opens a phase, MPI_Pcontrol(-1, "name") closes it (the IPM
+ * convention). The standard lets callers pass the level alone (MPI_Pcontrol(1) = "profiling
+ * on"), and C cannot tell whether a variadic argument was passed, so the name is read only
+ * through hp_copy_name: whatever the argument register holds, a bad pointer is ignored. */
 int MPI_Pcontrol(const int level, ...) {
-    if (hp_on && (level == 1 || level == -1)) {
+    if (hp_on && hp_phase_names && (level == 1 || level == -1)) {
         va_list ap;
         const char *name;
+        char copy[HPCOTEL_PHASE_LEN];
         va_start(ap, level);
         name = va_arg(ap, const char *);
         va_end(ap);
-        hpcotel_mpi_phase(level, name, hp_now());
+        if (hp_copy_name(name, copy, sizeof copy)) hpcotel_mpi_phase(level, copy, hp_now());
     }
     return PMPI_Pcontrol(level);
 }
@@ -175,24 +257,28 @@ __attribute__((destructor)) static void hp_at_exit(void) {
 
 /* ---- collectives ---- */
 
-/* A collective: time it, record it; on MPI_COMM_WORLD count it and gather the straggler
- * windows every HPCOTEL_WINDOW calls. */
-#define HP_COLLECTIVE(OP, COMM, BYTES, ROOT, CALL)                                          \
+/* A collective: time it and record it. SYNC: it synchronises all ranks (nobody leaves before
+ * the last arrives), so on MPI_COMM_WORLD its duration joins the straggler window, reduced
+ * every HPCOTEL_WINDOW such calls. Rooted collectives (Bcast, Reduce, Gather, Scatter) do
+ * not synchronise: their root may return at once. */
+#define HP_COLLECTIVE_(OP, COMM, BYTES, ROOT, SYNC, CALL)                                   \
     do {                                                                                    \
         uint64_t t0_, t1_;                                                                  \
-        int rc_, world_;                                                                    \
+        int rc_, window_;                                                                   \
         if (!hp_on) return CALL;                                                            \
         t0_ = hp_now();                                                                     \
         rc_ = CALL;                                                                         \
         t1_ = hp_now();                                                                     \
-        world_ = (COMM) == MPI_COMM_WORLD;                                                  \
-        hpcotel_mpi_record(OP, hp_comm_size(COMM), (BYTES), (ROOT), t0_, t1_, world_);      \
-        if (world_ && ++hp_world_calls >= HPCOTEL_WINDOW) {                                 \
+        window_ = (SYNC) && (COMM) == MPI_COMM_WORLD;                                       \
+        hpcotel_mpi_record(OP, hp_comm_size(COMM), (BYTES), (ROOT), t0_, t1_, window_);     \
+        if (window_ && hp_collectives && ++hp_world_calls >= HPCOTEL_WINDOW) {              \
             hp_world_calls = 0;                                                             \
-            hp_gather_window(0);                                                            \
+            hp_reduce_window();                                                             \
         }                                                                                   \
         return rc_;                                                                         \
     } while (0)
+#define HP_COLLECTIVE(OP, COMM, BYTES, ROOT, CALL) HP_COLLECTIVE_(OP, COMM, BYTES, ROOT, 1, CALL)
+#define HP_ROOTED(OP, COMM, BYTES, ROOT, CALL) HP_COLLECTIVE_(OP, COMM, BYTES, ROOT, 0, CALL)
 
 int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype,
                   MPI_Op op, MPI_Comm comm) {
@@ -202,12 +288,12 @@ int MPI_Allreduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype da
 
 int MPI_Reduce(const void *sendbuf, void *recvbuf, int count, MPI_Datatype datatype, MPI_Op op,
                int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_REDUCE, comm, hp_bytes(count, datatype), root,
+    HP_ROOTED(HPCOTEL_OP_REDUCE, comm, hp_bytes(count, datatype), root,
                   PMPI_Reduce(sendbuf, recvbuf, count, datatype, op, root, comm));
 }
 
 int MPI_Bcast(void *buffer, int count, MPI_Datatype datatype, int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_BCAST, comm, hp_bytes(count, datatype), root,
+    HP_ROOTED(HPCOTEL_OP_BCAST, comm, hp_bytes(count, datatype), root,
                   PMPI_Bcast(buffer, count, datatype, root, comm));
 }
 
@@ -241,7 +327,7 @@ int MPI_Alltoall(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void
     HP_COLLECTIVE(HPCOTEL_OP_ALLTOALL, comm,
                   (sendbuf == MPI_IN_PLACE ? hp_bytes(recvcount, recvtype)
                                            : hp_bytes(sendcount, sendtype)) *
-                      (int64_t)hp_comm_size(comm),
+                      (int64_t)hp_peer_count(comm),
                   -1,
                   PMPI_Alltoall(sendbuf, sendcount, sendtype, recvbuf, recvcount, recvtype,
                                 comm));
@@ -273,7 +359,7 @@ int MPI_Reduce_scatter_block(const void *sendbuf, void *recvbuf, int recvcount,
 
 int MPI_Gather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                int recvcount, MPI_Datatype recvtype, int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_GATHER, comm,
+    HP_ROOTED(HPCOTEL_OP_GATHER, comm,
                   sendbuf == MPI_IN_PLACE ? hp_bytes(recvcount, recvtype)
                                           : hp_bytes(sendcount, sendtype),
                   root,
@@ -284,7 +370,7 @@ int MPI_Gather(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *
 int MPI_Gatherv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                 const int recvcounts[], const int displs[], MPI_Datatype recvtype, int root,
                 MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_GATHERV, comm,
+    HP_ROOTED(HPCOTEL_OP_GATHERV, comm,
                   sendbuf == MPI_IN_PLACE ? hp_bytes_own(recvcounts, comm, recvtype)
                                           : hp_bytes(sendcount, sendtype),
                   root,
@@ -294,7 +380,7 @@ int MPI_Gatherv(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void 
 
 int MPI_Scatter(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void *recvbuf,
                 int recvcount, MPI_Datatype recvtype, int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_SCATTER, comm,
+    HP_ROOTED(HPCOTEL_OP_SCATTER, comm,
                   recvbuf == MPI_IN_PLACE ? hp_bytes(sendcount, sendtype)
                                           : hp_bytes(recvcount, recvtype),
                   root,
@@ -305,7 +391,7 @@ int MPI_Scatter(const void *sendbuf, int sendcount, MPI_Datatype sendtype, void 
 int MPI_Scatterv(const void *sendbuf, const int sendcounts[], const int displs[],
                  MPI_Datatype sendtype, void *recvbuf, int recvcount, MPI_Datatype recvtype,
                  int root, MPI_Comm comm) {
-    HP_COLLECTIVE(HPCOTEL_OP_SCATTERV, comm,
+    HP_ROOTED(HPCOTEL_OP_SCATTERV, comm,
                   recvbuf == MPI_IN_PLACE ? hp_bytes_own(sendcounts, comm, sendtype)
                                           : hp_bytes(recvcount, recvtype),
                   root,

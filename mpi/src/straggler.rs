@@ -1,7 +1,8 @@
 //! Straggler analysis on rank 0, from the time every rank spent inside the same collectives.
 //!
-//! The k-th collective on `MPI_COMM_WORLD` is the same call on every rank (MPI orders the
-//! collectives of a communicator), and a rank waits inside it until the last rank arrives. So
+//! The k-th synchronising collective on `MPI_COMM_WORLD` (Allreduce, Barrier, Allgather, …;
+//! not rooted ones, whose root may return at once) is the same call on every rank (MPI orders
+//! the collectives of a communicator), and a rank waits inside it until the last arrives. So
 //! the rank with the shortest time inside call k arrived last, and the longest time minus the
 //! shortest is how long the earliest rank waited for it. Only durations are compared, never
 //! clocks, so hosts need no clock synchronisation.
@@ -76,15 +77,31 @@ impl Stragglers {
                 }
                 max = max.max(d);
             }
-            let spread = max - min;
-            if spread >= NOISE_FLOOR_NS
-                && let Some(t) = self.ranks.get_mut(min_rank)
-            {
-                t.last += 1;
-                t.delay_ns += spread;
-            }
+            self.add_call(min_rank, max - min);
         }
-        self.analyzed += n as u64;
+    }
+
+    /// Adds one reduced window (what the wrappers compute with `MPI_MINLOC` and `MPI_MAX`):
+    /// per call, the shortest time inside, the rank that had it, and the longest.
+    pub fn add_reduced(&mut self, min_ns: &[f64], min_rank: &[i32], max_ns: &[f64]) {
+        if self.ranks.len() < 2 {
+            return;
+        }
+        for ((min, rank), max) in min_ns.iter().zip(min_rank).zip(max_ns) {
+            let spread = (max - min).max(0.0) as u64;
+            self.add_call(usize::try_from(*rank).unwrap_or(usize::MAX), spread);
+        }
+    }
+
+    /// One compared call: `last` arrived last, the earliest rank waited `spread_ns` for it.
+    pub fn add_call(&mut self, last: usize, spread_ns: u64) {
+        self.analyzed += 1;
+        if spread_ns >= NOISE_FLOOR_NS
+            && let Some(t) = self.ranks.get_mut(last)
+        {
+            t.last += 1;
+            t.delay_ns += spread_ns;
+        }
     }
 
     /// The ranks that kept the others waiting, most total delay first, at most `top`.
@@ -166,5 +183,22 @@ mod tests {
         one.add(&[&[1, 2, 3]]);
         assert_eq!(one.analyzed, 0);
         assert!(one.top(3).is_empty());
+    }
+
+    #[test]
+    fn a_reduced_window_gives_the_same_answer_as_the_raw_durations() {
+        let r0 = [50_000_000, 500, 2_000_100];
+        let r1 = [50_000_300, 400, 100];
+        let r2 = [200, 450, 2_000_000];
+        let mut raw = Stragglers::new(hosts(3));
+        raw.add(&[&r0, &r1, &r2]);
+        let mut reduced = Stragglers::new(hosts(3));
+        reduced.add_reduced(
+            &[200.0, 400.0, 100.0],
+            &[2, 1, 1],
+            &[50_000_300.0, 500.0, 2_000_100.0],
+        );
+        assert_eq!(raw.ranks, reduced.ranks);
+        assert_eq!(raw.analyzed, reduced.analyzed);
     }
 }

@@ -4,9 +4,11 @@
  * library's histograms with what the program did.
  *
  *   job [--iterations N] [--straggler RANK] [--straggle-ms MS] [--exit-code C]
- *       [--no-finalize] [--abort-rank R] [--fork]
+ *       [--no-finalize] [--abort-rank R] [--fork] [--bare-pcontrol]
  *
  * --straggler R: rank R sleeps MS ms (default 50) before every 10th Allreduce.
+ * --bare-pcontrol: also calls MPI_Pcontrol(0), (1) and (-1) without a name, as the MPI
+ * standard allows.
  * Prints one line per rank: "rank R of S: allreduce=A bcast=B barrier=C allgather=G send=D
  * recv=E phases=P result=OK".
  */
@@ -25,7 +27,7 @@ static void sleep_ms(int ms) {
 
 int main(int argc, char **argv) {
     int iterations = 40, straggler = -1, straggle_ms = 50, exit_code = 0, finalize = 1;
-    int abort_rank = -1, do_fork = 0;
+    int abort_rank = -1, do_fork = 0, bare_pcontrol = 0;
     int rank, size, allreduce = 0, bcast = 0, barrier = 0, allgather = 0, sends = 0, recvs = 0, phases = 0;
     int ok = 1;
     for (int i = 1; i < argc; i++) {
@@ -36,6 +38,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--abort-rank") && i + 1 < argc) abort_rank = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-finalize")) finalize = 0;
         else if (!strcmp(argv[i], "--fork")) do_fork = 1;
+        else if (!strcmp(argv[i], "--bare-pcontrol")) bare_pcontrol = 1;
         else { fprintf(stderr, "job: unknown argument %s\n", argv[i]); return 2; }
     }
 
@@ -50,6 +53,12 @@ int main(int argc, char **argv) {
     MPI_Bcast(params, 2, MPI_INT, 0, MPI_COMM_WORLD);
     bcast++;
     MPI_Pcontrol(-1, "setup");
+    if (bare_pcontrol) {
+        /* The standard's own use: levels only, no name argument. */
+        MPI_Pcontrol(0);
+        MPI_Pcontrol(1);
+        MPI_Pcontrol(-1);
+    }
 
     if (do_fork && rank == 1) {
         /* A child that exits through exit(): its copy of the library must record nothing. */

@@ -83,11 +83,12 @@ enum Command {
     /// Example: hpcotel mpirun -- -np 4 ./solver input.dat
     Mpirun {
         /// The PMPI library to preload [default: libhpcotel_mpi.so next to the hpcotel
-        /// executable, else in ../lib/ relative to it].
+        /// executable (for a Hydra launcher, in mpich/ there first), else in ../lib/].
         #[arg(long, env = "HPCOTEL_MPI_LIBRARY")]
         library: Option<PathBuf>,
-        /// OTLP/HTTP base URL of the collector the ranks export to (/v1/traces, /v1/metrics
-        /// and /v1/logs are appended).
+        /// OTLP/HTTP base URL of the collector the ranks export to, http:// only (/v1/traces,
+        /// /v1/metrics and /v1/logs are appended): the library exports over plain http to
+        /// the node-local collector, which does TLS towards the backend.
         #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", default_value = hpcotel::mpirun::DEFAULT_ENDPOINT)]
         endpoint: String,
         /// The MPI launcher: mpirun or mpiexec of Open MPI, MPICH or Intel MPI, or a path.

@@ -7,6 +7,18 @@
 //! already set), `OTEL_EXPORTER_OTLP_ENDPOINT`, `TRACEPARENT` and, when set,
 //! `OTEL_SERVICE_NAME`; the launcher's own environment is left alone.
 //!
+//! The library is built per MPI implementation (`mpi/build.sh`), and a build preloaded into
+//! another MPI's job breaks it (MPICH aborts with "Invalid communicator"). Without
+//! `--library` it is looked for next to the `hpcotel` executable, then in `../lib/`; for a
+//! Hydra launcher first in `mpich/` next to the executable, where `mpi/build.sh` puts
+//! MPICH's build. Whichever library is chosen, the MPI it links (its ELF `DT_NEEDED`
+//! sonames: `libmpi.so.40` Open MPI, `libmpich.so.*` MPICH, `libmpi.so.12` Intel MPI and
+//! the MPICH ABI) must be of the launcher's family, else hpcotel exits 1 before launching;
+//! a library that links no known MPI is not checked.
+//!
+//! The endpoint must be `http://`: the library exports over plain HTTP to the node-local
+//! collector, which does TLS towards the backend.
+//!
 //! Trace context: a valid W3C `TRACEPARENT` in the environment is passed through unchanged
 //! and nothing else is emitted. Otherwise a new trace starts here: its id is printed on
 //! stderr, the ranks get `TRACEPARENT=00-<trace>-<span>-01`, and once the launcher exits
@@ -49,9 +61,9 @@ const DEFAULT_SERVICE_NAME: &str = "mpirun";
 /// What `hpcotel mpirun` runs and where the ranks export to.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The PMPI library; `None`: next to the `hpcotel` executable, else `../lib/`.
+    /// The PMPI library; `None`: see [`library_candidates`].
     pub library: Option<PathBuf>,
-    /// OTLP/HTTP base URL (`http(s)://host:port`).
+    /// OTLP/HTTP base URL (`http://host:port`; https is refused, see the module docs).
     pub endpoint: String,
     /// The launcher program (`mpirun`, `mpiexec`, a path).
     pub launcher: String,
@@ -377,34 +389,42 @@ impl RootSpan<'_> {
 }
 
 /// Where the library is looked for when `--library` is not given: next to the executable,
-/// then `../lib/`.
-pub fn library_candidates(exe: &Path) -> Vec<PathBuf> {
+/// then `../lib/`; for a Hydra launcher first `mpich/` next to the executable (where
+/// `mpi/build.sh` puts MPICH's build).
+pub fn library_candidates(exe: &Path, flavor: Flavor) -> Vec<PathBuf> {
     let Some(dir) = exe.parent() else {
         return Vec::new();
     };
-    let mut out = vec![dir.join(LIBRARY_NAME)];
+    let mut out = Vec::with_capacity(3);
+    if flavor == Flavor::Hydra {
+        out.push(dir.join("mpich").join(LIBRARY_NAME));
+    }
+    out.push(dir.join(LIBRARY_NAME));
     let up = dir.parent().unwrap_or(dir);
     out.push(up.join("lib").join(LIBRARY_NAME));
     out
 }
 
-/// The library to preload, as an absolute path, or the one-line reason there is none.
-fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(path) = explicit {
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        return if abs.is_file() {
-            Ok(abs)
-        } else {
-            Err(format!(
-                "{LIBRARY_NAME} not found: {} (from --library / HPCOTEL_MPI_LIBRARY) is not a file",
-                abs.display()
-            ))
-        };
+/// The library given with `--library`, as an absolute path, or why it is not usable.
+fn explicit_library(path: &Path) -> Result<PathBuf, String> {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if abs.is_file() {
+        Ok(abs)
+    } else {
+        Err(format!(
+            "{LIBRARY_NAME} not found: {} (from --library / HPCOTEL_MPI_LIBRARY) is not a file",
+            abs.display()
+        ))
     }
+}
+
+/// The library to preload for a launcher of `flavor` when none is given, or the one-line
+/// reason there is none.
+fn find_library(flavor: Flavor) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| {
         format!("cannot locate the hpcotel executable to find {LIBRARY_NAME}: {e}; pass --library")
     })?;
-    let tried = library_candidates(&exe);
+    let tried = library_candidates(&exe, flavor);
     if let Some(found) = tried.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
@@ -415,13 +435,176 @@ fn find_library(explicit: Option<&Path>) -> Result<PathBuf, String> {
     ))
 }
 
-/// Checks the endpoint is an OTLP/HTTP base URL.
+/// The MPI implementation a build of the library links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkedMpi {
+    /// Open MPI: `libmpi.so.40` (4.x, 5.x) or `libmpi.so.20` (2.x).
+    OpenMpi,
+    /// MPICH: `libmpich.so.*`.
+    Mpich,
+    /// `libmpi.so.12`: Intel MPI, MVAPICH and other MPICH-ABI implementations.
+    MpichAbi,
+}
+
+impl LinkedMpi {
+    /// The MPI of a shared library's soname, if it is one of the known ones.
+    pub fn from_soname(soname: &str) -> Option<Self> {
+        if soname.starts_with("libmpich.so") {
+            return Some(Self::Mpich);
+        }
+        match soname {
+            "libmpi.so.40" | "libmpi.so.20" => Some(Self::OpenMpi),
+            "libmpi.so.12" => Some(Self::MpichAbi),
+            _ => None,
+        }
+    }
+
+    /// The launcher family whose jobs this build works in.
+    pub fn flavor(self) -> Flavor {
+        match self {
+            Self::OpenMpi => Flavor::OpenMpi,
+            Self::Mpich | Self::MpichAbi => Flavor::Hydra,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::OpenMpi => "Open MPI",
+            Self::Mpich => "MPICH",
+            Self::MpichAbi => "Intel MPI / the MPICH ABI",
+        }
+    }
+}
+
+/// The MPI a library links, with the soname that says so: the first known MPI among its
+/// ELF `DT_NEEDED` entries. A file that is not an ELF64 little-endian object with section
+/// headers is searched as bytes for the first known MPI soname instead. `None`: no known MPI.
+pub fn linked_mpi(bytes: &[u8]) -> Option<(LinkedMpi, String)> {
+    let names = elf_needed(bytes).unwrap_or_else(|| soname_tokens(bytes));
+    names
+        .into_iter()
+        .find_map(|n| LinkedMpi::from_soname(&n).map(|mpi| (mpi, n)))
+}
+
+/// The `DT_NEEDED` entries of an ELF64 little-endian object, from its `SHT_DYNAMIC`
+/// sections and their string tables (empty for a static one); `None` when `bytes` is not
+/// such an object, has no section headers or is malformed.
+fn elf_needed(bytes: &[u8]) -> Option<Vec<String>> {
+    const SHT_DYNAMIC: u32 = 6;
+    const DT_NULL: u64 = 0;
+    const DT_NEEDED: u64 = 1;
+    // ELF magic, ELFCLASS64, ELFDATA2LSB.
+    if bytes.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    // `N` bytes of `b` at `at`.
+    fn field<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+        b.get(at..at.checked_add(N)?)?.try_into().ok()
+    }
+    let usize_of = |b: &[u8], at: usize| usize::try_from(u64::from_le_bytes(field(b, at)?)).ok();
+    // e_shoff, e_shentsize, e_shnum of the ELF64 header.
+    let shoff = usize_of(bytes, 0x28)?;
+    let shentsize = usize::from(u16::from_le_bytes(field(bytes, 0x3a)?));
+    let shnum = usize::from(u16::from_le_bytes(field(bytes, 0x3c)?));
+    if shnum == 0 || shentsize < 0x40 {
+        return None;
+    }
+    // The header of section `i`: sh_type at 4, sh_offset at 0x18, sh_size at 0x20, sh_link
+    // at 0x28.
+    let header = |i: usize| -> Option<&[u8]> {
+        let at = shoff.checked_add(i.checked_mul(shentsize)?)?;
+        bytes.get(at..at.checked_add(0x40)?)
+    };
+    // The file bytes of a section (not of every section: .bss has none).
+    let data = |header: &[u8]| -> Option<&[u8]> {
+        let (offset, size) = (usize_of(header, 0x18)?, usize_of(header, 0x20)?);
+        bytes.get(offset..offset.checked_add(size)?)
+    };
+    let mut needed = Vec::new();
+    for i in 0..shnum {
+        let section = header(i)?;
+        if u32::from_le_bytes(field(section, 4)?) != SHT_DYNAMIC {
+            continue;
+        }
+        let dynamic = data(section)?;
+        let link = u32::from_le_bytes(field(section, 0x28)?);
+        let strtab = data(header(usize::try_from(link).ok()?)?)?;
+        for entry in dynamic.chunks_exact(16) {
+            let tag = u64::from_le_bytes(field(entry, 0)?);
+            let value = u64::from_le_bytes(field(entry, 8)?);
+            match tag {
+                DT_NULL => break,
+                DT_NEEDED => {
+                    let name = strtab.get(usize::try_from(value).ok()?..)?;
+                    let end = name.iter().position(|&b| b == 0)?;
+                    needed.push(String::from_utf8_lossy(&name[..end]).into_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(needed)
+}
+
+/// Every `libmpi…` token (soname characters) in `bytes`, in order.
+fn soname_tokens(bytes: &[u8]) -> Vec<String> {
+    const PREFIX: &[u8] = b"libmpi";
+    let is_soname_byte = |b: &u8| b.is_ascii_alphanumeric() || b"._+-".contains(b);
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(found) = bytes[at..].windows(PREFIX.len()).position(|w| w == PREFIX) {
+        let start = at + found;
+        let len = bytes[start..]
+            .iter()
+            .take_while(|b| is_soname_byte(b))
+            .count();
+        out.push(String::from_utf8_lossy(&bytes[start..start + len]).into_owned());
+        at = start + len;
+    }
+    out
+}
+
+/// Checks that `library` (if it links a known MPI) was built for the launcher's family.
+fn check_library_mpi(library: &Path, launcher: &str, flavor: Flavor) -> Result<(), String> {
+    // An unreadable library is left to the dynamic loader to report.
+    let Ok(bytes) = std::fs::read(library) else {
+        return Ok(());
+    };
+    mismatch(library, &bytes, launcher, flavor).map_or(Ok(()), Err)
+}
+
+/// The one-line error when the library in `bytes` links an MPI of another family than
+/// `flavor`'s.
+fn mismatch(library: &Path, bytes: &[u8], launcher: &str, flavor: Flavor) -> Option<String> {
+    let (mpi, soname) = linked_mpi(bytes)?;
+    if mpi.flavor() == flavor {
+        return None;
+    }
+    let (launcher_is, mpicc) = match flavor {
+        Flavor::OpenMpi => ("Open MPI's launcher", "mpicc.openmpi"),
+        Flavor::Hydra => ("a Hydra launcher (MPICH, Intel MPI)", "mpicc.mpich"),
+    };
+    Some(format!(
+        "{} was built for {} (it links {soname}) but {launcher} is {launcher_is}: build the \
+         library with mpi/build.sh --mpicc {mpicc} (or that MPI's mpicc) and pass it with \
+         --library",
+        library.display(),
+        mpi.name(),
+    ))
+}
+
+/// Checks the endpoint is a plain-HTTP OTLP/HTTP base URL.
 fn check_endpoint(endpoint: &str) -> Result<Endpoint, String> {
     let ep = Endpoint::parse(endpoint).map_err(|e| format!("--endpoint: {e}"))?;
     match ep.scheme() {
-        Some(Scheme::Http | Scheme::Https) => Ok(ep),
+        Some(Scheme::Http) => Ok(ep),
+        Some(Scheme::Https) => Err(format!(
+            "--endpoint: https is not supported ('{endpoint}'): {LIBRARY_NAME} exports over \
+             plain http to the node-local collector, which does TLS towards the backend; pass \
+             its OTLP/HTTP receiver, e.g. {DEFAULT_ENDPOINT}"
+        )),
         None => Err(format!(
-            "--endpoint: expected an OTLP/HTTP base URL http(s)://host:port, got '{endpoint}'"
+            "--endpoint: expected an OTLP/HTTP base URL http://host:port, got '{endpoint}'"
         )),
     }
 }
@@ -566,9 +749,18 @@ pub fn run(options: Options) -> ExitCode {
 }
 
 async fn run_async(options: Options) -> Result<u8, String> {
-    let library = find_library(options.library.as_deref())?;
+    let explicit = options
+        .library
+        .as_deref()
+        .map(explicit_library)
+        .transpose()?;
     let endpoint = check_endpoint(&options.endpoint)?;
     let flavor = detect_flavor(&options.launcher).await?;
+    let library = match explicit {
+        Some(library) => library,
+        None => find_library(flavor)?,
+    };
+    check_library_mpi(&library, &options.launcher, flavor)?;
 
     let inherited = env_nonempty("TRACEPARENT").filter(|t| TraceContext::parse(t).is_some());
     let (traceparent, ours) = match inherited {
@@ -875,12 +1067,194 @@ mod tests {
     #[test]
     fn library_is_looked_for_next_to_the_executable_then_in_lib() {
         assert_eq!(
-            library_candidates(Path::new("/opt/hpcotel/bin/hpcotel")),
+            library_candidates(Path::new("/opt/hpcotel/bin/hpcotel"), Flavor::OpenMpi),
             vec![
                 PathBuf::from("/opt/hpcotel/bin/libhpcotel_mpi.so"),
                 PathBuf::from("/opt/hpcotel/lib/libhpcotel_mpi.so"),
             ]
         );
+        // Hydra: MPICH's build (mpi/build.sh puts it in mpich/) first.
+        assert_eq!(
+            library_candidates(Path::new("/w/target/release/hpcotel"), Flavor::Hydra),
+            vec![
+                PathBuf::from("/w/target/release/mpich/libhpcotel_mpi.so"),
+                PathBuf::from("/w/target/release/libhpcotel_mpi.so"),
+                PathBuf::from("/w/target/lib/libhpcotel_mpi.so"),
+            ]
+        );
+    }
+
+    /// A minimal ELF64 little-endian shared object: the null section, `.dynstr`, `.dynamic`
+    /// (`DT_NEEDED` for each of `needed`, then `DT_NULL`), a `.rodata` holding `rodata` and
+    /// a `.bss`.
+    fn elf(needed: &[&str], rodata: &[u8]) -> Vec<u8> {
+        let mut dynstr = vec![0u8];
+        let mut dynamic = Vec::new();
+        for name in needed {
+            dynamic.extend(1u64.to_le_bytes());
+            dynamic.extend((dynstr.len() as u64).to_le_bytes());
+            dynstr.extend(name.as_bytes());
+            dynstr.push(0);
+        }
+        // A DT_SONAME-like entry the parser must skip, then DT_NULL.
+        dynamic.extend(14u64.to_le_bytes());
+        dynamic.extend(0u64.to_le_bytes());
+        dynamic.extend([0u8; 16]);
+
+        let mut out = vec![0u8; 64];
+        out[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let mut sections = vec![(0u32, 0usize, 0usize, 0u32)];
+        for (kind, data, link) in [
+            (3u32, &dynstr, 0u32),
+            (6, &dynamic, 1),
+            (1, &rodata.to_vec(), 0),
+        ] {
+            sections.push((kind, out.len(), data.len(), link));
+            out.extend(data.iter());
+        }
+        // .bss (SHT_NOBITS): a size but no bytes in the file.
+        sections.push((8, out.len(), 1 << 20, 0));
+        while !out.len().is_multiple_of(8) {
+            out.push(0);
+        }
+        let shoff = out.len();
+        for (kind, offset, size, link) in &sections {
+            let mut sh = [0u8; 64];
+            sh[4..8].copy_from_slice(&kind.to_le_bytes());
+            sh[0x18..0x20].copy_from_slice(&(*offset as u64).to_le_bytes());
+            sh[0x20..0x28].copy_from_slice(&(*size as u64).to_le_bytes());
+            sh[0x28..0x2c].copy_from_slice(&link.to_le_bytes());
+            out.extend(sh);
+        }
+        out[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        out[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        out[0x3c..0x3e].copy_from_slice(&(sections.len() as u16).to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn sonames_name_their_mpi() {
+        assert_eq!(
+            LinkedMpi::from_soname("libmpi.so.40"),
+            Some(LinkedMpi::OpenMpi)
+        );
+        assert_eq!(
+            LinkedMpi::from_soname("libmpich.so.12"),
+            Some(LinkedMpi::Mpich)
+        );
+        assert_eq!(
+            LinkedMpi::from_soname("libmpi.so.12"),
+            Some(LinkedMpi::MpichAbi)
+        );
+        assert_eq!(LinkedMpi::from_soname("libmpi_cxx.so.40"), None);
+        assert_eq!(LinkedMpi::from_soname("libc.so.6"), None);
+        assert_eq!(LinkedMpi::OpenMpi.flavor(), Flavor::OpenMpi);
+        assert_eq!(LinkedMpi::Mpich.flavor(), Flavor::Hydra);
+        assert_eq!(LinkedMpi::MpichAbi.flavor(), Flavor::Hydra);
+    }
+
+    #[test]
+    fn linked_mpi_comes_from_dt_needed() {
+        let open_mpi = elf(&["libm.so.6", "libmpi.so.40", "libc.so.6"], b"");
+        assert_eq!(
+            elf_needed(&open_mpi),
+            Some(vec![
+                "libm.so.6".into(),
+                "libmpi.so.40".into(),
+                "libc.so.6".into()
+            ])
+        );
+        assert_eq!(
+            linked_mpi(&open_mpi),
+            Some((LinkedMpi::OpenMpi, "libmpi.so.40".into()))
+        );
+        assert_eq!(
+            linked_mpi(&elf(&["libgcc_s.so.1", "libmpich.so.12"], b"")),
+            Some((LinkedMpi::Mpich, "libmpich.so.12".into()))
+        );
+        assert_eq!(
+            linked_mpi(&elf(&["libmpi.so.12"], b"")),
+            Some((LinkedMpi::MpichAbi, "libmpi.so.12".into()))
+        );
+        // A string in the data is not a dependency.
+        assert_eq!(
+            linked_mpi(&elf(&["libmpi.so.40"], b"\0hint: libmpich.so.12\0")),
+            Some((LinkedMpi::OpenMpi, "libmpi.so.40".into()))
+        );
+        assert_eq!(linked_mpi(&elf(&["libc.so.6"], b"libmpi.so.40")), None);
+        // Static: no dynamic section, no dependencies.
+        assert_eq!(elf_needed(&elf(&[], b"")), Some(vec![]));
+    }
+
+    #[test]
+    fn files_that_are_no_elf_are_searched_for_sonames() {
+        assert_eq!(
+            linked_mpi(b"junk\0libmpi.so.40\0more"),
+            Some((LinkedMpi::OpenMpi, "libmpi.so.40".into()))
+        );
+        assert_eq!(
+            linked_mpi(b"libmpi_mpifh.so.40 libmpich.so.12"),
+            Some((LinkedMpi::Mpich, "libmpich.so.12".into()))
+        );
+        assert_eq!(
+            linked_mpi(b"xx libmpi.so.12"),
+            Some((LinkedMpi::MpichAbi, "libmpi.so.12".into()))
+        );
+        assert_eq!(linked_mpi(b"not really a shared object"), None);
+        assert_eq!(linked_mpi(b"libmpi"), None);
+        assert_eq!(linked_mpi(b""), None);
+        // An ELF cut short (its section headers gone): searched as bytes, no panic.
+        let whole = elf(&["libmpich.so.12"], b"");
+        let cut = &whole[..whole.len() - 64];
+        assert_eq!(elf_needed(cut), None);
+        assert_eq!(
+            linked_mpi(cut),
+            Some((LinkedMpi::Mpich, "libmpich.so.12".into()))
+        );
+        for len in 0..whole.len() {
+            let _ = linked_mpi(&whole[..len]);
+        }
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_real_executable_s_dependencies_are_read() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let needed = elf_needed(&exe).expect("this test binary is an ELF64 LE object");
+        assert!(
+            needed.iter().any(|n| n.starts_with("libc.so")),
+            "{needed:?}"
+        );
+    }
+
+    #[test]
+    fn a_library_of_the_other_family_is_refused() {
+        let lib = Path::new("/x/libhpcotel_mpi.so");
+        let open_mpi = elf(&["libmpi.so.40"], b"");
+        let mpich = elf(&["libmpich.so.12"], b"");
+        assert_eq!(
+            mismatch(lib, &open_mpi, "mpirun.mpich", Flavor::Hydra).as_deref(),
+            Some(
+                "/x/libhpcotel_mpi.so was built for Open MPI (it links libmpi.so.40) but \
+                 mpirun.mpich is a Hydra launcher (MPICH, Intel MPI): build the library with \
+                 mpi/build.sh --mpicc mpicc.mpich (or that MPI's mpicc) and pass it with \
+                 --library"
+            )
+        );
+        let err = mismatch(lib, &mpich, "mpirun", Flavor::OpenMpi).expect("mismatch");
+        assert!(
+            err.contains("built for MPICH (it links libmpich.so.12)")
+                && err.contains("mpirun is Open MPI's launcher")
+                && err.contains("--mpicc mpicc.openmpi"),
+            "{err}"
+        );
+        let intel = elf(&["libmpi.so.12"], b"");
+        assert!(mismatch(lib, &intel, "mpiexec", Flavor::OpenMpi).is_some());
+        // Same family, or no known MPI: fine.
+        assert_eq!(mismatch(lib, &open_mpi, "mpirun", Flavor::OpenMpi), None);
+        assert_eq!(mismatch(lib, &mpich, "mpiexec", Flavor::Hydra), None);
+        assert_eq!(mismatch(lib, &intel, "mpiexec", Flavor::Hydra), None);
+        assert_eq!(mismatch(lib, b"anything", "mpirun", Flavor::Hydra), None);
     }
 
     #[test]
@@ -891,9 +1265,17 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_must_be_http_urls() {
+    fn endpoints_must_be_plain_http_urls() {
         assert!(check_endpoint("http://127.0.0.1:4318").is_ok());
-        assert!(check_endpoint("https://otel.example:443/base").is_ok());
+        assert!(check_endpoint("http://collector:4318/base").is_ok());
+        let err = check_endpoint("https://otel.example:443/base").unwrap_err();
+        assert!(
+            err.contains("https is not supported")
+                && err.contains("https://otel.example:443/base")
+                && err.contains("node-local collector")
+                && !err.contains('\n'),
+            "{err}"
+        );
         assert!(check_endpoint("127.0.0.1:4318").is_err());
         assert!(check_endpoint("grpc://x:1").is_err());
     }

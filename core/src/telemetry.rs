@@ -17,9 +17,9 @@
 //! | `hpcotel.exporter.queue.capacity` | gauge `{item}` | `hpcotel.component.id` |
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -68,6 +68,22 @@ impl Counter {
     }
 }
 
+/// Why an exporter is failing: its latest delivery ended with the batch given up on, and no
+/// delivery has succeeded since (see [`ComponentStats::export_failed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportFailure {
+    /// The drop reason of the latest failure: `permanent`, `retries_exhausted`,
+    /// `retry_disabled` or `panic`.
+    pub reason: String,
+    /// The latest error as the exporter reported it (status code and the backend's message;
+    /// never headers or credentials).
+    pub error: String,
+    /// When the first failure since the last success happened.
+    pub since: Instant,
+    /// Batches given up on since the last success.
+    pub batches: u64,
+}
+
 /// The counters of one component instance.
 #[derive(Debug)]
 pub struct ComponentStats {
@@ -77,6 +93,9 @@ pub struct ComponentStats {
     reasons: Mutex<BTreeMap<(Signal, Counter, String), u64>>,
     queue_size: AtomicI64,
     queue_capacity: AtomicI64,
+    /// Whether `failure` is set: lets a success skip the mutex on the hot path.
+    failing: AtomicBool,
+    failure: Mutex<Option<ExportFailure>>,
 }
 
 impl ComponentStats {
@@ -88,6 +107,8 @@ impl ComponentStats {
             reasons: Mutex::default(),
             queue_size: AtomicI64::new(0),
             queue_capacity: AtomicI64::new(-1),
+            failing: AtomicBool::new(false),
+            failure: Mutex::new(None),
         }
     }
 
@@ -154,6 +175,44 @@ impl ComponentStats {
                 cap as u64,
             )
         })
+    }
+
+    /// Records that an exporter delivered a batch (a partial success included: the backend
+    /// took the request): it is no longer failing. One relaxed load when it was not.
+    pub fn export_succeeded(&self) {
+        if self.failing.load(Ordering::Relaxed) {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            *failure = None;
+            self.failing.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Records that an exporter gave a batch up because delivering it failed, with the drop
+    /// `reason` (`permanent`, `retries_exhausted`, `retry_disabled`, `panic`) and the
+    /// exporter's `error`. The exporter is failing until its next successful delivery.
+    pub fn export_failed(&self, reason: &str, error: &str) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, batches) = failure
+            .as_ref()
+            .map_or((Instant::now(), 0), |f| (f.since, f.batches));
+        *failure = Some(ExportFailure {
+            reason: reason.to_owned(),
+            error: error.to_owned(),
+            since,
+            batches: batches.saturating_add(1),
+        });
+        self.failing.store(true, Ordering::Relaxed);
+    }
+
+    /// The current failure, if the latest delivery failed and none succeeded since.
+    pub fn export_failure(&self) -> Option<ExportFailure> {
+        if !self.failing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -403,6 +462,27 @@ pub fn kv_int(key: &str, value: i64) -> KeyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_failure_lasts_until_the_next_success() {
+        let t = Telemetry::default();
+        let ex = t.register(ComponentKind::Exporter, "otlp".parse().unwrap());
+        assert_eq!(ex.export_failure(), None);
+        ex.export_succeeded();
+        assert_eq!(ex.export_failure(), None);
+        ex.export_failed("permanent", "gRPC status InvalidArgument: bad");
+        let first = ex.export_failure().expect("failing");
+        ex.export_failed("retries_exhausted", "connection refused");
+        let f = ex.export_failure().expect("still failing");
+        assert_eq!(
+            (f.reason.as_str(), f.error.as_str(), f.batches, f.since),
+            ("retries_exhausted", "connection refused", 2, first.since)
+        );
+        ex.export_succeeded();
+        assert_eq!(ex.export_failure(), None);
+        ex.export_failed("panic", "boom");
+        assert_eq!(ex.export_failure().map(|f| f.batches), Some(1));
+    }
 
     #[test]
     fn snapshot_becomes_otlp_sums_with_reasons() {

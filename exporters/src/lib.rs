@@ -9,6 +9,7 @@
 
 pub mod debug;
 pub mod file;
+pub mod http_server;
 pub mod otlp;
 pub mod prometheus;
 pub mod queue;

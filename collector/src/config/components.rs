@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hpcotel_core::{Catalog, Exporter, Processor, Receiver, Signal};
+use hpcotel_core::{Catalog, ComponentId, Exporter, Processor, Receiver, Signal};
 use hpcotel_exporters::queue::{QueueConfig, RetryConfig};
 use hpcotel_exporters::{debug, file, otlp as otlp_exporter, prometheus};
 use hpcotel_receivers::{gpu, host, kubernetes, otlp as otlp_receiver};
@@ -13,7 +13,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use crate::extensions::{self, health_check};
 use crate::processors::{batch, enrich};
+use crate::service::Status;
 
 /// Deserializes one component's section, returning (relative key path, message) on error.
 fn section<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
@@ -220,6 +222,39 @@ impl ExporterConfig {
             Self::File(c) => local(Arc::new(file::FileExporter::new(c)?)),
             Self::Debug(c) => local(Arc::new(debug::DebugExporter::new(c))),
             Self::Prometheus(c) => local(Arc::new(prometheus::PrometheusExporter::new(c)?)),
+        })
+    }
+}
+
+/// An extension's config, by type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ExtensionConfig {
+    /// `health_check`: `GET /healthz` and `GET /readyz` for Kubernetes probes.
+    HealthCheck(health_check::Config),
+}
+
+impl ExtensionConfig {
+    /// Extension types, as written in config.
+    pub const KINDS: &'static [&'static str] = &["health_check"];
+
+    /// Parses the section of an extension of type `kind`.
+    pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
+        Ok(match kind {
+            "health_check" => Self::HealthCheck(section(value)?),
+            other => return Err(unknown("extension", other, Self::KINDS)),
+        })
+    }
+
+    /// Starts the extension `id`, which reads the collector's `status`. Binds its endpoint
+    /// here, so a port in use is reported at start.
+    pub async fn build(
+        &self,
+        id: ComponentId,
+        status: Arc<Status>,
+    ) -> Result<extensions::Running, hpcotel_core::ComponentError> {
+        Ok(match self {
+            Self::HealthCheck(c) => health_check::start(id, c, status).await?,
         })
     }
 }

@@ -4,7 +4,9 @@
 //! receivers:  { otlp/in: { protocols: { grpc: , http: } } }
 //! processors: { batch: }
 //! exporters:  { otlp/tempo: { endpoint: "tempo:4317" } }
+//! extensions: { health_check: { endpoint: "127.0.0.1:13133" } }
 //! service:
+//!   extensions: [health_check]
 //!   pipelines:
 //!     traces: { receivers: [otlp/in], processors: [batch], exporters: [otlp/tempo] }
 //! ```
@@ -26,7 +28,9 @@ use hpcotel_core::{ComponentId, Signal};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
-pub use components::{BuiltExporter, ExporterConfig, ProcessorConfig, ReceiverConfig};
+pub use components::{
+    BuiltExporter, ExporterConfig, ExtensionConfig, ProcessorConfig, ReceiverConfig,
+};
 pub use expand::{Env, ProcessEnv};
 
 /// The configuration used when `--config` is not given.
@@ -88,6 +92,8 @@ pub struct Config {
     pub processors: BTreeMap<ComponentId, ProcessorConfig>,
     /// Exporters by id.
     pub exporters: BTreeMap<ComponentId, ExporterConfig>,
+    /// Extensions by id; those listed in `service.extensions` run.
+    pub extensions: BTreeMap<ComponentId, ExtensionConfig>,
     /// Pipelines and the collector's own settings.
     pub service: ServiceConfig,
 }
@@ -96,6 +102,10 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
+    /// Extension ids to run (each defined under `extensions`), started before the pipelines
+    /// and stopped after they have drained. Default: none.
+    #[serde(default)]
+    pub extensions: Vec<ComponentId>,
     /// Pipelines by id: `traces`, `metrics`, `logs`, or `<signal>/<name>`. At least one.
     pub pipelines: BTreeMap<String, PipelineConfig>,
     /// The collector's own telemetry. Default: self-metrics every 10 s into every metrics
@@ -148,7 +158,7 @@ pub struct TelemetryConfig {
 pub struct SelfMetricsConfig {
     /// `basic`: emit self-metrics into every metrics pipeline; `none`: don't. Default: basic.
     pub level: SelfMetricsLevel,
-    /// How often self-metrics are emitted. Default: 10s.
+    /// How often self-metrics are emitted; more than 0. Default: 10s.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 }
@@ -194,6 +204,8 @@ struct RawConfig {
     processors: BTreeMap<String, Value>,
     #[serde(default)]
     exporters: BTreeMap<String, Value>,
+    #[serde(default)]
+    extensions: BTreeMap<String, Value>,
     service: ServiceConfig,
 }
 
@@ -283,6 +295,12 @@ impl Config {
                 &invalid,
             )?,
             exporters: sections("exporters", raw.exporters, ExporterConfig::parse, &invalid)?,
+            extensions: sections(
+                "extensions",
+                raw.extensions,
+                ExtensionConfig::parse,
+                &invalid,
+            )?,
             service: raw.service,
         };
         config.check_topology().map_err(|(p, m)| invalid(p, m))?;
@@ -294,6 +312,18 @@ impl Config {
             return Err((
                 "service.pipelines".into(),
                 "at least one pipeline (traces, metrics or logs) is required".into(),
+            ));
+        }
+        check_list("service", "extensions", &self.service.extensions, |e| {
+            self.extensions
+                .get(e)
+                .map(|_| ())
+                .ok_or_else(|| undefined("extension", e, self.extensions.keys()))
+        })?;
+        if self.service.telemetry.metrics.interval.is_zero() {
+            return Err((
+                "service.telemetry.metrics.interval".into(),
+                "expected a positive duration, got 0s".into(),
             ));
         }
         for (id, p) in &self.service.pipelines {
@@ -388,6 +418,16 @@ impl Config {
                 .map(|k| format!("exporters.{k}")),
         );
         out
+    }
+
+    /// Extensions that are defined but not listed in `service.extensions` (they are not
+    /// started), as `extensions.<id>`.
+    pub fn unused_extensions(&self) -> Vec<String> {
+        self.extensions
+            .keys()
+            .filter(|id| !self.service.extensions.contains(id))
+            .map(|id| format!("extensions.{id}"))
+            .collect()
     }
 
     /// The effective config as YAML (defaults filled in, variables expanded, secrets

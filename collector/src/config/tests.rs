@@ -135,8 +135,66 @@ fn unknown_keys_are_rejected_with_their_path() {
     assert!(e.starts_with("test.yaml: exporters.debug"), "{e}");
     assert!(e.contains("unknown field `verbosity_level`"), "{e}");
 
-    let e = err(&format!("{MINIMAL}extensions: {{}}\n"));
-    assert!(e.contains("unknown field `extensions`"), "{e}");
+    let e = err(&format!("{MINIMAL}connectors: {{}}\n"));
+    assert!(e.contains("unknown field `connectors`"), "{e}");
+}
+
+#[test]
+fn extensions_are_defined_then_listed_in_service() {
+    let text = MINIMAL.replace(
+        "service:\n",
+        "extensions:\n  health_check:\n  health_check/pod:\n    endpoint: 10.0.0.7:13134\n\
+         service:\n  extensions: [health_check/pod]\n",
+    );
+    let c = parse(&text).unwrap();
+    let ExtensionConfig::HealthCheck(h) = &c.extensions[&"health_check".parse().unwrap()];
+    assert_eq!(
+        h.endpoint.to_string(),
+        "127.0.0.1:13133",
+        "loopback by default"
+    );
+    assert_eq!(c.service.extensions, ["health_check/pod".parse().unwrap()]);
+    assert_eq!(c.unused_extensions(), ["extensions.health_check"]);
+    assert!(parse(MINIMAL).unwrap().service.extensions.is_empty());
+
+    let e = err(&text.replace("[health_check/pod]", "[health_check/pod, healthcheck]"));
+    assert_eq!(
+        e,
+        "test.yaml: service.extensions: extension 'healthcheck' is not defined under extensions \
+         (defined: health_check, health_check/pod)"
+    );
+    let e = err(&text.replace("[health_check/pod]", "[health_check, health_check]"));
+    assert_eq!(
+        e,
+        "test.yaml: service.extensions: 'health_check' is listed twice"
+    );
+    let e = err(&text.replace("  health_check:\n", "  zpages:\n"));
+    assert_eq!(
+        e,
+        "test.yaml: extensions.zpages: unknown extension type 'zpages'; known types: health_check"
+    );
+    let e = err(&text.replace("10.0.0.7:13134", "pod-ip"));
+    assert_eq!(
+        e,
+        "test.yaml: extensions.health_check/pod.endpoint: expected host:port, got 'pod-ip'"
+    );
+    let e = err(&text.replace("endpoint:", "port:"));
+    assert!(
+        e.starts_with("test.yaml: extensions.health_check/pod.port: unknown field `port`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn self_metrics_interval_must_be_positive() {
+    let e = err(&MINIMAL.replace(
+        "service:\n",
+        "service:\n  telemetry: { metrics: { interval: 0s } }\n",
+    ));
+    assert_eq!(
+        e,
+        "test.yaml: service.telemetry.metrics.interval: expected a positive duration, got 0s"
+    );
 }
 
 #[test]

@@ -12,10 +12,17 @@
 //! tasks finish and drop their queue senders; export queues deliver what they hold and call
 //! the exporters' `shutdown`. All of it within `service.shutdown_timeout`, after which export
 //! queues are aborted and what is left is counted as dropped.
+//!
+//! Extensions (`service.extensions`) start first, before any other component is built, and
+//! stop last, once the pipelines have drained; they follow the collector's [`Status`]:
+//! `starting` while components are built, `running` once every pipeline's tasks run,
+//! `stopping` from the shutdown signal on.
 
 mod self_telemetry;
+mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hpcotel_core::channel;
@@ -28,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, SelfMetricsLevel};
+use crate::extensions;
+
+pub use status::{ExporterReport, Phase, Report, Status};
 
 /// Why the collector could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +45,7 @@ pub enum Error {
     /// A component could not be built (port in use, unreadable certificate, ...).
     #[error("{kind} '{id}': {source}")]
     Build {
-        /// receiver, processor or exporter.
+        /// receiver, processor, exporter or extension.
         kind: &'static str,
         /// The component's config id.
         id: ComponentId,
@@ -74,6 +84,8 @@ pub struct Collector {
     queues: JoinSet<(ComponentId, bool)>,
     queue_abort: CancellationToken,
     self_metrics: Option<Outputs>,
+    status: Arc<Status>,
+    extensions: Vec<extensions::Running>,
 }
 
 impl Collector {
@@ -88,6 +100,30 @@ impl Collector {
         let mut queues = JoinSet::new();
         let mut stages = JoinSet::new();
         let pipelines = &config.service.pipelines;
+
+        // Extensions first, so that a health check answers (not ready) while the other
+        // components are being built, which can take seconds (NVML, Kubernetes watches).
+        let used_exporters: BTreeSet<ComponentId> = pipelines
+            .values()
+            .flat_map(|p| p.exporters.iter().cloned())
+            .collect();
+        let status = Status::new(
+            pipelines.keys().cloned().collect(),
+            used_exporters.into_iter().collect(),
+            telemetry.clone(),
+        );
+        let mut running_extensions = Vec::new();
+        for id in &config.service.extensions {
+            let running = config.extensions[id]
+                .build(id.clone(), status.clone())
+                .await
+                .map_err(|source| Error::Build {
+                    kind: "extension",
+                    id: id.clone(),
+                    source,
+                })?;
+            running_extensions.push(running);
+        }
 
         // Exporters used by any pipeline, each behind its own queue.
         let mut exporter_queues: BTreeMap<ComponentId, QueueSender> = BTreeMap::new();
@@ -205,12 +241,19 @@ impl Collector {
             queues,
             queue_abort,
             self_metrics,
+            status,
+            extensions: running_extensions,
         })
     }
 
     /// The counters of every component (for tests and the self-metrics).
     pub fn telemetry(&self) -> &Telemetry {
         &self.telemetry
+    }
+
+    /// The collector's phase and exporter failures, as extensions see them.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
     }
 
     /// Runs until `shutdown` is cancelled (or a receiver fails), then drains.
@@ -223,6 +266,8 @@ impl Collector {
             mut queues,
             queue_abort,
             self_metrics,
+            status,
+            extensions,
         } = self;
         let mut failed = Vec::new();
         let receiver_stop = CancellationToken::new();
@@ -251,9 +296,11 @@ impl Collector {
                 (ComponentId::new("hpcotel_self", None), Ok(()))
             });
         }
+        status.set_phase(Phase::Running);
         info!(
             receivers = running.len(),
             pipelines = config.service.pipelines.len(),
+            extensions = extensions.len(),
             "hpcotel is running"
         );
 
@@ -285,6 +332,7 @@ impl Collector {
         // 3. At the deadline the export queues are aborted: from then on every batch still
         //    flowing through a stage or waiting in a queue is counted as dropped with reason
         //    `shutdown` on its way out, rather than lost uncounted with an aborted task.
+        status.set_phase(Phase::Stopping);
         let budget = config.service.shutdown_timeout;
         let started = tokio::time::Instant::now();
         let deadline = started + budget;
@@ -358,6 +406,10 @@ impl Collector {
                 })
             })
             .sum();
+        // Last, the extensions: a health check answers (`/readyz` not ready) until here.
+        for extension in extensions.into_iter().rev() {
+            extension.stop().await;
+        }
         let clean = in_time && failed.is_empty() && dropped_at_shutdown == 0;
         if clean {
             info!("shutdown complete: everything accepted was delivered");

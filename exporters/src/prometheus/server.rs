@@ -8,9 +8,7 @@
 //! | missing or wrong bearer token (with `auth`) | 401, `WWW-Authenticate: Bearer` |
 //! | another method | 405, `Allow: GET, HEAD` |
 
-use std::convert::Infallible;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,10 +18,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::store::Store;
 
@@ -33,8 +29,6 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const METRICS_PATH: &str = "/metrics";
 /// How long open connections may take to finish after shutdown before they are closed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What the connections share.
 pub(super) struct Shared {
@@ -44,65 +38,19 @@ pub(super) struct Shared {
     pub auth: Option<Secret>,
 }
 
-/// Serves scrapes on `listener` until `shutdown` is cancelled, then lets the open
-/// connections finish their requests (at most [`SHUTDOWN_GRACE`]).
+/// Serves on `listener` until `shutdown` is cancelled, then lets the open connections finish
+/// their requests (at most [`SHUTDOWN_GRACE`]); see [`crate::http_server`].
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let connections = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Prometheus endpoint: accept failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
-                    }
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        connections.spawn(connection(stream, peer, shared.clone(), shutdown.clone()));
-    }
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            open = connections.len(),
-            "Prometheus endpoint: connections still open after the shutdown grace period"
-        );
-    }
-}
-
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) {
-    let service = hyper::service::service_fn(move |req| {
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, &req)) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "Prometheus endpoint: connection ended with an error");
-    }
+    let handler: Arc<crate::http_server::Handler> =
+        Arc::new(move |req: &Request<Incoming>| handle(&shared, req));
+    crate::http_server::serve(
+        listener,
+        "Prometheus endpoint",
+        SHUTDOWN_GRACE,
+        handler,
+        shutdown,
+    )
+    .await;
 }
 
 fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -315,6 +315,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                         .unwrap_or_default();
                     stats.add_with_reason(signal, Counter::SendFailed, REASON_PANIC, items);
                     stats.add_with_reason(signal, Counter::Dropped, REASON_PANIC, items);
+                    stats.export_failed(REASON_PANIC, &format!("the exporter panicked: {what}"));
                     error!(exporter = %shared.id, %signal, items, panic = %what,
                         "exporter panicked; dropping the batch");
                     return;
@@ -323,6 +324,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
         };
         match result {
             Ok(outcome) => {
+                stats.export_succeeded();
                 let rejected = outcome.rejected.min(items);
                 stats.add(signal, Counter::Sent, items - rejected);
                 if rejected > 0 {
@@ -338,6 +340,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
             Err(ExportError::Permanent { reason }) => {
                 stats.add_with_reason(signal, Counter::SendFailed, REASON_PERMANENT, items);
                 stats.add_with_reason(signal, Counter::Dropped, REASON_PERMANENT, items);
+                stats.export_failed(REASON_PERMANENT, &reason);
                 error!(exporter = %shared.id, %signal, items, error = %reason,
                     "export failed permanently; dropping the batch");
                 return;
@@ -349,6 +352,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                 stats.add_with_reason(signal, Counter::SendFailed, REASON_RETRYABLE, items);
                 if !retry.enabled {
                     stats.add_with_reason(signal, Counter::Dropped, REASON_RETRY_DISABLED, items);
+                    stats.export_failed(REASON_RETRY_DISABLED, &reason);
                     error!(exporter = %shared.id, %signal, items, error = %reason,
                         "export failed and retry is disabled; dropping the batch");
                     return;
@@ -362,6 +366,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                         REASON_RETRIES_EXHAUSTED,
                         items,
                     );
+                    stats.export_failed(REASON_RETRIES_EXHAUSTED, &reason);
                     error!(exporter = %shared.id, %signal, items, error = %reason,
                         attempts = attempt + 1, max_elapsed_time = ?limit,
                         "export failed; retries exhausted, dropping the batch");

@@ -15,6 +15,13 @@
 //! (partial success), `panic` (the exporter panicked on the batch) or `shutdown` (deadline
 //! passed, or sent after the queue closed); and the
 //! queue's size and capacity in items. Empty batches are skipped.
+//!
+//! The exporter's health is recorded there too, for the `health_check` extension's
+//! `/readyz`: a batch given up on with reason `permanent`, `retries_exhausted`,
+//! `retry_disabled` or `panic` marks the exporter failing
+//! ([`ComponentStats::export_failed`](hpcotel_core::ComponentStats::export_failed)), and the
+//! next delivery the backend accepts (a partial success included) clears it. Batches still
+//! being retried, `queue_full` and `shutdown` drops leave it as it was.
 
 mod backoff;
 mod config;

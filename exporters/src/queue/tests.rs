@@ -526,3 +526,57 @@ async fn a_panicking_export_drops_its_batch_counted_and_the_queue_goes_on() {
         vec![(REASON_PANIC.to_string(), 3)]
     );
 }
+
+#[tokio::test]
+async fn given_up_batches_mark_the_exporter_failing_until_the_next_delivery() {
+    let mock = Arc::new(Mock::default());
+    // One consumer, so the outcomes happen in the order the batches were sent.
+    let queue = QueueConfig {
+        num_consumers: 1,
+        ..QueueConfig::default()
+    };
+    let (tx, handle, stats, _abort) = start(&mock, queue, RetryConfig::disabled());
+    assert_eq!(stats.export_failure(), None);
+
+    mock.push(Err(ExportError::Permanent {
+        reason: "HTTP 400: bad span".into(),
+    }));
+    tx.send(spans(1)).await;
+    wait_until("a failure", Duration::from_secs(5), || {
+        stats.export_failure().is_some()
+    })
+    .await;
+    let f = stats.export_failure().expect("failing");
+    assert_eq!(
+        (f.reason.as_str(), f.error.as_str(), f.batches),
+        ("permanent", "HTTP 400: bad span", 1)
+    );
+
+    mock.push(Err(ExportError::Retryable {
+        reason: "UNAVAILABLE".into(),
+        retry_after: None,
+    }));
+    tx.send(spans(1)).await;
+    wait_until("a second failure", Duration::from_secs(5), || {
+        stats.export_failure().is_some_and(|f| f.batches == 2)
+    })
+    .await;
+    assert_eq!(
+        stats.export_failure().map(|f| f.reason),
+        Some("retry_disabled".to_owned())
+    );
+
+    // A partial success is a delivery: the backend took the request.
+    mock.push(Ok(ExportOutcome {
+        rejected: 1,
+        message: "1 span too old".into(),
+    }));
+    tx.send(spans(2)).await;
+    wait_until("recovery", Duration::from_secs(5), || {
+        stats.export_failure().is_none()
+    })
+    .await;
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(stats.export_failure(), None);
+}

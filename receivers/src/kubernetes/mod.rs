@@ -18,6 +18,7 @@ mod convert;
 pub mod events;
 pub mod keda;
 pub mod lease;
+pub mod rbac;
 mod receiver;
 pub mod rollout;
 pub mod tracker;

@@ -307,14 +307,18 @@ async fn dropped_watches_410_and_an_outage_lose_no_transition() {
     r.task.await.unwrap().unwrap();
 }
 
-/// (group, resource, verb) the README's RBAC table for the kubernetes receiver allows.
-fn readme_rbac() -> std::collections::HashSet<(String, String, String)> {
+type Permission = (String, String, String);
+
+/// The README's RBAC table for the kubernetes receiver: (group, resource, verb) → the row's
+/// condition note (`""`, `mode: cluster or leader_election`, `leader_election`).
+fn readme_rbac() -> std::collections::BTreeMap<Permission, String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let section = &readme[readme.find("### receivers.kubernetes").unwrap()..];
     let section = &section[..section[4..].find("\n### ").map_or(section.len(), |i| i + 4)];
-    // Rows: | `group` | `res`, `res` | `verb`, `verb` |
-    let mut allowed = std::collections::HashSet::new();
+    let section = &section[section.find("\nRBAC").expect("the RBAC table")..];
+    // Rows: | `group` | `res`, `res` | `verb`, `verb` (`condition` or `condition`) |
+    let mut table = std::collections::BTreeMap::new();
     for line in section.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if cells.len() < 4 {
@@ -332,49 +336,28 @@ fn readme_rbac() -> std::collections::HashSet<(String, String, String)> {
             .cloned()
             .unwrap_or_default()
             .replace("\"\"", "");
+        let (verbs, condition) = cells[3].split_once('(').unwrap_or((cells[3], ""));
+        let condition = condition.trim_end_matches(')').replace('`', "");
         for res in ticks(cells[2]) {
-            for verb in ticks(cells[3]) {
-                allowed.insert((group.clone(), res.clone(), verb));
+            for verb in ticks(verbs) {
+                table.insert((group.clone(), res.clone(), verb), condition.clone());
             }
         }
     }
-    allowed
+    table
 }
 
-/// Every request the fake answered is allowed by the README's RBAC table.
-fn assert_rbac_covers(api: &FakeApiServer) {
-    let allowed = readme_rbac();
-    for q in api.requests() {
-        let key = (
-            q.group.clone(),
-            q.plural.clone(),
-            q.verb.as_str().to_owned(),
-        );
-        assert!(
-            allowed.contains(&key),
-            "{key:?} is not in the README's RBAC table"
-        );
-    }
+/// (group, resource, verb) that `rbac::RULES` grants an instance with `config`.
+fn allowed(config: &Config) -> std::collections::BTreeSet<Permission> {
+    rbac::rules_for(config)
+        .flat_map(rbac::Rule::permissions)
+        .map(|(g, r, v)| (g.to_owned(), r.to_owned(), v.to_owned()))
+        .collect()
 }
 
-/// RBAC: every request the receiver made is allowed by the README's table.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_request_is_covered_by_the_readme_rbac_table() {
-    let allowed = readme_rbac();
-    assert!(
-        allowed.contains(&(String::new(), "pods".into(), "watch".into())),
-        "{allowed:?}"
-    );
-
-    let api = cluster(Some("train:apps/Deployment:ml/trainer"), None).await;
-    let r = start(&config(&api)).await;
-    wait_for(&r.catalog, "correlated", |s| {
-        s.correlate("uid-trainer-b-1")
-            .is_some_and(|c| c.revision.is_some())
-    })
-    .await;
-    r.stop.cancel();
-    r.task.await.unwrap().unwrap();
+/// Every request the fake answered is allowed by `rbac::RULES` for the receiver's `config`.
+fn assert_rbac_covers(api: &FakeApiServer, config: &Config) {
+    let allowed = allowed(config);
     let requests = api.requests();
     assert!(!requests.is_empty());
     for q in requests {
@@ -385,9 +368,94 @@ async fn every_request_is_covered_by_the_readme_rbac_table() {
         );
         assert!(
             allowed.contains(&key),
-            "{key:?} is not in the README's RBAC table"
+            "{key:?} is not in rbac::RULES for mode {:?}, leader_election {}",
+            config.mode,
+            config.leader_election.is_some()
         );
     }
+}
+
+/// RBAC: every request a node agent made is allowed by `rbac::RULES`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_covered_by_the_rbac_rules() {
+    let api = cluster(Some("train:apps/Deployment:ml/trainer"), None).await;
+    let cfg = config(&api);
+    assert!(
+        allowed(&cfg).contains(&(String::new(), "pods".into(), "watch".into())),
+        "{:?}",
+        allowed(&cfg)
+    );
+    let r = start(&cfg).await;
+    wait_for(&r.catalog, "correlated", |s| {
+        s.correlate("uid-trainer-b-1")
+            .is_some_and(|c| c.revision.is_some())
+    })
+    .await;
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+    assert_rbac_covers(&api, &cfg);
+}
+
+/// The README's RBAC table lists exactly `rbac::RULES`, with their conditions.
+#[test]
+fn the_readme_rbac_table_equals_the_rules() {
+    let table = readme_rbac();
+    let mut rules = std::collections::BTreeMap::new();
+    for rule in rbac::RULES {
+        let condition = match rule.when {
+            rbac::When::Always | rbac::When::NodeMode => "",
+            rbac::When::ClusterOutput => "mode: cluster or leader_election",
+            rbac::When::LeaderElection => "leader_election",
+        };
+        for (g, r, v) in rule.permissions() {
+            let old = rules.insert((g.to_owned(), r.to_owned(), v.to_owned()), condition);
+            assert!(old.is_none(), "({g:?}, {r}, {v}) is granted twice");
+        }
+    }
+    let table: std::collections::BTreeMap<_, _> =
+        table.iter().map(|(k, c)| (k.clone(), c.as_str())).collect();
+    assert_eq!(table, rules, "README table (left) vs rbac::RULES (right)");
+}
+
+/// Owner chains are walked with `get` on exactly the workload kinds the receiver knows; the
+/// conditions match what each mode starts.
+#[test]
+fn rbac_rules_cover_every_workload_kind_and_follow_the_modes() {
+    use rbac::When;
+    let node_gets: std::collections::BTreeSet<(&str, &str)> = rbac::RULES
+        .iter()
+        .filter(|r| r.when == When::NodeMode && r.verbs == ["get"])
+        .flat_map(|r| r.resources.iter().map(move |res| (r.group, *res)))
+        .collect();
+    let kinds: std::collections::BTreeSet<(&str, &str)> = WORKLOAD_KINDS
+        .iter()
+        .map(|(_, group, _, plural)| (*group, *plural))
+        .collect();
+    assert_eq!(node_gets, kinds);
+    let le = lease::LeaderElectionConfig::default();
+    let node = Config::default();
+    let node_le = Config {
+        leader_election: Some(le),
+        ..Config::default()
+    };
+    let cluster = Config {
+        mode: Mode::Cluster,
+        ..Config::default()
+    };
+    let has = |c: &Config, g: &str, r: &str, v: &str| {
+        allowed(c).contains(&(g.to_owned(), r.to_owned(), v.to_owned()))
+    };
+    assert!(has(&node, "", "pods", "watch") && !has(&cluster, "", "pods", "watch"));
+    assert!(!has(&node, "", "events", "watch") && has(&cluster, "", "events", "watch"));
+    assert!(has(&node_le, "", "events", "watch") && has(&node_le, "", "pods", "list"));
+    assert!(has(&node_le, "coordination.k8s.io", "leases", "update"));
+    assert!(!has(&cluster, "coordination.k8s.io", "leases", "get"));
+    assert!(has(&cluster, "argoproj.io", "applications", "watch"));
+    assert!(
+        rbac::RULES
+            .iter()
+            .all(|r| r.namespaced() == (r.group == "coordination.k8s.io"))
+    );
 }
 
 #[test]
@@ -524,6 +592,7 @@ async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
     stop.cancel();
     task.await.unwrap().unwrap();
     assert!(rx.recv().await.is_none(), "nothing else");
+    assert_rbac_covers(&api, &cfg);
 }
 
 fn core_event(
@@ -682,7 +751,7 @@ async fn events_join_the_rollout_of_their_namespace_once_each() {
     }
     stop.cancel();
     task.await.unwrap().unwrap();
-    assert_rbac_covers(&api);
+    assert_rbac_covers(&api, &cfg);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -808,7 +877,7 @@ async fn two_agents_one_lease_emit_once_and_the_survivor_takes_over_without_repe
         rx_b.recv().await.is_none(),
         "b emitted only the second sync"
     );
-    assert_rbac_covers(&api);
+    assert_rbac_covers(&api, &agent("a"));
 }
 
 fn scaled_object(active: &str, fallback: &str) -> Value {
@@ -896,7 +965,7 @@ async fn keda_condition_changes_join_the_rollout_and_survive_a_relist() {
     stop.cancel();
     task.await.unwrap().unwrap();
     assert!(rx.recv().await.is_none(), "nothing repeated");
-    assert_rbac_covers(&api);
+    assert_rbac_covers(&api, &cfg);
 }
 
 async fn next_log(

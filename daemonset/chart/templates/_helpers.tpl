@@ -137,7 +137,10 @@ app.kubernetes.io/part-of: hpcotel
 {{- end -}}
 {{- end -}}
 {{- if $v.receivers.host.enabled -}}
-{{- $_ := set $receivers "host" (dict "collection_interval" $v.receivers.host.collectionInterval) -}}
+{{- /* cpu, memory, load and paging read /proc, which shows the node; network and filesystem
+       would show the pod's own network and mount namespaces, so they are left out. */ -}}
+{{- $scrapers := dict "cpu" (dict) "memory" (dict) "load" (dict) "paging" (dict) -}}
+{{- $_ := set $receivers "host" (dict "collection_interval" $v.receivers.host.collectionInterval "scrapers" $scrapers) -}}
 {{- $metrics = append $metrics "host" -}}
 {{- end -}}
 {{- with $v.receivers.gpu -}}

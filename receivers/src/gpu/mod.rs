@@ -38,11 +38,12 @@ pub mod xid;
 #[cfg(test)]
 mod tests;
 
+pub use crate::host_attributes;
 pub use config::{
     Config, DEFAULT_LIBRARY_PATH, DEFAULT_PROC_ROOT, DEFAULT_REPORT_INTERVAL,
     DEFAULT_SAMPLE_INTERVAL, EventKind, MIN_SAMPLE_INTERVAL,
 };
-pub use receiver::{GpuReceiver, host_attributes, load_nvml};
+pub use receiver::{GpuReceiver, load_nvml};
 
 /// Why the gpu receiver could not use NVML.
 #[derive(Debug, thiserror::Error)]

@@ -6,11 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
-use hpcotel_core::semconv;
-use hpcotel_core::telemetry::{kv, unix_nanos};
+use hpcotel_core::telemetry::unix_nanos;
 use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext, SendError, Signal};
 use nvml_wrapper::Nvml;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use tokio::sync::mpsc;
 
 use super::config::Config;
@@ -31,21 +29,6 @@ pub fn load_nvml(config: &Config) -> Result<Nvml> {
             library: config.library_path.display().to_string(),
             source,
         })
-}
-
-/// The host's resource attributes: `host.name`, and `k8s.node.name` from `K8S_NODE_NAME`
-/// (set it from the downward API `spec.nodeName` in a DaemonSet).
-pub fn host_attributes() -> Vec<KeyValue> {
-    let mut a = vec![kv(
-        semconv::HOST_NAME,
-        sysinfo::System::host_name().unwrap_or_else(|_| "unknown".to_owned()),
-    )];
-    if let Ok(node) = std::env::var("K8S_NODE_NAME")
-        && !node.is_empty()
-    {
-        a.push(kv(semconv::K8S_NODE_NAME, node));
-    }
-    a
 }
 
 /// The gpu receiver; build it with [`GpuReceiver::new`], run it as a [`Receiver`].
@@ -129,7 +112,7 @@ impl Receiver for GpuReceiver {
         };
 
         let (tx, mut rx) = mpsc::channel::<Batch>(HANDOFF_CAPACITY);
-        let host = host_attributes();
+        let host = crate::host_attributes();
         let xids = Arc::new(XidStats::default());
         // In no logs pipeline (a metrics-only setup such as gpu -> prometheus), logs are not
         // built at all rather than refused one by one; Xid counters still count.

@@ -78,16 +78,13 @@ impl Scraper {
             })?),
             None => None,
         };
-        let host_name = System::host_name().unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the host name; host.name is 'unknown'");
-            "unknown".to_owned()
-        });
+        let mut attributes = crate::host_attributes();
+        attributes.extend([
+            kv(semconv::HOST_ARCH, host_arch()),
+            kv(semconv::OS_TYPE, semconv::os_type_value()),
+        ]);
         let resource = Resource {
-            attributes: vec![
-                kv(semconv::HOST_NAME, host_name),
-                kv(semconv::HOST_ARCH, host_arch()),
-                kv(semconv::OS_TYPE, semconv::os_type_value()),
-            ],
+            attributes,
             ..Default::default()
         };
         // Cumulative series count from boot (the kernel's counters); fall back to now.

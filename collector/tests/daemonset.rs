@@ -272,6 +272,19 @@ fn bad_values_fail_at_render_time_naming_the_key() {
             ],
             "hpcotel: no pipeline",
         ),
+        (
+            &["--set", "healthCheck.port=4317"],
+            "receivers.otlp.grpcPort and healthCheck.port are both 4317",
+        ),
+        (
+            &[
+                "--set",
+                "exporters.prometheus.enabled=true",
+                "--set",
+                "exporters.prometheus.port=4318",
+            ],
+            "receivers.otlp.httpPort and exporters.prometheus.port are both 4318",
+        ),
     ];
     let chart = chart();
     for (args, expected) in cases {

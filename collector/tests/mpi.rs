@@ -306,7 +306,13 @@ fn full_job(mpi: Mpi) -> (Output, Received) {
         let out = run_job(
             mpi,
             &endpoint,
-            &["--iterations", &iterations, "--straggler", "2"],
+            &[
+                "--iterations",
+                &iterations,
+                "--straggler",
+                "2",
+                "--intercomm",
+            ],
             &[("OTEL_METRIC_EXPORT_INTERVAL", "600000")],
         );
         assert!(
@@ -418,6 +424,7 @@ fn one_trace_histograms_phases_and_the_straggler(mpi: Mpi) {
             ("Bcast", "bcast"),
             ("Barrier", "barrier"),
             ("Allgather", "allgather"),
+            ("Alltoallv", "alltoallv"),
             ("Send", "send"),
             ("Recv", "recv"),
         ] {
@@ -426,6 +433,25 @@ fn one_trace_histograms_phases_and_the_straggler(mpi: Mpi) {
                 counts[key],
                 "rank {rank}: {op} histogram count vs the program's"
             );
+        }
+    }
+    // The intercommunicator Alltoallv sends one int to each remote rank: 4 bytes from each of
+    // the 3 ranks (1 remote rank), 12 from the last rank (3 remote ranks). A wrapper that
+    // summed the counts over the local group's size would add the 1000000s past them.
+    for rm in &r.metrics {
+        for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            let Some(Data::Histogram(h)) = &m.data else {
+                continue;
+            };
+            for p in &h.data_points {
+                if attr_str(&p.attributes, semconv::MPI_OPERATION) == Some("Alltoallv") {
+                    let bucket = attr_str(&p.attributes, semconv::MPI_MESSAGE_SIZE_BUCKET);
+                    assert!(
+                        matches!(bucket, Some("8") | Some("64")),
+                        "Alltoallv on an intercommunicator: bytes in class {bucket:?}"
+                    );
+                }
+            }
         }
     }
     let total = |op: &str| hist.values().map(|c| c[op]).sum::<u64>() as i64;

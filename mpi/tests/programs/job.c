@@ -4,13 +4,14 @@
  * library's histograms with what the program did.
  *
  *   job [--iterations N] [--straggler RANK] [--straggle-ms MS] [--exit-code C]
- *       [--no-finalize] [--abort-rank R] [--fork] [--bare-pcontrol]
+ *       [--no-finalize] [--abort-rank R] [--fork] [--bare-pcontrol] [--intercomm]
  *
  * --straggler R: rank R sleeps MS ms (default 50) before every 10th Allreduce.
  * --bare-pcontrol: also calls MPI_Pcontrol(0), (1) and (-1) without a name, as the MPI
  * standard allows.
- * Prints one line per rank: "rank R of S: allreduce=A bcast=B barrier=C allgather=G send=D
- * recv=E phases=P result=OK".
+ * --intercomm: also an Alltoallv on an intercommunicator (the last rank | the others).
+ * Prints one line per rank: "rank R of S: allreduce=A bcast=B barrier=C allgather=G
+ * alltoallv=V send=D recv=E phases=P result=OK".
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ static void sleep_ms(int ms) {
 
 int main(int argc, char **argv) {
     int iterations = 40, straggler = -1, straggle_ms = 50, exit_code = 0, finalize = 1;
-    int abort_rank = -1, do_fork = 0, bare_pcontrol = 0;
+    int abort_rank = -1, do_fork = 0, bare_pcontrol = 0, intercomm = 0, alltoallv = 0;
     int rank, size, allreduce = 0, bcast = 0, barrier = 0, allgather = 0, sends = 0, recvs = 0, phases = 0;
     int ok = 1;
     for (int i = 1; i < argc; i++) {
@@ -39,6 +40,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-finalize")) finalize = 0;
         else if (!strcmp(argv[i], "--fork")) do_fork = 1;
         else if (!strcmp(argv[i], "--bare-pcontrol")) bare_pcontrol = 1;
+        else if (!strcmp(argv[i], "--intercomm")) intercomm = 1;
         else { fprintf(stderr, "job: unknown argument %s\n", argv[i]); return 2; }
     }
 
@@ -110,9 +112,33 @@ int main(int argc, char **argv) {
         if (ranks[i] != i) ok = 0;
     free(ranks);
 
-    printf("rank %d of %d: allreduce=%d bcast=%d barrier=%d allgather=%d send=%d recv=%d "
-           "phases=%d result=%s\n",
-           rank, size, allreduce, bcast, barrier, allgather, sends, recvs, phases,
+    if (intercomm && size >= 2 && size <= 64) {
+        /* An intercommunicator of the last rank and the others (sizes size-1 | 1): Alltoallv's
+         * counts have one entry per rank of the REMOTE group. The entries past them hold a
+         * huge count a wrapper reading the local group's size would add to the bytes. */
+        int color = rank == size - 1, rsize = 0;
+        int counts[64], displs[64], out[64], in[64];
+        MPI_Comm local, inter;
+        MPI_Comm_split(MPI_COMM_WORLD, color, rank, &local);
+        MPI_Intercomm_create(local, 0, MPI_COMM_WORLD, color ? 0 : size - 1, 99, &inter);
+        MPI_Comm_remote_size(inter, &rsize);
+        for (int i = 0; i < 64; i++) {
+            counts[i] = i < rsize ? 1 : 1000000;
+            displs[i] = i;
+            out[i] = rank;
+            in[i] = -1;
+        }
+        MPI_Alltoallv(out, counts, displs, MPI_INT, in, counts, displs, MPI_INT, inter);
+        alltoallv++;
+        for (int i = 0; i < rsize; i++)
+            if (in[i] != (color ? i : size - 1)) ok = 0;
+        MPI_Comm_free(&inter);
+        MPI_Comm_free(&local);
+    }
+
+    printf("rank %d of %d: allreduce=%d bcast=%d barrier=%d allgather=%d alltoallv=%d send=%d "
+           "recv=%d phases=%d result=%s\n",
+           rank, size, allreduce, bcast, barrier, allgather, alltoallv, sends, recvs, phases,
            ok ? "OK" : "WRONG");
     fflush(stdout);
     if (rank == abort_rank) MPI_Abort(MPI_COMM_WORLD, 42);

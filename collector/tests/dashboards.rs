@@ -259,7 +259,7 @@ fn mpi_histograms() -> Vec<Vec<u8>> {
             };
             let mut state = State::new(info, &settings, ctx, 0, None);
             let mut t = 1_000;
-            for op in op::ALL {
+            for &op in op::ALL {
                 // Sized and unsized calls, 1 µs to 50 ms.
                 for (bytes, ns) in [(8, 1_000), (-1, 50_000), (65_536, 50_000_000)] {
                     state.record(op, 2, bytes, 1 - rank, t, t + ns, true);

@@ -144,6 +144,16 @@ fn build(mpi: Mpi) -> &'static (PathBuf, PathBuf) {
     })
 }
 
+/// The launcher's environment: Open MPI refuses to run as root (CI containers) without the
+/// first two; one host with no network fabric, so shared memory and loopback only.
+const LAUNCH_ENV: [(&str, &str); 5] = [
+    ("OMPI_ALLOW_RUN_AS_ROOT", "1"),
+    ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"),
+    ("OMPI_MCA_btl", "self,vader,tcp"),
+    ("OMPI_MCA_btl_tcp_if_include", "lo"),
+    ("OMPI_MCA_oob_tcp_if_include", "lo"),
+];
+
 /// Runs the job through `hpcotel mpirun` with `program_args`, exporting to `endpoint`.
 fn run_job(mpi: Mpi, endpoint: &str, program_args: &[&str], env: &[(&str, &str)]) -> Output {
     let (lib, program) = build(mpi);
@@ -155,13 +165,7 @@ fn run_job(mpi: Mpi, endpoint: &str, program_args: &[&str], env: &[(&str, &str)]
         .args(mpi.launch)
         .arg(program)
         .args(program_args)
-        // Open MPI refuses to run as root (CI containers) without these.
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        // Single host, no network fabric: shared memory and loopback only.
-        .env("OMPI_MCA_btl", "self,vader,tcp")
-        .env("OMPI_MCA_btl_tcp_if_include", "lo")
-        .env("OMPI_MCA_oob_tcp_if_include", "lo")
+        .envs(LAUNCH_ENV)
         .env("OTEL_SERVICE_NAME", "allreduce-job");
     for (k, v) in env {
         cmd.env(k, v);
@@ -176,11 +180,7 @@ fn run_plain(mpi: Mpi, program_args: &[&str]) -> Output {
         .args(mpi.launch)
         .arg(program)
         .args(program_args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OMPI_MCA_btl", "self,vader,tcp")
-        .env("OMPI_MCA_btl_tcp_if_include", "lo")
-        .env("OMPI_MCA_oob_tcp_if_include", "lo")
+        .envs(LAUNCH_ENV)
         .output()
         .expect("run mpirun")
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,6 @@ pub struct Exporter {
     timeout: Duration,
     rank: i32,
     warned: AtomicBool,
-    /// Requests that failed.
-    pub failures: AtomicU64,
-    /// Requests that succeeded.
-    pub successes: AtomicU64,
     stop: Mutex<bool>,
     wake: Condvar,
     /// Resolved addresses per `host:port`, so later sends (the final flush above all) need
@@ -49,8 +45,6 @@ impl Exporter {
             timeout: settings.export_timeout,
             rank,
             warned: AtomicBool::new(false),
-            failures: AtomicU64::new(0),
-            successes: AtomicU64::new(0),
             stop: Mutex::new(false),
             wake: Condvar::new(),
             addrs: Mutex::new(HashMap::new()),
@@ -107,16 +101,13 @@ impl Exporter {
                 },
             };
             match http::post(url, &addrs, &self.headers, &body, d) {
-                Ok(()) => {
-                    self.successes.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => {}
                 Err(e) => self.failed(url, &e),
             }
         }
     }
 
     fn failed(&self, url: &Url, e: &http::Error) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
             crate::warn(
                 self.rank,

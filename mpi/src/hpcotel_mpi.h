@@ -84,7 +84,7 @@ void hpcotel_mpi_context(unsigned char ctx[HPCOTEL_CTX_LEN]);
 void hpcotel_mpi_hostname(char host[HPCOTEL_HOST_LEN]);
 /* Every rank, after the broadcast and the host gather: `hosts` is size * HPCOTEL_HOST_LEN
  * bytes on rank 0 and NULL elsewhere. Starts the export thread. */
-void hpcotel_mpi_init_end(const unsigned char ctx[HPCOTEL_CTX_LEN], const char *hosts, uint64_t init_end_ns);
+void hpcotel_mpi_init_end(const unsigned char ctx[HPCOTEL_CTX_LEN], const char *hosts);
 
 /* One intercepted call. `comm_size` 0 when unknown (MPI-IO independent calls), `bytes` -1
  * when not meaningful, `peer` the peer or root rank or -1, `window` 1 for a synchronising

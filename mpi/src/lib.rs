@@ -251,11 +251,7 @@ pub unsafe extern "C" fn hpcotel_mpi_hostname(host: *mut c_char) {
 /// `ctx` points to `HPCOTEL_CTX_LEN` bytes; `hosts` is NULL or points to
 /// `size * HPCOTEL_HOST_LEN` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn hpcotel_mpi_init_end(
-    ctx: *const u8,
-    hosts: *const c_char,
-    init_end_ns: u64,
-) {
+pub unsafe extern "C" fn hpcotel_mpi_init_end(ctx: *const u8, hosts: *const c_char) {
     if ctx.is_null() {
         return;
     }
@@ -298,7 +294,6 @@ pub unsafe extern "C" fn hpcotel_mpi_init_end(
         let hosts = if rt.rank == 0 { hosts } else { None };
         let state = State::new(info, &rt.settings, ctx, rt.init_start_ns, hosts);
         *rt.state.lock().unwrap_or_else(PoisonError::into_inner) = Some(state);
-        let _ = init_end_ns;
         ACTIVE.store(true, Ordering::Release);
         let spawned = rt.exporter.spawn(rt.settings.export_interval, || {
             if !ACTIVE.load(Ordering::Acquire) {

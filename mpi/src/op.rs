@@ -1,92 +1,70 @@
 //! The intercepted operations and the message-size classes of their histograms.
 
-/// An intercepted MPI call; the numbers match `enum hpcotel_op` in `hpcotel_mpi.h`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-#[allow(missing_docs)]
-pub enum Op {
-    Allreduce = 0,
-    Reduce,
-    Bcast,
-    Barrier,
-    Allgather,
-    Allgatherv,
-    Alltoall,
-    Alltoallv,
-    ReduceScatter,
-    ReduceScatterBlock,
-    Gather,
-    Gatherv,
-    Scatter,
-    Scatterv,
-    Send,
-    Ssend,
-    Recv,
-    Sendrecv,
-    Isend,
-    Irecv,
-    Wait,
-    Waitall,
-    Waitany,
-    Waitsome,
-    Test,
-    Testall,
-    Testany,
-    FileOpen,
-    FileClose,
-    FileRead,
-    FileWrite,
-    FileReadAt,
-    FileWriteAt,
-    FileReadAll,
-    FileWriteAll,
-    FileReadAtAll,
-    FileWriteAtAll,
+/// Declares [`Op`] (numbered as `enum hpcotel_op` in `hpcotel_mpi.h`), [`ALL`] and
+/// [`Op::name`] from one table, so the three cannot drift apart.
+macro_rules! ops {
+    ($($variant:ident => $name:literal,)+) => {
+        /// An intercepted MPI call; the numbers match `enum hpcotel_op` in `hpcotel_mpi.h`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        #[allow(missing_docs)]
+        pub enum Op {
+            $($variant,)+
+        }
+
+        /// Every operation, in number order.
+        pub const ALL: &[Op] = &[$(Op::$variant,)+];
+
+        impl Op {
+            /// The name without the `MPI_` prefix, as in `mpi.operation` (`Allreduce`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Op::$variant => $name,)+
+                }
+            }
+        }
+    };
 }
 
-/// Every operation, in number order.
-pub const ALL: [Op; 37] = {
-    use Op::*;
-    [
-        Allreduce,
-        Reduce,
-        Bcast,
-        Barrier,
-        Allgather,
-        Allgatherv,
-        Alltoall,
-        Alltoallv,
-        ReduceScatter,
-        ReduceScatterBlock,
-        Gather,
-        Gatherv,
-        Scatter,
-        Scatterv,
-        Send,
-        Ssend,
-        Recv,
-        Sendrecv,
-        Isend,
-        Irecv,
-        Wait,
-        Waitall,
-        Waitany,
-        Waitsome,
-        Test,
-        Testall,
-        Testany,
-        FileOpen,
-        FileClose,
-        FileRead,
-        FileWrite,
-        FileReadAt,
-        FileWriteAt,
-        FileReadAll,
-        FileWriteAll,
-        FileReadAtAll,
-        FileWriteAtAll,
-    ]
-};
+ops! {
+    Allreduce => "Allreduce",
+    Reduce => "Reduce",
+    Bcast => "Bcast",
+    Barrier => "Barrier",
+    Allgather => "Allgather",
+    Allgatherv => "Allgatherv",
+    Alltoall => "Alltoall",
+    Alltoallv => "Alltoallv",
+    ReduceScatter => "Reduce_scatter",
+    ReduceScatterBlock => "Reduce_scatter_block",
+    Gather => "Gather",
+    Gatherv => "Gatherv",
+    Scatter => "Scatter",
+    Scatterv => "Scatterv",
+    Send => "Send",
+    Ssend => "Ssend",
+    Recv => "Recv",
+    Sendrecv => "Sendrecv",
+    Isend => "Isend",
+    Irecv => "Irecv",
+    Wait => "Wait",
+    Waitall => "Waitall",
+    Waitany => "Waitany",
+    Waitsome => "Waitsome",
+    Test => "Test",
+    Testall => "Testall",
+    Testany => "Testany",
+    FileOpen => "File_open",
+    FileClose => "File_close",
+    FileRead => "File_read",
+    FileWrite => "File_write",
+    FileReadAt => "File_read_at",
+    FileWriteAt => "File_write_at",
+    FileReadAll => "File_read_all",
+    FileWriteAll => "File_write_all",
+    FileReadAtAll => "File_read_at_all",
+    FileWriteAtAll => "File_write_at_all",
+}
 
 /// How a call's `peer` argument reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,51 +82,6 @@ impl Op {
     pub fn from_raw(n: i32) -> Option<Op> {
         usize::try_from(n).ok().and_then(|i| ALL.get(i).copied())
     }
-
-    /// The name without the `MPI_` prefix, as in `mpi.operation` (`Allreduce`).
-    pub fn name(self) -> &'static str {
-        use Op::*;
-        match self {
-            Allreduce => "Allreduce",
-            Reduce => "Reduce",
-            Bcast => "Bcast",
-            Barrier => "Barrier",
-            Allgather => "Allgather",
-            Allgatherv => "Allgatherv",
-            Alltoall => "Alltoall",
-            Alltoallv => "Alltoallv",
-            ReduceScatter => "Reduce_scatter",
-            ReduceScatterBlock => "Reduce_scatter_block",
-            Gather => "Gather",
-            Gatherv => "Gatherv",
-            Scatter => "Scatter",
-            Scatterv => "Scatterv",
-            Send => "Send",
-            Ssend => "Ssend",
-            Recv => "Recv",
-            Sendrecv => "Sendrecv",
-            Isend => "Isend",
-            Irecv => "Irecv",
-            Wait => "Wait",
-            Waitall => "Waitall",
-            Waitany => "Waitany",
-            Waitsome => "Waitsome",
-            Test => "Test",
-            Testall => "Testall",
-            Testany => "Testany",
-            FileOpen => "File_open",
-            FileClose => "File_close",
-            FileRead => "File_read",
-            FileWrite => "File_write",
-            FileReadAt => "File_read_at",
-            FileWriteAt => "File_write_at",
-            FileReadAll => "File_read_all",
-            FileWriteAll => "File_write_all",
-            FileReadAtAll => "File_read_at_all",
-            FileWriteAtAll => "File_write_at_all",
-        }
-    }
-
     /// What the peer argument means for this operation.
     pub fn peer_kind(self) -> PeerKind {
         use Op::*;
@@ -188,7 +121,7 @@ mod tests {
     #[test]
     fn numbers_and_names_match_the_header() {
         let header = include_str!("hpcotel_mpi.h");
-        for op in ALL {
+        for &op in ALL {
             let c = format!(
                 "HPCOTEL_OP_{} = {},",
                 op.name().to_ascii_uppercase(),

@@ -28,7 +28,8 @@ use crate::op::{NO_SIZE, Op, PeerKind, SIZE_LABELS, size_class};
 use crate::settings::{MEDIAN_MIN_CALLS, Settings, SlowCall};
 use crate::straggler::Stragglers;
 
-/// Durations of world collectives kept between two straggler gathers (`HPCOTEL_WINDOW`).
+/// Durations of synchronising world collectives kept between two straggler reductions
+/// (`HPCOTEL_WINDOW`).
 pub const WINDOW: usize = 1024;
 /// Distinct (operation, communicator size, size class) histograms per rank; calls beyond it
 /// share one overflow histogram per operation.
@@ -571,16 +572,9 @@ impl State {
         }
     }
 
-    /// Takes this rank's straggler window (durations since the last gather), clearing it.
+    /// Takes this rank's straggler window (durations since the last reduction), clearing it.
     pub fn take_window(&mut self) -> Vec<u64> {
         std::mem::replace(&mut self.window, Vec::with_capacity(WINDOW))
-    }
-
-    /// Rank 0: adds the gathered windows of every rank.
-    pub fn add_gathered(&mut self, blocks: &[&[u64]]) {
-        if let Some(s) = &mut self.stragglers {
-            s.add(blocks);
-        }
     }
 
     /// Rank 0: adds a reduced window (see [`Stragglers::add_reduced`]).
@@ -1062,10 +1056,8 @@ mod tests {
             st.logs.is_empty(),
             "nothing compared yet: no periodic summary"
         );
-        let late = [50 * MS, 50 * MS, 1_000, 50 * MS];
-        let blocks: Vec<[u64; 1]> = late.iter().map(|d| [*d]).collect();
-        let refs: Vec<&[u64]> = blocks.iter().map(|b| b.as_slice()).collect();
-        st.add_gathered(&refs);
+        // One collective: rank 2 spent 1 µs inside (it arrived last), the others 50 ms.
+        st.add_reduced(&[1_000.0], &[2], &[(50 * MS) as f64]);
         st.summary(2 * MS, false);
         let mut s2 = State::new(
             st.info.clone(),

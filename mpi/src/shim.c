@@ -139,7 +139,7 @@ static void hp_after_init(uint64_t t0) {
         /* No library collectives: every rank derives the same context on its own. */
         hpcotel_mpi_context(ctx);
         if (!ctx[HPCOTEL_CTX_ENABLED]) return;
-        hpcotel_mpi_init_end(ctx, NULL, hp_now());
+        hpcotel_mpi_init_end(ctx, NULL);
         hp_on = 1;
         return;
     }
@@ -162,7 +162,7 @@ static void hp_after_init(uint64_t t0) {
     }
     hpcotel_mpi_hostname(host);
     PMPI_Gather(host, HPCOTEL_HOST_LEN, MPI_CHAR, hosts, HPCOTEL_HOST_LEN, MPI_CHAR, 0, hp_comm);
-    hpcotel_mpi_init_end(ctx, hosts, hp_now());
+    hpcotel_mpi_init_end(ctx, hosts);
     free(hosts);
     hp_collectives = 1;
     hp_on = 1;

@@ -57,30 +57,6 @@ impl Stragglers {
         }
     }
 
-    /// Adds one gathered window: `blocks[r]` is rank r's durations (ns) of the world
-    /// collectives since the last gather. Ranks that saw fewer calls (a rank that never got
-    /// that far) shorten the comparison to the common prefix.
-    pub fn add(&mut self, blocks: &[&[u64]]) {
-        let Some(n) = blocks.iter().map(|b| b.len()).min() else {
-            return;
-        };
-        if blocks.len() < 2 {
-            return;
-        }
-        for k in 0..n {
-            let (mut min, mut min_rank, mut max) = (u64::MAX, 0, 0);
-            for (r, b) in blocks.iter().enumerate() {
-                let d = b[k];
-                if d < min {
-                    min = d;
-                    min_rank = r;
-                }
-                max = max.max(d);
-            }
-            self.add_call(min_rank, max - min);
-        }
-    }
-
     /// Adds one reduced window (what the wrappers compute with `MPI_MINLOC` and `MPI_MAX`):
     /// per call, the shortest time inside, the rank that had it, and the longest.
     pub fn add_reduced(&mut self, min_ns: &[f64], min_rank: &[i32], max_ns: &[f64]) {
@@ -142,6 +118,29 @@ impl Straggler {
 mod tests {
     use super::*;
 
+    /// The analysis from raw per-rank durations (`blocks[r]`), as `MPI_MINLOC`/`MPI_MAX`
+    /// reduce them in the wrappers: the reference the reduced form is checked against.
+    fn add(s: &mut Stragglers, blocks: &[&[u64]]) {
+        let Some(n) = blocks.iter().map(|b| b.len()).min() else {
+            return;
+        };
+        if blocks.len() < 2 {
+            return;
+        }
+        for k in 0..n {
+            let (mut min, mut min_rank, mut max) = (u64::MAX, 0, 0);
+            for (r, b) in blocks.iter().enumerate() {
+                let d = b[k];
+                if d < min {
+                    min = d;
+                    min_rank = r;
+                }
+                max = max.max(d);
+            }
+            s.add_call(min_rank, max - min);
+        }
+    }
+
     fn hosts(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("node-{}", i / 2)).collect()
     }
@@ -155,7 +154,7 @@ mod tests {
         let r1 = [50_000_300, 400, 100];
         let r2 = [200, 450, 2_000_000];
         let r3 = [49_999_000, 600, 2_000_050];
-        s.add(&[&r0, &r1, &r2, &r3]);
+        add(&mut s, &[&r0, &r1, &r2, &r3]);
         assert_eq!(s.analyzed, 3);
         let top = s.top(3);
         assert_eq!(top.len(), 2);
@@ -173,14 +172,14 @@ mod tests {
     #[test]
     fn windows_accumulate_and_a_short_rank_limits_the_comparison() {
         let mut s = Stragglers::new(hosts(2));
-        s.add(&[&[10_000, 10_000], &[5, 5]]);
-        s.add(&[&[10_000, 10_000, 10_000], &[5]]);
+        add(&mut s, &[&[10_000, 10_000], &[5, 5]]);
+        add(&mut s, &[&[10_000, 10_000, 10_000], &[5]]);
         assert_eq!(s.analyzed, 3);
         assert_eq!(s.ranks[1].last, 3);
         assert_eq!(s.ranks[0].last, 0);
         // One rank alone has nobody to wait for.
         let mut one = Stragglers::new(hosts(1));
-        one.add(&[&[1, 2, 3]]);
+        add(&mut one, &[&[1, 2, 3]]);
         assert_eq!(one.analyzed, 0);
         assert!(one.top(3).is_empty());
     }
@@ -191,7 +190,7 @@ mod tests {
         let r1 = [50_000_300, 400, 100];
         let r2 = [200, 450, 2_000_000];
         let mut raw = Stragglers::new(hosts(3));
-        raw.add(&[&r0, &r1, &r2]);
+        add(&mut raw, &[&r0, &r1, &r2]);
         let mut reduced = Stragglers::new(hosts(3));
         reduced.add_reduced(
             &[200.0, 400.0, 100.0],

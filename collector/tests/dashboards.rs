@@ -137,23 +137,9 @@ fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
 }
 
-fn repo_file(rel: &str) -> String {
-    let path = repo_path(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// Every `pub const NAME: &str = "value";` in `core/src/semconv.rs`.
-fn semconv_names() -> BTreeSet<String> {
-    let src = repo_file("core/src/semconv.rs");
-    let names: BTreeSet<String> = src
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
-        .map(|l| {
-            let value = l.split_once(": &str = \"").unwrap().1;
-            value.trim_end_matches("\";").to_string()
-        })
-        .collect();
+/// Every name `core/src/semconv.rs` defines, as a set.
+fn semconv_set() -> BTreeSet<String> {
+    let names: BTreeSet<String> = common::semconv_names().into_iter().collect();
     assert!(names.len() > 100, "parsed only {} names", names.len());
     assert!(names.contains(semconv::VCS_REF_HEAD_REVISION));
     names
@@ -454,7 +440,7 @@ service:
             return Exported {
                 series: full,
                 resource_labels,
-                attributes: semconv_names(),
+                attributes: semconv_set(),
             };
         }
         assert!(
@@ -1663,7 +1649,7 @@ async fn dashboards_query_only_what_hpcotel_exports() {
         .intersection(&ex.resource_labels)
         .cloned()
         .collect();
-    let readme = repo_file("dashboards/README.md");
+    let readme = common::repo_file("dashboards/README.md");
     let line = readme
         .lines()
         .find(|l| {
@@ -1784,7 +1770,7 @@ fn small_export() -> Exported {
     Exported {
         series,
         resource_labels: ["k8s_node_name".to_string()].into(),
-        attributes: semconv_names(),
+        attributes: semconv_set(),
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::otlp::spans_request;
-use common::{Hpcotel, free_port, test_file};
+use common::{Hpcotel, free_port};
 use hpcotel_testkit::sink::{Behaviour, OtlpSink};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use serde_json::Value;
@@ -386,82 +386,4 @@ service:
         exposition.contains("# TYPE hpcotel_exporter_queue_capacity gauge"),
         "{exposition}"
     );
-}
-
-/// The text between the heading line that starts with `heading` and the next heading of
-/// the same or a higher level.
-fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
-    let level = heading.chars().take_while(|c| *c == '#').count();
-    let start = readme
-        .find(&format!("\n{heading}"))
-        .unwrap_or_else(|| panic!("README has no heading '{heading}'"))
-        + 1;
-    let rest = &readme[start + heading.len()..];
-    let end = rest
-        .match_indices('\n')
-        .map(|(i, _)| i + 1)
-        .find(|&i| {
-            let line = &rest[i..];
-            let hashes = line.chars().take_while(|c| *c == '#').count();
-            hashes > 0 && hashes <= level && line[hashes..].starts_with(' ')
-        })
-        .map_or(rest.len(), |i| i);
-    &readme[start..start + heading.len() + end]
-}
-
-/// Dotted paths of the leaves under `value` (an empty mapping or a list is a leaf).
-fn leaf_paths(value: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
-    match value {
-        serde_yaml::Value::Mapping(m) if !m.is_empty() => {
-            for (k, v) in m {
-                let key = k.as_str().expect("string keys");
-                let path = if prefix.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{prefix}.{key}")
-                };
-                leaf_paths(v, &path, out);
-            }
-        }
-        _ => out.push(prefix.to_string()),
-    }
-}
-
-/// tests/readme.rs checks receivers, processors, exporters and service; this checks the
-/// extensions the same way: every key of every extension in the every-option fixture is in
-/// the README under `### extensions.<type>`.
-#[test]
-fn every_extension_key_is_in_the_configuration_reference() {
-    let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
-    let readme = std::fs::read_to_string(&readme_path).expect("read README.md");
-    let out = Command::new(env!("CARGO_BIN_EXE_hpcotel"))
-        .args(["print-config", "--config"])
-        .arg(test_file("fixtures/every-option.yaml"))
-        .output()
-        .expect("run hpcotel print-config");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).expect("YAML");
-    let extensions = printed["extensions"].as_mapping().expect("extensions");
-    assert!(!extensions.is_empty(), "the fixture sets no extension");
-    let mut missing = Vec::new();
-    for (id, cfg) in extensions {
-        let kind = id.as_str().unwrap().split('/').next().unwrap();
-        let text = section(&readme, &format!("### extensions.{kind}"));
-        let mut paths = Vec::new();
-        leaf_paths(cfg, "", &mut paths);
-        for p in paths {
-            if !text.contains(&format!("`{p}`")) {
-                missing.push(format!("### extensions.{kind}: `{p}`"));
-            }
-        }
-    }
-    assert!(missing.is_empty(), "undocumented: {missing:?}");
-    let listed = printed["service"]["extensions"]
-        .as_sequence()
-        .expect("service.extensions");
-    assert!(!listed.is_empty(), "the fixture lists no extension");
 }

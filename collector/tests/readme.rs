@@ -6,15 +6,9 @@
 
 mod common;
 
-use std::path::Path;
 
-use common::test_file;
+use common::{repo_file, semconv_names, test_file};
 use serde_yaml::Value;
-
-fn repo_file(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
 
 /// The text between the heading line that starts with `heading` and the next heading of
 /// the same or a higher level.
@@ -35,22 +29,6 @@ fn section<'a>(readme: &'a str, heading: &str) -> &'a str {
     let from = lines[..start].iter().map(|l| l.len() + 1).sum::<usize>();
     let to = lines[..end].iter().map(|l| l.len() + 1).sum::<usize>();
     &readme[from..to.min(readme.len())]
-}
-
-/// Every `pub const NAME: &str = "value";` in `core/src/semconv.rs`.
-fn semconv_names() -> Vec<String> {
-    let src = repo_file("core/src/semconv.rs");
-    let names: Vec<String> = src
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
-        .map(|l| {
-            let value = l.split_once(": &str = \"").unwrap().1;
-            value.trim_end_matches("\";").to_string()
-        })
-        .collect();
-    assert!(names.len() > 20, "parsed only {} names", names.len());
-    names
 }
 
 #[test]
@@ -103,7 +81,19 @@ fn every_config_key_is_in_the_configuration_reference() {
 
     let mut missing = Vec::new();
     let mut checked = 0;
-    for family in ["receivers", "processors", "exporters"] {
+    assert!(
+        printed["extensions"]
+            .as_mapping()
+            .is_some_and(|m| !m.is_empty()),
+        "the fixture sets no extension"
+    );
+    assert!(
+        printed["service"]["extensions"]
+            .as_sequence()
+            .is_some_and(|l| !l.is_empty()),
+        "the fixture lists no extension"
+    );
+    for family in ["receivers", "processors", "exporters", "extensions"] {
         let components = printed[family].as_mapping().expect(family);
         for (id, cfg) in components {
             let kind = id.as_str().unwrap().split('/').next().unwrap();

@@ -228,6 +228,28 @@ pub fn rotel_agent() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The text of a file of the repository (`rel` from its root).
+pub fn repo_file(rel: &str) -> String {
+    let path = workspace_root().join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Every `pub const NAME: &str = "value";` value in `core/src/semconv.rs`, in file order.
+pub fn semconv_names() -> Vec<String> {
+    let src = repo_file("core/src/semconv.rs");
+    let names: Vec<String> = src
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
+        .map(|l| {
+            let value = l.split_once(": &str = \"").unwrap().1;
+            value.trim_end_matches("\";").to_string()
+        })
+        .collect();
+    assert!(names.len() > 20, "parsed only {} names", names.len());
+    names
+}
+
 /// Path of a file under `collector/tests/`.
 pub fn test_file(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -267,34 +267,7 @@ async fn exported_by_hpcotel() -> Exported {
     // The cluster: Application `train` deployed revision aaa, then bbb (its sync still
     // running); one pod of each revision on node-1, each with a GPU.
     let api = FakeApiServer::start().await;
-    let started =
-        humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60)).to_string();
-    api.apply(fixtures::argocd_application(
-        "argocd",
-        "train",
-        "uid-app",
-        "https://git.example.com/ml/train.git",
-        "bbb",
-        "Progressing",
-        Some(fixtures::ArgoOperation {
-            phase: "Running",
-            message: "waiting for healthy state of apps/Deployment/trainer",
-            started_at: &started,
-            finished_at: None,
-        }),
-        &[
-            (1, "aaa", "2026-11-25T06:00:00Z", "2026-11-25T06:00:10Z"),
-            (2, "bbb", "2026-11-25T07:00:00Z", "2026-11-25T07:00:12Z"),
-        ],
-        &[],
-    ));
-    api.apply(fixtures::deployment(
-        "ml",
-        "trainer",
-        "uid-dep",
-        Some("train:apps/Deployment:ml/trainer"),
-        None,
-    ));
+    common::apply_train_app(&api);
     for (rs, created, ip) in [
         ("trainer-a", "2026-11-25T06:00:05Z", "10.0.0.11"),
         ("trainer-b", "2026-11-25T07:00:13Z", "10.0.0.12"),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::Hpcotel;
 use common::otlp::metrics_request;
@@ -59,34 +59,7 @@ async fn gpu_and_otlp_data_carry_the_revision_of_the_pod_that_produced_them() {
     // one pod each on this node.
     let api = FakeApiServer::start().await;
     // Revision bbb's sync is still running: it started a minute ago.
-    let started =
-        humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60)).to_string();
-    api.apply(fixtures::argocd_application(
-        "argocd",
-        "train",
-        "uid-app",
-        "https://git.example.com/ml/train.git",
-        "bbb",
-        "Progressing",
-        Some(fixtures::ArgoOperation {
-            phase: "Running",
-            message: "waiting for healthy state of apps/Deployment/trainer",
-            started_at: &started,
-            finished_at: None,
-        }),
-        &[
-            (1, "aaa", "2026-11-25T06:00:00Z", "2026-11-25T06:00:10Z"),
-            (2, "bbb", "2026-11-25T07:00:00Z", "2026-11-25T07:00:12Z"),
-        ],
-        &[],
-    ));
-    api.apply(fixtures::deployment(
-        "ml",
-        "trainer",
-        "uid-dep",
-        Some("train:apps/Deployment:ml/trainer"),
-        None,
-    ));
+    let started = common::apply_train_app(&api);
     for (rs, created) in [
         ("trainer-a", "2026-11-25T06:00:05Z"),
         ("trainer-b", "2026-11-25T07:00:13Z"),

@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use common::{repo_file, semconv_names, test_file};
 use serde_yaml::Value;
 

@@ -181,6 +181,44 @@ impl Drop for Proc {
     }
 }
 
+/// The Argo CD scenario several tests share: Application `train` (uid `uid-app`) deployed
+/// revision aaa at 06:00, then bbb at 07:00, and bbb's sync started a minute ago and is still
+/// running; it tracks Deployment `ml/trainer` (uid `uid-dep`) by annotation. The tests add
+/// their own ReplicaSets and pods. Returns the running sync's `startedAt` (RFC 3339).
+pub fn apply_train_app(api: &hpcotel_testkit::kube::FakeApiServer) -> String {
+    use hpcotel_testkit::kube::fixtures;
+    use std::time::SystemTime;
+    let started =
+        humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60)).to_string();
+    api.apply(fixtures::argocd_application(
+        "argocd",
+        "train",
+        "uid-app",
+        "https://git.example.com/ml/train.git",
+        "bbb",
+        "Progressing",
+        Some(fixtures::ArgoOperation {
+            phase: "Running",
+            message: "waiting for healthy state of apps/Deployment/trainer",
+            started_at: &started,
+            finished_at: None,
+        }),
+        &[
+            (1, "aaa", "2026-11-25T06:00:00Z", "2026-11-25T06:00:10Z"),
+            (2, "bbb", "2026-11-25T07:00:00Z", "2026-11-25T07:00:12Z"),
+        ],
+        &[],
+    ));
+    api.apply(fixtures::deployment(
+        "ml",
+        "trainer",
+        "uid-dep",
+        Some("train:apps/Deployment:ml/trainer"),
+        None,
+    ));
+    started
+}
+
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

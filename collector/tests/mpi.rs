@@ -17,6 +17,7 @@ use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{attr_int, attr_str};
 use hpcotel_testkit::sink::{OtlpSink, Received};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -292,12 +293,36 @@ fn is_error(s: &Span) -> bool {
         .is_some_and(|st| st.code == StatusCode::Error as i32)
 }
 
-fn full_job(mpi: Mpi) -> (Output, Received) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// Every log record received.
+fn log_records(r: &Received) -> impl Iterator<Item = &LogRecord> {
+    r.logs
+        .iter()
+        .flat_map(|rl| rl.scope_logs.iter().flat_map(|s| &s.log_records))
+}
+
+/// Rank 0's summary emitted at `MPI_Finalize` (`mpi.summary.final` = true).
+fn final_summary(r: &Received) -> Option<&LogRecord> {
+    log_records(r).find(|l| {
+        l.event_name == semconv::EVENT_MPI_JOB_SUMMARY
+            && l.attributes.iter().any(|a| {
+                a.key == semconv::MPI_SUMMARY_FINAL
+                    && a.value.as_ref().and_then(|v| v.value.as_ref())
+                        == Some(&Value::BoolValue(true))
+            })
+    })
+}
+
+/// A 2-worker runtime for a test that also runs blocking launchers on its own thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn full_job(mpi: Mpi) -> (Output, Received) {
+    let rt = runtime();
     rt.block_on(async {
         let sink = OtlpSink::start().await;
         let (_collector, endpoint) = collector(&sink);
@@ -335,16 +360,7 @@ fn full_job(mpi: Mpi) -> (Output, Received) {
                         && s.iter().any(|(_, s)| s.name == semconv::SPAN_MPI_JOB)
                         && s.iter().any(|(rank, _)| rank.is_none())
                         && histogram_counts(r).len() == 4
-                        && r.logs.iter().any(|rl| {
-                            rl.scope_logs.iter().flat_map(|s| &s.log_records).any(|l| {
-                                l.event_name == semconv::EVENT_MPI_JOB_SUMMARY
-                                    && l.attributes.iter().any(|a| {
-                                        a.key == semconv::MPI_SUMMARY_FINAL
-                                            && a.value.as_ref().and_then(|v| v.value.as_ref())
-                                                == Some(&Value::BoolValue(true))
-                                    })
-                            })
-                        })
+                        && final_summary(r).is_some()
                 },
             )
             .await;
@@ -506,19 +522,7 @@ fn one_trace_histograms_phases_and_the_straggler(mpi: Mpi) {
         "the straggler itself waited in {rank2} Allreduces"
     );
 
-    let summary = r
-        .logs
-        .iter()
-        .flat_map(|rl| rl.scope_logs.iter().flat_map(|s| &s.log_records))
-        .filter(|l| l.event_name == semconv::EVENT_MPI_JOB_SUMMARY)
-        .find(|l| {
-            l.attributes.iter().any(|a| {
-                a.key == semconv::MPI_SUMMARY_FINAL
-                    && a.value.as_ref().and_then(|v| v.value.as_ref())
-                        == Some(&Value::BoolValue(true))
-            })
-        })
-        .expect("the final job summary");
+    let summary = final_summary(&r).expect("the final job summary");
     let body = hpcotel_testkit::sink::any_value_string(summary.body.as_ref().unwrap()).unwrap();
     println!("{}: {body}", mpi.name);
     assert_eq!(
@@ -626,11 +630,7 @@ fn without_a_collector_the_job_keeps_its_exit_code_and_warns_once_per_rank() {
 #[test]
 fn abort_a_missing_finalize_and_fork_end_the_spans_as_they_should() {
     let _serial = serial();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let sink = OtlpSink::start().await;
         let (_collector, endpoint) = collector(&sink);
@@ -726,13 +726,10 @@ fn abort_a_missing_finalize_and_fork_end_the_spans_as_they_should() {
         );
         let r = sink
             .wait_for("the abort log", WAIT, |r| {
-                r.logs
-                    .iter()
-                    .flat_map(|rl| rl.scope_logs.iter().flat_map(|s| &s.log_records))
-                    .any(|l| {
-                        l.trace_id == trace
-                            && attr_int(&l.attributes, semconv::MPI_ABORT_CODE) == Some(42)
-                    })
+                log_records(r).any(|l| {
+                    l.trace_id == trace
+                        && attr_int(&l.attributes, semconv::MPI_ABORT_CODE) == Some(42)
+                })
             })
             .await;
         assert!(!r.logs.is_empty());
@@ -770,10 +767,7 @@ fn abort_a_missing_finalize_and_fork_end_the_spans_as_they_should() {
             assert_eq!(s.parent_span_id, job[0].span_id, "rank {rank}'s parent");
             assert!(!is_error(&s));
         }
-        let summaries = r
-            .logs
-            .iter()
-            .flat_map(|rl| rl.scope_logs.iter().flat_map(|s| &s.log_records))
+        let summaries = log_records(&r)
             .filter(|l| l.trace_id == trace && l.event_name == semconv::EVENT_MPI_JOB_SUMMARY)
             .count();
         assert_eq!(summaries, 0, "no straggler analysis without collectives");

@@ -10,7 +10,7 @@ use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{self, attr_int, unix_nanos};
 use hpcotel_core::{Catalog, proto};
 use hpcotel_receivers::gpu::{self, podresources, sampler};
-use proto::common::v1::KeyValue;
+use proto::common::v1::{KeyValue, any_value};
 use proto::metrics::v1::{ResourceMetrics, metric::Data, number_data_point};
 use serde::Serialize;
 
@@ -69,12 +69,43 @@ pub struct GpuRow {
     pub memory_clock_mhz: Option<f64>,
     /// Active throttle (clock-event) reasons.
     pub throttle_reasons: Vec<String>,
-    /// `namespace/pod/container` the device is allocated to.
+    /// `namespace/pod/container` (`namespace/pod` when the container is not known) of the one
+    /// pod the device is allocated to; `None` when none is, or several are.
     pub pod: Option<String>,
+    /// `namespace/pod` of every pod holding a device several pods share (time-slicing, MPS, a
+    /// shared DRA claim), sorted; empty otherwise.
+    pub shared_by: Vec<String>,
 }
 
 fn attr_str(attrs: &[KeyValue], key: &str) -> Option<String> {
     telemetry::attr_str(attrs, key).map(str::to_owned)
+}
+
+/// The strings of the string-array attribute `key` (empty when absent).
+fn attr_strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
+    let Some(any_value::Value::ArrayValue(a)) = attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    else {
+        return Vec::new();
+    };
+    a.values
+        .iter()
+        .filter_map(|v| match &v.value {
+            Some(any_value::Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The POD column: the pod, or every pod of a shared device (`a/x,b/y (shared)`).
+fn pod_cell(r: &GpuRow) -> String {
+    match (&r.pod, r.shared_by.is_empty()) {
+        (Some(p), _) => p.clone(),
+        (None, false) => format!("{} (shared)", r.shared_by.join(",")),
+        (None, true) => "-".to_owned(),
+    }
 }
 
 /// Builds the rows from a report's metrics.
@@ -96,6 +127,7 @@ pub fn rows(metrics: &[ResourceMetrics]) -> Vec<GpuRow> {
             }),
             _ => None,
         };
+        let shared_by = attr_strings(res, semconv::HPCOTEL_GPU_PODS);
         for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
             let points = match &m.data {
                 Some(Data::Gauge(g)) => &g.data_points,
@@ -120,6 +152,7 @@ pub fn rows(metrics: &[ResourceMetrics]) -> Vec<GpuRow> {
                         .unwrap_or_default(),
                     uuid: uuid.clone(),
                     pod: pod.clone(),
+                    shared_by: shared_by.clone(),
                     ..Default::default()
                 });
                 let v = match p.value {
@@ -169,8 +202,9 @@ pub fn rows(metrics: &[ResourceMetrics]) -> Vec<GpuRow> {
     rows.into_values().collect()
 }
 
-/// Reads every GPU once. Pods come from PodResources when its socket answers; otherwise the
-/// pod column stays empty (and a reason is returned beside the rows).
+/// Reads every GPU once. Pods come from PodResources when its socket answers (a device
+/// several pods share shows them all, see [`GpuRow::shared_by`]); otherwise the pod column
+/// stays empty (and a reason is returned beside the rows).
 pub async fn collect(options: &Options) -> Result<(Vec<GpuRow>, Option<String>), Error> {
     let config = gpu::Config {
         library_path: options.library_path.clone(),
@@ -256,7 +290,7 @@ pub fn table(rows: &[GpuRow]) -> String {
             } else {
                 r.throttle_reasons.join(",")
             },
-            r.pod.clone().unwrap_or_else(|| "-".to_owned()),
+            pod_cell(r),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())

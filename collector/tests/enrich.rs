@@ -253,7 +253,7 @@ service:
             .as_nanos(),
     )
     .unwrap();
-    let trace = rollout_trace_id("uid-app", "bbb", started_ns);
+    let trace = rollout_trace_id("uid-app", started_ns);
     assert_eq!(
         xid.trace_id,
         trace.to_vec(),

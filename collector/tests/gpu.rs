@@ -1,6 +1,6 @@
 //! Acceptance: the gpu receiver in the real `hpcotel` binary, on testkit's fake
-//! `libnvidia-ml.so` and fake kubelet PodResources socket; `hpcotel gpus`; and a node without
-//! NVML.
+//! `libnvidia-ml.so` and fake kubelet PodResources socket (dedicated and time-sliced GPUs);
+//! `hpcotel gpus`; and a node without NVML.
 
 mod common;
 
@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 use common::{Hpcotel, strip_ansi};
 use hpcotel_core::semconv;
 use hpcotel_testkit::nvml::{FakeNvml, Scenario};
-use hpcotel_testkit::podresources::{FakeKubelet, FakePod};
+use hpcotel_testkit::podresources::{FakeKubelet, FakePod, NVIDIA_GPU_SHARED};
 use hpcotel_testkit::sink::{OtlpSink, Received, any_value_string};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The pod (`namespace/name/container`) on the most recent metrics of GPU `uuid`.
-fn latest_pod(r: &Received, uuid: &str) -> Option<Option<String>> {
-    let mut found = None;
-    for rm in &r.metrics {
-        let about_gpu = rm
-            .scope_metrics
+/// The resource attributes of the most recent metrics of GPU `uuid`.
+fn latest_resource(r: &Received, uuid: &str) -> Option<Vec<KeyValue>> {
+    let about_gpu = |rm: &ResourceMetrics| {
+        rm.scope_metrics
             .iter()
             .flat_map(|s| &s.metrics)
             .flat_map(|m| match &m.data {
@@ -34,33 +34,60 @@ fn latest_pod(r: &Received, uuid: &str) -> Option<Option<String>> {
                     kv.key == semconv::HW_ID
                         && kv.value.as_ref().and_then(any_value_string).as_deref() == Some(uuid)
                 })
-            });
-        if !about_gpu {
-            continue;
-        }
-        let attrs = rm
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.clone())
-            .unwrap_or_default();
-        let get = |k: &str| {
-            attrs
+            })
+    };
+    r.metrics
+        .iter()
+        .rev()
+        .find(|rm| about_gpu(rm))
+        .map(|rm| rm.resource.clone().unwrap_or_default().attributes)
+}
+
+/// The pods `hpcotel.gpu.pods` lists on `attrs` (`None`: no such attribute), and whether
+/// `hpcotel.gpu.shared` is true.
+fn shared_pods(attrs: &[KeyValue]) -> (Option<Vec<String>>, bool) {
+    let value = |key: &str| {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.clone())
+    };
+    let pods = match value(semconv::HPCOTEL_GPU_PODS) {
+        Some(any_value::Value::ArrayValue(a)) => Some(
+            a.values
                 .iter()
-                .find(|kv| kv.key == k)
-                .and_then(|kv| kv.value.as_ref().and_then(any_value_string))
-        };
-        found = Some(
-            match (
-                get(semconv::K8S_NAMESPACE_NAME),
-                get(semconv::K8S_POD_NAME),
-                get(semconv::K8S_CONTAINER_NAME),
-            ) {
-                (Some(ns), Some(p), Some(c)) => Some(format!("{ns}/{p}/{c}")),
-                _ => None,
-            },
-        );
-    }
-    found
+                .map(|v| any_value_string(v).unwrap_or_default())
+                .collect(),
+        ),
+        None => None,
+        Some(other) => panic!("hpcotel.gpu.pods is not an array: {other:?}"),
+    };
+    let shared = matches!(
+        value(semconv::HPCOTEL_GPU_SHARED),
+        Some(any_value::Value::BoolValue(true))
+    );
+    (pods, shared)
+}
+
+/// The pod (`namespace/name/container`) on the most recent metrics of GPU `uuid`.
+fn latest_pod(r: &Received, uuid: &str) -> Option<Option<String>> {
+    let attrs = latest_resource(r, uuid)?;
+    let get = |k: &str| {
+        attrs
+            .iter()
+            .find(|kv| kv.key == k)
+            .and_then(|kv| kv.value.as_ref().and_then(any_value_string))
+    };
+    Some(
+        match (
+            get(semconv::K8S_NAMESPACE_NAME),
+            get(semconv::K8S_POD_NAME),
+            get(semconv::K8S_CONTAINER_NAME),
+        ) {
+            (Some(ns), Some(p), Some(c)) => Some(format!("{ns}/{p}/{c}")),
+            _ => None,
+        },
+    )
 }
 
 fn config(fake: &FakeNvml, socket: &std::path::Path, sink: &OtlpSink) -> String {
@@ -164,6 +191,92 @@ async fn gpu_metrics_carry_their_pods_and_follow_a_kubelet_restart() {
     kubelet.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_sliced_gpu_shared_by_two_namespaces_names_both_pods_and_neither_alone() {
+    let scenario = Scenario::with_gpus(3);
+    let fake = FakeNvml::new(&scenario);
+    let uuid = |i: usize| scenario.devices[i].uuid.clone();
+    let replica = |i: usize, n: u32| format!("{}::{n}", uuid(i));
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    // The device plugin with `sharing.timeSlicing.renameByDefault: true`: GPU 0's replicas in
+    // two pods of two teams, GPU 1's first replica in one pod; `resource_names` at its default.
+    let shared = |ns: &str, pod: &str, c: &str, id: &str| {
+        FakePod::with_devices(ns, pod, c, NVIDIA_GPU_SHARED, &[id])
+    };
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![
+            shared("team-b", "infer-1", "server", &replica(0, 1)),
+            shared("team-a", "notebook-0", "jupyter", &replica(0, 0)),
+            shared("team-c", "solo-0", "main", &replica(1, 0)),
+        ],
+    )
+    .await;
+    let sink = OtlpSink::start().await;
+    let _hpcotel = Hpcotel::start(&config(&fake, &socket, &sink));
+
+    let r = sink
+        .wait_for(
+            "GPU 0 reported as shared and GPU 1 with its pod",
+            WAIT,
+            |r| {
+                latest_resource(r, &uuid(0)).is_some_and(|a| shared_pods(&a).1)
+                    && latest_pod(r, &uuid(1)) == Some(Some("team-c/solo-0/main".into()))
+                    && latest_resource(r, &uuid(2)).is_some()
+            },
+        )
+        .await;
+
+    let gpu0 = latest_resource(&r, &uuid(0)).unwrap();
+    for key in [
+        semconv::K8S_NAMESPACE_NAME,
+        semconv::K8S_POD_NAME,
+        semconv::K8S_CONTAINER_NAME,
+        semconv::K8S_POD_UID,
+    ] {
+        assert!(
+            gpu0.iter().all(|kv| kv.key != key),
+            "a GPU two pods hold carries no single {key}: {gpu0:?}"
+        );
+    }
+    assert_eq!(
+        shared_pods(&gpu0),
+        (
+            Some(vec![
+                "team-a/notebook-0".to_string(),
+                "team-b/infer-1".to_string()
+            ]),
+            true
+        ),
+        "both pods, sorted"
+    );
+    let gpu1 = latest_resource(&r, &uuid(1)).unwrap();
+    assert_eq!(shared_pods(&gpu1), (None, false), "one holder: not shared");
+    assert_eq!(
+        latest_pod(&r, &uuid(2)),
+        Some(None),
+        "GPU 2 is not allocated"
+    );
+    // No report of GPU 0 was ever given to one of its pods' namespaces.
+    let single: Vec<_> = r
+        .metrics
+        .iter()
+        .filter_map(|rm| rm.resource.as_ref())
+        .filter(|res| {
+            res.attributes.iter().any(|kv| {
+                kv.key == semconv::K8S_NAMESPACE_NAME
+                    && matches!(
+                        kv.value.as_ref().and_then(any_value_string).as_deref(),
+                        Some("team-a" | "team-b")
+                    )
+            })
+        })
+        .collect();
+    assert!(single.is_empty(), "GPU 0 given to one team: {single:?}");
+    kubelet.stop().await;
+}
+
 #[test]
 fn hpcotel_gpus_prints_every_gpu_as_a_table_and_as_json() {
     let scenario = Scenario::with_gpus(8);
@@ -228,36 +341,63 @@ fn hpcotel_gpus_prints_every_gpu_as_a_table_and_as_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpcotel_gpus_shows_the_pod_each_gpu_is_allocated_to() {
-    let scenario = Scenario::with_gpus(2);
+    let scenario = Scenario::with_gpus(3);
     let fake = FakeNvml::new(&scenario);
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("kubelet.sock");
+    let shared = |ns: &str, pod: &str, n: u32| {
+        let id = format!("{}::{n}", scenario.devices[2].uuid);
+        FakePod::with_devices(ns, pod, "main", NVIDIA_GPU_SHARED, &[&id])
+    };
     let kubelet = FakeKubelet::start(
         &socket,
-        vec![FakePod::with_gpus(
-            "ml",
-            "bert-0",
-            "train",
-            &[&scenario.devices[1].uuid],
-        )],
+        vec![
+            FakePod::with_gpus("ml", "bert-0", "train", &[&scenario.devices[1].uuid]),
+            shared("team-b", "infer-1", 1),
+            shared("team-a", "notebook-0", 0),
+        ],
     )
     .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcotel"))
-        .args(["gpus", "--json", "--pod-resources"])
-        .arg(&socket)
-        .arg("--nvml-library")
-        .arg(fake.library_path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let run = |json: bool| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcotel"));
+        cmd.arg("gpus");
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.arg("--pod-resources")
+            .arg(&socket)
+            .arg("--nvml-library")
+            .arg(fake.library_path());
+        async move {
+            let out = cmd.output().await.unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&run(true).await).unwrap();
     assert_eq!(rows[0]["pod"], serde_json::Value::Null);
+    assert_eq!(rows[0]["shared_by"], serde_json::json!([]));
     assert_eq!(rows[1]["pod"], "ml/bert-0/train");
+    assert_eq!(
+        rows[2]["pod"],
+        serde_json::Value::Null,
+        "shared: no one pod"
+    );
+    assert_eq!(
+        rows[2]["shared_by"],
+        serde_json::json!(["team-a/notebook-0", "team-b/infer-1"])
+    );
+    let table = run(false).await;
+    println!("{table}");
+    let line = table.lines().find(|l| l.starts_with("gpu2 ")).unwrap();
+    assert!(
+        line.ends_with("team-a/notebook-0,team-b/infer-1 (shared)"),
+        "{line}"
+    );
     kubelet.stop().await;
 }
 

@@ -265,7 +265,7 @@ service:
         ));
     }
 
-    let trace = rollout_trace_id("uid-app", "bbb", nanos(&started)).to_vec();
+    let trace = rollout_trace_id("uid-app", nanos(&started)).to_vec();
     let r = sink
         .wait_for("the rollout trace and its logs", WAIT, |r| {
             let has = |reason: &str| {

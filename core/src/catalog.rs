@@ -68,8 +68,11 @@ pub struct PodMeta {
     /// The annotations correlation reads: `resource.opentelemetry.io/*` and the Argo CD
     /// tracking id.
     pub annotations: BTreeMap<String, String>,
-    /// The labels correlation reads (`app.kubernetes.io/instance`, `app.kubernetes.io/version`).
+    /// The labels correlation reads (`app.kubernetes.io/version`).
     pub labels: BTreeMap<String, String>,
+    /// The value of the configured Argo CD instance label (`application.instanceLabelKey`,
+    /// default `app.kubernetes.io/instance`), read only for a pod without an owner.
+    pub instance_label: Option<String>,
 }
 
 /// A workload in a pod's owner chain (ReplicaSet, Deployment, Job, CronJob, StatefulSet,
@@ -82,10 +85,25 @@ pub struct Workload {
     pub owner: Option<ObjectRef>,
     /// Creation time, Unix ns.
     pub created_unix_nano: Option<u64>,
+    /// The API group of its kind (`apps`, `batch`, `""` for core): tracking ids name it.
+    pub group: String,
+    /// Annotation `argocd.argoproj.io/tracking-id` (`<app>:<group>/<Kind>:<ns>/<name>`).
+    pub tracking: Tracking,
+}
+
+/// What a tracked object says about the Argo CD Application that manages it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tracking {
     /// Annotation `argocd.argoproj.io/tracking-id` (`<app>:<group>/<Kind>:<ns>/<name>`).
     pub tracking_id: Option<String>,
-    /// Label `app.kubernetes.io/instance` (Argo CD 2.x label tracking).
+    /// Annotation `argocd.argoproj.io/installation-id` (Argo CD's `installationID`).
+    pub installation_id: Option<String>,
+    /// The value of the configured instance label (`application.instanceLabelKey`, default
+    /// `app.kubernetes.io/instance`; Argo CD 2.x label tracking).
     pub instance_label: Option<String>,
+    /// Annotation `meta.helm.sh/release-name`: written by `helm install`/`upgrade`, never by
+    /// Argo CD (which renders charts with `helm template`).
+    pub helm_release: Option<String>,
 }
 
 /// One entry of an Argo CD Application's `status.history[]`.
@@ -93,7 +111,7 @@ pub struct Workload {
 pub struct DeployEntry {
     /// `id`.
     pub id: i64,
-    /// `revision` (or the first of `revisions[]`).
+    /// `revision`, or the primary source's entry of `revisions[]`.
     pub revision: String,
     /// `deployStartedAt`, Unix ns (optional upstream).
     pub deploy_started_unix_nano: Option<u64>,
@@ -106,32 +124,46 @@ pub struct DeployEntry {
 pub struct ArgoApp {
     /// `metadata.namespace` (where Argo CD keeps it, e.g. `argocd`).
     pub namespace: String,
-    /// `metadata.name`: what tracking ids and instance labels name.
+    /// `metadata.name`.
     pub name: String,
+    /// What tracking ids and instance labels name: `name` for an Application in the
+    /// controller's namespace, `<namespace>_<name>` for one elsewhere (Argo CD's
+    /// `Application.InstanceName`).
+    pub instance_name: String,
     /// `metadata.uid`.
     pub uid: String,
-    /// `spec.source.repoURL` (or the first of `spec.sources[]`).
+    /// The repository of the primary source (see [`ArgoApp::revisions`]): `spec.source`,
+    /// the first `spec.sources[]` entry that renders manifests, or the sync source of
+    /// `spec.sourceHydrator`.
     pub repo_url: Option<String>,
-    /// `status.sync.revision`.
+    /// `status.sync.revision`, or the primary source's entry of `status.sync.revisions[]`.
     pub sync_revision: Option<String>,
+    /// Multi-source Applications: every source's revision of the current sync
+    /// (`status.sync.revisions[]`, in `spec.sources[]` order); empty otherwise. The primary
+    /// source (whose revision is `sync_revision`) is the first one that is not a `ref`-only
+    /// values source.
+    pub revisions: Vec<String>,
     /// `status.history[]`, oldest first.
     pub history: Vec<DeployEntry>,
     /// The deployment environment, from the configured label or annotation.
     pub environment: Option<String>,
     /// The current (or last) sync operation, `status.operationState`.
     pub operation: Option<SyncOperation>,
-    /// `spec.destination.namespace`: where it deploys.
+    /// `spec.destination.namespace`: where it deploys, for an Application deploying into
+    /// this cluster (`in-cluster`); none for one deploying into another cluster.
     pub destination_namespace: Option<String>,
 }
 
 /// An Application's sync operation, as far as joining logs to its rollout trace needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SyncOperation {
-    /// The revision being synced.
+    /// The revision being synced (empty while a retry with `refresh` has not resolved the
+    /// latest one yet).
     pub revision: String,
     /// `startedAt`, Unix ns.
     pub started_unix_nano: u64,
-    /// `finishedAt`, Unix ns (none while running).
+    /// `finishedAt`, Unix ns, once the operation has ended (none while running, including
+    /// between two retry attempts, when Argo CD keeps `finishedAt` on a `Running` phase).
     pub finished_unix_nano: Option<u64>,
     /// The sync ended Failed or Error.
     pub failed: bool,
@@ -148,15 +180,17 @@ fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
 const FNV_BASIS_A: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_BASIS_B: u64 = 0x6c62_272e_07bb_0142;
 
-/// The identity of one sync operation: `<app uid>/<revision>/<startedAt ns>`.
-pub fn rollout_key(app_uid: &str, revision: &str, started_unix_nano: u64) -> String {
-    format!("{app_uid}/{revision}/{started_unix_nano}")
+/// The identity of one sync operation: `<app uid>/<startedAt ns>`. An Application runs one
+/// operation at a time, and its `startedAt` stays the same across retries; the revision does
+/// not (a retry with `refresh` resolves the latest one), so it is not part of the identity.
+pub fn rollout_key(app_uid: &str, started_unix_nano: u64) -> String {
+    format!("{app_uid}/{started_unix_nano}")
 }
 
 /// The trace id of a rollout (one Argo CD sync operation), derived from the operation alone
-/// so that every collector instance and restart derives the same one.
-pub fn rollout_trace_id(app_uid: &str, revision: &str, started_unix_nano: u64) -> [u8; 16] {
-    let key = rollout_key(app_uid, revision, started_unix_nano);
+/// ([`rollout_key`]) so that every collector instance and restart derives the same one.
+pub fn rollout_trace_id(app_uid: &str, started_unix_nano: u64) -> [u8; 16] {
+    let key = rollout_key(app_uid, started_unix_nano);
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&fnv1a(FNV_BASIS_A, key.as_bytes()).to_be_bytes());
     id[8..].copy_from_slice(&fnv1a(FNV_BASIS_B, key.as_bytes()).to_be_bytes());
@@ -173,17 +207,20 @@ pub fn rollout_span_id(trace: &[u8; 16], what: &str) -> [u8; 8] {
 }
 
 /// How Argo CD marks the resources it manages (`application.resourceTrackingMethod`); in
-/// config: `annotation`, `label` or `annotation+label`.
+/// config: `annotation`, `label` or `annotation+label`. Read as Argo CD reads it
+/// (`util/argo/resource_tracking.go` `GetAppName`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum TrackingMethod {
     /// `argocd.argoproj.io/tracking-id` (Argo CD 3.x default).
+    #[default]
     #[serde(rename = "annotation")]
     Annotation,
-    /// `app.kubernetes.io/instance` (Argo CD 2.x default).
+    /// The instance label, `app.kubernetes.io/instance` unless configured (Argo CD 2.x
+    /// default).
     #[serde(rename = "label")]
     Label,
-    /// Either; the annotation wins when both are present.
-    #[default]
+    /// Argo CD writes both but tracks by the annotation alone: the label is informational
+    /// (and is also Helm's standard release label), so it is never read.
     #[serde(rename = "annotation+label")]
     AnnotationAndLabel,
 }
@@ -228,15 +265,79 @@ pub struct Correlation {
 pub const REVISION_ANNOTATION: &str = "resource.opentelemetry.io/vcs.ref.head.revision";
 /// Argo CD 3.x resource tracking annotation.
 pub const TRACKING_ID_ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
-/// Argo CD 2.x resource tracking label.
+/// Argo CD's installation id annotation (set when `installationID` is configured).
+pub const INSTALLATION_ID_ANNOTATION: &str = "argocd.argoproj.io/installation-id";
+/// Argo CD 2.x resource tracking label (the default `application.instanceLabelKey`).
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// The release annotation `helm install` writes (Argo CD never does).
+pub const HELM_RELEASE_ANNOTATION: &str = "meta.helm.sh/release-name";
+
+/// Argo CD's `Application.InstanceName`: `name` in the controller's namespace,
+/// `<namespace>_<name>` elsewhere (neither may contain `_`, so the form is unambiguous).
+pub fn app_instance_name(namespace: &str, name: &str, controller_namespace: &str) -> String {
+    if namespace.is_empty() || namespace == controller_namespace {
+        name.to_owned()
+    } else {
+        format!("{namespace}_{name}")
+    }
+}
+
+/// A parsed tracking id, `<app>:<group>/<Kind>:<namespace>/<name>`
+/// (Argo CD's `ParseAppInstanceValue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackingId<'a> {
+    /// The Application's instance name.
+    pub app: &'a str,
+    /// API group (empty for core).
+    pub group: &'a str,
+    /// Kind.
+    pub kind: &'a str,
+    /// Namespace (the app's destination namespace for cluster-scoped objects).
+    pub namespace: &'a str,
+    /// Name.
+    pub name: &'a str,
+}
+
+impl<'a> TrackingId<'a> {
+    /// Parses a tracking id; `None` when it is not in Argo CD's format.
+    pub fn parse(value: &'a str) -> Option<TrackingId<'a>> {
+        let mut parts = value.splitn(3, ':');
+        let (app, gk, nn) = (parts.next()?, parts.next()?, parts.next()?);
+        let (group, kind) = gk.split_once('/')?;
+        let (namespace, name) = nn.split_once('/')?;
+        if kind.contains('/') || name.contains('/') || app.is_empty() {
+            return None;
+        }
+        Some(TrackingId {
+            app,
+            group,
+            kind,
+            namespace,
+            name,
+        })
+    }
+
+    /// Whether the id names the object itself (Argo CD's `isSelfReferencedObj`): a tracking
+    /// id copied onto another object — the Deployment controller copies a Deployment's
+    /// annotations onto its ReplicaSets — does not make that object tracked.
+    pub fn names(&self, group: &str, kind: &str, namespace: &str, name: &str) -> bool {
+        (namespace.is_empty() || self.namespace == namespace)
+            && self.name == name
+            && self.group == group
+            && self.kind == kind
+    }
+}
 
 /// One consistent view of the Catalog.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Device id (GPU UUID `GPU-…` or MIG UUID `MIG-…`) → the pod it is allocated to, from
-    /// kubelet PodResources.
-    pub gpu_allocations: HashMap<String, PodRef>,
+    /// Device id → every pod it is allocated to, from kubelet PodResources: one entry per
+    /// pod, sorted by namespace and name; a pod whose containers share the device has
+    /// `container: None`. More than one entry: a shared device (time-slicing or MPS replicas,
+    /// a DRA claim used by several pods). The ids are the gpu receiver's PodResources keys:
+    /// GPU or MIG UUIDs (`GPU-…`, `MIG-…`, replica suffix `::<n>` dropped), GPU indices
+    /// (`0`, MIG `0:1`), and NVIDIA DRA GPUs (`gpu.nvidia.com/gpu-<minor>`).
+    pub gpu_allocations: HashMap<String, Vec<PodRef>>,
     /// Pod UID → pod, from whichever source knows pod UIDs.
     pub pods_by_uid: HashMap<String, PodRef>,
     /// Pod UID → what the kubernetes receiver knows of it.
@@ -246,43 +347,72 @@ pub struct Snapshot {
     pub pods_by_ip: HashMap<String, String>,
     /// [`workload_key`] → workload.
     pub workloads: HashMap<String, Workload>,
-    /// Application name → Application.
+    /// Application instance name ([`ArgoApp::instance_name`]: `name`, or `<namespace>_<name>`
+    /// outside the controller's namespace) → Application. Instance names are unique in a
+    /// cluster where names are not: `team-a/web` and `team-b/web` are `team-a_web` and
+    /// `team-b_web`.
     pub apps: HashMap<String, ArgoApp>,
     /// How tracking is read.
     pub tracking: TrackingMethod,
+    /// Argo CD's `installationID`, when configured: annotation tracking then requires the
+    /// object's `argocd.argoproj.io/installation-id` to equal it.
+    pub installation_id: Option<String>,
 }
 
 impl Snapshot {
-    /// The pod a GPU or MIG device is allocated to, with its UID filled in when another
+    /// The pods a GPU or MIG device is allocated to (empty: none; several: a shared device),
+    /// in [`Snapshot::gpu_allocations`] order, each with its UID filled in when another
     /// section of the Catalog knows it.
-    pub fn pod_for_device(&self, device_id: &str) -> Option<PodRef> {
-        let mut pod = self.gpu_allocations.get(device_id)?.clone();
-        if pod.uid.is_none() {
-            pod.uid = self
-                .pods_by_uid
-                .iter()
-                .find(|(_, p)| p.namespace == pod.namespace && p.name == pod.name)
-                .map(|(uid, _)| uid.clone());
-        }
-        Some(pod)
+    pub fn pods_for_device(&self, device_id: &str) -> Vec<PodRef> {
+        let Some(holders) = self.gpu_allocations.get(device_id) else {
+            return Vec::new();
+        };
+        holders
+            .iter()
+            .map(|pod| {
+                let mut pod = pod.clone();
+                if pod.uid.is_none() {
+                    pod.uid = self
+                        .pods_by_uid
+                        .iter()
+                        .find(|(_, p)| p.namespace == pod.namespace && p.name == pod.name)
+                        .map(|(uid, _)| uid.clone());
+                }
+                pod
+            })
+            .collect()
     }
 }
 
 impl Snapshot {
-    /// The Application `w` is tracked by, under the configured method.
-    fn tracked_app(&self, tracking_id: Option<&str>, instance: Option<&str>) -> Option<&ArgoApp> {
+    /// The Application an object is tracked by, read as Argo CD reads it under the
+    /// configured method (see [`TrackingMethod`]); `object` is (group, kind, namespace,
+    /// name) of the object itself.
+    fn tracked_app(&self, object: (&str, &str, &str, &str), t: &Tracking) -> Option<&ArgoApp> {
+        let (group, kind, namespace, name) = object;
         let by_annotation = || {
-            // `<app>:<group>/<Kind>:<ns>/<name>`; an app in another namespace than Argo CD's
-            // own is written `<ns>_<app>`.
-            let app = tracking_id?.split(':').next()?;
-            let app = app.rsplit_once('_').map_or(app, |(_, a)| a);
-            self.apps.get(app)
+            if let Some(id) = &self.installation_id
+                && t.installation_id.as_ref() != Some(id)
+            {
+                return None;
+            }
+            let id = TrackingId::parse(t.tracking_id.as_deref()?)?;
+            if !id.names(group, kind, namespace, name) {
+                return None;
+            }
+            self.apps.get(id.app)
         };
-        let by_label = || self.apps.get(instance?);
+        let by_label = || {
+            // `helm install` wrote this object: its instance label is Helm's release name,
+            // which Argo CD cannot tell from its own; claiming it could be a wrong answer.
+            if t.helm_release.is_some() {
+                return None;
+            }
+            self.apps.get(t.instance_label.as_deref()?)
+        };
         match self.tracking {
-            TrackingMethod::Annotation => by_annotation(),
+            TrackingMethod::Annotation | TrackingMethod::AnnotationAndLabel => by_annotation(),
             TrackingMethod::Label => by_label(),
-            TrackingMethod::AnnotationAndLabel => by_annotation().or_else(by_label),
         }
     }
 
@@ -308,18 +438,29 @@ impl Snapshot {
             .last()
             .map(|w| w.object.clone())
             .or_else(|| pod.owner.clone());
-        // Tracking sits on the top-level manifests; look from the top down, then the pod.
+        // Tracking sits on the top-level manifests; look from the top down. A pod's own
+        // labels and annotations count only for a pod without an owner (a bare Pod in the
+        // manifests): a controller's pods inherit their template's labels, which a chart
+        // may set to anything.
         let app = chain
             .iter()
             .rev()
-            .find_map(|w| self.tracked_app(w.tracking_id.as_deref(), w.instance_label.as_deref()))
+            .find_map(|w| {
+                let o = &w.object;
+                self.tracked_app((&w.group, &o.kind, &o.namespace, &o.name), &w.tracking)
+            })
             .or_else(|| {
-                self.tracked_app(
-                    pod.annotations
-                        .get(TRACKING_ID_ANNOTATION)
-                        .map(String::as_str),
-                    pod.labels.get(INSTANCE_LABEL).map(String::as_str),
-                )
+                if pod.owner.is_some() {
+                    return None;
+                }
+                let a = &pod.annotations;
+                let tracking = Tracking {
+                    tracking_id: a.get(TRACKING_ID_ANNOTATION).cloned(),
+                    installation_id: a.get(INSTALLATION_ID_ANNOTATION).cloned(),
+                    instance_label: pod.instance_label.clone(),
+                    helm_release: a.get(HELM_RELEASE_ANNOTATION).cloned(),
+                };
+                self.tracked_app(("", "Pod", &pod.pod.namespace, &pod.pod.name), &tracking)
             })
             .cloned();
         let revision = if let Some(r) = pod.annotations.get(REVISION_ANNOTATION) {
@@ -343,7 +484,7 @@ impl Snapshot {
             let in_flight = app
                 .operation
                 .as_ref()
-                .filter(|op| !op.failed)
+                .filter(|op| !op.failed && !op.revision.is_empty())
                 .map(|op| (op.started_unix_nano, &op.revision));
             let from_history = created.and_then(|t| {
                 app.history
@@ -359,11 +500,20 @@ impl Snapshot {
                     .max_by_key(|(start, _)| *start)
                     .map(|(_, r)| (r.clone(), RevisionSource::History))
             });
-            from_history.or_else(|| {
-                app.sync_revision
+            // The current sync revision only when the history cannot answer: no entry (or no
+            // creation time) to go by. An owner created before every recorded deploy (adopted
+            // by Argo CD, or older than `revisionHistoryLimit` entries) runs a revision the
+            // history no longer names: unknown, not the current one.
+            let history_known =
+                created.is_some() && (!app.history.is_empty() || in_flight.is_some());
+            match from_history {
+                Some(r) => Some(r),
+                None if history_known => None,
+                None => app
+                    .sync_revision
                     .clone()
-                    .map(|r| (r, RevisionSource::SyncStatus))
-            })
+                    .map(|r| (r, RevisionSource::SyncStatus)),
+            }
         } else {
             None
         };
@@ -426,8 +576,8 @@ impl Catalog {
         *guard = Arc::new(next);
     }
 
-    /// Replaces the GPU allocation section (device id → pod) wholesale.
-    pub fn set_gpu_allocations(&self, allocations: HashMap<String, PodRef>) {
+    /// Replaces the GPU allocation section (device id → the pods holding it) wholesale.
+    pub fn set_gpu_allocations(&self, allocations: HashMap<String, Vec<PodRef>>) {
         self.update(|s| s.gpu_allocations = allocations);
     }
 }
@@ -445,16 +595,33 @@ mod tests {
             container: Some("main".into()),
             uid: None,
         };
-        catalog.set_gpu_allocations(HashMap::from([("GPU-1".to_string(), pod.clone())]));
+        let other = PodRef {
+            namespace: "serving".into(),
+            name: "llm-0".into(),
+            container: Some("vllm".into()),
+            uid: None,
+        };
+        catalog.set_gpu_allocations(HashMap::from([
+            ("GPU-1".to_string(), vec![pod.clone()]),
+            ("GPU-3".to_string(), vec![pod.clone(), other.clone()]),
+        ]));
         let before = catalog.snapshot();
         catalog.update(|s| {
             s.pods_by_uid.insert("uid-1".into(), pod.clone());
         });
         assert!(before.pods_by_uid.is_empty(), "an old view does not change");
-        let found = catalog.snapshot().pod_for_device("GPU-1").unwrap();
-        assert_eq!(found.uid.as_deref(), Some("uid-1"));
-        assert_eq!(found.container.as_deref(), Some("main"));
-        assert!(catalog.snapshot().pod_for_device("GPU-2").is_none());
+        let found = catalog.snapshot().pods_for_device("GPU-1");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].uid.as_deref(), Some("uid-1"));
+        assert_eq!(found[0].container.as_deref(), Some("main"));
+        assert!(catalog.snapshot().pods_for_device("GPU-2").is_empty());
+        let shared = catalog.snapshot().pods_for_device("GPU-3");
+        let uids: Vec<_> = shared.iter().map(|p| p.uid.as_deref()).collect();
+        assert_eq!(
+            uids,
+            [Some("uid-1"), None],
+            "every holder, in order, UIDs where known"
+        );
     }
 
     const S: u64 = 1_000_000_000;
@@ -478,6 +645,7 @@ mod tests {
             ArgoApp {
                 namespace: "argocd".into(),
                 name: "train".into(),
+                instance_name: "train".into(),
                 uid: "app-uid".into(),
                 repo_url: Some("https://git.example.com/ml/train.git".into()),
                 sync_revision: Some("B".into()),
@@ -498,14 +666,19 @@ mod tests {
                 environment: Some("prod".into()),
                 operation: None,
                 destination_namespace: None,
+                revisions: Vec::new(),
             },
         );
         let deployment = Workload {
             object: obj("Deployment", "trainer"),
             owner: None,
             created_unix_nano: Some(50 * S),
-            tracking_id: tracking_annotation.then(|| "train:apps/Deployment:ml/trainer".into()),
-            instance_label: tracking_label.then(|| "train".into()),
+            group: "apps".into(),
+            tracking: Tracking {
+                tracking_id: tracking_annotation.then(|| "train:apps/Deployment:ml/trainer".into()),
+                instance_label: tracking_label.then(|| "train".into()),
+                ..Default::default()
+            },
         };
         s.workloads.insert(deployment.object.key(), deployment);
         for (rs, created) in [("trainer-a", 105), ("trainer-b", 216)] {
@@ -550,7 +723,8 @@ mod tests {
             (true, false, TrackingMethod::Annotation, true),
             (false, true, TrackingMethod::Label, true),
             (true, false, TrackingMethod::AnnotationAndLabel, true),
-            (false, true, TrackingMethod::AnnotationAndLabel, true),
+            // Argo CD tracks by the annotation alone in this mode: the label is informational.
+            (false, true, TrackingMethod::AnnotationAndLabel, false),
             (false, true, TrackingMethod::Annotation, false),
             (true, false, TrackingMethod::Label, false),
         ] {
@@ -625,5 +799,147 @@ mod tests {
             },
         );
         assert_eq!(s.owner_chain(&pod).len(), 8);
+    }
+
+    /// Two teams each with an Application `web` in their own namespace (apps in any
+    /// namespace, controller in `argocd`), each tracking its own Deployment `web`.
+    fn two_teams() -> Snapshot {
+        let mut s = Snapshot::default();
+        for (team, rev) in [("team-a", "a1"), ("team-b", "b1")] {
+            let instance = app_instance_name(team, "web", "argocd");
+            s.apps.insert(
+                instance.clone(),
+                ArgoApp {
+                    namespace: team.into(),
+                    name: "web".into(),
+                    instance_name: instance.clone(),
+                    uid: format!("uid-app-{team}"),
+                    repo_url: Some(format!("https://git.example.com/{team}/web.git")),
+                    sync_revision: Some(rev.into()),
+                    ..Default::default()
+                },
+            );
+            let object = ObjectRef {
+                kind: "Deployment".into(),
+                namespace: team.into(),
+                name: "web".into(),
+                uid: format!("uid-dep-{team}"),
+            };
+            s.workloads.insert(
+                object.key(),
+                Workload {
+                    object: object.clone(),
+                    group: "apps".into(),
+                    tracking: Tracking {
+                        tracking_id: Some(format!("{instance}:apps/Deployment:{team}/web")),
+                        instance_label: Some(instance.clone()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            );
+            s.pods.insert(
+                format!("pod-{team}"),
+                PodMeta {
+                    pod: PodRef {
+                        namespace: team.into(),
+                        name: "web-0".into(),
+                        container: None,
+                        uid: Some(format!("pod-{team}")),
+                    },
+                    owner: Some(object),
+                    ..Default::default()
+                },
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn same_named_apps_in_two_namespaces_keep_their_own_pods_and_revisions() {
+        for method in [TrackingMethod::Annotation, TrackingMethod::Label] {
+            let mut s = two_teams();
+            s.tracking = method;
+            for (team, rev) in [("team-a", "a1"), ("team-b", "b1")] {
+                let c = s.correlate(&format!("pod-{team}")).unwrap();
+                let app = c.app.expect("tracked");
+                assert_eq!((app.namespace.as_str(), app.name.as_str()), (team, "web"));
+                assert_eq!(
+                    app.repo_url.as_deref(),
+                    Some(format!("https://git.example.com/{team}/web.git").as_str())
+                );
+                assert_eq!(c.revision.unwrap().0, rev, "{method:?}");
+            }
+            // Deleting one leaves the other.
+            s.apps.remove(&app_instance_name("team-b", "web", "argocd"));
+            assert!(s.correlate("pod-team-b").unwrap().app.is_none());
+            assert!(s.correlate("pod-team-a").unwrap().app.is_some());
+        }
+        assert_eq!(app_instance_name("argocd", "web", "argocd"), "web");
+        assert_eq!(app_instance_name("team-a", "web", "argocd"), "team-a_web");
+    }
+
+    #[test]
+    fn a_tracking_id_counts_only_on_the_object_it_names_and_for_this_installation() {
+        let mut s = cluster(true, false);
+        // The Deployment controller copies the Deployment's annotations onto its ReplicaSets;
+        // a copy names another object and is not tracking.
+        let key = "Deployment/ml/trainer";
+        let copied = "train:apps/Deployment:ml/other";
+        s.workloads.get_mut(key).unwrap().tracking.tracking_id = Some(copied.into());
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_none());
+        let id = TrackingId::parse("train:apps/Deployment:ml/trainer").unwrap();
+        assert!(id.names("apps", "Deployment", "ml", "trainer"));
+        assert!(!id.names("apps", "ReplicaSet", "ml", "trainer"));
+        assert!(!id.names("", "Deployment", "ml", "trainer"));
+        assert_eq!(TrackingId::parse("cm:/ConfigMap:ml/x").unwrap().group, "");
+        for bad in [
+            "train",
+            "train:apps/Deployment",
+            "train:Deployment:ml/x",
+            ":a/B:c/d",
+        ] {
+            assert!(TrackingId::parse(bad).is_none(), "{bad}");
+        }
+        // With an installation id configured, only objects carrying it are this Argo CD's.
+        let mut s = cluster(true, false);
+        s.installation_id = Some("prod-argo".into());
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_none());
+        s.workloads.get_mut(key).unwrap().tracking.installation_id = Some("prod-argo".into());
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_some());
+    }
+
+    #[test]
+    fn a_helm_release_named_like_an_app_is_not_claimed_and_pod_labels_do_not_track() {
+        // Label tracking: a Deployment installed by `helm install train` carries
+        // app.kubernetes.io/instance=train like the app's own would.
+        let mut s = cluster(false, true);
+        s.tracking = TrackingMethod::Label;
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_some());
+        let key = "Deployment/ml/trainer";
+        s.workloads.get_mut(key).unwrap().tracking.helm_release = Some("train".into());
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_none());
+        // A controller's pod inherits its template's labels: they do not track it.
+        let mut s = cluster(false, false);
+        s.tracking = TrackingMethod::Label;
+        s.pods.get_mut("pod-trainer-b").unwrap().instance_label = Some("train".into());
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_none());
+        // A bare Pod (no owner) is a top-level manifest: its own tracking counts.
+        let pod = s.pods.get_mut("pod-trainer-b").unwrap();
+        pod.owner = None;
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_some());
+    }
+
+    #[test]
+    fn an_owner_older_than_every_recorded_deploy_has_no_revision() {
+        let mut s = cluster(true, false);
+        // trainer-a was created at 105 s; keep only B's entry (200 s): the history no longer
+        // says what trainer-a runs, and the current revision B would be a wrong answer.
+        s.apps.get_mut("train").unwrap().history.remove(0);
+        let a = s.correlate("pod-trainer-a").unwrap();
+        assert!(a.app.is_some());
+        assert_eq!(a.revision, None);
+        let b = s.correlate("pod-trainer-b").unwrap();
+        assert_eq!(b.revision, Some(("B".into(), RevisionSource::History)));
     }
 }

@@ -163,6 +163,9 @@ pub const DEPLOYMENT_ENVIRONMENT_NAME: &str = "deployment.environment.name";
 pub const HPCOTEL_REVISION_SOURCE: &str = "hpcotel.revision.source";
 /// `hpcotel.argocd.application`: the name of the Argo CD Application managing the pod.
 pub const HPCOTEL_ARGOCD_APPLICATION: &str = "hpcotel.argocd.application";
+/// `hpcotel.argocd.application.namespace`: the namespace of that Application (Applications
+/// may live in any namespace, and two of one name in two namespaces are two applications).
+pub const HPCOTEL_ARGOCD_APPLICATION_NAMESPACE: &str = "hpcotel.argocd.application.namespace";
 
 // --- OpenTelemetry semantic conventions: hardware (`hw.*`, development) ---
 
@@ -345,6 +348,9 @@ pub const HPCOTEL_ARGOCD_SYNC_PHASE: &str = "hpcotel.argocd.sync.phase";
 pub const HPCOTEL_ARGOCD_SYNC_STATUS: &str = "hpcotel.argocd.sync.status";
 /// `hpcotel.argocd.hook.type`: PreSync | Sync | PostSync | SyncFail | Skip, on hook resources.
 pub const HPCOTEL_ARGOCD_HOOK_TYPE: &str = "hpcotel.argocd.hook.type";
+/// `hpcotel.argocd.hook.phase`: a synced resource's `hookPhase` (Running | Succeeded |
+/// Failed | Error | Terminating): a hook's outcome, which its `status` does not show.
+pub const HPCOTEL_ARGOCD_HOOK_PHASE: &str = "hpcotel.argocd.hook.phase";
 /// `hpcotel.argocd.message`: Argo CD's message about a synced resource.
 pub const HPCOTEL_ARGOCD_MESSAGE: &str = "hpcotel.argocd.message";
 /// `hpcotel.argocd.health.status`: the Application's health when the rollout settled.
@@ -442,3 +448,14 @@ pub const MPI_STRAGGLERS: &str = "mpi.stragglers";
 /// `hpcotel.mpi.spans.dropped`: slow-call and phase spans this rank dropped because its queue
 /// was full (int, on the rank span).
 pub const HPCOTEL_MPI_SPANS_DROPPED: &str = "hpcotel.mpi.spans.dropped";
+
+// --- hpcotel's own: GPUs held by several pods (kubelet PodResources) ---
+
+/// `hpcotel.gpu.shared`: `true` on the resource of a GPU or MIG instance that several pods
+/// hold (time-slicing or MPS replicas, a DRA claim shared by pods). Such a resource carries
+/// no `k8s.namespace.name`, `k8s.pod.name`, `k8s.container.name` nor `k8s.pod.uid`: the
+/// device belongs to none of them alone.
+pub const HPCOTEL_GPU_SHARED: &str = "hpcotel.gpu.shared";
+/// `hpcotel.gpu.pods`: on the same resources, every pod holding the device as
+/// `<namespace>/<pod>`, sorted (string array; a Prometheus label holds it as JSON).
+pub const HPCOTEL_GPU_PODS: &str = "hpcotel.gpu.pods";

@@ -158,7 +158,7 @@ app.kubernetes.io/part-of: hpcotel
 {{- $procs := list "batch" -}}
 {{- with $v.receivers.kubernetes -}}
 {{- if .enabled -}}
-{{- $argocd := dict "namespaces" .argocd.namespaces "tracking_method" .argocd.trackingMethod -}}
+{{- $argocd := dict "namespaces" .argocd.namespaces "controller_namespace" .argocd.controllerNamespace "tracking_method" .argocd.trackingMethod "instance_label_key" .argocd.instanceLabelKey -}}
 {{- if .argocd.environmentLabel -}}
 {{- $_ := set $argocd "environment_label" .argocd.environmentLabel -}}
 {{- end -}}
@@ -204,7 +204,7 @@ app.kubernetes.io/part-of: hpcotel
 {{- define "hpcotel.clusterConfig" -}}
 {{- $v := .Values -}}
 {{- $k := $v.receivers.kubernetes -}}
-{{- $argocd := dict "namespaces" $k.argocd.namespaces "tracking_method" $k.argocd.trackingMethod -}}
+{{- $argocd := dict "namespaces" $k.argocd.namespaces "controller_namespace" $k.argocd.controllerNamespace "tracking_method" $k.argocd.trackingMethod "instance_label_key" $k.argocd.instanceLabelKey -}}
 {{- if $k.argocd.environmentLabel -}}
 {{- $_ := set $argocd "environment_label" $k.argocd.environmentLabel -}}
 {{- end -}}

@@ -1,12 +1,24 @@
 //! What identifies a GPU or MIG instance in every signal: its `hw.*` attributes and the
-//! resource (host, and the pod it is allocated to).
+//! resource (host, and the pods it is allocated to).
+//!
+//! Attribution ([`holders_of`], [`resource`]): a device's data carries the pod that holds it
+//! (`k8s.namespace.name`, `k8s.pod.name`, and where known `k8s.container.name` and
+//! `k8s.pod.uid`) only when exactly one pod does. A device several pods hold (time-slicing or
+//! MPS replicas, a shared DRA claim) is nobody's alone: its resource carries no `k8s.pod.*`
+//! attribute but [`semconv::HPCOTEL_GPU_SHARED`] = `true` and [`semconv::HPCOTEL_GPU_PODS`] =
+//! every holder as `namespace/pod`, sorted. Its data is not repeated per pod: power,
+//! utilization and memory are the physical device's, and a copy per pod would count them
+//! once per pod in any sum by namespace. What each pod uses of a shared GPU is in the
+//! per-process metrics, which carry the process's own pod from its cgroup.
 
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{kv, kv_int};
 use hpcotel_core::{PodRef, catalog};
 use nvml_wrapper::Device;
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::podresources;
 
 /// `hw.vendor` of every device NVML reports.
 pub const VENDOR: &str = "NVIDIA";
@@ -35,6 +47,9 @@ pub struct Identity {
     pub model: String,
     /// NVML index of the physical GPU.
     pub index: u32,
+    /// Device minor number (`/dev/nvidia<minor>`) of a physical GPU, where NVML tells it;
+    /// `None` on MIG instances. How NVIDIA's DRA driver names GPUs (`gpu-<minor>`).
+    pub minor: Option<u32>,
     /// PCI bus id of the physical GPU.
     pub pci_bus_id: String,
     /// Board serial number, where reported.
@@ -53,6 +68,7 @@ impl Identity {
             uuid: device.uuid()?,
             model: device.name()?,
             index,
+            minor: device.minor_number().ok(),
             pci_bus_id: device.pci_info().map(|p| p.bus_id).unwrap_or_default(),
             serial: device.serial().ok().filter(|s| !s.is_empty()),
             mig: None,
@@ -66,6 +82,7 @@ impl Identity {
             uuid: format!("gpu{index}"),
             model: "unknown".to_owned(),
             index,
+            minor: None,
             pci_bus_id: String::new(),
             serial: None,
             mig: None,
@@ -112,6 +129,21 @@ impl Identity {
         a
     }
 
+    /// The ids kubelet PodResources may know this device by (see
+    /// [`podresources`]): its UUID; its index (`3`, MIG `3:1`); for a
+    /// physical GPU whose minor number is known, its NVIDIA DRA name.
+    pub fn device_ids(&self) -> Vec<String> {
+        let mut ids = vec![self.uuid.clone()];
+        match &self.mig {
+            Some(m) => ids.push(podresources::mig_index_id(self.index, m.position)),
+            None => {
+                ids.push(podresources::index_id(self.index));
+                ids.extend(self.minor.map(podresources::dra_gpu_id));
+            }
+        }
+        ids
+    }
+
     /// `attributes` plus `extra`.
     pub fn with(&self, extra: impl IntoIterator<Item = KeyValue>) -> Vec<KeyValue> {
         let mut a = self.attributes();
@@ -127,11 +159,15 @@ pub fn mig_profile(name: &str) -> String {
         .unwrap_or_else(|| name.to_owned())
 }
 
-/// The resource of a device's signals: the host, and the pod the device is allocated to.
-pub fn resource(host: &[KeyValue], pod: Option<&PodRef>) -> Resource {
+/// The resource of a device's signals: the host, and the pods the device is allocated to
+/// (see the module docs: one holder → its `k8s.*` attributes; several → none of those, but
+/// `hpcotel.gpu.shared` and `hpcotel.gpu.pods`).
+pub fn resource(host: &[KeyValue], holders: &[PodRef]) -> Resource {
     let mut attributes = host.to_vec();
-    if let Some(p) = pod {
-        attributes.extend(pod_attributes(p));
+    match holders {
+        [] => {}
+        [pod] => attributes.extend(pod_attributes(pod)),
+        several => attributes.extend(shared_attributes(several)),
     }
     Resource {
         attributes,
@@ -154,9 +190,49 @@ pub fn pod_attributes(p: &PodRef) -> Vec<KeyValue> {
     a
 }
 
-/// The pod a device is allocated to in `snapshot`.
-pub fn pod_of(snapshot: &catalog::Snapshot, uuid: &str) -> Option<PodRef> {
-    snapshot.pod_for_device(uuid)
+/// `hpcotel.gpu.shared` = `true` and `hpcotel.gpu.pods` = `["namespace/pod", …]` (sorted,
+/// each pod once).
+pub fn shared_attributes(holders: &[PodRef]) -> Vec<KeyValue> {
+    let mut pods: Vec<String> = holders
+        .iter()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect();
+    pods.sort();
+    pods.dedup();
+    let values = pods
+        .into_iter()
+        .map(|p| AnyValue {
+            value: Some(any_value::Value::StringValue(p)),
+        })
+        .collect();
+    vec![
+        KeyValue {
+            key: semconv::HPCOTEL_GPU_SHARED.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::BoolValue(true)),
+            }),
+            ..Default::default()
+        },
+        KeyValue {
+            key: semconv::HPCOTEL_GPU_PODS.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
+            }),
+            ..Default::default()
+        },
+    ]
+}
+
+/// Every pod `snapshot` says holds the device `identity`, under any of its
+/// [`Identity::device_ids`], sorted by namespace and name.
+pub fn holders_of(snapshot: &catalog::Snapshot, identity: &Identity) -> Vec<PodRef> {
+    let mut holders = Vec::new();
+    for id in identity.device_ids() {
+        for pod in snapshot.pods_for_device(&id) {
+            podresources::add_holder(&mut holders, pod);
+        }
+    }
+    holders
 }
 
 #[cfg(test)]

@@ -376,8 +376,8 @@ impl Sampler {
                 .identity
                 .clone()
                 .unwrap_or_else(|| Identity::unidentified(gpu.index));
-            let pod = device::pod_of(&snapshot, &identity.uuid);
-            let resource = device::resource(&self.host, pod.as_ref());
+            let holders = device::holders_of(&snapshot, &identity);
+            let resource = device::resource(&self.host, &holders);
             let mut set = MetricSet::new(now_unix_nano, start);
             let mut logs = Vec::new();
 
@@ -456,11 +456,11 @@ impl Sampler {
                 });
             }
             for (mig_identity, mig_set) in migs {
-                let mig_pod = device::pod_of(&snapshot, &mig_identity.uuid);
+                let mig_holders = device::holders_of(&snapshot, &mig_identity);
                 let mut set = MetricSet::new(now_unix_nano, start);
                 fill_mig(&mut set, &mig_identity, mig_set, &self.proc_root, &snapshot);
                 report.metrics.push(resource_metrics(
-                    device::resource(&self.host, mig_pod.as_ref()),
+                    device::resource(&self.host, &mig_holders),
                     set,
                 ));
             }
@@ -1118,6 +1118,7 @@ fn read_migs(d: &Device<'_>, parent: &Identity, processes: bool) -> Vec<(Identit
                 uuid,
                 model: parent.model.clone(),
                 index: parent.index,
+                minor: None,
                 pci_bus_id: parent.pci_bus_id.clone(),
                 serial: None,
                 mig: Some(MigIdentity {
@@ -1219,9 +1220,9 @@ pub fn event_logs(
     event: &GpuEvent,
     now: u64,
 ) -> ResourceLogs {
-    let pod = device::pod_of(&catalog.snapshot(), &identity.uuid);
+    let holders = device::holders_of(&catalog.snapshot(), identity);
     ResourceLogs {
-        resource: Some(device::resource(host, pod.as_ref())),
+        resource: Some(device::resource(host, &holders)),
         scope_logs: vec![ScopeLogs {
             scope: Some(scope()),
             log_records: vec![events::event_record(identity, event, now)],

@@ -465,12 +465,12 @@ fn mig_instances_report_beside_their_gpu_with_the_parent_and_profile() {
     let catalog = Catalog::new();
     catalog.set_gpu_allocations(HashMap::from([(
         mig_uuid.clone(),
-        PodRef {
+        vec![PodRef {
             namespace: "ml".into(),
             name: "infer-7".into(),
             container: Some("server".into()),
             uid: None,
-        },
+        }],
     )]));
     let mut s = sampler_for(&fake, catalog);
     let report = one_report(&mut s);
@@ -539,6 +539,121 @@ fn mig_instances_report_beside_their_gpu_with_the_parent_and_profile() {
     // The parent GPU still reports its own utilization.
     let parent = for_device(&report.metrics, &scenario.devices[2].uuid);
     assert!(metric(parent, semconv::METRIC_HW_GPU_UTILIZATION).is_some());
+}
+
+fn holder(namespace: &str, name: &str, container: &str) -> PodRef {
+    PodRef {
+        namespace: namespace.into(),
+        name: name.into(),
+        container: Some(container.into()),
+        uid: None,
+    }
+}
+
+/// `key`'s string-array value in `attrs`.
+fn str_array(attrs: &[KeyValue], key: &str) -> Option<Vec<String>> {
+    let kv = attrs.iter().find(|kv| kv.key == key)?;
+    match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::ArrayValue(a) => Some(
+            a.values
+                .iter()
+                .map(|v| match &v.value {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    other => panic!("{key}: not a string: {other:?}"),
+                })
+                .collect(),
+        ),
+        other => panic!("{key}: not an array: {other:?}"),
+    }
+}
+
+fn bool_attr(attrs: &[KeyValue], key: &str) -> Option<bool> {
+    match attrs.iter().find(|kv| kv.key == key)?.value.as_ref()?.value {
+        Some(any_value::Value::BoolValue(b)) => Some(b),
+        ref other => panic!("{key}: not a bool: {other:?}"),
+    }
+}
+
+#[test]
+fn a_gpu_several_pods_hold_names_them_all_and_none_alone() {
+    let mut scenario = Scenario::with_gpus(3);
+    scenario.devices[2].mig_instances = (0..2).map(|m| MigInstance::sample(2, m)).collect();
+    let fake = fake_with(&scenario);
+    let (gpu0, gpu1) = (&scenario.devices[0].uuid, &scenario.devices[1].uuid);
+    let mig1 = &scenario.devices[2].mig_instances[1].uuid;
+    let catalog = Catalog::new();
+    catalog.set_gpu_allocations(HashMap::from([
+        (
+            gpu0.clone(),
+            vec![
+                holder("team-a", "one", "main"),
+                holder("team-b", "two", "main"),
+            ],
+        ),
+        // An index-strategy id of GPU 1, and a MIG index id `<gpu>:<mig>`.
+        ("1".to_string(), vec![holder("ml", "solo", "main")]),
+        ("2:1".to_string(), vec![holder("ml", "mig", "srv")]),
+    ]));
+    let mut s = sampler_for(&fake, catalog.clone());
+    let report = one_report(&mut s);
+
+    let res = |uuid: &str| {
+        for_device(&report.metrics, uuid)
+            .resource
+            .clone()
+            .unwrap()
+            .attributes
+    };
+    let shared = res(gpu0);
+    for key in [
+        semconv::K8S_NAMESPACE_NAME,
+        semconv::K8S_POD_NAME,
+        semconv::K8S_CONTAINER_NAME,
+        semconv::K8S_POD_UID,
+    ] {
+        assert_eq!(str_attr(&shared, key), None, "{key} on a shared GPU");
+    }
+    assert_eq!(bool_attr(&shared, semconv::HPCOTEL_GPU_SHARED), Some(true));
+    assert_eq!(
+        str_array(&shared, semconv::HPCOTEL_GPU_PODS),
+        Some(vec!["team-a/one".to_string(), "team-b/two".to_string()])
+    );
+    assert_eq!(
+        str_attr(&shared, semconv::HOST_NAME).as_deref(),
+        Some("node-1")
+    );
+
+    let solo = res(gpu1);
+    assert_eq!(
+        str_attr(&solo, semconv::K8S_POD_NAME).as_deref(),
+        Some("solo")
+    );
+    assert_eq!(bool_attr(&solo, semconv::HPCOTEL_GPU_SHARED), None);
+    assert_eq!(str_array(&solo, semconv::HPCOTEL_GPU_PODS), None);
+    assert_eq!(
+        str_attr(&res(mig1), semconv::K8S_POD_NAME).as_deref(),
+        Some("mig"),
+        "MIG index id 2:1"
+    );
+    assert_eq!(
+        str_attr(&res(&scenario.devices[2].uuid), semconv::K8S_POD_NAME),
+        None
+    );
+
+    // Event logs of the shared GPU are attributed the same way.
+    let identity = s
+        .identities()
+        .into_iter()
+        .find(|i| &i.uuid == gpu0)
+        .unwrap();
+    let event = events::GpuEvent::Xid(Some(13));
+    let logs = super::sampler::event_logs(&[], &catalog, &identity, &event, 1);
+    let attrs = logs.resource.unwrap().attributes;
+    assert_eq!(str_attr(&attrs, semconv::K8S_POD_NAME), None);
+    assert_eq!(
+        str_array(&attrs, semconv::HPCOTEL_GPU_PODS),
+        Some(vec!["team-a/one".to_string(), "team-b/two".to_string()])
+    );
 }
 
 #[test]
@@ -656,7 +771,18 @@ fn unsupported_readings_are_left_out_not_asked_again_and_reprobed_later() {
         sc.devices[0].unsupported.clear();
         sc.devices[0].power_mw = Value::Const(333_000);
     });
+    // Wait until the library has seen the change (it looks at the scenario file every 10 ms)
+    // through a second handle on it, without reporting: reports are quick enough that waiting
+    // with them would reach the re-probe at report 30 first.
+    let probe = load_nvml(&config_for(&fake)).expect("the fake NVML loads again");
     let deadline = Instant::now() + WAIT;
+    while probe.device_by_index(0).and_then(|d| d.power_usage()).ok() != Some(333_000) {
+        assert!(
+            Instant::now() < deadline,
+            "the scenario change never showed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut reports = 1;
     loop {
         let r = one_report(&mut s);
@@ -854,12 +980,12 @@ async fn xid_79_and_48_become_logs_with_code_meaning_severity_gpu_and_pod() {
     let gpu5 = scenario.devices[5].uuid.clone();
     catalog.set_gpu_allocations(HashMap::from([(
         gpu2.clone(),
-        PodRef {
+        vec![PodRef {
             namespace: "research".into(),
             name: "trainer-0".into(),
             container: Some("pytorch".into()),
             uid: None,
-        },
+        }],
     )]));
     let config = running_config(&fake, Duration::from_millis(200));
     let mut r = start(&config, catalog);

@@ -8,7 +8,7 @@
 //!     node_name: ${env:K8S_NODE_NAME}
 //!     argocd:
 //!       namespaces: [argocd]
-//!       tracking_method: annotation+label
+//!       tracking_method: annotation
 //! ```
 
 pub use hpcotel_core::catalog::TrackingMethod;
@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 /// Default Argo CD namespace: `argocd`.
 pub const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
+/// Default `argocd.instance_label_key`: `app.kubernetes.io/instance`, Argo CD's default
+/// `application.instanceLabelKey`.
+pub const DEFAULT_INSTANCE_LABEL_KEY: &str = hpcotel_core::catalog::INSTANCE_LABEL;
 /// Environment variable the node name defaults to (set it from `spec.nodeName`).
 pub const NODE_NAME_ENV: &str = "K8S_NODE_NAME";
 
@@ -53,8 +56,8 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutsConfig {
-    /// How long after a sync ends the trace waits for the Application to become Healthy or
-    /// Degraded before it is emitted with result `timeout`. Default: `10m`.
+    /// How long after a sync ends the trace waits for the Application to become Healthy,
+    /// Suspended or Degraded before it is emitted with result `timeout`. Default: `10m`.
     #[serde(with = "humantime_serde")]
     pub settle_timeout: std::time::Duration,
     /// A file remembering which sync operations were already exported, so a restarted
@@ -77,12 +80,26 @@ impl Default for RolloutsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ArgoCdConfig {
-    /// Namespaces whose `applications.argoproj.io` are watched; empty = all namespaces.
-    /// Default: `[argocd]`.
+    /// Namespaces whose `applications.argoproj.io` are watched; empty = all namespaces
+    /// (Argo CD's "apps in any namespace": list the controller's namespace and every
+    /// namespace of `application.namespaces`, or leave it empty). Default: `[argocd]`.
     pub namespaces: Vec<String>,
-    /// How tracked resources name their Application: `annotation`, `label` or
-    /// `annotation+label`. Default: `annotation+label`.
+    /// The namespace the Argo CD application controller runs in: an Application there is
+    /// named by its name in tracking ids and labels, one elsewhere by
+    /// `<namespace>_<name>`. Used when an Application's `status.controllerNamespace` does not
+    /// say it. Default: `argocd`.
+    pub controller_namespace: String,
+    /// `application.resourceTrackingMethod` of `argocd-cm`: `annotation` (Argo CD 3.x
+    /// default), `label` (2.x default) or `annotation+label` (tracked by the annotation, the
+    /// label only informational — as Argo CD reads it). Default: `annotation`.
     pub tracking_method: TrackingMethod,
+    /// `application.instanceLabelKey` of `argocd-cm`: the label `label` tracking reads.
+    /// Default: `app.kubernetes.io/instance`.
+    pub instance_label_key: String,
+    /// `installationID` of `argocd-cm`, when set there: annotation tracking then requires
+    /// `argocd.argoproj.io/installation-id` to equal it (another Argo CD's objects are not
+    /// this one's). Default: none.
+    pub installation_id: Option<String>,
     /// An Application label whose value becomes `deployment.environment.name` (e.g. `env`).
     /// Default: none.
     pub environment_label: Option<String>,
@@ -92,7 +109,10 @@ impl Default for ArgoCdConfig {
     fn default() -> Self {
         Self {
             namespaces: vec![DEFAULT_ARGOCD_NAMESPACE.to_owned()],
+            controller_namespace: DEFAULT_ARGOCD_NAMESPACE.to_owned(),
             tracking_method: TrackingMethod::default(),
+            instance_label_key: DEFAULT_INSTANCE_LABEL_KEY.to_owned(),
+            installation_id: None,
             environment_label: None,
         }
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use hpcotel_core::PodRef;
 use hpcotel_core::catalog::{
-    ArgoApp, DeployEntry, INSTANCE_LABEL, ObjectRef, PodMeta, SyncOperation,
-    TRACKING_ID_ANNOTATION, Workload,
+    ArgoApp, DeployEntry, HELM_RELEASE_ANNOTATION, INSTALLATION_ID_ANNOTATION, ObjectRef, PodMeta,
+    SyncOperation, TRACKING_ID_ANNOTATION, Tracking, Workload, app_instance_name,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -58,8 +58,9 @@ fn kept(
     .unwrap_or_default()
 }
 
-/// A pod as the Catalog keeps it; `None` without a UID.
-pub fn pod_meta(pod: &Pod) -> Option<PodMeta> {
+/// A pod as the Catalog keeps it; `None` without a UID. `instance_label_key` is Argo CD's
+/// `application.instanceLabelKey`.
+pub fn pod_meta(pod: &Pod, instance_label_key: &str) -> Option<PodMeta> {
     let meta = &pod.metadata;
     let uid = meta.uid.clone()?;
     Some(PodMeta {
@@ -84,17 +85,42 @@ pub fn pod_meta(pod: &Pod) -> Option<PodMeta> {
         owner: controller(meta),
         created_unix_nano: meta.creation_timestamp.as_ref().and_then(unix_nanos),
         annotations: kept(meta.annotations.as_ref(), |k| {
-            k.starts_with(RESOURCE_ANNOTATION_PREFIX) || k == TRACKING_ID_ANNOTATION
+            k.starts_with(RESOURCE_ANNOTATION_PREFIX)
+                || k == TRACKING_ID_ANNOTATION
+                || k == INSTALLATION_ID_ANNOTATION
+                || k == HELM_RELEASE_ANNOTATION
         }),
-        labels: kept(meta.labels.as_ref(), |k| {
-            k == INSTANCE_LABEL || k == VERSION_LABEL
-        }),
+        labels: kept(meta.labels.as_ref(), |k| k == VERSION_LABEL),
+        instance_label: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(instance_label_key).cloned()),
     })
 }
 
+/// What an object's metadata says about the Application tracking it.
+fn tracking(meta: &ObjectMeta, instance_label_key: &str) -> Tracking {
+    let annotation = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k).cloned());
+    Tracking {
+        tracking_id: annotation(TRACKING_ID_ANNOTATION),
+        installation_id: annotation(INSTALLATION_ID_ANNOTATION),
+        instance_label: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(instance_label_key).cloned()),
+        helm_release: annotation(HELM_RELEASE_ANNOTATION),
+    }
+}
+
 /// A workload (any kind) as the Catalog keeps it.
-pub fn workload(obj: &DynamicObject, kind: &str) -> Workload {
+pub fn workload(obj: &DynamicObject, kind: &str, instance_label_key: &str) -> Workload {
     let meta = &obj.metadata;
+    let group = obj
+        .types
+        .as_ref()
+        .and_then(|t| t.api_version.split_once('/'))
+        .map(|(g, _)| g.to_owned())
+        .unwrap_or_default();
     Workload {
         object: ObjectRef {
             kind: kind.to_owned(),
@@ -104,14 +130,8 @@ pub fn workload(obj: &DynamicObject, kind: &str) -> Workload {
         },
         owner: controller(meta),
         created_unix_nano: meta.creation_timestamp.as_ref().and_then(unix_nanos),
-        tracking_id: meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(TRACKING_ID_ANNOTATION).cloned()),
-        instance_label: meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(INSTANCE_LABEL).cloned()),
+        group,
+        tracking: tracking(meta, instance_label_key),
     }
 }
 
@@ -119,31 +139,111 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
-/// The revision of a sync or history entry: `revision`, else the first of `revisions[]`
-/// (multi-source Applications).
-fn revision_of(v: &Value) -> Option<String> {
+/// The revision of a sync, sync result or history entry for source `primary`: `revision`,
+/// else entry `primary` of `revisions[]` (multi-source Applications write `revision: ""`
+/// beside `revisions[]`).
+pub fn revision_of(v: &Value, primary: usize) -> Option<String> {
     v.get("revision")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| v.get("revisions")?.get(0)?.as_str())
+        .or_else(|| v.get("revisions")?.get(primary)?.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Every source's revision of a multi-source sync or history entry (`revisions[]`); empty
+/// for a single source.
+fn revisions_of(v: &Value) -> Vec<String> {
+    v.get("revisions")
+        .and_then(Value::as_array)
+        .map(|rs| {
+            rs.iter()
+                .map(|r| r.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where an Application's manifests come from, for attribution: the index of its primary
+/// source in `spec.sources[]` (0 for `spec.source` and `spec.sourceHydrator`) and that
+/// source's repository.
+///
+/// - `spec.source`: that source.
+/// - `spec.sources[]` (multi-source): the first source that renders manifests, i.e. is not
+///   a `ref`-only values source (`ref` set, no `path` and no `chart`); the first source when
+///   every one is. Its revision is the one that signals carry; `status.sync.revisions[]`
+///   has them all.
+/// - `spec.sourceHydrator` (no `source(s)`): Argo CD deploys the hydrated manifests of
+///   `syncSource` (its `repoURL`, else the `drySource`'s), so that repository, and the
+///   hydrated commit Argo CD reports as the sync revision.
+pub fn primary_source(spec: Option<&Value>) -> (usize, Option<String>) {
+    let Some(spec) = spec else {
+        return (0, None);
+    };
+    let repo = |s: &Value| {
+        str_at(s, &["repoURL"])
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(source) = spec.get("source").filter(|s| s.is_object()) {
+        return (0, repo(source));
+    }
+    if let Some(sources) = spec.get("sources").and_then(Value::as_array)
+        && !sources.is_empty()
+    {
+        let ref_only = |s: &Value| {
+            str_at(s, &["ref"]).is_some_and(|r| !r.is_empty())
+                && str_at(s, &["path"]).is_none_or(str::is_empty)
+                && str_at(s, &["chart"]).is_none_or(str::is_empty)
+        };
+        let i = sources.iter().position(|s| !ref_only(s)).unwrap_or(0);
+        return (i, repo(&sources[i]));
+    }
+    if let Some(h) = spec.get("sourceHydrator") {
+        let url = str_at(h, &["syncSource", "repoURL"])
+            .filter(|u| !u.is_empty())
+            .or_else(|| str_at(h, &["drySource", "repoURL"]))
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned);
+        return (0, url);
+    }
+    (0, None)
+}
+
+/// Argo CD's own name and address for the cluster it runs in (`in-cluster`).
+pub const IN_CLUSTER_SERVER: &str = "https://kubernetes.default.svc";
+
+/// `spec.destination.namespace` of an Application deploying into this cluster (`server`
+/// `https://kubernetes.default.svc` or `name` `in-cluster`); `None` for one deploying
+/// elsewhere (a hub's app for another cluster): its rollouts cannot own this cluster's
+/// Events of a namespace of the same name.
+fn in_cluster_destination(data: &Value) -> Option<String> {
+    let d = data.get("spec")?.get("destination")?;
+    let server = str_at(d, &["server"]).filter(|s| !s.is_empty());
+    let name = str_at(d, &["name"]).filter(|s| !s.is_empty());
+    let here = match (server, name) {
+        (Some(s), _) => s.trim_end_matches('/') == IN_CLUSTER_SERVER,
+        (None, Some(n)) => n == "in-cluster",
+        (None, None) => true,
+    };
+    str_at(d, &["namespace"])
+        .filter(|_| here)
         .map(str::to_owned)
 }
 
 /// An Argo CD Application (`argoproj.io/v1alpha1`) as the Catalog keeps it.
-pub fn argo_app(obj: &DynamicObject, environment_label: Option<&str>) -> ArgoApp {
+/// `controller_namespace` is where the Argo CD controller runs, used when the Application's
+/// `status.controllerNamespace` does not say it.
+pub fn argo_app(
+    obj: &DynamicObject,
+    environment_label: Option<&str>,
+    controller_namespace: &str,
+) -> ArgoApp {
     let meta = &obj.metadata;
     let data = &obj.data;
-    let repo_url = str_at(data, &["spec", "source", "repoURL"])
-        .or_else(|| {
-            data.get("spec")?
-                .get("sources")?
-                .get(0)?
-                .get("repoURL")?
-                .as_str()
-        })
-        .map(str::to_owned);
-    let history = data
-        .get("status")
+    let (primary, repo_url) = primary_source(data.get("spec"));
+    let status = data.get("status");
+    let history = status
         .and_then(|s| s.get("history"))
         .and_then(Value::as_array)
         .map(|entries| {
@@ -152,7 +252,7 @@ pub fn argo_app(obj: &DynamicObject, environment_label: Option<&str>) -> ArgoApp
                 .filter_map(|h| {
                     Some(DeployEntry {
                         id: h.get("id").and_then(Value::as_i64).unwrap_or_default(),
-                        revision: revision_of(h)?,
+                        revision: revision_of(h, primary)?,
                         deploy_started_unix_nano: h
                             .get("deployStartedAt")
                             .and_then(Value::as_str)
@@ -163,24 +263,29 @@ pub fn argo_app(obj: &DynamicObject, environment_label: Option<&str>) -> ArgoApp
                 .collect()
         })
         .unwrap_or_default();
+    let namespace = meta.namespace.clone().unwrap_or_default();
+    let name = meta.name.clone().unwrap_or_default();
+    let controller_namespace = status
+        .and_then(|s| str_at(s, &["controllerNamespace"]))
+        .filter(|n| !n.is_empty())
+        .unwrap_or(controller_namespace);
+    let sync = status.and_then(|s| s.get("sync"));
     ArgoApp {
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        name: meta.name.clone().unwrap_or_default(),
+        instance_name: app_instance_name(&namespace, &name, controller_namespace),
+        namespace,
+        name,
         uid: meta.uid.clone().unwrap_or_default(),
         repo_url,
-        sync_revision: data
-            .get("status")
-            .and_then(|s| s.get("sync"))
-            .and_then(revision_of),
+        sync_revision: sync.and_then(|s| revision_of(s, primary)),
+        revisions: sync.map(revisions_of).unwrap_or_default(),
         history,
         environment: environment_label.and_then(|l| meta.labels.as_ref()?.get(l).cloned()),
-        destination_namespace: str_at(data, &["spec", "destination", "namespace"])
-            .map(str::to_owned),
+        destination_namespace: in_cluster_destination(data),
         operation: super::rollout::operation(obj).map(|op| SyncOperation {
             failed: op.failed(),
+            finished_unix_nano: op.finished_unix_nano.filter(|_| op.finished()),
             revision: op.revision,
             started_unix_nano: op.started_unix_nano,
-            finished_unix_nano: op.finished_unix_nano,
         }),
     }
 }
@@ -206,7 +311,7 @@ mod tests {
             }
         }))
         .unwrap();
-        let app = argo_app(&obj, Some("env"));
+        let app = argo_app(&obj, Some("env"), "argocd");
         assert_eq!(
             app.repo_url.as_deref(),
             Some("https://git.example.com/ml.git")
@@ -224,5 +329,38 @@ mod tests {
             10_000_000_000
         );
         assert_eq!(app.history[1].deploy_started_unix_nano, None);
+    }
+
+    #[test]
+    fn only_an_in_cluster_destination_is_a_namespace_of_this_cluster() {
+        let app = |destination: Value| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": "web", "namespace": "argocd", "uid": "u"},
+                "spec": {"destination": destination}
+            }))
+            .unwrap()
+        };
+        for (d, here) in [
+            (
+                serde_json::json!({"server": IN_CLUSTER_SERVER, "namespace": "ml"}),
+                true,
+            ),
+            (
+                serde_json::json!({"name": "in-cluster", "namespace": "ml"}),
+                true,
+            ),
+            (
+                serde_json::json!({"server": "https://gpu-west.example.com:6443", "namespace": "ml"}),
+                false,
+            ),
+            (
+                serde_json::json!({"name": "gpu-west", "namespace": "ml"}),
+                false,
+            ),
+        ] {
+            let a = argo_app(&app(d.clone()), None, "argocd");
+            assert_eq!(a.destination_namespace.is_some(), here, "{d}");
+        }
     }
 }

@@ -178,11 +178,17 @@ impl Receiver for KubernetesReceiver {
             client,
         } = *self;
         let tracking = config.argocd.tracking_method;
-        catalog.update(|s| s.tracking = tracking);
+        let installation_id = config.argocd.installation_id.clone();
+        catalog.update(|s| {
+            s.tracking = tracking;
+            s.installation_id = installation_id;
+        });
+        let label_key: Arc<str> = Arc::from(config.argocd.instance_label_key.as_str());
         let owners = Arc::new(Owners {
             client: client.clone(),
             catalog: catalog.clone(),
             fetched: Mutex::new(HashMap::new()),
+            label_key: label_key.clone(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         let cluster = config.mode == Mode::Cluster;
@@ -192,6 +198,7 @@ impl Receiver for KubernetesReceiver {
                 config.node_name.clone(),
                 catalog.clone(),
                 owners,
+                label_key.clone(),
             ));
         }
         // Cluster duties (rollout traces, Event logs), handed to the pipelines by this task:
@@ -213,6 +220,10 @@ impl Receiver for KubernetesReceiver {
                     })
                     .collect()
             };
+        let apps_config = AppsConfig {
+            environment_label: config.argocd.environment_label.clone(),
+            controller_namespace: config.argocd.controller_namespace.clone(),
+        };
         let duties = |tasks: &mut tokio::task::JoinSet<()>,
                       takeover: Option<Takeover>,
                       exported: Option<Exported>| {
@@ -246,7 +257,7 @@ impl Receiver for KubernetesReceiver {
                     api.clone(),
                     ns.clone(),
                     catalog.clone(),
-                    config.argocd.environment_label.clone(),
+                    apps_config.clone(),
                     Some((tracker, out_tx.clone())),
                 ));
             }
@@ -260,7 +271,7 @@ impl Receiver for KubernetesReceiver {
                     api.clone(),
                     ns.clone(),
                     catalog.clone(),
-                    config.argocd.environment_label.clone(),
+                    apps_config.clone(),
                     None,
                 ));
             }
@@ -456,6 +467,8 @@ struct Owners {
     catalog: Catalog,
     /// Workload key → fetched (or known missing: `None`).
     fetched: Mutex<HashMap<String, Option<Workload>>>,
+    /// Argo CD's instance label key.
+    label_key: Arc<str>,
 }
 
 impl Owners {
@@ -499,7 +512,7 @@ impl Owners {
         let ar = api_resource(group, version, kind, plural);
         let api = Api::<DynamicObject>::namespaced_with(self.client.clone(), &o.namespace, &ar);
         match tokio::time::timeout(OWNER_READ_TIMEOUT, api.get_opt(&o.name)).await {
-            Ok(Ok(obj)) => Ok(obj.map(|obj| convert::workload(&obj, kind))),
+            Ok(Ok(obj)) => Ok(obj.map(|obj| convert::workload(&obj, kind, &self.label_key))),
             Ok(Err(e)) => {
                 tracing::debug!(owner = %o.key(), error = %e, "cannot read owner; retried on the pod's next change");
                 Err(())
@@ -535,7 +548,13 @@ impl Owners {
     }
 }
 
-async fn watch_pods(client: Client, node: Option<String>, catalog: Catalog, owners: Arc<Owners>) {
+async fn watch_pods(
+    client: Client,
+    node: Option<String>,
+    catalog: Catalog,
+    owners: Arc<Owners>,
+    label_key: Arc<str>,
+) {
     let api: Api<Pod> = Api::all(client);
     let mut cfg = watcher::Config::default();
     if let Some(node) = &node {
@@ -553,7 +572,7 @@ async fn watch_pods(client: Client, node: Option<String>, catalog: Catalog, owne
         match event {
             Event::Init => relist = Some(Vec::new()),
             Event::InitApply(p) => {
-                if let Some(meta) = convert::pod_meta(&p) {
+                if let Some(meta) = convert::pod_meta(&p, &label_key) {
                     owners.ensure(meta.owner.clone()).await;
                     relist.get_or_insert_with(Vec::new).push(meta);
                 }
@@ -576,7 +595,7 @@ async fn watch_pods(client: Client, node: Option<String>, catalog: Catalog, owne
                 owners.prune(&referenced).await;
             }
             Event::Apply(p) => {
-                if let Some(meta) = convert::pod_meta(&p) {
+                if let Some(meta) = convert::pod_meta(&p, &label_key) {
                     owners.ensure(meta.owner.clone()).await;
                     catalog.update(|s| insert_pod(s, meta));
                 }
@@ -612,11 +631,18 @@ fn remove_pod(s: &mut hpcotel_core::catalog::Snapshot, uid: &str) {
     s.pods_by_uid.remove(uid);
 }
 
+/// What the Application watch needs of the receiver's configuration.
+#[derive(Debug, Clone)]
+struct AppsConfig {
+    environment_label: Option<String>,
+    controller_namespace: String,
+}
+
 async fn watch_apps(
     api: Api<DynamicObject>,
     namespace: Option<String>,
     catalog: Catalog,
-    environment_label: Option<String>,
+    config: AppsConfig,
     mut rollouts: Option<(Tracker, mpsc::Sender<Batch>)>,
 ) {
     let mut stream = watcher::watcher(api, watcher::Config::default())
@@ -630,6 +656,13 @@ async fn watch_apps(
     let in_scope = |ns: &str| namespace.as_deref().is_none_or(|n| n == ns);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let convert = |o: &DynamicObject| {
+        convert::argo_app(
+            o,
+            config.environment_label.as_deref(),
+            &config.controller_namespace,
+        )
+    };
     loop {
         let event = tokio::select! {
             e = health.next(&mut stream) => match e {
@@ -645,38 +678,46 @@ async fn watch_apps(
                 continue;
             }
         };
-        if let (Some((tracker, tx)), Event::InitApply(o) | Event::Apply(o)) =
-            (&mut rollouts, &event)
-        {
-            for spans in tracker.observe(o, unix_nanos(SystemTime::now())) {
+        if let Some((tracker, tx)) = &mut rollouts {
+            let now = unix_nanos(SystemTime::now());
+            let done = match &event {
+                Event::InitApply(o) | Event::Apply(o) => tracker.observe(o, now),
+                Event::Delete(o) => tracker.deleted(o, now),
+                Event::Init | Event::InitDone => Vec::new(),
+            };
+            for spans in done {
                 let _ = tx.send(rollout_batch(spans)).await;
             }
         }
-        let env = environment_label.as_deref();
         match event {
             Event::Init => relist = Some(Vec::new()),
-            Event::InitApply(o) => relist
-                .get_or_insert_with(Vec::new)
-                .push(convert::argo_app(&o, env)),
+            Event::InitApply(o) => relist.get_or_insert_with(Vec::new).push(convert(&o)),
             Event::InitDone => {
                 let apps = relist.take().unwrap_or_default();
                 catalog.update(|s| {
                     s.apps.retain(|_, a| !in_scope(&a.namespace));
                     for a in apps {
-                        s.apps.insert(a.name.clone(), a);
+                        s.apps.insert(a.instance_name.clone(), a);
                     }
                 });
             }
             Event::Apply(o) => {
-                let a = convert::argo_app(&o, env);
+                let a = convert(&o);
                 catalog.update(|s| {
-                    s.apps.insert(a.name.clone(), a);
+                    s.apps.insert(a.instance_name.clone(), a);
                 });
             }
             Event::Delete(o) => {
-                let name = o.metadata.name.unwrap_or_default();
+                let a = convert(&o);
                 catalog.update(|s| {
-                    s.apps.remove(&name);
+                    // Only this Application: another of the same name in another
+                    // namespace has another instance name.
+                    if s.apps
+                        .get(&a.instance_name)
+                        .is_some_and(|held| held.uid == a.uid)
+                    {
+                        s.apps.remove(&a.instance_name);
+                    }
                 });
             }
         }

@@ -4,9 +4,12 @@
 //! every replica and every restart of the collector derives the same id for the same
 //! operation. The trace holds a root span `SYNC <app>` covering the operation, one child span
 //! per synced resource (`status.operationState.syncResult.resources[]`), and a `health <app>`
-//! child from the end of the sync until the application settles (Healthy or Degraded) or the
-//! settle window ends. It is built once the story is complete, so the root's status can say
-//! how the rollout ended: ERROR on a Failed/Error operation or a Degraded application.
+//! child from the end of the sync until the application settles (Healthy, Suspended or
+//! Degraded) or the settle window ends. It is built once the story is complete, so the root's
+//! status can say how the rollout ended: ERROR on a Failed/Error operation or a Degraded
+//! application. A resource span is ERROR when its result is `SyncFailed` or its `hookPhase`
+//! is `Failed`/`Error`: gitops-engine keeps a hook that was applied and then failed at
+//! `status: Synced` and reports the failure only in `hookPhase`.
 
 use hpcotel_core::catalog::{rollout_key, rollout_span_id, rollout_trace_id};
 use hpcotel_core::semconv;
@@ -33,8 +36,31 @@ pub struct SyncedResource {
     pub message: String,
     /// `hookType`, for hooks (PreSync, Sync, PostSync, SyncFail, Skip).
     pub hook_type: Option<String>,
+    /// `hookPhase`: the state of the hook, or of the resource's own operation (Running |
+    /// Succeeded | Failed | Error | Terminating).
+    pub hook_phase: Option<String>,
     /// `syncPhase`.
     pub sync_phase: Option<String>,
+}
+
+impl SyncedResource {
+    /// True when applying it failed, or (a hook, or a resource Argo CD waited on) it ran and
+    /// failed.
+    pub fn failed(&self) -> bool {
+        self.status == "SyncFailed"
+            || matches!(self.hook_phase.as_deref(), Some("Failed" | "Error"))
+    }
+
+    /// Why it failed, for the span status: Argo CD's message, else what failed.
+    fn failure(&self) -> String {
+        if !self.message.is_empty() {
+            return self.message.clone();
+        }
+        match (&self.hook_type, &self.hook_phase) {
+            (Some(h), Some(p)) => format!("{h} hook {} {} {p}", self.kind, self.name),
+            _ => format!("{} {} {}", self.kind, self.name, self.status),
+        }
+    }
 }
 
 /// One Argo CD sync operation, from an Application's `status.operationState`.
@@ -42,13 +68,19 @@ pub struct SyncedResource {
 pub struct Operation {
     /// Application name.
     pub app: String,
+    /// The Application's namespace.
+    pub app_namespace: String,
     /// Application UID.
     pub app_uid: String,
     /// Where the application deploys (`spec.destination.namespace`).
     pub destination_namespace: Option<String>,
     /// The repository (`spec.source.repoURL`).
     pub repo_url: Option<String>,
-    /// The revision synced (`syncResult.revision`, else `operation.sync.revision`).
+    /// The revision synced: the primary source's (see [`convert::primary_source`]) in
+    /// `syncResult`, else in `operation.sync`; empty between two attempts of a retry with
+    /// `refresh`, when Argo CD clears both until it resolves the latest revision.
+    ///
+    /// [`convert::primary_source`]: super::convert::primary_source
     pub revision: String,
     /// `phase`: Running | Terminating | Failed | Error | Succeeded.
     pub phase: String,
@@ -63,9 +95,10 @@ pub struct Operation {
 }
 
 impl Operation {
-    /// The operation's identity: the same for every observation of one sync.
+    /// The operation's identity: the same for every observation of one sync, retries
+    /// included.
     pub fn key(&self) -> String {
-        rollout_key(&self.app_uid, &self.revision, self.started_unix_nano)
+        rollout_key(&self.app_uid, self.started_unix_nano)
     }
 
     /// True once the operation has ended.
@@ -86,21 +119,18 @@ fn str_of(v: &Value, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The sync operation an Application object describes, if it has one with a revision.
+/// The sync operation an Application object describes (`status.operationState`), if it has
+/// one with a start time.
 pub fn operation(obj: &DynamicObject) -> Option<Operation> {
     let data = &obj.data;
     let state = data.get("status")?.get("operationState")?;
+    let spec = data.get("spec");
+    let (primary, repo_url) = super::convert::primary_source(spec);
     let result = state.get("syncResult");
     let revision = result
-        .and_then(|r| str_of(r, "revision"))
-        .or_else(|| {
-            result?
-                .get("revisions")?
-                .get(0)?
-                .as_str()
-                .map(str::to_owned)
-        })
-        .or_else(|| str_of(state.get("operation")?.get("sync")?, "revision"))?;
+        .and_then(|r| super::convert::revision_of(r, primary))
+        .or_else(|| super::convert::revision_of(state.get("operation")?.get("sync")?, primary))
+        .unwrap_or_default();
     let resources = result
         .and_then(|r| r.get("resources"))
         .and_then(Value::as_array)
@@ -113,27 +143,20 @@ pub fn operation(obj: &DynamicObject) -> Option<Operation> {
                     status: str_of(r, "status").unwrap_or_default(),
                     message: str_of(r, "message").unwrap_or_default(),
                     hook_type: str_of(r, "hookType"),
+                    hook_phase: str_of(r, "hookPhase"),
                     sync_phase: str_of(r, "syncPhase"),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let spec = data.get("spec");
     Some(Operation {
         app: obj.metadata.name.clone().unwrap_or_default(),
+        app_namespace: obj.metadata.namespace.clone().unwrap_or_default(),
         app_uid: obj.metadata.uid.clone().unwrap_or_default(),
         destination_namespace: spec
             .and_then(|s| s.get("destination"))
             .and_then(|d| str_of(d, "namespace")),
-        repo_url: spec
-            .and_then(|s| s.get("source"))
-            .and_then(|s| str_of(s, "repoURL"))
-            .or_else(|| {
-                spec?
-                    .get("sources")?
-                    .get(0)
-                    .and_then(|s| str_of(s, "repoURL"))
-            }),
+        repo_url,
         revision,
         phase: str_of(state, "phase").unwrap_or_default(),
         message: str_of(state, "message").unwrap_or_default(),
@@ -151,9 +174,9 @@ pub fn health(obj: &DynamicObject) -> Option<String> {
     str_of(obj.data.get("status")?.get("health")?, "status")
 }
 
-/// The trace id of the operation (application UID, revision, startedAt).
+/// The trace id of the operation (application UID, startedAt).
 pub fn trace_id(op: &Operation) -> [u8; 16] {
-    rollout_trace_id(&op.app_uid, &op.revision, op.started_unix_nano)
+    rollout_trace_id(&op.app_uid, op.started_unix_nano)
 }
 
 /// A span id derived from the trace id and what the span is about.
@@ -169,8 +192,8 @@ pub fn root_span_id(op: &Operation) -> [u8; 8] {
 /// How the application settled after the sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
-    /// The health status at the end (`Healthy`, `Degraded`, or the last seen when the window
-    /// ran out).
+    /// The health status at the end (`Healthy`, `Suspended`, `Degraded`, or the last seen
+    /// when the window ran out).
     pub health: String,
     /// When it was observed, Unix ns.
     pub at_unix_nano: u64,
@@ -215,14 +238,20 @@ pub fn spans(op: &Operation, settled: &Settled) -> Vec<Span> {
         kv(semconv::CICD_PIPELINE_ACTION_NAME, "SYNC"),
         kv(semconv::CICD_PIPELINE_RUN_ID, op.key()),
         kv(semconv::CICD_PIPELINE_RESULT, result),
-        kv(semconv::VCS_REF_HEAD_REVISION, op.revision.clone()),
         kv(semconv::HPCOTEL_ARGOCD_APPLICATION, op.app.clone()),
+        kv(
+            semconv::HPCOTEL_ARGOCD_APPLICATION_NAMESPACE,
+            op.app_namespace.clone(),
+        ),
         kv(semconv::HPCOTEL_ARGOCD_SYNC_PHASE, op.phase.clone()),
         kv(
             semconv::HPCOTEL_ARGOCD_HEALTH_STATUS,
             settled.health.clone(),
         ),
     ];
+    if !op.revision.is_empty() {
+        attributes.push(kv(semconv::VCS_REF_HEAD_REVISION, op.revision.clone()));
+    }
     if let Some(url) = &op.repo_url {
         attributes.push(kv(semconv::VCS_REPOSITORY_URL_FULL, url.clone()));
     }
@@ -268,14 +297,17 @@ pub fn spans(op: &Operation, settled: &Settled) -> Vec<Span> {
         if let Some(h) = &r.hook_type {
             attributes.push(kv(semconv::HPCOTEL_ARGOCD_HOOK_TYPE, h.clone()));
         }
+        if let Some(p) = &r.hook_phase {
+            attributes.push(kv(semconv::HPCOTEL_ARGOCD_HOOK_PHASE, p.clone()));
+        }
         if let Some(p) = &r.sync_phase {
             attributes.push(kv(semconv::HPCOTEL_ARGOCD_SYNC_PHASE, p.clone()));
         }
         if !r.message.is_empty() {
             attributes.push(kv(semconv::HPCOTEL_ARGOCD_MESSAGE, r.message.clone()));
         }
-        let status = if r.status == "SyncFailed" {
-            error_status(r.message.clone())
+        let status = if r.failed() {
+            error_status(r.failure())
         } else {
             None
         };
@@ -346,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn the_trace_id_depends_on_app_revision_and_start_only() {
+    fn the_trace_id_depends_on_the_app_and_the_start_only() {
         let running = operation(&app("bbb", "2026-11-25T07:00:00Z", "Running", None)).unwrap();
         let done = operation(&app(
             "bbb",
@@ -367,8 +399,10 @@ mod tests {
             trace_id(&again),
             "a second sync of the same revision"
         );
-        let other = operation(&app("ccc", "2026-11-25T07:00:00Z", "Succeeded", None)).unwrap();
-        assert_ne!(trace_id(&done), trace_id(&other));
+        // One operation whose revision changed (a retry with `refresh` resolved a newer one):
+        // still one trace.
+        let retried = operation(&app("ccc", "2026-11-25T07:00:00Z", "Succeeded", None)).unwrap();
+        assert_eq!(trace_id(&done), trace_id(&retried));
         // Stable across builds: a fixed input has a fixed id.
         assert_eq!(hex(&trace_id(&done)), hex(&trace_id(&done.clone())));
         assert_ne!(trace_id(&done), [0; 16]);
@@ -448,5 +482,125 @@ mod tests {
             "one or more objects failed to apply"
         );
         assert_eq!(result(&failed, &healthy), "failure");
+    }
+
+    #[test]
+    fn a_failed_presync_hook_is_an_error_though_its_status_says_synced() {
+        use hpcotel_testkit::kube::fixtures::{App, AppOperation, SyncedResource};
+        let mut app = App::new(
+            "argocd",
+            "train",
+            "uid-app",
+            "https://git.example.com/ml.git",
+            "ml",
+            "bbb",
+        );
+        app.operation = Some(AppOperation {
+            phase: "Failed".into(),
+            message: "one or more synchronization tasks completed unsuccessfully".into(),
+            started_at: "2026-11-25T07:00:00Z".into(),
+            finished_at: Some("2026-11-25T07:01:00Z".into()),
+            requested: vec!["bbb".into()],
+            result: Some((
+                vec!["bbb".into()],
+                vec![SyncedResource::hook_job(
+                    "ml", "migrate", "PreSync", "Failed",
+                )],
+            )),
+            ..Default::default()
+        });
+        let op = operation(&serde_json::from_value(app.build()).unwrap()).unwrap();
+        assert_eq!(
+            op.resources[0].status, "Synced",
+            "gitops-engine keeps Synced"
+        );
+        let settled = Settled {
+            health: "Healthy".into(),
+            at_unix_nano: op.finished_unix_nano.unwrap(),
+            timed_out: false,
+        };
+        let spans = spans(&op, &settled);
+        let hook = spans.iter().find(|s| s.name == "Job migrate").unwrap();
+        let status = hook.status.as_ref().expect("a status");
+        assert_eq!(status.code, status::StatusCode::Error as i32);
+        assert_eq!(
+            status.message,
+            "Job has reached the specified backoff limit"
+        );
+        let has = |k: &str, v: &str| {
+            hook.attributes
+                .iter()
+                .any(|kv| kv.key == k && format!("{:?}", kv.value).contains(v))
+        };
+        assert!(has(semconv::HPCOTEL_ARGOCD_HOOK_TYPE, "PreSync"));
+        assert!(has(semconv::HPCOTEL_ARGOCD_HOOK_PHASE, "Failed"));
+        // A plain resource stays `hookPhase: Running` in a stored successful result: no error.
+        let ok = SyncedResource::applied("apps", "Deployment", "ml", "trainer");
+        let r = super::SyncedResource {
+            kind: ok.kind,
+            namespace: ok.namespace,
+            name: ok.name,
+            status: ok.status,
+            message: ok.message,
+            hook_type: None,
+            hook_phase: Some(ok.hook_phase),
+            sync_phase: Some(ok.sync_phase),
+        };
+        assert!(!r.failed());
+    }
+
+    #[test]
+    fn multi_source_and_hydrated_apps_name_their_primary_source() {
+        use hpcotel_testkit::kube::fixtures::{App, AppOperation, AppSource};
+        // A chart from a Helm repository with values from a `ref` Git source, listed first.
+        let mut app = App::new("argocd", "train", "uid-app", "unused", "ml", "");
+        app.sources = vec![
+            AppSource {
+                repo_url: "https://git.example.com/ml/values.git".into(),
+                ref_name: "values".into(),
+                target_revision: "main".into(),
+                ..Default::default()
+            },
+            AppSource {
+                repo_url: "https://charts.example.com".into(),
+                chart: "trainer".into(),
+                target_revision: "1.2.3".into(),
+                ..Default::default()
+            },
+        ];
+        app.sync_revisions = vec!["v-sha".into(), "1.2.3".into()];
+        app.operation = Some(AppOperation {
+            phase: "Running".into(),
+            started_at: "2026-11-25T07:00:00Z".into(),
+            requested: vec!["v-sha".into(), "1.2.3".into()],
+            result: Some((vec!["v-sha".into(), "1.2.3".into()], Vec::new())),
+            ..Default::default()
+        });
+        let json = app.build();
+        assert_eq!(
+            json["status"]["operationState"]["syncResult"]["revision"],
+            ""
+        );
+        let op = operation(&serde_json::from_value(json).unwrap()).unwrap();
+        assert_eq!(
+            op.revision, "1.2.3",
+            "the source that renders the manifests"
+        );
+        assert_eq!(op.repo_url.as_deref(), Some("https://charts.example.com"));
+        // A source-hydrator app has no spec.source(s): the hydrated branch of its repository.
+        let mut app = App::new("argocd", "web", "uid-web", "unused", "web", "hydrated-sha");
+        app.sources.clear();
+        app.hydrator = Some((
+            "https://git.example.com/web.git".into(),
+            "environments/prod".into(),
+            "apps/web".into(),
+        ));
+        let obj = serde_json::from_value(app.build()).unwrap();
+        let a = super::super::convert::argo_app(&obj, None, "argocd");
+        assert_eq!(
+            a.repo_url.as_deref(),
+            Some("https://git.example.com/web.git")
+        );
+        assert_eq!(a.sync_revision.as_deref(), Some("hydrated-sha"));
     }
 }

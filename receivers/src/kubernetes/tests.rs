@@ -699,7 +699,7 @@ async fn events_join_the_rollout_of_their_namespace_once_each() {
         }
     }
     let started_ns = convert::rfc3339_nanos(&started).unwrap();
-    let trace = rollout_trace_id("uid-app-train", "ccc", started_ns).to_vec();
+    let trace = rollout_trace_id("uid-app-train", started_ns).to_vec();
     let reason = |l: &opentelemetry_proto::tonic::logs::v1::LogRecord| {
         l.attributes
             .iter()
@@ -944,12 +944,8 @@ async fn keda_condition_changes_join_the_rollout_and_survive_a_relist() {
     let l = next_log(&mut rx).await;
     assert_eq!(condition(&l, semconv_keys::TYPE).as_deref(), Some("Active"));
     assert_eq!(condition(&l, semconv_keys::STATUS).as_deref(), Some("True"));
-    let trace = rollout_trace_id(
-        "uid-app-train",
-        "ccc",
-        convert::rfc3339_nanos(&started).unwrap(),
-    )
-    .to_vec();
+    let trace =
+        rollout_trace_id("uid-app-train", convert::rfc3339_nanos(&started).unwrap()).to_vec();
     assert_eq!(l.trace_id, trace);
     // The watch drops and history is compacted; meanwhile the scaler falls back. After the
     // relist exactly that transition is logged (not Active again).

@@ -2,9 +2,17 @@
 //! rollout's trace is complete, exactly once per operation.
 //!
 //! A rollout is complete when its sync failed, or when, after the sync ended, a later update
-//! shows the Application Healthy or Degraded (the update that ends a sync can still carry the
-//! health from before it — a fix-forward sync of a Degraded app must not read as failed), or
-//! when `settle_timeout` has passed since the end. Exported
+//! shows the Application settled — Healthy, Suspended (an app holding a suspended CronJob or
+//! a paused Deployment stays Suspended for good) or Degraded (the update that ends a sync can
+//! still carry the health from before it — a fix-forward sync of a Degraded app must not read
+//! as failed) — or when `settle_timeout` has passed since the end.
+//!
+//! An Application runs one operation at a time, so operations wait keyed by Application:
+//! retries keep the operation (Argo CD keeps `startedAt`, and with `retry.refresh` clears the
+//! revision and `syncResult` between attempts and resolves the latest revision), a new
+//! `startedAt` ends the wait of the one before (settled as last seen, or, when its end was
+//! never seen, dropped with a log line: its outcome is unknown), and a deleted Application
+//! ends its wait the same way. Exported
 //! operations are remembered (in `state_file` when configured, so a restart does not repeat
 //! them; otherwise syncs that ended before this collector started count as exported by the
 //! previous run). An operation in flight when the collector restarts is completed by the new
@@ -40,6 +48,7 @@ pub struct Tracker {
     started_unix_nano: u64,
     exported: HashSet<String>,
     order: VecDeque<String>,
+    /// Application UID → its operation waiting to complete.
     pending: HashMap<String, Pending>,
     /// The remembered set is the whole truth (a state file, or what the previous leader
     /// published): syncs that ended before the start and are not in it were not exported.
@@ -48,8 +57,11 @@ pub struct Tracker {
     published: Option<Exported>,
 }
 
+/// Health states a rollout settles in (Argo CD's order: Healthy < Suspended < Progressing <
+/// Missing < Degraded < Unknown; Progressing and Missing are on their way, Unknown says
+/// nothing).
 fn settled_health(h: &str) -> bool {
-    matches!(h, "Healthy" | "Degraded")
+    matches!(h, "Healthy" | "Suspended" | "Degraded")
 }
 
 impl Tracker {
@@ -133,7 +145,13 @@ impl Tracker {
 
     fn export(&mut self, op: Operation, settled: Settled) -> Vec<Span> {
         let key = op.key();
-        self.pending.remove(&key);
+        if self
+            .pending
+            .get(&op.app_uid)
+            .is_some_and(|p| p.op.key() == key)
+        {
+            self.pending.remove(&op.app_uid);
+        }
         if let Some(p) = &self.published
             && let Ok(mut p) = p.lock()
         {
@@ -147,6 +165,33 @@ impl Tracker {
         rollout::spans(&op, &settled)
     }
 
+    /// Ends the wait of an Application's operation that will see no further update (a newer
+    /// operation started at `at`, or the Application was deleted): a finished sync settles
+    /// as last seen; one whose end was never seen is dropped, as its outcome is unknown.
+    fn end_wait(&mut self, app_uid: &str, at: u64) -> Option<Vec<Span>> {
+        let p = self.pending.remove(app_uid)?;
+        if !p.op.finished() {
+            tracing::info!(app = %p.op.app, namespace = %p.op.app_namespace, started = p.op.started_unix_nano, "Argo CD sync ended unseen (a newer operation or a deletion came first); no rollout trace for it");
+            return None;
+        }
+        let ended = p.op.finished_unix_nano.unwrap_or(at);
+        let timed_out = !settled_health(&p.last_health);
+        Some(self.export(
+            p.op,
+            Settled {
+                health: p.last_health,
+                at_unix_nano: at.max(ended),
+                timed_out,
+            },
+        ))
+    }
+
+    /// An Application was deleted at `now`: the spans of the rollout this completes, if any.
+    pub fn deleted(&mut self, app: &DynamicObject, now: u64) -> Vec<Vec<Span>> {
+        let uid = app.metadata.uid.clone().unwrap_or_default();
+        self.end_wait(&uid, now).into_iter().collect()
+    }
+
     /// An Application was seen (listed or watched) at `now`: the spans of every rollout this
     /// completes.
     pub fn observe(&mut self, app: &DynamicObject, now: u64) -> Vec<Vec<Span>> {
@@ -154,28 +199,44 @@ impl Tracker {
             return Vec::new();
         };
         let key = op.key();
+        let mut out = Vec::new();
+        // A newer operation of this Application: the one before sees no further update.
+        if self
+            .pending
+            .get(&op.app_uid)
+            .is_some_and(|p| p.op.key() != key)
+        {
+            out.extend(self.end_wait(&op.app_uid, op.started_unix_nano));
+        }
         if self.exported.contains(&key) {
-            return Vec::new();
+            return out;
         }
         let health = rollout::health(app).unwrap_or_else(|| "Unknown".into());
         if !op.finished() {
+            // Running (a retry between attempts too): the latest view of the operation,
+            // keeping the revision it had when a retry with `refresh` has cleared it.
+            let revision = match self.pending.get(&op.app_uid) {
+                Some(p) if op.revision.is_empty() => p.op.revision.clone(),
+                _ => op.revision.clone(),
+            };
+            let uid = op.app_uid.clone();
             self.pending.insert(
-                key,
+                uid,
                 Pending {
-                    op,
+                    op: Operation { revision, ..op },
                     seen_finished: false,
                     last_health: health,
                 },
             );
-            return Vec::new();
+            return out;
         }
-        let known = self.pending.contains_key(&key);
+        let known = self.pending.contains_key(&op.app_uid);
         let ended = op.finished_unix_nano.unwrap_or(now);
         if !known && !self.authoritative && ended < self.started_unix_nano {
             // Ended before this collector started and never seen in flight: the previous
             // run exported it (there is no state file to say otherwise).
             self.remember(key);
-            return Vec::new();
+            return out;
         }
         // A failed sync is the end of the story. Health is not: the update that ends a sync
         // can still carry the health from before it (Healthy or Degraded alike).
@@ -185,9 +246,10 @@ impl Tracker {
                 at_unix_nano: now.max(ended),
                 timed_out: false,
             };
-            return vec![self.export(op, settled)];
+            out.push(self.export(op, settled));
+            return out;
         }
-        let entry = self.pending.entry(key).or_insert(Pending {
+        let entry = self.pending.entry(op.app_uid.clone()).or_insert(Pending {
             op: op.clone(),
             seen_finished: false,
             last_health: health.clone(),
@@ -198,16 +260,16 @@ impl Tracker {
         entry.last_health = health.clone();
         if complete {
             let op = entry.op.clone();
-            return vec![self.export(
+            out.push(self.export(
                 op,
                 Settled {
                     health,
                     at_unix_nano: now.max(ended),
                     timed_out: false,
                 },
-            )];
+            ));
         }
-        Vec::new()
+        out
     }
 
     /// Time passed: the spans of rollouts whose settle window ended by `now`.
@@ -233,7 +295,7 @@ impl Tracker {
                 p.op.finished_unix_nano
                     .unwrap_or(now)
                     .saturating_add(settle);
-            // Healthy the whole window without a later update: a settled success.
+            // Settled the whole window without a later update: a settled end.
             let timed_out = !settled_health(&p.last_health);
             let settled = Settled {
                 health: p.last_health,
@@ -488,5 +550,192 @@ mod tests {
             1,
             "ended before the takeover but not exported: emitted"
         );
+    }
+
+    use hpcotel_testkit::kube::fixtures::{App, AppOperation, SyncedResource};
+
+    /// App `team-a/web` (controller in `argocd`, retry limit 3 with `refresh`) with an
+    /// operation started at 07:00:00.
+    fn web(op: AppOperation, health: &str) -> DynamicObject {
+        let mut app = App::new(
+            "team-a",
+            "web",
+            "uid-web",
+            "https://git.example.com/team-a/web.git",
+            "team-a",
+            "aaa",
+        );
+        app.retry = Some((3, true));
+        app.health = health.into();
+        app.operation = Some(AppOperation {
+            started_at: "2026-11-25T07:00:00Z".into(),
+            retry: Some((3, true)),
+            ..op
+        });
+        serde_json::from_value(app.build()).unwrap()
+    }
+
+    fn running(revision: &str) -> AppOperation {
+        AppOperation {
+            phase: "Running".into(),
+            message: "waiting for healthy state of apps/Deployment/web".into(),
+            requested: vec![revision.into()],
+            result: Some((
+                vec![revision.into()],
+                vec![SyncedResource::applied(
+                    "apps",
+                    "Deployment",
+                    "team-a",
+                    "web",
+                )],
+            )),
+            ..Default::default()
+        }
+    }
+
+    fn attr(span: &Span, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| hpcotel_testkit::sink::any_value_string(kv.value.as_ref()?))
+    }
+
+    #[test]
+    fn a_suspended_application_settles_as_a_success() {
+        let start = ts("2026-11-25T06:00:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        let done = AppOperation {
+            phase: "Succeeded".into(),
+            message: "successfully synced (all tasks run)".into(),
+            finished_at: Some("2026-11-25T07:00:10Z".into()),
+            ..running("aaa")
+        };
+        assert!(
+            t.observe(
+                &web(done.clone(), "Progressing"),
+                ts("2026-11-25T07:00:11Z")
+            )
+            .is_empty()
+        );
+        // The app holds a suspended CronJob: Suspended for good, a settled state.
+        let out = t.observe(&web(done, "Suspended"), ts("2026-11-25T07:00:20Z"));
+        assert_eq!(out.len(), 1, "settled at once, not after the 10 min window");
+        let root = &out[0][0];
+        assert_eq!(root.status.as_ref().unwrap().code, 1, "OK");
+        assert_eq!(
+            attr(root, semconv::CICD_PIPELINE_RESULT).as_deref(),
+            Some("success")
+        );
+        assert_eq!(
+            attr(root, semconv::HPCOTEL_ARGOCD_HEALTH_STATUS).as_deref(),
+            Some("Suspended")
+        );
+        assert_eq!(t.pending(), 0);
+    }
+
+    use hpcotel_core::semconv;
+
+    #[test]
+    fn a_retry_with_refresh_is_one_rollout_of_the_revision_it_ended_with() {
+        let start = ts("2026-11-25T06:00:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        let first = t.observe(
+            &web(running("aaa"), "Progressing"),
+            ts("2026-11-25T07:00:01Z"),
+        );
+        assert!(first.is_empty());
+        // The first attempt failed: Argo CD keeps the phase Running, sets finishedAt and
+        // counts the retry.
+        let mut failed = running("aaa");
+        failed.message =
+            "one or more objects failed to apply. Retrying attempt #1 at 7:00AM.".into();
+        failed.finished_at = Some("2026-11-25T07:00:05Z".into());
+        failed.retry_count = 1;
+        failed.result.as_mut().unwrap().1[0].status = "SyncFailed".into();
+        failed.result.as_mut().unwrap().1[0].hook_phase = "Failed".into();
+        assert!(
+            t.observe(&web(failed, "Progressing"), ts("2026-11-25T07:00:06Z"))
+                .is_empty()
+        );
+        // The retry starts: with `refresh`, revision and syncResult are cleared.
+        let retrying = AppOperation {
+            phase: "Running".into(),
+            message: "Retrying operation with latest revisions. Attempt #1".into(),
+            retry_count: 1,
+            ..Default::default()
+        };
+        assert!(
+            t.observe(&web(retrying, "Progressing"), ts("2026-11-25T07:00:11Z"))
+                .is_empty()
+        );
+        // ... and resolves the latest revision, bbb, which succeeds.
+        let mut done = running("bbb");
+        done.phase = "Succeeded".into();
+        done.message = "successfully synced (all tasks run) (retried 1 times).".into();
+        done.finished_at = Some("2026-11-25T07:00:20Z".into());
+        done.retry_count = 1;
+        assert!(
+            t.observe(
+                &web(done.clone(), "Progressing"),
+                ts("2026-11-25T07:00:21Z")
+            )
+            .is_empty()
+        );
+        let out = t.observe(&web(done, "Healthy"), ts("2026-11-25T07:00:30Z"));
+        assert_eq!(
+            out.len(),
+            1,
+            "one trace for the operation, retries included"
+        );
+        assert_eq!(
+            t.pending(),
+            0,
+            "nothing left waiting under the old revision"
+        );
+        let root = &out[0][0];
+        assert_eq!(
+            attr(root, semconv::VCS_REF_HEAD_REVISION).as_deref(),
+            Some("bbb")
+        );
+        assert_eq!(
+            root.trace_id,
+            hpcotel_core::catalog::rollout_trace_id("uid-web", ts("2026-11-25T07:00:00Z")).to_vec(),
+            "the trace id the operation had from its start"
+        );
+        assert!(t.tick(ts("2026-11-25T09:00:00Z")).is_empty());
+    }
+
+    #[test]
+    fn a_newer_operation_or_a_deletion_ends_the_wait_of_the_one_before() {
+        let start = ts("2026-11-25T06:00:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        let mut done = running("aaa");
+        done.phase = "Succeeded".into();
+        done.finished_at = Some("2026-11-25T07:00:10Z".into());
+        assert!(
+            t.observe(
+                &web(done.clone(), "Progressing"),
+                ts("2026-11-25T07:00:11Z")
+            )
+            .is_empty()
+        );
+        assert!(
+            t.observe(&web(done, "Progressing"), ts("2026-11-25T07:00:12Z"))
+                .is_empty()
+        );
+        // A new sync starts before the first one settled: the first is complete as seen.
+        let mut next = web(running("bbb"), "Progressing");
+        next.data["status"]["operationState"]["startedAt"] =
+            serde_json::json!("2026-11-25T07:05:00Z");
+        let out = t.observe(&next, ts("2026-11-25T07:05:01Z"));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            attr(&out[0][0], semconv::CICD_PIPELINE_RESULT).as_deref(),
+            Some("timeout")
+        );
+        assert_eq!(t.pending(), 1, "the new one waits");
+        // The app is deleted while the new sync runs: its end is unknown, nothing is made up.
+        assert!(t.deleted(&next, ts("2026-11-25T07:06:00Z")).is_empty());
+        assert_eq!(t.pending(), 0);
     }
 }

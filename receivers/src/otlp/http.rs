@@ -451,8 +451,10 @@ fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Batch, Stri
     })
 }
 
-/// JSON goes through [`super::json::decode`], which reads the doubles opentelemetry-proto's
-/// mapping cannot (`"NaN"`, `"Infinity"`, doubles written as strings).
+/// JSON goes through [`super::json::decode`], which reads what the protobuf JSON mapping
+/// allows and opentelemetry-proto's mapping cannot: proto field names as keys, enum names,
+/// `null`, members protobuf's printer leaves out (`{"arrayValue":{}}`), integers and doubles
+/// written as strings (`"NaN"`, `"Infinity"`).
 fn decode_message<T: Message + Default + super::json::Repair>(
     encoding: Encoding,
     body: &[u8],

@@ -1,30 +1,66 @@
-//! Corrections to opentelemetry-proto's OTLP/JSON mapping.
+//! OTLP/JSON decoding: opentelemetry-proto's serde mapping, completed where it reads less
+//! than the protobuf JSON mapping that OTLP/JSON follows.
 //!
-//! The protobuf JSON mapping, which OTLP/JSON follows, writes a non-finite double as the
-//! string `"NaN"`, `"Infinity"` or `"-Infinity"` and allows any double as a string
-//! (`"2.5"`). opentelemetry-proto 0.33 reads such strings only in a summary's
-//! `quantileValues`; elsewhere it fails on them, in one of two ways:
+//! A body is first decoded with opentelemetry-proto 0.33's mapping alone. That result stands
+//! when it decoded, lost no value (below) and no member name of the body holds an
+//! underscore or an escape sequence (a byte scan, [`has_unusual_name`]), which is so for
+//! every body written as the OTLP specification asks; the canonical body costs one scan
+//! extra. Otherwise [`decode`] rewrites the body's JSON tree into the form the mapping reads
+//! and decodes that.
 //!
-//! - where a double is read directly (an `AnyValue`'s `doubleValue` in the attributes of a
-//!   resource, scope, span, span event, link or log record, or in a log body), the whole
-//!   request fails to decode;
-//! - inside a metric, whose data and whose points' and exemplars' values are oneofs
+//! What the mapping misses, and what [`normalise`] does about it (rules keyed by member
+//! name, which is safe because OTLP's JSON names mean one thing wherever they occur):
+//!
+//! - **Original proto field names.** The mapping reads only lowerCamelCase keys and ignores
+//!   any other key as an unknown field, so `{"trace_id": ...}` or `{"resource_spans": ...}`
+//!   was answered 200 with the data dropped. The OTLP specification says senders MUST use
+//!   lowerCamelCase; the protobuf JSON mapping says parsers accept both the proto field name
+//!   and its lowerCamelCase JSON name, and so do protobuf's parsers and the OpenTelemetry
+//!   Collector. hpcotel accepts both: a key made of lowercase letters, digits and
+//!   underscores is the proto name of the field whose JSON name is its lowerCamelCase form
+//!   (`trace_id` -> `traceId`, as protoc derives JSON names). A field given under both
+//!   spellings in one object is a 400 naming both and where.
+//! - **Members protobuf's printer leaves out.** The mapping requires `values` in an
+//!   `ArrayValue` and a `KeyValueList`, `key` in a `KeyValue`, and every field of an
+//!   `EntityRef`, but protobuf's printer omits empty fields: an empty array or map attribute
+//!   is `{"arrayValue":{}}` / `{"kvlistValue":{}}`, and failed the whole request. A missing
+//!   one is the field's default (an empty list or string).
+//! - **`null`**, which the protobuf JSON mapping reads as the field's default; the mapping
+//!   fails on it for strings, numbers and lists. A `null` member is dropped.
+//! - **Enum names** (`"kind": "SPAN_KIND_SERVER"`), which protobuf's printer writes by
+//!   default. The OTLP specification says senders MUST write the integer; protobuf's parsers
+//!   and the OpenTelemetry Collector accept either, as hpcotel now does for `kind`, `code`
+//!   (span status), `severityNumber` and `aggregationTemporality`. An unknown name stays a
+//!   400.
+//! - **32-bit integers written as strings** (`"droppedAttributesCount": "3"`, `"flags": "1"`),
+//!   which the protobuf JSON mapping allows for every integer; the mapping reads 64-bit ones
+//!   only.
+//! - **Doubles written as strings.** The protobuf JSON mapping writes a non-finite double as
+//!   `"NaN"`, `"Infinity"` or `"-Infinity"` and allows any double as a string (`"2.5"`).
+//!   opentelemetry-proto reads such strings only in a summary's `quantileValues`; elsewhere
+//!   it fails on them, in one of two ways. Where a double is read directly (an `AnyValue`'s
+//!   `doubleValue` in any attributes or a log body), the whole request fails to decode.
+//!   Inside a metric, whose data and whose points' and exemplars' values are oneofs
 //!   deserialized through `#[serde(flatten)]` into an `Option`, the error is swallowed: a
 //!   gauge or sum point, or an exemplar, with a string `asDouble` silently loses its value,
 //!   and a string `sum`, `min`, `max` or `zeroThreshold` of a histogram, exponential
-//!   histogram or summary point (or a string `doubleValue` in a point's attributes) silently
-//!   loses the metric's whole data.
+//!   histogram or summary point (or a string `doubleValue` in a point's attributes)
+//!   silently loses the metric's whole data. Such a loss (a metric, point or exemplar left
+//!   without a value) also sends a body down the slow path. There:
+//!   1. in a copy of the rewritten tree, every string under a double-valued key
+//!      ([`DOUBLE_KEYS`]) that reads as a double becomes a number (the value itself when
+//!      finite, a placeholder 0 when not, as a JSON number cannot be NaN or infinite), so
+//!      that the request decodes;
+//!   2. a walk over the decoded request beside the rewritten tree then puts back every
+//!      double that was written as a string, so NaN stays NaN and ±Infinity stays
+//!      ±Infinity, restores the values of points and exemplars, and reports what it could
+//!      not read (naming the metric) instead of passing on a metric or point without its
+//!      value.
 //!
-//! [`decode`] therefore decodes as usual and only when that failed, or left a metric, point
-//! or exemplar without a value, repairs from the body's JSON tree:
-//!
-//! 1. in a copy of the tree, every string under a double-valued key ([`DOUBLE_KEYS`]) that
-//!    reads as a double becomes a number (the value itself when finite, a placeholder 0 when
-//!    not, as a JSON number cannot be NaN or infinite), so that the request decodes;
-//! 2. a walk over the decoded request beside the original tree then puts back every double
-//!    that was written as a string, so NaN stays NaN and ±Infinity stays ±Infinity, restores
-//!    the values of points and exemplars, and reports what it could not read (naming the
-//!    metric) instead of passing on a metric or point without its value.
+//! Unknown fields are ignored, as the OTLP specification requires of receivers (protobuf's
+//! parsers would refuse them). Trace and span ids are hex (any case), as OTLP/JSON
+//! specifies; the mapping refuses base64 or other text with a 400. 64-bit integers are read
+//! as strings or numbers by the mapping itself.
 
 use std::fmt;
 
@@ -32,13 +68,15 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::metrics::v1::{
-    Exemplar, NumberDataPoint, exemplar, metric::Data, number_data_point,
+    AggregationTemporality, Exemplar, NumberDataPoint, exemplar, metric::Data, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// The keys of the double fields opentelemetry-proto cannot read from a string (a summary's
 /// `quantile` and `value` it reads itself). No string-valued OTLP field has one of these
@@ -52,6 +90,24 @@ const DOUBLE_KEYS: [&str; 6] = [
     "zeroThreshold",
 ];
 
+/// The keys of the 32-bit integer and enum fields, which opentelemetry-proto reads only from
+/// a JSON number.
+const INT32_KEYS: [&str; 10] = [
+    "kind",
+    "code",
+    "severityNumber",
+    "aggregationTemporality",
+    "flags",
+    "droppedAttributesCount",
+    "droppedEventsCount",
+    "droppedLinksCount",
+    "scale",
+    "offset",
+];
+
+/// The keys whose value is a list of `KeyValue`s (besides a `kvlistValue`'s `values`).
+const KEY_VALUE_LISTS: [&str; 3] = ["attributes", "filteredAttributes", "metadata"];
+
 /// A location in a request, for error messages; built only when one is needed.
 type Where<'a> = &'a dyn Fn() -> String;
 
@@ -63,33 +119,233 @@ pub(super) trait Repair: DeserializeOwned {
         false
     }
 
-    /// Step 2 of the module docs: puts back the doubles `original` (the body's tree) holds
-    /// as strings. `decodable` is the tree the request was decoded from.
+    /// Step 2 of the module docs: puts back the doubles `original` (the rewritten body's
+    /// tree) holds as strings. `decodable` is the tree the request was decoded from.
     fn restore(&mut self, original: &Value, decodable: &Value) -> Result<(), String>;
 }
 
-/// Decodes the OTLP/JSON `body` of an `Export*ServiceRequest` called `name`, reading doubles
-/// written as strings (`"NaN"`, `"Infinity"`, `"-Infinity"`, `"2.5"`) wherever they may be.
-/// Costs nothing extra for a body that decodes plainly without losing a value.
+/// Decodes the OTLP/JSON `body` of an `Export*ServiceRequest` called `name`, as the module
+/// docs describe. Costs one byte scan extra for a body that decodes plainly without losing
+/// a value.
 pub(super) fn decode<T: Repair>(body: &[u8], name: &str) -> Result<T, String> {
     let bad = |e: &dyn fmt::Display| format!("could not decode {name} JSON: {e}");
     let plain = serde_json::from_slice::<T>(body);
     if let Ok(req) = &plain
         && !req.lost_values()
+        && !has_unusual_name(body)
     {
         return plain.map_err(|e| bad(&e));
     }
-    let original: Value = serde_json::from_slice(body).map_err(|e| bad(&e))?;
+    let mut original: Value = serde_json::from_slice(body).map_err(|e| bad(&e))?;
+    let rewritten = normalise(&mut original, Shape::Other, &Path::Root).map_err(|e| bad(&e))?;
     let mut decodable = original.clone();
-    let mut req = if make_decodable(&mut decodable) {
+    let mut req = if make_decodable(&mut decodable) | rewritten {
         T::deserialize(&decodable).map_err(|e| bad(&e))?
     } else {
-        // No double written as a string: the plain result stands (an error keeps its line
-        // and column); the walk below still reports a value it lost.
+        // Nothing to rewrite: the plain result stands (an error keeps its line and column);
+        // the walk below still reports a value it lost.
         plain.map_err(|e| bad(&e))?
     };
     req.restore(&original, &decodable).map_err(|e| bad(&e))?;
     Ok(req)
+}
+
+/// Whether some member name in the JSON text `body` holds an underscore (a proto field
+/// name such as `trace_id`) or an escape sequence (which could spell one, `trace\u005fid`).
+/// Strings that are values (attribute keys, names) do not count: a member name is a string
+/// followed by a colon.
+fn has_unusual_name(body: &[u8]) -> bool {
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let mut unusual = false;
+        i += 1;
+        while i < body.len() {
+            match body[i] {
+                b'"' => break,
+                b'\\' => {
+                    unusual = true;
+                    i += 2;
+                }
+                b'_' => {
+                    unusual = true;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+        }
+        i += 1;
+        if unusual {
+            let after = body.get(i..).unwrap_or_default();
+            if after.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':') {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A place in the body's JSON tree, for error messages.
+enum Path<'a> {
+    Root,
+    Member(&'a Path<'a>, &'a str),
+    Item(&'a Path<'a>, usize),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root => f.write_str("the request"),
+            Path::Member(Path::Root, key) => f.write_str(key),
+            Path::Member(parent, key) => write!(f, "{parent}.{key}"),
+            Path::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// What an object of the tree is, as far as [`normalise`] needs to know: the messages whose
+/// members opentelemetry-proto requires.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Other,
+    /// An `arrayValue` (an `ArrayValue`).
+    Array,
+    /// A `kvlistValue` (a `KeyValueList`).
+    KvList,
+    KeyValue,
+    EntityRef,
+}
+
+impl Shape {
+    /// The members opentelemetry-proto requires of this message; each defaults to an empty
+    /// list when it is plural, else to an empty string.
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            Shape::Other => &[],
+            Shape::Array | Shape::KvList => &["values"],
+            Shape::KeyValue => &["key"],
+            Shape::EntityRef => &["schemaUrl", "type", "idKeys", "descriptionKeys"],
+        }
+    }
+
+    /// The shape of the value, or of each item of the list, under member `key` of an
+    /// object of this shape.
+    fn of_member(self, key: &str) -> Shape {
+        match key {
+            "arrayValue" => Shape::Array,
+            "kvlistValue" => Shape::KvList,
+            "values" if self == Shape::KvList => Shape::KeyValue,
+            "entityRefs" => Shape::EntityRef,
+            k if KEY_VALUE_LISTS.contains(&k) => Shape::KeyValue,
+            _ => Shape::Other,
+        }
+    }
+}
+
+/// The lowerCamelCase JSON name of `key` when `key` is a proto field name that differs from
+/// it (`trace_id` -> `traceId`).
+fn json_name(key: &str) -> Option<String> {
+    let proto_name = key.contains('_')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !proto_name {
+        return None;
+    }
+    let mut name = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else {
+            name.push(if upper { c.to_ascii_uppercase() } else { c });
+            upper = false;
+        }
+    }
+    Some(name)
+}
+
+/// The number of enum value `name` of the enum field `key`.
+fn enum_number(key: &str, name: &str) -> Option<i32> {
+    match key {
+        "kind" => SpanKind::from_str_name(name).map(|e| e as i32),
+        "code" => StatusCode::from_str_name(name).map(|e| e as i32),
+        "severityNumber" => SeverityNumber::from_str_name(name).map(|e| e as i32),
+        "aggregationTemporality" => AggregationTemporality::from_str_name(name).map(|e| e as i32),
+        _ => None,
+    }
+}
+
+/// Rewrites `json`, an object of `shape` (or anything else) at `path`, into the form
+/// opentelemetry-proto's mapping reads, as the module docs list; returns whether it changed
+/// anything. Fails only on a field given under both its names.
+fn normalise(json: &mut Value, shape: Shape, path: &Path) -> Result<bool, String> {
+    match json {
+        Value::Object(map) => normalise_object(map, shape, path),
+        Value::Array(items) => {
+            let mut changed = false;
+            for (i, item) in items.iter_mut().enumerate() {
+                changed |= normalise(item, shape, &Path::Item(path, i))?;
+            }
+            Ok(changed)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn normalise_object(
+    map: &mut Map<String, Value>,
+    shape: Shape,
+    path: &Path,
+) -> Result<bool, String> {
+    let mut changed = false;
+    let renames: Vec<(String, String)> = map
+        .keys()
+        .filter_map(|k| json_name(k).map(|name| (k.clone(), name)))
+        .collect();
+    for (proto_name, name) in renames {
+        if map.contains_key(&name) {
+            return Err(format!(
+                "{path}: field given twice, as '{proto_name}' and as '{name}'"
+            ));
+        }
+        let v = map.remove(&proto_name).unwrap_or_default();
+        map.insert(name, v);
+        changed = true;
+    }
+    let before = map.len();
+    map.retain(|_, v| !v.is_null());
+    changed |= map.len() != before;
+    for key in shape.required() {
+        if !map.contains_key(*key) {
+            let empty = if key.ends_with('s') {
+                Value::Array(Vec::new())
+            } else {
+                Value::String(String::new())
+            };
+            map.insert((*key).to_owned(), empty);
+            changed = true;
+        }
+    }
+    for (key, v) in map.iter_mut() {
+        if let Value::String(s) = v
+            && INT32_KEYS.contains(&key.as_str())
+        {
+            let number = enum_number(key, s)
+                .map(i64::from)
+                .or_else(|| s.parse().ok());
+            if let Some(n) = number {
+                *v = Value::from(n);
+                changed = true;
+            }
+            continue;
+        }
+        changed |= normalise(v, shape.of_member(key), &Path::Member(path, key))?;
+    }
+    Ok(changed)
 }
 
 /// Step 1 of the module docs; returns whether it changed anything.

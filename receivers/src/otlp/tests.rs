@@ -1227,6 +1227,370 @@ async fn http_json_doubles_that_are_no_numbers_are_a_400() {
     h.stop().await;
 }
 
+// ---------------------------------------------------------------- OTLP/JSON as others write it
+
+/// An empty `ArrayValue`.
+fn empty_array() -> any_value::Value {
+    any_value::Value::ArrayValue(proto::common::v1::ArrayValue::default())
+}
+
+/// An empty `KeyValueList`.
+fn empty_kvlist() -> any_value::Value {
+    any_value::Value::KvlistValue(proto::common::v1::KeyValueList::default())
+}
+
+#[tokio::test]
+async fn http_json_empty_arrays_and_kvlists_decode_to_empty_values() {
+    // protobuf's JSON printer writes an empty ArrayValue or KeyValueList as `{}` (it omits
+    // the empty repeated `values`); before, each of these bodies was a 400.
+    let mut h = Harness::all(8).await;
+    let body = r#"{"resourceSpans":[{"resource":{"attributes":[
+        {"key":"r","value":{"kvlistValue":{}}}]},
+      "scopeSpans":[{"spans":[{"name":"s","attributes":[
+        {"key":"a","value":{"arrayValue":{}}},
+        {"key":"m","value":{"kvlistValue":{}}},
+        {"key":"null","value":{"arrayValue":{"values":null}}},
+        {"key":"nested","value":{"arrayValue":{"values":[{"arrayValue":{}},{"kvlistValue":{}}]}}},
+        {"key":"deep","value":{"kvlistValue":{"values":[{"key":"inner","value":{"arrayValue":{}}}]}}}
+      ]}]}]}]}"#;
+    let Batch::Traces(rs) = post_json_ok(&mut h, "/v1/traces", body).await else {
+        panic!("expected traces")
+    };
+    let resource = rs[0].resource.as_ref().unwrap();
+    assert_eq!(attr(&resource.attributes, "r"), Some(&empty_kvlist()));
+    let span = &rs[0].scope_spans[0].spans[0];
+    assert_eq!(attr(&span.attributes, "a"), Some(&empty_array()));
+    assert_eq!(attr(&span.attributes, "m"), Some(&empty_kvlist()));
+    assert_eq!(attr(&span.attributes, "null"), Some(&empty_array()));
+    let Some(any_value::Value::ArrayValue(nested)) = attr(&span.attributes, "nested") else {
+        panic!(
+            "expected an array, got {:?}",
+            attr(&span.attributes, "nested")
+        )
+    };
+    let nested: Vec<_> = nested.values.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(nested, [Some(empty_array()), Some(empty_kvlist())]);
+    let Some(any_value::Value::KvlistValue(deep)) = attr(&span.attributes, "deep") else {
+        panic!(
+            "expected a kvlist, got {:?}",
+            attr(&span.attributes, "deep")
+        )
+    };
+    assert_eq!(attr(&deep.values, "inner"), Some(&empty_array()));
+
+    // In a metric point's attributes (behind opentelemetry-proto's flattened oneofs).
+    let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":
+        {"dataPoints":[{"asInt":"1","attributes":[{"key":"a","value":{"arrayValue":{}}}]}]}}]}]}]}"#;
+    let Batch::Metrics(rm) = post_json_ok(&mut h, "/v1/metrics", body).await else {
+        panic!("expected metrics")
+    };
+    let Some(proto::metrics::v1::metric::Data::Gauge(g)) = &rm[0].scope_metrics[0].metrics[0].data
+    else {
+        panic!(
+            "expected a gauge, got {:?}",
+            rm[0].scope_metrics[0].metrics[0].data
+        )
+    };
+    assert_eq!(
+        attr(&g.data_points[0].attributes, "a"),
+        Some(&empty_array())
+    );
+
+    // As a log body.
+    let body = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"kvlistValue":{}}}]}]}]}"#;
+    let Batch::Logs(rl) = post_json_ok(&mut h, "/v1/logs", body).await else {
+        panic!("expected logs")
+    };
+    let record = &rl[0].scope_logs[0].log_records[0];
+    assert_eq!(record.body.as_ref().unwrap().value, Some(empty_kvlist()));
+    h.stop().await;
+}
+
+/// `json` with every member name turned into its proto field name (`traceId` ->
+/// `trace_id`), as protobuf's printer writes with `preserving_proto_field_name`.
+fn proto_names(json: &serde_json::Value) -> serde_json::Value {
+    match json {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let mut name = String::new();
+                    for c in k.chars() {
+                        if c.is_ascii_uppercase() {
+                            name.push('_');
+                        }
+                        name.push(c.to_ascii_lowercase());
+                    }
+                    (name, proto_names(v))
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => items.iter().map(proto_names).collect(),
+        other => other.clone(),
+    }
+}
+
+/// A traces body using every field of every message it holds, in lowerCamelCase.
+const EVERY_SPAN_FIELD_JSON: &str = r#"{"resourceSpans":[{
+  "resource":{"attributes":[{"key":"service.name","value":{"stringValue":"trainer"}}],
+    "droppedAttributesCount":1,
+    "entityRefs":[{"schemaUrl":"s","type":"k8s.pod","idKeys":["k8s.pod.uid"],
+      "descriptionKeys":["k8s.pod.name"]}]},
+  "scopeSpans":[{"scope":{"name":"shim","version":"1","droppedAttributesCount":2,
+      "attributes":[{"key":"k","value":{"boolValue":true}}]},
+    "spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+      "parentSpanId":"eee19b7ec3c1b173","traceState":"a=b","flags":257,"name":"op","kind":2,
+      "startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",
+      "attributes":[
+        {"key":"i","value":{"intValue":"3"}},
+        {"key":"d","value":{"doubleValue":"NaN"}},
+        {"key":"b","value":{"bytesValue":"aGk="}},
+        {"key":"a","value":{"arrayValue":{"values":[{"stringValue":"x"}]}}},
+        {"key":"m","value":{"kvlistValue":{"values":[{"key":"y","value":{"intValue":4}}]}}}],
+      "droppedAttributesCount":3,
+      "events":[{"timeUnixNano":"1544712660500000000","name":"e","droppedAttributesCount":4,
+        "attributes":[{"key":"e","value":{"stringValue":"v"}}]}],
+      "droppedEventsCount":5,
+      "links":[{"traceId":"5b8efff798038103d269b633813fc60d","spanId":"eee19b7ec3c1b175",
+        "traceState":"c=d","droppedAttributesCount":6,"flags":1,
+        "attributes":[{"key":"l","value":{"stringValue":"v"}}]}],
+      "droppedLinksCount":7,
+      "status":{"message":"bad","code":2}}],
+    "schemaUrl":"https://opentelemetry.io/schemas/1.4.0"}],
+  "schemaUrl":"https://opentelemetry.io/schemas/1.5.0"}]}"#;
+
+/// A metrics body using every kind of data and every field of their points.
+const EVERY_METRIC_FIELD_JSON: &str = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+  {"name":"g","description":"d","unit":"1",
+   "metadata":[{"key":"k","value":{"stringValue":"v"}}],
+   "gauge":{"dataPoints":[{"asDouble":"Infinity","startTimeUnixNano":"1","timeUnixNano":"2",
+     "flags":1,"attributes":[{"key":"a","value":{"stringValue":"v"}}],
+     "exemplars":[{"asInt":"5","timeUnixNano":"3","spanId":"eee19b7ec3c1b174",
+       "traceId":"5b8efff798038103d269b633813fc60c",
+       "filteredAttributes":[{"key":"f","value":{"stringValue":"v"}}]}]}]}},
+  {"name":"s","sum":{"aggregationTemporality":2,"isMonotonic":true,
+   "dataPoints":[{"asInt":"7","timeUnixNano":"2"}]}},
+  {"name":"h","histogram":{"aggregationTemporality":1,"dataPoints":[{"count":"2","sum":2.5,
+   "bucketCounts":["1","1"],"explicitBounds":[1.0],"min":0.5,"max":2,"timeUnixNano":"2"}]}},
+  {"name":"e","exponentialHistogram":{"aggregationTemporality":1,"dataPoints":[{"count":"3",
+   "sum":10,"scale":-1,"zeroCount":"1","zeroThreshold":0.001,
+   "positive":{"offset":1,"bucketCounts":["0","2"]},"negative":{"offset":-2,"bucketCounts":["1"]},
+   "min":0,"max":5}]}},
+  {"name":"q","summary":{"dataPoints":[{"count":"4","sum":8,
+   "quantileValues":[{"quantile":0.5,"value":2},{"quantile":1,"value":3}]}]}}
+]}]}]}"#;
+
+/// A logs body using every field of a log record.
+const EVERY_LOG_FIELD_JSON: &str = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{
+  "timeUnixNano":"1544712660300000000","observedTimeUnixNano":"1544712660400000000",
+  "severityNumber":17,"severityText":"ERROR","body":{"stringValue":"Xid 79"},
+  "attributes":[{"key":"a","value":{"stringValue":"v"}}],"droppedAttributesCount":1,
+  "flags":1,"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+  "eventName":"gpu.xid"}],"schemaUrl":"s"}],"schemaUrl":"r"}]}"#;
+
+#[tokio::test]
+async fn http_json_proto_field_names_decode_like_json_names() {
+    // Before, the receiver answered 200 to each snake_case body and dropped what it held.
+    let mut h = Harness::all(8).await;
+    for (path, camel) in [
+        ("/v1/traces", EVERY_SPAN_FIELD_JSON),
+        ("/v1/metrics", EVERY_METRIC_FIELD_JSON),
+        ("/v1/logs", EVERY_LOG_FIELD_JSON),
+    ] {
+        let snake = proto_names(&serde_json::from_str(camel).unwrap()).to_string();
+        assert!(snake.contains("_unix_nano"), "{snake}");
+        let expected = post_json_ok(&mut h, path, camel).await;
+        let actual = post_json_ok(&mut h, path, &snake).await;
+        // The NaN attribute makes the traces unequal to themselves: compare their encoding.
+        assert_eq!(
+            format!("{actual:?}"),
+            format!("{expected:?}"),
+            "{path}: {snake}"
+        );
+    }
+    let Batch::Traces(rs) = post_json_ok(&mut h, "/v1/traces", EVERY_SPAN_FIELD_JSON).await else {
+        panic!("expected traces")
+    };
+    // What was compared above is the whole request, not an empty one.
+    let span = &rs[0].scope_spans[0].spans[0];
+    assert_eq!((span.trace_id.len(), span.kind, span.flags), (16, 2, 257));
+    assert_eq!((span.events.len(), span.links.len()), (1, 1));
+    assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
+    assert_eq!(
+        rs[0].resource.as_ref().unwrap().entity_refs[0].r#type,
+        "k8s.pod"
+    );
+    h.stop().await;
+}
+
+fn decode_traces(body: &str) -> Result<ExportTraceServiceRequest, String> {
+    super::json::decode(body.as_bytes(), "ExportTraceServiceRequest")
+}
+
+/// The only span of a decoded traces body.
+#[track_caller]
+fn only_span(body: &str) -> Span {
+    let req = decode_traces(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let spans: Vec<_> = req
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    assert_eq!(spans.len(), 1, "{body}");
+    spans.into_iter().next().unwrap()
+}
+
+/// `span` (a span's members) as a whole traces body.
+fn spans_body(span: &str) -> String {
+    format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{span}]}}]}}]}}"#)
+}
+
+#[test]
+fn json_proto_field_names_spelled_with_escapes_are_read() {
+    let span = only_span(&spans_body(
+        r#"{"name":"s","trace\u005fid":"5b8efff798038103d269b633813fc60c","kin\u0064":3}"#,
+    ));
+    assert_eq!((span.trace_id.len(), span.kind), (16, 3));
+}
+
+#[test]
+fn json_a_field_under_both_names_is_refused_naming_both() {
+    // Before, `trace_id` was ignored and the request accepted.
+    let err = decode_traces(&spans_body(
+        r#"{"name":"s","traceId":"5b8efff798038103d269b633813fc60c",
+            "trace_id":"5b8efff798038103d269b633813fc60d"}"#,
+    ))
+    .unwrap_err();
+    for needle in [
+        "resourceSpans[0].scopeSpans[0].spans[0]",
+        "'trace_id'",
+        "'traceId'",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    }
+}
+
+#[test]
+fn json_enum_names_and_integers_written_as_strings_are_read() {
+    let span = only_span(&spans_body(
+        r#"{"name":"s","kind":"SPAN_KIND_CONSUMER","flags":"257","droppedAttributesCount":"3",
+            "droppedEventsCount":"4","droppedLinksCount":"5",
+            "links":[{"flags":"1","droppedAttributesCount":"6"}],
+            "status":{"code":"STATUS_CODE_ERROR"}}"#,
+    ));
+    assert_eq!(span.kind, SpanKind::Consumer as i32);
+    assert_eq!(
+        (span.flags, span.dropped_attributes_count),
+        (257, 3),
+        "{span:?}"
+    );
+    assert_eq!(
+        (span.dropped_events_count, span.dropped_links_count),
+        (4, 5)
+    );
+    assert_eq!(
+        (span.links[0].flags, span.links[0].dropped_attributes_count),
+        (1, 6)
+    );
+    assert_eq!(span.status.unwrap().code, 2);
+    // An integer still reads as itself, an enum number as a string too.
+    assert_eq!(only_span(&spans_body(r#"{"kind":2}"#)).kind, 2);
+    assert_eq!(only_span(&spans_body(r#"{"kind":"4"}"#)).kind, 4);
+
+    let logs: ExportLogsServiceRequest = super::json::decode(
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityNumber":"SEVERITY_NUMBER_WARN"}]}]}]}"#,
+        "ExportLogsServiceRequest",
+    )
+    .unwrap();
+    assert_eq!(
+        logs.resource_logs[0].scope_logs[0].log_records[0].severity_number,
+        13
+    );
+
+    let metrics: ExportMetricsServiceRequest = super::json::decode(
+        br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+          {"name":"s","sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE",
+            "dataPoints":[{"asInt":"1","flags":"1"}]}},
+          {"name":"e","exponentialHistogram":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_DELTA",
+            "dataPoints":[{"count":"1","scale":"-2","positive":{"offset":"-1","bucketCounts":["1"]}}]}}
+        ]}]}]}"#,
+        "ExportMetricsServiceRequest",
+    )
+    .unwrap();
+    use proto::metrics::v1::metric::Data;
+    let ms = &metrics.resource_metrics[0].scope_metrics[0].metrics;
+    let Some(Data::Sum(sum)) = &ms[0].data else {
+        panic!("expected a sum, got {:?}", ms[0].data)
+    };
+    assert_eq!(
+        (sum.aggregation_temporality, sum.data_points[0].flags),
+        (2, 1)
+    );
+    let Some(Data::ExponentialHistogram(exp)) = &ms[1].data else {
+        panic!("expected an exponential histogram, got {:?}", ms[1].data)
+    };
+    let p = &exp.data_points[0];
+    assert_eq!((exp.aggregation_temporality, p.scale), (1, -2));
+    assert_eq!(p.positive.as_ref().unwrap().offset, -1);
+
+    // A name the enum does not have is refused, not read as 0.
+    let err = decode_traces(&spans_body(r#"{"kind":"SPAN_KIND_NOPE"}"#)).unwrap_err();
+    assert!(err.contains("SPAN_KIND_NOPE"), "{err}");
+}
+
+#[test]
+fn json_null_and_missing_members_read_as_defaults() {
+    let span = only_span(&spans_body(
+        r#"{"name":null,"traceId":null,"kind":null,"flags":null,"attributes":null,"status":null,
+            "events":[{"name":"e","attributes":[{"value":{"stringValue":"no key"}},
+                                                {"key":"no value"},{"key":"null","value":null}]}]}"#,
+    ));
+    assert_eq!(
+        (
+            span.name.as_str(),
+            span.trace_id.len(),
+            span.kind,
+            span.flags
+        ),
+        ("", 0, 0, 0)
+    );
+    assert!(span.attributes.is_empty() && span.status.is_none());
+    let attrs: Vec<_> = span.events[0]
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.is_some()))
+        .collect();
+    assert_eq!(attrs, [("", true), ("no value", false), ("null", false)]);
+
+    // An entity reference with its empty fields left out, as protobuf prints it.
+    let req = decode_traces(
+        r#"{"resourceSpans":[{"resource":{"entityRefs":[{"type":"k8s.pod","idKeys":["k8s.pod.uid"]}]}}]}"#,
+    )
+    .unwrap();
+    let refs = &req.resource_spans[0].resource.as_ref().unwrap().entity_refs;
+    assert_eq!(refs[0].r#type, "k8s.pod");
+    assert_eq!(refs[0].id_keys, ["k8s.pod.uid"]);
+    assert!(refs[0].schema_url.is_empty() && refs[0].description_keys.is_empty());
+}
+
+#[test]
+fn json_unknown_members_are_ignored() {
+    // The OTLP specification: receivers MUST ignore fields with unknown names.
+    let with = decode_traces(
+        r#"{"future":1,"resourceSpans":[{"futureResource":{"a":[1]},
+            "resource":{"future":"x","attributes":[{"key":"k","future":true,
+              "value":{"stringValue":"v","futureValue":{"x":1}}}]},
+            "scopeSpans":[{"spans":[{"name":"s","future_field":"y","futureKind":"SPAN_KIND_X"}]}]}]}"#,
+    )
+    .unwrap();
+    let without = decode_traces(
+        r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":{"stringValue":"v"}}]},
+            "scopeSpans":[{"spans":[{"name":"s"}]}]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(with, without);
+}
+
 #[tokio::test]
 async fn http_gzip_bodies_are_decompressed() {
     let mut h = Harness::all(8).await;

@@ -312,13 +312,468 @@ pub struct ArgoResource<'a> {
     pub message: &'a str,
 }
 
-/// An Argo CD Application (argoproj.io/v1alpha1) tracking `repo_url` at HEAD, synced to
-/// `sync_revision`, with `status.health.status` = `health`.
+/// One `syncResult.resources[]` entry (`ResourceResult`), as gitops-engine's sync context
+/// writes it: `hookType` only on hooks; `hookPhase` on every resource — a hook's own state
+/// (`Running`, `Succeeded`, `Failed`, `Error`), and for a plain resource `Running` once
+/// applied (it stays `Running` in the stored result after a successful sync, as in Argo CD's
+/// `controller/testdata/diff-cache.yaml`), `Failed` when applying failed or the resource went
+/// Degraded while the sync waited on it, `Succeeded` when pruned. A hook that was applied and
+/// then failed keeps `status: Synced`: only `hookPhase` says `Failed`.
+#[derive(Clone, Debug, Default)]
+pub struct SyncedResource {
+    /// API group, "" for core.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `status`: `Synced`, `SyncFailed`, `Pruned`, `PruneSkipped`.
+    pub status: String,
+    /// `message`.
+    pub message: String,
+    /// `hookType` (`PreSync`, `Sync`, `PostSync`, `SyncFail`, `Skip`) for hooks.
+    pub hook_type: Option<String>,
+    /// `hookPhase`.
+    pub hook_phase: String,
+    /// `syncPhase` (`PreSync`, `Sync`, `PostSync`, `SyncFail`).
+    pub sync_phase: String,
+}
+
+impl SyncedResource {
+    /// A plain resource applied in the `Sync` phase (`status: Synced`, `hookPhase: Running`,
+    /// message `<kind>.<group>/<name> configured`).
+    pub fn applied(group: &str, kind: &str, namespace: &str, name: &str) -> SyncedResource {
+        let version = if group.is_empty() {
+            "v1"
+        } else {
+            group_version(group)
+        };
+        let what = if group.is_empty() {
+            kind.to_lowercase()
+        } else {
+            format!("{}.{group}", kind.to_lowercase())
+        };
+        SyncedResource {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            status: "Synced".into(),
+            message: format!("{what}/{name} configured"),
+            hook_type: None,
+            hook_phase: "Running".into(),
+            sync_phase: "Sync".into(),
+        }
+    }
+
+    /// A hook Job of `hook_type` (e.g. `PreSync`) whose run is in `hook_phase` (`Running`,
+    /// `Succeeded`, `Failed`); `status` stays `Synced` (it was applied), the message is the
+    /// Job's condition message when it failed.
+    pub fn hook_job(
+        namespace: &str,
+        name: &str,
+        hook_type: &str,
+        hook_phase: &str,
+    ) -> SyncedResource {
+        SyncedResource {
+            group: "batch".into(),
+            version: "v1".into(),
+            kind: "Job".into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            status: "Synced".into(),
+            message: match hook_phase {
+                "Failed" => "Job has reached the specified backoff limit".into(),
+                "Succeeded" => "Reached expected number of succeeded pods".into(),
+                _ => String::new(),
+            },
+            hook_type: Some(hook_type.into()),
+            hook_phase: hook_phase.into(),
+            sync_phase: hook_type.into(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = json!({
+            "group": self.group,
+            "version": self.version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "status": self.status,
+            "hookPhase": self.hook_phase,
+            "syncPhase": self.sync_phase,
+        });
+        if !self.message.is_empty() {
+            v["message"] = json!(self.message);
+        }
+        if let Some(h) = &self.hook_type {
+            v["hookType"] = json!(h);
+        }
+        v
+    }
+}
+
+fn group_version(group: &str) -> &'static str {
+    match group {
+        "keda.sh" | "argoproj.io" => "v1alpha1",
+        "kubeflow.org" => "v2beta1",
+        _ => "v1",
+    }
+}
+
+/// One `spec.sources[]` (or `spec.source`) entry (`ApplicationSource`).
+#[derive(Clone, Debug, Default)]
+pub struct AppSource {
+    /// `repoURL` (a Git URL, or a Helm repository for `chart`).
+    pub repo_url: String,
+    /// `path` in a Git repository (empty for a chart or a `ref`-only source).
+    pub path: String,
+    /// `chart`, for a Helm repository source.
+    pub chart: String,
+    /// `ref`: the name other sources use for this one's files (`$values/...`).
+    pub ref_name: String,
+    /// `targetRevision`.
+    pub target_revision: String,
+}
+
+impl AppSource {
+    /// A Git directory source at `path`, tracking `HEAD`.
+    pub fn git(repo_url: &str, path: &str) -> AppSource {
+        AppSource {
+            repo_url: repo_url.into(),
+            path: path.into(),
+            target_revision: "HEAD".into(),
+            ..Default::default()
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        let mut v = json!({"repoURL": self.repo_url});
+        for (k, val) in [
+            ("path", &self.path),
+            ("chart", &self.chart),
+            ("ref", &self.ref_name),
+            ("targetRevision", &self.target_revision),
+        ] {
+            if !val.is_empty() {
+                v[k] = json!(val);
+            }
+        }
+        v
+    }
+}
+
+/// A sync operation (`status.operationState`) as the application controller writes it.
+#[derive(Clone, Debug, Default)]
+pub struct AppOperation {
+    /// `phase`: `Running`, `Terminating`, `Succeeded`, `Failed`, `Error`.
+    pub phase: String,
+    /// `message`.
+    pub message: String,
+    /// `startedAt` (RFC 3339).
+    pub started_at: String,
+    /// `finishedAt`: set when the operation ended, and also on a `Running` phase between two
+    /// attempts of a retry (the controller's marker that the next attempt is due).
+    pub finished_at: Option<String>,
+    /// `operation.sync.revision(s)`: the requested revision(s); empty after a retry with
+    /// `refresh` cleared them.
+    pub requested: Vec<String>,
+    /// `syncResult`: `None` before the first apply and between retry attempts (the
+    /// controller sets it to nil); otherwise its revision(s) and resources.
+    pub result: Option<(Vec<String>, Vec<SyncedResource>)>,
+    /// `retryCount`.
+    pub retry_count: i64,
+    /// `operation.retry` as (limit, refresh), copied from `spec.syncPolicy.retry`.
+    pub retry: Option<(i64, bool)>,
+}
+
+/// An Argo CD Application (`argoproj.io/v1alpha1`, `pkg/apis/application/v1alpha1/types.go`)
+/// in the shape the API server returns it: omitted-when-empty fields left out, `group: ""`
+/// written in sync results, `status.controllerNamespace`, multi-source `revision: ""` beside
+/// `revisions[]`, `spec.sourceHydrator` apps without `source(s)`.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.labels`.
+    pub labels: Vec<(String, String)>,
+    /// The owning ApplicationSet (name, uid), for generated apps.
+    pub application_set: Option<(String, String)>,
+    /// `status.controllerNamespace`: where the controller runs (`argocd`).
+    pub controller_namespace: String,
+    /// One source = `spec.source`; several = `spec.sources[]`; none with `hydrator` set =
+    /// `spec.sourceHydrator`.
+    pub sources: Vec<AppSource>,
+    /// `spec.sourceHydrator` as (drySource repoURL, syncSource targetBranch, syncSource path).
+    pub hydrator: Option<(String, String, String)>,
+    /// `spec.destination.namespace`.
+    pub destination_namespace: String,
+    /// `spec.project`.
+    pub project: String,
+    /// `spec.syncPolicy.retry` as (limit, refresh).
+    pub retry: Option<(i64, bool)>,
+    /// `status.sync.status`.
+    pub sync_status: String,
+    /// `status.sync.revision` (one source) or `revisions` (several).
+    pub sync_revisions: Vec<String>,
+    /// `status.health.status`.
+    pub health: String,
+    /// `status.history[]` as (id, revisions, deployStartedAt, deployedAt), oldest first.
+    pub history: Vec<(i64, Vec<String>, String, String)>,
+    /// `status.operationState`.
+    pub operation: Option<AppOperation>,
+    /// `status.resources[]` as (group, kind, namespace, name, health).
+    pub resources: Vec<(String, String, String, String, String)>,
+}
+
+impl App {
+    /// An Application `namespace/name` deploying `repo_url` (path `.`, `HEAD`) into
+    /// `destination_namespace`, Synced at `revision` and Healthy, controller in `argocd`, no
+    /// history and no operation yet.
+    pub fn new(
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        repo_url: &str,
+        destination_namespace: &str,
+        revision: &str,
+    ) -> App {
+        App {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+            labels: Vec::new(),
+            application_set: None,
+            controller_namespace: "argocd".into(),
+            sources: vec![AppSource::git(repo_url, ".")],
+            hydrator: None,
+            destination_namespace: destination_namespace.into(),
+            project: "default".into(),
+            retry: None,
+            sync_status: "Synced".into(),
+            sync_revisions: vec![revision.into()],
+            health: "Healthy".into(),
+            history: Vec::new(),
+            operation: None,
+            resources: Vec::new(),
+        }
+    }
+
+    fn sources_json(&self) -> (Option<Value>, Option<Value>) {
+        match self.sources.as_slice() {
+            [] => (None, None),
+            [one] => (Some(one.to_json()), None),
+            many => (
+                None,
+                Some(Value::Array(many.iter().map(AppSource::to_json).collect())),
+            ),
+        }
+    }
+
+    /// `revision` and `revisions` of a sync status, result or history entry, as Argo CD
+    /// writes them for this app's number of sources (`always_revision`: the field has no
+    /// `omitempty`, as in `SyncOperationResult`).
+    fn revisions_json(&self, revisions: &[String], target: &mut Value, always_revision: bool) {
+        if self.sources.len() > 1 {
+            if always_revision {
+                target["revision"] = json!("");
+            }
+            if !revisions.is_empty() {
+                target["revisions"] = json!(revisions);
+            }
+        } else if let Some(r) = revisions.first().filter(|r| !r.is_empty()) {
+            target["revision"] = json!(r);
+        } else if always_revision {
+            target["revision"] = json!("");
+        }
+    }
+
+    /// The object as JSON.
+    pub fn build(&self) -> Value {
+        let labels: Vec<(&str, &str)> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut meta = metadata(&self.namespace, &self.name, &self.uid, &labels, &[], None);
+        if let Some((set, set_uid)) = &self.application_set {
+            meta["ownerReferences"] = json!([{
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "ApplicationSet",
+                "name": set,
+                "uid": set_uid,
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }]);
+        }
+        meta["finalizers"] = json!(["resources-finalizer.argocd.argoproj.io"]);
+        let destination = json!({"server": "https://kubernetes.default.svc", "namespace": self.destination_namespace});
+        let (source, sources) = self.sources_json();
+        let mut spec = json!({"destination": destination, "project": self.project});
+        if let Some(s) = &source {
+            spec["source"] = s.clone();
+        }
+        if let Some(s) = &sources {
+            spec["sources"] = s.clone();
+        }
+        if let Some((repo, branch, path)) = &self.hydrator {
+            spec["sourceHydrator"] = json!({
+                "drySource": {"repoURL": repo, "targetRevision": "HEAD", "path": path},
+                "syncSource": {"targetBranch": branch, "path": path},
+            });
+        }
+        let mut policy = json!({"automated": {"prune": true, "selfHeal": true}});
+        if let Some((limit, refresh)) = self.retry {
+            policy["retry"] = retry_json(limit, refresh);
+        }
+        spec["syncPolicy"] = policy;
+        let with_sources = |v: &mut Value| {
+            if let Some(s) = &source {
+                v["source"] = s.clone();
+            }
+            if let Some(s) = &sources {
+                v["sources"] = s.clone();
+            }
+        };
+        let history: Vec<Value> = self
+            .history
+            .iter()
+            .map(|(id, revisions, started, deployed)| {
+                let mut h = json!({
+                    "id": id,
+                    "deployStartedAt": started,
+                    "deployedAt": deployed,
+                    "initiatedBy": {"automated": true},
+                });
+                self.revisions_json(revisions, &mut h, false);
+                with_sources(&mut h);
+                h
+            })
+            .collect();
+        let mut compared = json!({"destination": destination});
+        with_sources(&mut compared);
+        let mut sync = json!({"status": self.sync_status, "comparedTo": compared});
+        self.revisions_json(&self.sync_revisions, &mut sync, false);
+        let resources: Vec<Value> = self
+            .resources
+            .iter()
+            .map(|(group, kind, ns, name, health)| {
+                let mut r = json!({
+                    "version": if group.is_empty() { "v1" } else { group_version(group) },
+                    "kind": kind,
+                    "namespace": ns,
+                    "name": name,
+                    "status": "Synced",
+                    "health": {"status": health},
+                });
+                if !group.is_empty() {
+                    r["group"] = json!(group);
+                }
+                r
+            })
+            .collect();
+        let mut status = json!({
+            "sync": sync,
+            "health": {"status": self.health, "lastTransitionTime": FIXTURE_TIME},
+            "reconciledAt": FIXTURE_TIME,
+            "sourceType": "Directory",
+            "summary": {},
+            "controllerNamespace": self.controller_namespace,
+        });
+        if !resources.is_empty() {
+            status["resources"] = json!(resources);
+        }
+        if !history.is_empty() {
+            status["history"] = json!(history);
+        }
+        if sources.is_some() {
+            status["sourceTypes"] = json!(vec!["Directory"; self.sources.len()]);
+        }
+        if let Some((repo, branch, _)) = &self.hydrator {
+            let hydrated = self.sync_revisions.first().cloned().unwrap_or_default();
+            status["sourceHydrator"] = json!({
+                "lastSuccessfulOperation": {
+                    "drySHA": format!("dry-{hydrated}"),
+                    "hydratedSHA": hydrated,
+                    "sourceHydrator": {
+                        "drySource": {"repoURL": repo, "targetRevision": "HEAD", "path": "."},
+                        "syncSource": {"targetBranch": branch, "path": "."},
+                    },
+                },
+            });
+        }
+        if let Some(op) = &self.operation {
+            let mut sync_op = json!({});
+            self.revisions_json(&op.requested, &mut sync_op, false);
+            let mut operation = json!({"sync": sync_op, "initiatedBy": {"automated": true}});
+            if let Some((limit, refresh)) = op.retry {
+                operation["retry"] = retry_json(limit, refresh);
+            }
+            let mut state = json!({
+                "operation": operation,
+                "phase": op.phase,
+                "startedAt": op.started_at,
+            });
+            if !op.message.is_empty() {
+                state["message"] = json!(op.message);
+            }
+            if let Some(f) = &op.finished_at {
+                state["finishedAt"] = json!(f);
+            }
+            if op.retry_count > 0 {
+                state["retryCount"] = json!(op.retry_count);
+            }
+            if let Some((revisions, resources)) = &op.result {
+                let mut result = json!({});
+                if !resources.is_empty() {
+                    result["resources"] =
+                        Value::Array(resources.iter().map(SyncedResource::to_json).collect());
+                }
+                self.revisions_json(revisions, &mut result, true);
+                with_sources(&mut result);
+                state["syncResult"] = result;
+            }
+            status["operationState"] = state;
+        }
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": meta,
+            "spec": spec,
+            "status": status,
+        })
+    }
+}
+
+fn retry_json(limit: i64, refresh: bool) -> Value {
+    let mut r =
+        json!({"limit": limit, "backoff": {"duration": "5s", "factor": 2, "maxDuration": "3m"}});
+    if refresh {
+        r["refresh"] = json!(true);
+    }
+    r
+}
+
+/// An Argo CD Application (argoproj.io/v1alpha1) in namespace `ns` (also its destination),
+/// controller in `argocd`, tracking `repo_url` at HEAD, synced to `sync_revision`, with
+/// `status.health.status` = `health`; a shorthand for [`App`].
 ///
 /// `history` is (id, revision, deployStartedAt, deployedAt) oldest first;
 /// `operation` fills `status.operationState` (with `syncResult.resources` =
-/// `sync_result_resources` and `syncResult.revision` = `sync_revision`);
-/// `sync_result_resources` also fill `status.resources`.
+/// `sync_result_resources`, plain resources of the `Sync` phase — `hookPhase` `Failed` for a
+/// `SyncFailed` one, `Running` otherwise, as gitops-engine writes them — and
+/// `syncResult.revision` = `sync_revision`); `sync_result_resources` also fill
+/// `status.resources`.
 #[expect(clippy::too_many_arguments, reason = "mirrors the fields tests script")]
 pub fn argocd_application(
     ns: &str,
@@ -331,100 +786,64 @@ pub fn argocd_application(
     history: &[(i64, &str, &str, &str)],
     sync_result_resources: &[ArgoResource<'_>],
 ) -> Value {
-    let source = json!({"repoURL": repo_url, "path": ".", "targetRevision": "HEAD"});
-    let destination = json!({"server": "https://kubernetes.default.svc", "namespace": ns});
-    let history: Vec<Value> = history
+    let mut app = App::new(ns, name, uid, repo_url, ns, sync_revision);
+    app.health = health.into();
+    app.history = history
         .iter()
-        .map(|&(id, revision, started, deployed)| {
-            json!({
-                "id": id,
-                "revision": revision,
-                "deployStartedAt": started,
-                "deployedAt": deployed,
-                "source": source,
-                "initiatedBy": {"automated": true},
-            })
-        })
+        .map(|&(id, r, s, d)| (id, vec![r.to_owned()], s.to_owned(), d.to_owned()))
         .collect();
-    let resources: Vec<Value> = sync_result_resources
+    app.resources = sync_result_resources
         .iter()
         .map(|r| {
-            json!({
-                "group": r.group,
-                "version": r.version,
-                "kind": r.kind,
-                "namespace": r.namespace,
-                "name": r.name,
-                "status": "Synced",
-                "health": {"status": health},
-            })
+            (
+                r.group.to_owned(),
+                r.kind.to_owned(),
+                r.namespace.to_owned(),
+                r.name.to_owned(),
+                health.to_owned(),
+            )
         })
         .collect();
-    let mut status = json!({
-        "resources": resources,
-        "sync": {
-            "status": "Synced",
-            "comparedTo": {"source": source, "destination": destination},
-            "revision": sync_revision,
-        },
-        "health": {"status": health, "lastTransitionTime": FIXTURE_TIME},
-        "history": history,
-        "reconciledAt": FIXTURE_TIME,
-        "sourceType": "Directory",
-        "summary": {},
-        "controllerNamespace": "argocd",
-    });
-    if let Some(op) = operation {
-        let results: Vec<Value> = sync_result_resources
-            .iter()
-            .map(|r| {
-                json!({
-                    "group": r.group,
-                    "version": r.version,
-                    "kind": r.kind,
-                    "namespace": r.namespace,
-                    "name": r.name,
-                    "status": r.status,
-                    "message": r.message,
-                    "hookPhase": op.phase,
-                    "syncPhase": "Sync",
+    app.operation = operation.map(|op| AppOperation {
+        phase: op.phase.into(),
+        message: op.message.into(),
+        started_at: op.started_at.into(),
+        finished_at: op.finished_at.map(str::to_owned),
+        requested: vec![sync_revision.to_owned()],
+        result: Some((
+            vec![sync_revision.to_owned()],
+            sync_result_resources
+                .iter()
+                .map(|r| SyncedResource {
+                    group: r.group.into(),
+                    version: r.version.into(),
+                    kind: r.kind.into(),
+                    namespace: r.namespace.into(),
+                    name: r.name.into(),
+                    status: r.status.into(),
+                    message: r.message.into(),
+                    hook_type: None,
+                    hook_phase: if r.status == "SyncFailed" {
+                        "Failed"
+                    } else {
+                        "Running"
+                    }
+                    .into(),
+                    sync_phase: "Sync".into(),
                 })
-            })
-            .collect();
-        let mut state = json!({
-            "operation": {
-                "sync": {"revision": sync_revision},
-                "initiatedBy": {"automated": true},
-                "retry": {},
-            },
-            "phase": op.phase,
-            "message": op.message,
-            "syncResult": {"resources": results, "revision": sync_revision, "source": source},
-            "startedAt": op.started_at,
-        });
-        if let Some(finished) = op.finished_at {
-            state["finishedAt"] = json!(finished);
-        }
-        status["operationState"] = state;
-    }
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": metadata(ns, name, uid, &[], &[], None),
-        "spec": {
-            "source": source,
-            "destination": destination,
-            "project": "default",
-            "syncPolicy": {"automated": {"prune": true, "selfHeal": true}},
-        },
-        "status": status,
-    })
+                .collect(),
+        )),
+        ..Default::default()
+    });
+    app.build()
 }
 
 /// A KEDA ScaledObject (keda.sh/v1alpha1) scaling `target` = (kind, name) with one
 /// prometheus trigger. `conditions` are (type, status, reason, message), e.g.
 /// `("Active", "True", "ScalerActive", "Scaling is performed because triggers are active")`;
-/// `last_active_time` fills `status.lastActiveTime`.
+/// `last_active_time` fills `status.lastActiveTime`. The status also holds what KEDA's
+/// operator writes beside them: `authenticationsTypes` (`""`: no TriggerAuthentication) and
+/// `triggersActivity` (the trigger active when the `Active` condition is True).
 pub fn scaled_object(
     ns: &str,
     name: &str,
@@ -441,6 +860,9 @@ pub fn scaled_object(
         .find(|k| k.kind == kind)
         .map(|k| k.resource.plural)
         .unwrap_or_else(|| format!("{}s", kind.to_lowercase()));
+    let active = conditions
+        .iter()
+        .any(|&(t, s, _, _)| t == "Active" && s == "True");
     let conditions: Vec<Value> = conditions
         .iter()
         .map(|&(t, s, reason, message)| {
@@ -456,6 +878,8 @@ pub fn scaled_object(
         "health": {"s0-prometheus": {"numberOfFailures": 0, "status": "Happy"}},
         "hpaName": format!("keda-hpa-{name}"),
         "triggersTypes": "prometheus",
+        "authenticationsTypes": "",
+        "triggersActivity": {"s0-prometheus": {"isActive": active}},
     });
     if let Some(t) = last_active_time {
         status["lastActiveTime"] = json!(t);
@@ -569,4 +993,117 @@ pub fn lease(ns: &str, name: &str, holder: &str, duration_seconds: i32) -> Value
             "leaseTransitions": 0,
         },
     })
+}
+
+/// A KEDA ScaledJob (keda.sh/v1alpha1, `apis/keda/v1alpha1/scaledjob_types.go`) running a
+/// one-container Job per unit of work from one prometheus trigger, with the status KEDA's
+/// operator writes: `conditions` as (type, status, reason, message), e.g.
+/// `("Ready", "Unknown", "PartialTriggerError", "Some triggers defined in ScaledJob are not
+/// working correctly")`, `triggersTypes`, `authenticationsTypes` (`""`: no
+/// TriggerAuthentication), `externalMetricNames`; `last_active_time` fills
+/// `status.lastActiveTime`. KEDA declares `status.Paused` (capital P in JSON) but writes the
+/// `Paused` condition instead, so the field is absent, as on a real cluster.
+pub fn scaled_job(
+    ns: &str,
+    name: &str,
+    uid: &str,
+    conditions: &[(&str, &str, &str, &str)],
+    last_active_time: Option<&str>,
+) -> Value {
+    let conditions: Vec<Value> = conditions
+        .iter()
+        .map(|&(t, s, reason, message)| {
+            json!({"type": t, "status": s, "reason": reason, "message": message})
+        })
+        .collect();
+    let mut status = json!({
+        "conditions": conditions,
+        "triggersTypes": "prometheus",
+        "authenticationsTypes": "",
+        "externalMetricNames": ["s0-prometheus"],
+    });
+    if let Some(t) = last_active_time {
+        status["lastActiveTime"] = json!(t);
+    }
+    json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledJob",
+        "metadata": metadata(ns, name, uid, &[], &[], None),
+        "spec": {
+            "jobTargetRef": {
+                "parallelism": 1,
+                "completions": 1,
+                "backoffLimit": 6,
+                "template": {"spec": {"containers": [container("main")], "restartPolicy": "Never"}},
+            },
+            "pollingInterval": 30,
+            "successfulJobsHistoryLimit": 5,
+            "failedJobsHistoryLimit": 5,
+            "maxReplicaCount": 100,
+            "triggers": [{
+                "type": "prometheus",
+                "metadata": {
+                    "serverAddress": "http://prometheus.monitoring:9090",
+                    "query": "sum(queue_depth)",
+                    "threshold": "5",
+                },
+            }],
+        },
+        "status": status,
+    })
+}
+
+/// An Event written through `events.k8s.io/v1` (client-go's `tools/events` recorder: the
+/// scheduler, KEDA's operator, newer controllers), as it reads through the core/v1 API that
+/// hpcotel watches (`k8s.io/api` `core/v1/types.go` Event and EventSeries; `events/v1` maps
+/// `regarding` → `involvedObject`, `note` → `message`, `reportingController` →
+/// `reportingComponent`, `deprecated*` → the legacy fields).
+///
+/// `involved` is (kind, namespace, name, uid) of the regarding object; `event_time` is the
+/// first occurrence as a MicroTime (`2026-01-01T00:00:00.123456Z`); `series` is (count,
+/// lastObservedTime), `None` for a singleton (the recorder writes a series from the second
+/// occurrence on, count 2). As the server serializes it: `firstTimestamp`/`lastTimestamp` are
+/// `null`, `count` is absent (0, omitempty), `source` is `{}`; `action`, `reportingComponent`
+/// and `reportingInstance` are set. `name` is the recorder's `<regarding name>.<hex unix ns>`.
+#[expect(clippy::too_many_arguments, reason = "mirrors the fields tests script")]
+pub fn events_v1_event(
+    ns: &str,
+    name: &str,
+    involved: (&str, &str, &str, &str),
+    reason: &str,
+    action: &str,
+    note: &str,
+    type_: &str,
+    reporting: (&str, &str),
+    event_time: &str,
+    series: Option<(i32, &str)>,
+) -> Value {
+    let (kind, inv_ns, inv_name, inv_uid) = involved;
+    let (controller, instance) = reporting;
+    let mut e = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": {
+            "kind": kind,
+            "namespace": inv_ns,
+            "name": inv_name,
+            "uid": inv_uid,
+            "apiVersion": api_version_of(kind),
+        },
+        "reason": reason,
+        "message": note,
+        "source": {},
+        "firstTimestamp": null,
+        "lastTimestamp": null,
+        "type": type_,
+        "eventTime": event_time,
+        "action": action,
+        "reportingComponent": controller,
+        "reportingInstance": instance,
+    });
+    if let Some((count, last_observed_time)) = series {
+        e["series"] = json!({"count": count, "lastObservedTime": last_observed_time});
+    }
+    e
 }

@@ -2,7 +2,9 @@
 //! from the same vendored `api.proto` as the receivers' client) on a Unix socket, answering
 //! from a scripted set of pods.
 //!
-//! - `List`: every [`FakePod`] with its containers and their devices;
+//! - `List`: every [`FakePod`] with its containers, their device-plugin devices (any ids:
+//!   UUIDs, time-slicing replicas `<uuid>::<n>`, indices; one device may be listed in several
+//!   pods) and their DRA claims (`dynamic_resources`);
 //! - `GetAllocatableResources`: the devices of all pods, grouped by resource name (the fake
 //!   knows no device that is not allocated);
 //! - `Get`: one pod by namespace and name, `NOT_FOUND` otherwise.
@@ -34,6 +36,11 @@ use proto::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerS
 
 /// The extended resource name of whole NVIDIA GPUs.
 pub const NVIDIA_GPU: &str = "nvidia.com/gpu";
+/// The extended resource name of time-slicing / MPS replicas of NVIDIA GPUs under the device
+/// plugin's `renameByDefault: true`.
+pub const NVIDIA_GPU_SHARED: &str = "nvidia.com/gpu.shared";
+/// The driver name of NVIDIA's GPU DRA driver.
+pub const NVIDIA_DRA_DRIVER: &str = "gpu.nvidia.com";
 
 /// A pod as the kubelet reports it in PodResources.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -53,6 +60,48 @@ pub struct FakeContainer {
     pub name: String,
     /// `(resource_name, device_ids)` pairs, e.g. `("nvidia.com/gpu", ["GPU-…"])`.
     pub devices: Vec<(String, Vec<String>)>,
+    /// DRA claims the container uses (`ContainerResources.dynamic_resources`).
+    pub claims: Vec<FakeClaim>,
+}
+
+/// A DRA ResourceClaim as a container sees it in PodResources (`DynamicResource`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FakeClaim {
+    /// `claim_name`.
+    pub name: String,
+    /// `claim_namespace`.
+    pub namespace: String,
+    /// `claim_resources`: the devices allocated to the claim.
+    pub devices: Vec<FakeClaimDevice>,
+}
+
+/// One device of a DRA claim (`ClaimResource`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FakeClaimDevice {
+    /// `driver_name`, e.g. [`NVIDIA_DRA_DRIVER`].
+    pub driver: String,
+    /// `pool_name` (NVIDIA's driver: the node name).
+    pub pool: String,
+    /// `device_name`, e.g. `gpu-0` or `gpu-0-mig-1g10gb-19-0`.
+    pub device: String,
+    /// `cdi_devices[].name`, fully qualified CDI device names.
+    pub cdi_devices: Vec<String>,
+    /// `share_id`, for a device shared between claims (consumable capacity).
+    pub share_id: Option<String>,
+}
+
+impl FakeClaimDevice {
+    /// A device of NVIDIA's DRA driver in pool `node`, with the CDI device name the driver
+    /// gives it (`k8s.gpu.nvidia.com/claim=<claim uid>-<device>`).
+    pub fn nvidia(node: &str, claim_uid: &str, device: &str) -> Self {
+        Self {
+            driver: NVIDIA_DRA_DRIVER.to_string(),
+            pool: node.to_string(),
+            device: device.to_string(),
+            cdi_devices: vec![format!("k8s.gpu.nvidia.com/claim={claim_uid}-{device}")],
+            share_id: None,
+        }
+    }
 }
 
 impl FakePod {
@@ -67,6 +116,59 @@ impl FakePod {
                     NVIDIA_GPU.to_string(),
                     uuids.iter().map(|u| u.to_string()).collect(),
                 )],
+                claims: Vec::new(),
+            }],
+        }
+    }
+
+    /// A pod with one container holding the device plugin ids `ids` (e.g. replicas
+    /// `GPU-…::0`) of the extended resource `resource` (e.g. [`NVIDIA_GPU_SHARED`]).
+    pub fn with_devices(
+        namespace: &str,
+        name: &str,
+        container: &str,
+        resource: &str,
+        ids: &[&str],
+    ) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            containers: vec![FakeContainer {
+                name: container.to_string(),
+                devices: vec![(
+                    resource.to_string(),
+                    ids.iter().map(|u| u.to_string()).collect(),
+                )],
+                claims: Vec::new(),
+            }],
+        }
+    }
+
+    /// A pod with one container using the DRA claim `claim` (in the pod's namespace) of
+    /// NVIDIA's driver with the devices `devices` (e.g. `gpu-0`) of pool `node`.
+    pub fn with_dra_gpus(
+        namespace: &str,
+        name: &str,
+        container: &str,
+        node: &str,
+        claim: &str,
+        devices: &[&str],
+    ) -> Self {
+        let claim_uid = format!("uid-{claim}");
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            containers: vec![FakeContainer {
+                name: container.to_string(),
+                devices: Vec::new(),
+                claims: vec![FakeClaim {
+                    name: claim.to_string(),
+                    namespace: namespace.to_string(),
+                    devices: devices
+                        .iter()
+                        .map(|d| FakeClaimDevice::nvidia(node, &claim_uid, d))
+                        .collect(),
+                }],
             }],
         }
     }
@@ -87,6 +189,35 @@ impl FakePod {
                         .iter()
                         .map(|(resource, ids)| container_devices(resource, ids.clone()))
                         .collect(),
+                    dynamic_resources: c.claims.iter().map(FakeClaim::to_proto).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
+impl FakeClaim {
+    // `..Default::default()` keeps this compiling when a newer api.proto adds fields.
+    #[allow(clippy::needless_update)]
+    fn to_proto(&self) -> proto::DynamicResource {
+        proto::DynamicResource {
+            claim_name: self.name.clone(),
+            claim_namespace: self.namespace.clone(),
+            claim_resources: self
+                .devices
+                .iter()
+                .map(|d| proto::ClaimResource {
+                    cdi_devices: d
+                        .cdi_devices
+                        .iter()
+                        .map(|name| proto::CdiDevice { name: name.clone() })
+                        .collect(),
+                    driver_name: d.driver.clone(),
+                    pool_name: d.pool.clone(),
+                    device_name: d.device.clone(),
+                    share_id: d.share_id.clone(),
                     ..Default::default()
                 })
                 .collect(),

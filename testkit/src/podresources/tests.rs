@@ -29,6 +29,7 @@ fn pods() -> Vec<FakePod> {
             containers: vec![FakeContainer {
                 name: "agent".into(),
                 devices: vec![("example.com/nic".into(), vec!["nic-0".into()])],
+                ..Default::default()
             }],
         },
     ]
@@ -145,5 +146,61 @@ async fn start_replaces_a_socket_left_by_a_previous_server() {
         .into_inner();
     assert_eq!(list.pod_resources.len(), 2);
     assert!(kubelet.first_list_at().is_some());
+    kubelet.stop().await;
+}
+
+#[tokio::test]
+async fn serves_shared_replicas_index_ids_and_dra_claims_in_the_real_proto() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![
+            FakePod::with_devices("a", "one", "main", NVIDIA_GPU_SHARED, &["GPU-s::0"]),
+            FakePod::with_devices("b", "two", "main", NVIDIA_GPU_SHARED, &["GPU-s::1"]),
+            FakePod::with_gpus("c", "idx", "main", &["0", "1:0"]),
+            FakePod::with_dra_gpus("d", "dra", "main", "node-1", "gpus", &["gpu-0"]),
+        ],
+    )
+    .await;
+
+    let list = client(&socket)
+        .await
+        .list(ListPodResourcesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+
+    let devices = |i: usize| &list.pod_resources[i].containers[0].devices;
+    assert_eq!(devices(0)[0].resource_name, "nvidia.com/gpu.shared");
+    assert_eq!(devices(0)[0].device_ids, ["GPU-s::0"]);
+    assert_eq!(
+        devices(1)[0].device_ids,
+        ["GPU-s::1"],
+        "one GPU in two pods"
+    );
+    assert_eq!(devices(2)[0].device_ids, ["0", "1:0"]);
+    let dra = &list.pod_resources[3].containers[0];
+    assert!(dra.devices.is_empty());
+    assert_eq!(dra.dynamic_resources.len(), 1);
+    let claim = &dra.dynamic_resources[0];
+    assert_eq!(
+        (claim.claim_namespace.as_str(), claim.claim_name.as_str()),
+        ("d", "gpus")
+    );
+    let r = &claim.claim_resources[0];
+    assert_eq!(
+        (
+            r.driver_name.as_str(),
+            r.pool_name.as_str(),
+            r.device_name.as_str()
+        ),
+        ("gpu.nvidia.com", "node-1", "gpu-0")
+    );
+    assert_eq!(
+        r.cdi_devices[0].name,
+        "k8s.gpu.nvidia.com/claim=uid-gpus-gpu-0"
+    );
+    assert_eq!(r.share_id, None);
     kubelet.stop().await;
 }

@@ -121,7 +121,7 @@ fn join_rollouts(snapshot: &Snapshot, window: u64, logs: &mut [ResourceLogs]) {
         let w = windows.entry(uid).or_insert_with(|| {
             let app = snapshot.correlate(uid)?.app?;
             let op = app.operation?;
-            let trace_id = rollout_trace_id(&app.uid, &op.revision, op.started_unix_nano);
+            let trace_id = rollout_trace_id(&app.uid, op.started_unix_nano);
             Some(RolloutWindow {
                 span_id: rollout_span_id(&trace_id, "root"),
                 trace_id,
@@ -264,6 +264,10 @@ fn pod_attributes(snapshot: &Snapshot, uid: &str, allowed: &[&'static str]) -> V
                 .map(|u| (semconv::VCS_REPOSITORY_URL_FULL, u)),
         );
         found.push((semconv::HPCOTEL_ARGOCD_APPLICATION, app.name.clone()));
+        found.push((
+            semconv::HPCOTEL_ARGOCD_APPLICATION_NAMESPACE,
+            app.namespace.clone(),
+        ));
         found.extend(
             app.environment
                 .clone()

@@ -59,6 +59,7 @@ fn cluster() -> Snapshot {
         ArgoApp {
             namespace: "argocd".into(),
             name: "train".into(),
+            instance_name: "train".into(),
             uid: "app-uid".into(),
             repo_url: Some("https://git.example.com/ml/train.git".into()),
             sync_revision: Some("B".into()),
@@ -85,10 +86,12 @@ fn cluster() -> Snapshot {
                 failed: false,
             }),
             destination_namespace: Some("ml".into()),
+            revisions: Vec::new(),
         },
     );
     let mut deployment = workload("Deployment", "trainer", None, 50);
-    deployment.tracking_id = Some("train:apps/Deployment:ml/trainer".into());
+    deployment.group = "apps".into();
+    deployment.tracking.tracking_id = Some("train:apps/Deployment:ml/trainer".into());
     let rs = workload(
         "ReplicaSet",
         "trainer-a",
@@ -518,7 +521,7 @@ async fn pod_logs_inside_a_rollout_window_join_its_trace() {
     let out = run_one(&catalog(), &Config::default(), batch).await;
     let Batch::Logs(rl) = out else { panic!("logs") };
     let records = &rl[0].scope_logs[0].log_records;
-    let trace = rollout_trace_id("app-uid", "B", 200 * S);
+    let trace = rollout_trace_id("app-uid", 200 * S);
     let root = rollout_span_id(&trace, "root");
     let joined: Vec<bool> = records.iter().map(|r| r.trace_id == trace).collect();
     assert_eq!(joined, [false, true, true, false, false]);

@@ -8,8 +8,16 @@
 //!       endpoint: /var/lib/kubelet/pod-resources/kubelet.sock
 //!       refresh_interval: 10s
 //!       timeout: 5s
-//!       resource_names: ["nvidia.com/gpu", "nvidia.com/mig-*"]
+//!       resource_names: ["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-*"]
 //! ```
+//!
+//! `resource_names` replaces the default list as a whole. A GPU advertised under another name
+//! — a device plugin older than v0.15 with a custom `resources.gpus[].name` or
+//! `sharing.timeSlicing.resources[].rename` (v0.15 and later ignore both), or another
+//! plugin — is attributed once its name is listed, e.g.
+//! `resource_names: ["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-*",
+//! "nvidia.com/a100-shared"]`. GPUs allocated through DRA need no entry (see the
+//! [module docs](super)).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,10 +30,17 @@ pub const DEFAULT_ENDPOINT: &str = "/var/lib/kubelet/pod-resources/kubelet.sock"
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// Default `timeout`: 5 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default `resource_names`: whole GPUs (`nvidia.com/gpu`, which also carries MIG devices
-/// under the NVIDIA device plugin's `single` MIG strategy) and every MIG profile of the
-/// `mixed` strategy (`nvidia.com/mig-1g.10gb`, …).
-pub const DEFAULT_RESOURCE_NAMES: &[&str] = &["nvidia.com/gpu", "nvidia.com/mig-*"];
+/// Default `resource_names`: every name the NVIDIA device plugin (v0.15 and later) can
+/// advertise: whole GPUs (`nvidia.com/gpu`, which also carries MIG devices under its `single`
+/// MIG strategy), their time-slicing / MPS replicas under `sharing.*.renameByDefault: true`
+/// (`nvidia.com/gpu.shared`), and every MIG profile of the `mixed` strategy, shared or not
+/// (`nvidia.com/mig-1g.10gb`, `nvidia.com/mig-1g.10gb.shared`, …). Not a broad `nvidia.com/*`:
+/// NVIDIA's network operator advertises NICs and RDMA devices under `nvidia.com/` too.
+pub const DEFAULT_RESOURCE_NAMES: &[&str] = &[
+    "nvidia.com/gpu",
+    "nvidia.com/gpu.shared",
+    "nvidia.com/mig-*",
+];
 
 /// Where and how often to ask the kubelet which pod holds which GPU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +66,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Extended resource names whose device ids are GPUs or MIG devices. An entry ending in
     /// `*` matches every name starting with what precedes it. Other resources (NICs, FPGAs,
-    /// …) are ignored. Default: `["nvidia.com/gpu", "nvidia.com/mig-*"]`.
+    /// …) are ignored. Setting it replaces the whole default list. Default:
+    /// `["nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-*"]`.
     pub resource_names: Vec<String>,
 }
 

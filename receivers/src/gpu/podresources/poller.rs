@@ -1,13 +1,13 @@
 //! [`Poller`]: keeps the Catalog's GPU → pod section current.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use hpcotel_core::{Catalog, PodRef};
+use hpcotel_core::Catalog;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Client, Config, Error, error_chain, fetch};
+use super::{Allocations, Client, Config, Error, error_chain, fetch};
 
 /// After this many refresh intervals without an answer from the kubelet the published
 /// mapping is cleared.
@@ -24,7 +24,7 @@ enum State {
     Failing,
 }
 
-/// Polls the kubelet's PodResources and publishes device id → pod into a [`Catalog`] with
+/// Polls the kubelet's PodResources and publishes device id → pods into a [`Catalog`] with
 /// [`Catalog::set_gpu_allocations`]; see the [module docs](super).
 #[derive(Debug)]
 pub struct Poller {
@@ -53,6 +53,8 @@ impl Poller {
         let mut answered_before = false;
         // Tick of the last answer still published; `None` while nothing is.
         let mut published_at: Option<Instant> = None;
+        // DRA devices already logged as unmatchable, while they stay allocated.
+        let mut unmapped: BTreeSet<String> = BTreeSet::new();
         loop {
             let tick = tokio::select! {
                 biased;
@@ -65,7 +67,16 @@ impl Poller {
                 result = fetch(&mut client, &config) => result,
             };
             match result {
-                Ok(allocations) => {
+                Ok(listed) => {
+                    for device in listed.unmapped.difference(&unmapped) {
+                        debug!(
+                            %socket,
+                            %device,
+                            "DRA GPU device cannot be matched to an NVML device; left unattributed"
+                        );
+                    }
+                    unmapped = listed.unmapped;
+                    let allocations = listed.devices;
                     match state {
                         State::Up => {}
                         _ if !answered_before => info!(
@@ -127,7 +138,7 @@ impl Poller {
 }
 
 /// Publishes `allocations` unless the Catalog already holds exactly them.
-fn publish(catalog: &Catalog, allocations: HashMap<String, PodRef>) {
+fn publish(catalog: &Catalog, allocations: Allocations) {
     if catalog.snapshot().gpu_allocations != allocations {
         catalog.set_gpu_allocations(allocations);
     }

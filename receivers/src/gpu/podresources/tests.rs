@@ -5,11 +5,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hpcotel_core::{Catalog, PodRef};
-use hpcotel_testkit::podresources::{FakeContainer, FakeKubelet, FakePod};
+use hpcotel_testkit::podresources::{
+    FakeClaim, FakeClaimDevice, FakeContainer, FakeKubelet, FakePod, NVIDIA_GPU_SHARED,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::gpu::device::{self, Identity, MigIdentity};
 
 /// The refresh interval of poller tests.
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -45,6 +48,7 @@ fn container(name: &str, devices: &[(&str, &[&str])]) -> FakeContainer {
                 )
             })
             .collect(),
+        claims: Vec::new(),
     }
 }
 
@@ -68,7 +72,7 @@ async fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool
     }
 }
 
-fn allocations(catalog: &Catalog) -> HashMap<String, PodRef> {
+fn allocations(catalog: &Catalog) -> Allocations {
     catalog.snapshot().gpu_allocations.clone()
 }
 
@@ -120,31 +124,99 @@ async fn list_maps_every_gpu_and_mig_device_to_its_pod_and_container() {
     let got = list_allocations(&config(&socket)).await.unwrap();
 
     let want = HashMap::from([
-        ("GPU-a".to_string(), pod("ml", "trainer-0", "main")),
-        ("GPU-b".to_string(), pod("ml", "trainer-0", "main")),
-        ("MIG-m".to_string(), pod("ml", "inference-0", "server")),
-        ("GPU-c".to_string(), pod("ml", "pipeline-0", "prep")),
-        ("GPU-d".to_string(), pod("ml", "pipeline-0", "train")),
+        ("GPU-a".to_string(), vec![pod("ml", "trainer-0", "main")]),
+        ("GPU-b".to_string(), vec![pod("ml", "trainer-0", "main")]),
+        (
+            "MIG-m".to_string(),
+            vec![pod("ml", "inference-0", "server")],
+        ),
+        ("GPU-c".to_string(), vec![pod("ml", "pipeline-0", "prep")]),
+        ("GPU-d".to_string(), vec![pod("ml", "pipeline-0", "train")]),
     ]);
     assert_eq!(got, want, "non-GPU resources (nic-0, nic-1) are ignored");
     assert_eq!(kubelet.list_calls(), 1);
     kubelet.stop().await;
 }
 
+fn holder(namespace: &str, name: &str, container: Option<&str>) -> PodRef {
+    PodRef {
+        namespace: namespace.into(),
+        name: name.into(),
+        container: container.map(str::to_string),
+        uid: None,
+    }
+}
+
+/// A physical GPU's identity as the sampler reads it.
+fn gpu_identity(index: u32, uuid: &str, minor: Option<u32>) -> Identity {
+    Identity {
+        uuid: uuid.into(),
+        model: "NVIDIA H100 80GB HBM3".into(),
+        index,
+        minor,
+        pci_bus_id: String::new(),
+        serial: None,
+        mig: None,
+    }
+}
+
+/// A MIG instance's identity: the `position`-th MIG device of GPU `gpu`.
+fn mig_identity(gpu: &Identity, position: u32, uuid: &str) -> Identity {
+    Identity {
+        uuid: uuid.into(),
+        minor: None,
+        mig: Some(MigIdentity {
+            parent_uuid: gpu.uuid.clone(),
+            position,
+            profile: "1g.10gb".into(),
+            gpu_instance_id: None,
+            compute_instance_id: None,
+        }),
+        ..gpu.clone()
+    }
+}
+
+/// The pods the gpu receiver attributes `identity`'s data to, from `allocations`.
+fn holders(allocations: &Allocations, identity: &Identity) -> Vec<PodRef> {
+    let catalog = Catalog::new();
+    catalog.set_gpu_allocations(allocations.clone());
+    device::holders_of(&catalog.snapshot(), identity)
+}
+
 #[tokio::test]
-async fn shared_gpu_replicas_map_to_their_uuid_unless_several_pods_hold_them() {
+async fn a_time_sliced_gpu_shared_by_two_pods_maps_to_both() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("kubelet.sock");
+    let shared = |ns: &str, name: &str, c: &str, ids: &[&str]| {
+        FakePod::with_devices(ns, name, c, NVIDIA_GPU_SHARED, ids)
+    };
     let kubelet = FakeKubelet::start(
         &socket,
         vec![
-            // Time-slicing: two replicas of GPU-s in two pods, two of GPU-t in one pod.
-            FakePod::with_gpus("a", "one", "main", &["GPU-s::0", "GPU-t::0"]),
-            FakePod::with_gpus("b", "two", "main", &["GPU-s::1"]),
+            // renameByDefault: true. Two replicas of GPU-s in two pods (listed out of
+            // order), two of GPU-t in two containers of one pod; MIG-m's replicas in two pods.
+            shared("team-b", "two", "main", &["GPU-s::1"]),
+            shared("team-a", "one", "main", &["GPU-s::0", "GPU-t::0"]),
             fake_pod(
-                "a",
+                "team-a",
                 "one",
-                vec![container("side", &[("nvidia.com/gpu", &["GPU-t::1"])])],
+                vec![container("side", &[(NVIDIA_GPU_SHARED, &["GPU-t::1"])])],
+            ),
+            fake_pod(
+                "team-a",
+                "infer",
+                vec![container(
+                    "srv",
+                    &[("nvidia.com/mig-1g.10gb.shared", &["MIG-m::0"])],
+                )],
+            ),
+            fake_pod(
+                "team-c",
+                "infer",
+                vec![container(
+                    "srv",
+                    &[("nvidia.com/mig-1g.10gb.shared", &["MIG-m::3"])],
+                )],
             ),
         ],
     )
@@ -152,15 +224,198 @@ async fn shared_gpu_replicas_map_to_their_uuid_unless_several_pods_hold_them() {
 
     let got = list_allocations(&config(&socket)).await.unwrap();
 
-    let t = PodRef {
-        container: None,
-        ..pod("a", "one", "")
-    };
     assert_eq!(
         got,
-        HashMap::from([("GPU-t".to_string(), t)]),
-        "GPU-s is shared by two pods: attributed to neither"
+        HashMap::from([
+            (
+                "GPU-s".to_string(),
+                vec![pod("team-a", "one", "main"), pod("team-b", "two", "main")]
+            ),
+            ("GPU-t".to_string(), vec![holder("team-a", "one", None)]),
+            (
+                "MIG-m".to_string(),
+                vec![pod("team-a", "infer", "srv"), pod("team-c", "infer", "srv")]
+            ),
+        ]),
+        "every holder, sorted; one pod through two containers: the pod without a container"
     );
+    kubelet.stop().await;
+}
+
+#[tokio::test]
+async fn a_shared_replica_held_by_one_pod_maps_to_that_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![
+            FakePod::with_devices("ml", "solo", "main", NVIDIA_GPU_SHARED, &["GPU-u::0"]),
+            // renameByDefault: false: the replicas stay `nvidia.com/gpu`.
+            FakePod::with_gpus("ml", "plain", "main", &["GPU-v::7"]),
+        ],
+    )
+    .await;
+
+    let got = list_allocations(&config(&socket)).await.unwrap();
+
+    assert_eq!(
+        got,
+        HashMap::from([
+            ("GPU-u".to_string(), vec![pod("ml", "solo", "main")]),
+            ("GPU-v".to_string(), vec![pod("ml", "plain", "main")]),
+        ])
+    );
+    let gpu = gpu_identity(0, "GPU-u", None);
+    assert_eq!(holders(&got, &gpu), [pod("ml", "solo", "main")]);
+    kubelet.stop().await;
+}
+
+#[tokio::test]
+async fn index_strategy_ids_resolve_to_the_device_with_that_nvml_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![
+            FakePod::with_gpus("ml", "trainer", "main", &["1"]),
+            fake_pod(
+                "ml",
+                "infer",
+                vec![container("srv", &[("nvidia.com/mig-1g.10gb", &["0:1"])])],
+            ),
+            FakePod::with_devices("ml", "a", "main", NVIDIA_GPU_SHARED, &["2::0"]),
+            FakePod::with_devices("ops", "b", "main", NVIDIA_GPU_SHARED, &["2::1"]),
+        ],
+    )
+    .await;
+
+    let got = list_allocations(&config(&socket)).await.unwrap();
+
+    let gpu0 = gpu_identity(0, "GPU-0", None);
+    let gpu1 = gpu_identity(1, "GPU-1", None);
+    let gpu2 = gpu_identity(2, "GPU-2", None);
+    assert_eq!(holders(&got, &gpu1), [pod("ml", "trainer", "main")]);
+    assert_eq!(
+        holders(&got, &mig_identity(&gpu0, 1, "MIG-01")),
+        [pod("ml", "infer", "srv")],
+        "MIG `<gpu>:<mig>`"
+    );
+    assert_eq!(
+        holders(&got, &gpu2),
+        [pod("ml", "a", "main"), pod("ops", "b", "main")]
+    );
+    assert!(
+        holders(&got, &gpu0).is_empty(),
+        "GPU 0 itself is in MIG mode"
+    );
+    assert!(holders(&got, &mig_identity(&gpu0, 0, "MIG-00")).is_empty());
+    kubelet.stop().await;
+}
+
+#[tokio::test]
+async fn a_dra_allocated_gpu_maps_to_its_pod_by_minor_number() {
+    let logs = Logs::global();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    let other_driver = FakeClaimDevice {
+        driver: "compute-domain.nvidia.com".into(),
+        pool: "node-1".into(),
+        device: "channel-0".into(),
+        ..Default::default()
+    };
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![
+            FakePod::with_dra_gpus(
+                "ml",
+                "trainer",
+                "main",
+                "node-1",
+                "two-gpus",
+                &["gpu-3", "gpu-0"],
+            ),
+            // One claim shared by two pods.
+            FakePod::with_dra_gpus("ml", "a", "main", "node-1", "shared", &["gpu-1"]),
+            FakePod::with_dra_gpus("ml", "b", "main", "node-1", "shared", &["gpu-1"]),
+            // A MIG device: its name does not say which NVML MIG device it is.
+            FakePod::with_dra_gpus(
+                "ml",
+                "mig",
+                "main",
+                "node-1",
+                "mig",
+                &["gpu-2-mig-1g10gb-19-0"],
+            ),
+            fake_pod(
+                "ml",
+                "imex",
+                vec![FakeContainer {
+                    name: "main".into(),
+                    claims: vec![FakeClaim {
+                        name: "domain".into(),
+                        namespace: "ml".into(),
+                        devices: vec![other_driver],
+                    }],
+                    ..Default::default()
+                }],
+            ),
+        ],
+    )
+    .await;
+
+    let got = list_allocations(&config(&socket)).await.unwrap();
+
+    // NVIDIA's driver names a GPU by its device minor number, which need not be its index.
+    let by_minor_3 = gpu_identity(0, "GPU-x", Some(3));
+    let by_minor_0 = gpu_identity(1, "GPU-y", Some(0));
+    assert_eq!(holders(&got, &by_minor_3), [pod("ml", "trainer", "main")]);
+    assert_eq!(holders(&got, &by_minor_0), [pod("ml", "trainer", "main")]);
+    assert_eq!(
+        holders(&got, &gpu_identity(2, "GPU-z", Some(1))),
+        [pod("ml", "a", "main"), pod("ml", "b", "main")]
+    );
+    assert!(
+        holders(&got, &gpu_identity(3, "GPU-w", None)).is_empty(),
+        "no minor number known: no DRA match"
+    );
+    let mut keys: Vec<_> = got.keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "gpu.nvidia.com/gpu-0",
+            "gpu.nvidia.com/gpu-1",
+            "gpu.nvidia.com/gpu-3"
+        ],
+        "the MIG device and the other driver's device are left out"
+    );
+
+    // The poller says once that the MIG device cannot be attributed.
+    let catalog = Catalog::new();
+    let (shutdown, task) = start_poller(config(&socket), &catalog);
+    let before = kubelet.list_calls();
+    wait_until("three more answers", DEADLINE, || {
+        kubelet.list_calls() >= before + 3
+    })
+    .await;
+    let unmatched = "DRA GPU device cannot be matched to an NVML device";
+    assert_eq!(
+        logs.count(&socket, "DEBUG", unmatched),
+        1,
+        "{:#?}",
+        logs.lines(&socket)
+    );
+    let line = logs
+        .lines(&socket)
+        .into_iter()
+        .find(|l| l.contains(unmatched))
+        .unwrap();
+    assert!(
+        line.contains("gpu.nvidia.com/node-1/gpu-2-mig-1g10gb-19-0"),
+        "{line}"
+    );
+    shutdown.cancel();
+    task.await.unwrap();
     kubelet.stop().await;
 }
 
@@ -254,8 +509,8 @@ async fn a_server_that_never_answers_times_out() {
 async fn poller_follows_a_kubelet_restart() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("kubelet.sock");
-    let a = HashMap::from([("GPU-a".to_string(), pod("ml", "old", "main"))]);
-    let b = HashMap::from([("GPU-b".to_string(), pod("ml", "new", "main"))]);
+    let a = HashMap::from([("GPU-a".to_string(), vec![pod("ml", "old", "main")])]);
+    let b = HashMap::from([("GPU-b".to_string(), vec![pod("ml", "new", "main")])]);
     let first = FakeKubelet::start(
         &socket,
         vec![FakePod::with_gpus("ml", "old", "main", &["GPU-a"])],
@@ -337,7 +592,7 @@ async fn poller_picks_up_a_socket_that_appears_later() {
     )
     .await;
     wait_until("the allocation", DEADLINE, || {
-        allocations(&catalog).get("GPU-a") == Some(&pod("ml", "p", "main"))
+        allocations(&catalog).get("GPU-a") == Some(&vec![pod("ml", "p", "main")])
     })
     .await;
 
@@ -496,7 +751,13 @@ fn config_defaults_and_validation() {
     assert_eq!(config.timeout, Duration::from_secs(5));
     assert!(config.matches("nvidia.com/gpu"));
     assert!(config.matches("nvidia.com/mig-3g.40gb"));
-    assert!(!config.matches("nvidia.com/gpu.shared"));
+    assert!(config.matches("nvidia.com/gpu.shared"));
+    assert!(config.matches("nvidia.com/mig-1g.10gb.shared"));
+    assert!(!config.matches("nvidia.com/gpu.shared.extra"));
+    assert!(
+        !config.matches("nvidia.com/hostdev"),
+        "the network operator's NICs"
+    );
     assert!(!config.matches("example.com/nic"));
 
     let config: Config =

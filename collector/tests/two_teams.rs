@@ -605,6 +605,21 @@ service:
                 None,
                 "a shared GPU is not one pod's"
             );
+            let holders: Vec<String> = attrs
+                .iter()
+                .find(|kv| kv.key == semconv::HPCOTEL_GPU_PODS)
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    any_value::Value::ArrayValue(a) => {
+                        Some(a.values.iter().filter_map(any_value_string).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            assert_eq!(
+                holders,
+                ["team-a/web-a2-0", "team-b/web-b2-0"],
+                "both holders named"
+            );
         }
     }
     assert_eq!(per_gpu.len(), 4, "metrics of every GPU: {per_gpu:?}");

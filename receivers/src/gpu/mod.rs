@@ -17,8 +17,9 @@
 //! Data points carry `hw.id` (UUID), `hw.name` (`gpu3`), `hw.type=gpu`, `hw.vendor`,
 //! `hw.model`, `hpcotel.gpu.index`, `hpcotel.gpu.pci_bus_id` (and `hw.parent`,
 //! `hpcotel.gpu.mig.*` on MIG instances). The resource carries `host.name`, `k8s.node.name`
-//! (from `K8S_NODE_NAME`) and, when the device is allocated, `k8s.namespace.name`,
-//! `k8s.pod.name`, `k8s.container.name` (and `k8s.pod.uid` where the Catalog knows it).
+//! (from `K8S_NODE_NAME`) and, when exactly one pod holds the device, `k8s.namespace.name`,
+//! `k8s.pod.name`, `k8s.container.name` (and `k8s.pod.uid` where the Catalog knows it); when
+//! several do, `hpcotel.gpu.shared` = true and `hpcotel.gpu.pods` instead.
 //!
 //! Logs: one record per Xid (code, meaning, action, severity from the code), ECC event,
 //! throttle start/end (coalesced per report) and GPU lost/recovered. A GPU that stops

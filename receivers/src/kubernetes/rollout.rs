@@ -76,11 +76,9 @@ pub struct Operation {
     pub destination_namespace: Option<String>,
     /// The repository (`spec.source.repoURL`).
     pub repo_url: Option<String>,
-    /// The revision synced: the primary source's (see [`convert::primary_source`]) in
+    /// The revision synced: the primary source's (see `convert::primary_source`) in
     /// `syncResult`, else in `operation.sync`; empty between two attempts of a retry with
     /// `refresh`, when Argo CD clears both until it resolves the latest revision.
-    ///
-    /// [`convert::primary_source`]: super::convert::primary_source
     pub revision: String,
     /// `phase`: Running | Terminating | Failed | Error | Succeeded.
     pub phase: String,

@@ -4,13 +4,16 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Hpcotel, strip_ansi};
 use hpcotel_core::semconv;
 use hpcotel_testkit::nvml::{FakeNvml, Scenario};
-use hpcotel_testkit::podresources::{FakeKubelet, FakePod, NVIDIA_GPU_SHARED};
+use hpcotel_testkit::podresources::{
+    FakeClaim, FakeClaimDevice, FakeContainer, FakeKubelet, FakePod, NVIDIA_GPU_SHARED,
+};
 use hpcotel_testkit::sink::{OtlpSink, Received, any_value_string};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
@@ -274,6 +277,168 @@ async fn a_time_sliced_gpu_shared_by_two_namespaces_names_both_pods_and_neither_
         })
         .collect();
     assert!(single.is_empty(), "GPU 0 given to one team: {single:?}");
+    kubelet.stop().await;
+}
+
+/// The GPUs (`hw.id`) whose metrics were ever exported under namespace `namespace`.
+fn gpus_of_namespace(r: &Received, namespace: &str) -> BTreeSet<String> {
+    r.metrics
+        .iter()
+        .filter(|rm| {
+            rm.resource.as_ref().is_some_and(|res| {
+                res.attributes.iter().any(|kv| {
+                    kv.key == semconv::K8S_NAMESPACE_NAME
+                        && kv.value.as_ref().and_then(any_value_string).as_deref()
+                            == Some(namespace)
+                })
+            })
+        })
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .flat_map(|m| match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.clone(),
+            Some(Data::Sum(s)) => s.data_points.clone(),
+            _ => Vec::new(),
+        })
+        .filter_map(|p| {
+            p.attributes
+                .iter()
+                .find(|kv| kv.key == semconv::HW_ID)
+                .and_then(|kv| kv.value.as_ref().and_then(any_value_string))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dra_claimed_gpu_carries_its_pod_matched_by_minor_number_not_index() {
+    // NVIDIA's DRA driver names a GPU `gpu-<minor>`. No GPU's minor is its NVML index here,
+    // so a match by index would land on another GPU.
+    let mut scenario = Scenario::with_gpus(4);
+    for (d, minor) in scenario.devices.iter_mut().zip([2, 0, 3, 1]) {
+        d.minor = Some(minor);
+    }
+    let fake = FakeNvml::new(&scenario);
+    let uuid = |i: usize| scenario.devices[i].uuid.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("kubelet.sock");
+    // Another vendor's DRA driver whose device happens to be named like NVIDIA's GPU with
+    // minor 1 (index 3).
+    let other_driver = FakePod {
+        namespace: "other-team".into(),
+        name: "accel-0".into(),
+        containers: vec![FakeContainer {
+            name: "main".into(),
+            claims: vec![FakeClaim {
+                name: "accel".into(),
+                namespace: "other-team".into(),
+                devices: vec![FakeClaimDevice {
+                    driver: "gpu.example.com".into(),
+                    pool: "node-1".into(),
+                    device: "gpu-1".into(),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        }],
+    };
+    let kubelet = FakeKubelet::start(
+        &socket,
+        vec![
+            // Minor 3: the GPU at index 2.
+            FakePod::with_dra_gpus(
+                "research",
+                "trainer-0",
+                "pytorch",
+                "node-1",
+                "one-gpu",
+                &["gpu-3"],
+            ),
+            // Minor 0: the GPU at index 1.
+            FakePod::with_dra_gpus(
+                "serving",
+                "llm-0",
+                "vllm",
+                "node-1",
+                "infer-gpu",
+                &["gpu-0"],
+            ),
+            // A MIG device of the GPU with minor 2 (index 0): its name does not say which of
+            // that GPU's NVML MIG devices it is, so it attributes nothing.
+            FakePod::with_dra_gpus(
+                "mig-team",
+                "mig-0",
+                "main",
+                "node-1",
+                "mig",
+                &["gpu-2-mig-1g10gb-19-0"],
+            ),
+            other_driver,
+        ],
+    )
+    .await;
+    let sink = OtlpSink::start().await;
+    let _hpcotel = Hpcotel::start(&config(&fake, &socket, &sink));
+
+    let r = sink
+        .wait_for("the DRA-claimed GPUs reported with their pods", WAIT, |r| {
+            (0..4).all(|i| latest_pod(r, &uuid(i)).is_some())
+                && latest_pod(r, &uuid(2)) == Some(Some("research/trainer-0/pytorch".into()))
+                && latest_pod(r, &uuid(1)) == Some(Some("serving/llm-0/vllm".into()))
+        })
+        .await;
+    assert_eq!(
+        latest_pod(&r, &uuid(0)),
+        Some(None),
+        "GPU 0 (minor 2) is claimed only as a MIG device"
+    );
+    assert_eq!(
+        latest_pod(&r, &uuid(3)),
+        Some(None),
+        "GPU 3 (minor 1) is claimed by no NVIDIA DRA device"
+    );
+    let one_gpu = |ns: &str, i: usize| {
+        assert_eq!(
+            gpus_of_namespace(&r, ns),
+            BTreeSet::from([uuid(i)]),
+            "only GPU {i}'s metrics carry namespace {ns}"
+        );
+    };
+    one_gpu("research", 2);
+    one_gpu("serving", 1);
+    for ns in ["mig-team", "other-team"] {
+        assert!(
+            gpus_of_namespace(&r, ns).is_empty(),
+            "{ns} holds no NVML GPU through DRA"
+        );
+    }
+    let gpu2 = latest_resource(&r, &uuid(2)).unwrap();
+    assert_eq!(shared_pods(&gpu2), (None, false), "one holder: not shared");
+
+    // `hpcotel gpus` reads the same mapping.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hpcotel"))
+        .args(["gpus", "--json", "--pod-resources"])
+        .arg(&socket)
+        .arg("--nvml-library")
+        .arg(fake.library_path())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let pods: Vec<_> = rows.iter().map(|row| row["pod"].clone()).collect();
+    assert_eq!(
+        pods,
+        [
+            serde_json::Value::Null,
+            "serving/llm-0/vllm".into(),
+            "research/trainer-0/pytorch".into(),
+            serde_json::Value::Null,
+        ]
+    );
     kubelet.stop().await;
 }
 

@@ -23,7 +23,7 @@
 //!   "driver_version": "550.54.15", "nvml_version": "12.550.54.15",
 //!   "init_error": 9,
 //!   "devices": [{
-//!     "uuid": "GPU-…", "name": "NVIDIA H100 80GB HBM3", "serial": "…",
+//!     "uuid": "GPU-…", "name": "NVIDIA H100 80GB HBM3", "serial": "…", "minor": 1,
 //!     "pci_bus_id": "00000000:18:00.0",
 //!     "utilization_gpu": [10, 95, 95, 10], "power_mw": 250000, "…": "…",
 //!     "fan_speeds_percent": [30, 35],
@@ -60,6 +60,8 @@
 //!   listed (field values: in that entry's own status). Extra names: `processes` (process
 //!   list and utilization), `process_utilization`, `mig_instances` (MIG mode/count/handles),
 //!   `events` (supported types, registration), `index`, `power_instant` (field 186 only).
+//! * `nvmlDeviceGetMinorNumber` reads `minor`, or the device's index when it is unset;
+//!   [`scenario::Device::sample`] sets `index ^ 1`, so a sample's minor is never its index.
 //! * MIG devices (handles from `nvmlDeviceGetMigDeviceHandleByIndex`): UUID, name, memory
 //!   info, processes, GPU/compute instance ids and the parent handle work; the rest
 //!   (utilization included) is `NVML_ERROR_NOT_SUPPORTED`. `nvmlDeviceGetMaxMigDeviceCount`

@@ -52,6 +52,7 @@ pub const UNSUPPORTED_NAMES: &[&str] = &[
     "name",
     "serial",
     "index",
+    "minor",
     "pci_bus_id",
     "utilization_gpu",
     "utilization_memory",
@@ -243,6 +244,13 @@ pub struct Device {
     pub name: String,
     /// `nvmlDeviceGetSerial`.
     pub serial: String,
+    /// `nvmlDeviceGetMinorNumber`: the device minor number (`/dev/nvidia<minor>`, what
+    /// NVIDIA's DRA driver names the GPU by: `gpu-<minor>`); `None` reads as the device's
+    /// index, as on most real machines. [`Device::sample`] sets one that differs from the
+    /// index. Real minors are distinct per node; the fake does not check. `NOT_SUPPORTED` on
+    /// MIG devices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minor: Option<u32>,
     /// `nvmlDeviceGetPciInfo_v3` bus id, `DDDDDDDD:BB:DD.F` (hex); domain/bus/device are parsed
     /// from it.
     pub pci_bus_id: String,
@@ -357,7 +365,10 @@ pub struct Device {
 
 impl Device {
     /// A plausible H100 SXM at `index`, with every value distinct per index: strings carry
-    /// the index and every number is offset by it.
+    /// the index and every number is offset by it. Its minor number is `index ^ 1` (0↔1,
+    /// 2↔3, …): never its index, so a test tells the two apart, and a permutation of
+    /// `0..n` for an even number of GPUs, as on a real node whose minors are not in NVML
+    /// (PCI) order.
     pub fn sample(index: u32) -> Device {
         let i = u64::from(index);
         const MIB: u64 = 1 << 20;
@@ -379,6 +390,7 @@ impl Device {
             ),
             name: format!("NVIDIA H100 80GB HBM3 #{index}"),
             serial: format!("165292{:07}", 1000 + i),
+            minor: Some(index ^ 1),
             pci_bus_id: format!("00000000:{bus:02X}:00.0"),
             utilization_gpu: pct(40),
             utilization_memory: pct(20),
@@ -603,6 +615,10 @@ mod tests {
         assert_eq!(s.driver_version, "550.54.15");
         assert_eq!(s.devices[0].uuid, "GPU-x");
         assert_eq!(
+            s.devices[0].minor, None,
+            "a default device's minor is its index"
+        );
+        assert_eq!(
             s.devices[0].nvlink_links, 0,
             "a default device has no NVLink"
         );
@@ -625,6 +641,12 @@ mod tests {
         assert_ne!(a.name, b.name);
         assert_ne!(a.serial, b.serial);
         assert_ne!(a.pci_bus_id, b.pci_bus_id);
+        assert_eq!(
+            (a.minor, b.minor),
+            (Some(1), Some(0)),
+            "minors swap in pairs"
+        );
+        assert!((0..64).all(|i| Device::sample(i).minor != Some(i)));
         assert_eq!(
             a.uuid.len(),
             "GPU-8e1c6f0a-4b2d-7a10-9c3e-5f2a7b3c1d00".len()

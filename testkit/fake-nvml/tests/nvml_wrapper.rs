@@ -183,6 +183,9 @@ fn eight_distinct_devices_answer_every_call() {
         assert_eq!(d.name().unwrap(), want.name);
         assert_eq!(d.index().unwrap(), i);
         assert_eq!(d.serial().unwrap(), want.serial);
+        let minor = d.minor_number().unwrap();
+        assert_eq!(Some(minor), want.minor);
+        assert_ne!(minor, i, "a sample's minor number is not its index");
         let pci = d.pci_info().unwrap();
         assert_eq!(pci.bus_id, want.pci_bus_id);
         assert_eq!(
@@ -394,6 +397,7 @@ fn eight_distinct_devices_answer_every_call() {
             uuid.clone(),
             d.name().unwrap(),
             d.serial().unwrap(),
+            format!("{minor}"),
             pci.bus_id.clone(),
             format!("{util:?}"),
             format!("{enc}/{dec}"),
@@ -434,6 +438,51 @@ fn eight_distinct_devices_answer_every_call() {
         nvml.device_by_uuid("GPU-nope"),
         Err(NvmlError::NotFound)
     ));
+}
+
+#[test]
+fn minor_numbers_are_scripted_and_fail_like_the_other_calls() {
+    let mut scenario = Scenario::with_gpus(5);
+    // The samples' minors swap in pairs (1, 0, 3, 2, 5); GPU 2 gets a scripted one, GPU 3
+    // none (it reads its index), GPU 4 cannot tell.
+    scenario.devices[2].minor = Some(7);
+    scenario.devices[3].minor = None;
+    scenario.devices[4].unsupported = vec!["minor".to_owned()];
+    scenario.devices[1].mig_instances = vec![MigInstance::sample(1, 0)];
+    let fake = Fake::new(&scenario);
+    let nvml = fake.init().unwrap();
+    let devices: Vec<_> = (0..5).map(|i| nvml.device_by_index(i).unwrap()).collect();
+    let minors: Vec<_> = devices
+        .iter()
+        .take(4)
+        .map(|d| d.minor_number().unwrap())
+        .collect();
+    assert_eq!(minors, [1, 0, 7, 3]);
+    assert!(matches!(
+        devices[4].minor_number(),
+        Err(NvmlError::NotSupported)
+    ));
+    assert_eq!(devices[4].uuid().unwrap(), scenario.devices[4].uuid);
+
+    // MIG devices have no minor number of their own.
+    let mig = devices[1].mig_device_by_index(0).unwrap();
+    assert!(matches!(mig.minor_number(), Err(NvmlError::NotSupported)));
+
+    // A null out-pointer is an invalid argument.
+    // SAFETY: a live handle from `nvml`; the library checks the null pointer before writing.
+    let rc = unsafe {
+        nvml.lib()
+            .nvmlDeviceGetMinorNumber(devices[0].handle(), std::ptr::null_mut())
+    };
+    assert_eq!(rc, RC_INVALID_ARGUMENT);
+
+    // A lost GPU answers GPU_IS_LOST; the others keep their minors.
+    scenario.devices[0].lost = true;
+    fake.write(&scenario);
+    eventually("GPU 0 lost", || {
+        matches!(devices[0].minor_number(), Err(NvmlError::GpuLost)).then_some(())
+    });
+    assert_eq!(devices[1].minor_number().unwrap(), 0);
 }
 
 #[test]

@@ -244,6 +244,7 @@ const POD_A_ALL: &[(&str, &str)] = &[
         "https://git.example.com/ml/train.git",
     ),
     ("hpcotel.argocd.application", "train"),
+    ("hpcotel.argocd.application.namespace", "argocd"),
     ("deployment.environment.name", "prod"),
 ];
 
@@ -468,7 +469,7 @@ fn config_defaults_to_every_supported_attribute_and_rejects_unknown_ones() {
     };
     assert_eq!(e, &Config::default());
     assert_eq!(e.attributes, SUPPORTED_ATTRIBUTES);
-    assert_eq!(SUPPORTED_ATTRIBUTES.len(), 15);
+    assert_eq!(SUPPORTED_ATTRIBUTES.len(), 16);
 
     let c = parse("    attributes: [k8s.pod.name, vcs.ref.head.revision]").unwrap();
     let crate::config::ProcessorConfig::Enrich(e) = &c.processors[&"enrich".parse().unwrap()]

@@ -126,6 +126,23 @@ pub unsafe extern "C" fn nvmlDeviceGetIndex(device: *mut c_void, index: *mut u32
     }
 }
 
+/// `nvmlDeviceGetMinorNumber`: the scripted `minor`, else the index (`NOT_SUPPORTED` on MIG
+/// devices).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nvmlDeviceGetMinorNumber(
+    device: *mut c_void,
+    minor_number: *mut u32,
+) -> u32 {
+    // SAFETY: NVML contract for `minor_number`.
+    unsafe {
+        getter(device, minor_number, |c| {
+            let dev = c.gpu_only()?;
+            c.check(&["minor"])?;
+            Ok(dev.minor.unwrap_or(c.t.gpu))
+        })
+    }
+}
+
 /// Parses `DDDDDDDD:BB:DD.F` (hex) into (domain, bus, device, function); zeros when malformed.
 fn parse_bus_id(id: &str) -> (u32, u32, u32, u32) {
     let parse = || -> Option<(u32, u32, u32, u32)> {

@@ -167,6 +167,11 @@ pub struct SyncOperation {
     pub finished_unix_nano: Option<u64>,
     /// The sync ended Failed or Error.
     pub failed: bool,
+    /// [`workload_key`]s of the plain resources it applied (`syncResult.resources[]` with
+    /// `status: Synced`, hooks left out).
+    pub applied: Vec<String>,
+    /// A partial sync (`operation.sync.resources`): it applies only what it lists.
+    pub partial: bool,
 }
 
 /// FNV-1a, 64 bits, from a given offset basis: stable across builds and platforms (unlike
@@ -438,14 +443,15 @@ impl Snapshot {
             .last()
             .map(|w| w.object.clone())
             .or_else(|| pod.owner.clone());
-        // Tracking sits on the top-level manifests; look from the top down. A pod's own
-        // labels and annotations count only for a pod without an owner (a bare Pod in the
-        // manifests): a controller's pods inherit their template's labels, which a chart
-        // may set to anything.
-        let app = chain
-            .iter()
-            .rev()
-            .find_map(|w| {
+        // Tracking counts on the root object only, as Argo CD assigns an Application only to
+        // objects without owner references (`controller/cache`): the top of the chain when
+        // the chain reaches one (not when an owner could not be read or is of a kind not
+        // followed), or the pod itself when it has no owner (a bare Pod in the manifests).
+        // A controller's ReplicaSets and pods carry labels from their template and
+        // annotations copied from their owner, which say nothing of tracking.
+        let root = chain.last().filter(|w| w.owner.is_none());
+        let app = root
+            .and_then(|w| {
                 let o = &w.object;
                 self.tracked_app((&w.group, &o.kind, &o.namespace, &o.name), &w.tracking)
             })
@@ -478,13 +484,21 @@ impl Snapshot {
             // The revision in effect when it was created: the latest deploy that had started
             // by then. (A ReplicaSet is created while its sync runs, i.e. inside the
             // [deployStartedAt, deployedAt] window, or right after it when the controller lags.)
-            // The sync in progress counts as the newest deploy: Argo CD writes its history
-            // entry only when it ends, but the ReplicaSets it creates run its revision now.
-            // (A failed sync writes no history entry: it deployed nothing to count on.)
+            // The last operation counts as the newest deploy: Argo CD writes its history entry
+            // only when it ends (and a failed one writes none), but the ReplicaSets it created
+            // run its revision. A running sync counts for every workload of the app (it
+            // applies them as it goes); a failed or partial one only for the workload it
+            // applied (a failed sync may have stopped before, a partial one lists what it
+            // touches).
+            let top_key = top.as_ref().map(ObjectRef::key);
             let in_flight = app
                 .operation
                 .as_ref()
-                .filter(|op| !op.failed && !op.revision.is_empty())
+                .filter(|op| !op.revision.is_empty())
+                .filter(|op| {
+                    !(op.failed || op.partial)
+                        || top_key.as_ref().is_some_and(|k| op.applied.contains(k))
+                })
                 .map(|op| (op.started_unix_nano, &op.revision));
             let from_history = created.and_then(|t| {
                 app.history
@@ -746,6 +760,7 @@ mod tests {
             started_unix_nano: 200 * S,
             finished_unix_nano: None,
             failed: false,
+            ..Default::default()
         });
         let b = s.correlate("pod-trainer-b").unwrap();
         assert_eq!(b.revision, Some(("B".into(), RevisionSource::History)));
@@ -941,5 +956,58 @@ mod tests {
         assert_eq!(a.revision, None);
         let b = s.correlate("pod-trainer-b").unwrap();
         assert_eq!(b.revision, Some(("B".into(), RevisionSource::History)));
+    }
+
+    #[test]
+    fn a_failed_or_partial_sync_counts_only_for_what_it_applied() {
+        // B's sync failed after applying the Deployment (a PostSync hook failed): its
+        // ReplicaSet trainer-b (created 216 s) runs B, though no history entry says so.
+        let mut s = cluster(true, false);
+        let app = s.apps.get_mut("train").unwrap();
+        app.history.pop();
+        app.sync_revision = None;
+        let op = |applied: Vec<String>, failed, partial| SyncOperation {
+            revision: "B".into(),
+            started_unix_nano: 200 * S,
+            finished_unix_nano: Some(230 * S),
+            failed,
+            applied,
+            partial,
+        };
+        let deployment = vec![workload_key("Deployment", "ml", "trainer")];
+        for (applied, failed, partial, expected) in [
+            (deployment.clone(), true, false, "B"),
+            (Vec::new(), true, false, "A"),
+            (deployment.clone(), false, true, "B"),
+            (
+                vec![workload_key("Deployment", "ml", "other")],
+                false,
+                true,
+                "A",
+            ),
+        ] {
+            s.apps.get_mut("train").unwrap().operation = Some(op(applied.clone(), failed, partial));
+            let b = s.correlate("pod-trainer-b").unwrap();
+            assert_eq!(
+                b.revision,
+                Some((expected.into(), RevisionSource::History)),
+                "applied {applied:?} failed {failed} partial {partial}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_root_of_the_owner_chain_is_tracked() {
+        // The Deployment could not be read: the chain stops at the ReplicaSet, whose
+        // template-inherited instance label says nothing of tracking.
+        let mut s = cluster(false, false);
+        s.tracking = TrackingMethod::Label;
+        s.workloads.remove("Deployment/ml/trainer");
+        s.workloads
+            .get_mut("ReplicaSet/ml/trainer-b")
+            .unwrap()
+            .tracking
+            .instance_label = Some("train".into());
+        assert!(s.correlate("pod-trainer-b").unwrap().app.is_none());
     }
 }

@@ -141,8 +141,10 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// The revision of a sync, sync result or history entry for source `primary`: `revision`,
 /// else entry `primary` of `revisions[]` (multi-source Applications write `revision: ""`
-/// beside `revisions[]`).
-pub fn revision_of(v: &Value, primary: usize) -> Option<String> {
+/// beside `revisions[]`, one entry per source in `spec.sources[]` order, `ref`-only sources
+/// included). `None` without a primary source (see [`Primary`]).
+pub fn revision_of(v: &Value, primary: Option<usize>) -> Option<String> {
+    let primary = primary?;
     v.get("revision")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
@@ -165,49 +167,89 @@ fn revisions_of(v: &Value) -> Vec<String> {
 }
 
 /// Where an Application's manifests come from, for attribution: the index of its primary
-/// source in `spec.sources[]` (0 for `spec.source` and `spec.sourceHydrator`) and that
-/// source's repository.
+/// source (`None` when no single source can be named) and that source's repository.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Primary {
+    /// Index into `revisions[]` (0 for a single source).
+    pub index: Option<usize>,
+    /// The source's `repoURL`.
+    pub repo_url: Option<String>,
+}
+
+/// The primary source of `spec`, in Argo CD's own order of precedence
+/// (`ApplicationSpec.GetSource(s)`, `types.go`): `spec.sourceHydrator`, then a non-empty
+/// `spec.sources[]` (a `spec.source` beside it is ignored), then `spec.source`.
 ///
-/// - `spec.source`: that source.
-/// - `spec.sources[]` (multi-source): the first source that renders manifests, i.e. is not
-///   a `ref`-only values source (`ref` set, no `path` and no `chart`); the first source when
-///   every one is. Its revision is the one that signals carry; `status.sync.revisions[]`
-///   has them all.
-/// - `spec.sourceHydrator` (no `source(s)`): Argo CD deploys the hydrated manifests of
-///   `syncSource` (its `repoURL`, else the `drySource`'s), so that repository, and the
-///   hydrated commit Argo CD reports as the sync revision.
-pub fn primary_source(spec: Option<&Value>) -> (usize, Option<String>) {
+/// - `sourceHydrator`: Argo CD deploys the hydrated manifests of `syncSource` (its
+///   `repoURL`, else the `drySource`'s), and reports the hydrated commit as the sync revision.
+/// - `sources[]` (multi-source): Argo CD renders every source and merges the objects without
+///   recording which source made which, so a revision names them only when exactly one
+///   source renders manifests — every other being a `ref`-only values source (`ref` set, no
+///   `path`, no `chart`, not an `oci://` repository). With two or more rendering sources,
+///   no revision and no repository is attributed (the Application still is).
+/// - `source`: that source.
+pub fn primary_source(spec: Option<&Value>) -> Primary {
     let Some(spec) = spec else {
-        return (0, None);
+        return Primary::default();
     };
     let repo = |s: &Value| {
         str_at(s, &["repoURL"])
             .filter(|u| !u.is_empty())
             .map(str::to_owned)
     };
-    if let Some(source) = spec.get("source").filter(|s| s.is_object()) {
-        return (0, repo(source));
-    }
-    if let Some(sources) = spec.get("sources").and_then(Value::as_array)
-        && !sources.is_empty()
-    {
-        let ref_only = |s: &Value| {
-            str_at(s, &["ref"]).is_some_and(|r| !r.is_empty())
-                && str_at(s, &["path"]).is_none_or(str::is_empty)
-                && str_at(s, &["chart"]).is_none_or(str::is_empty)
-        };
-        let i = sources.iter().position(|s| !ref_only(s)).unwrap_or(0);
-        return (i, repo(&sources[i]));
-    }
-    if let Some(h) = spec.get("sourceHydrator") {
+    if let Some(h) = spec.get("sourceHydrator").filter(|h| h.is_object()) {
         let url = str_at(h, &["syncSource", "repoURL"])
             .filter(|u| !u.is_empty())
             .or_else(|| str_at(h, &["drySource", "repoURL"]))
             .filter(|u| !u.is_empty())
             .map(str::to_owned);
-        return (0, url);
+        return Primary {
+            index: Some(0),
+            repo_url: url,
+        };
     }
-    (0, None)
+    if let Some(sources) = spec.get("sources").and_then(Value::as_array)
+        && !sources.is_empty()
+    {
+        return primary_of(sources);
+    }
+    match spec.get("source").filter(|s| s.is_object()) {
+        Some(source) => Primary {
+            index: Some(0),
+            repo_url: repo(source),
+        },
+        None => Primary::default(),
+    }
+}
+
+/// The one source of `sources` that renders manifests (see [`primary_source`]).
+fn primary_of(sources: &[Value]) -> Primary {
+    let ref_only = |s: &Value| {
+        str_at(s, &["ref"]).is_some_and(|r| !r.is_empty())
+            && str_at(s, &["path"]).is_none_or(str::is_empty)
+            && str_at(s, &["chart"]).is_none_or(str::is_empty)
+            && !str_at(s, &["repoURL"]).is_some_and(|u| u.starts_with("oci://"))
+    };
+    let mut rendering = sources.iter().enumerate().filter(|(_, s)| !ref_only(s));
+    match (rendering.next(), rendering.next()) {
+        (Some((i, s)), None) => Primary {
+            index: Some(i),
+            repo_url: str_at(s, &["repoURL"])
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+        },
+        _ => Primary::default(),
+    }
+}
+
+/// The primary source index of a history entry or sync result, which records the sources
+/// it was made from (`sources[]`): an entry from before `spec.sources[]` changed is read
+/// with its own; without them, `current`.
+pub fn entry_primary(entry: &Value, current: Option<usize>) -> Option<usize> {
+    match entry.get("sources").and_then(Value::as_array) {
+        Some(sources) if !sources.is_empty() => primary_of(sources).index,
+        _ => current,
+    }
 }
 
 /// Argo CD's own name and address for the cluster it runs in (`in-cluster`).
@@ -217,7 +259,7 @@ pub const IN_CLUSTER_SERVER: &str = "https://kubernetes.default.svc";
 /// `https://kubernetes.default.svc` or `name` `in-cluster`); `None` for one deploying
 /// elsewhere (a hub's app for another cluster): its rollouts cannot own this cluster's
 /// Events of a namespace of the same name.
-fn in_cluster_destination(data: &Value) -> Option<String> {
+pub fn in_cluster_destination(data: &Value) -> Option<String> {
     let d = data.get("spec")?.get("destination")?;
     let server = str_at(d, &["server"]).filter(|s| !s.is_empty());
     let name = str_at(d, &["name"]).filter(|s| !s.is_empty());
@@ -231,6 +273,12 @@ fn in_cluster_destination(data: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The namespace of the Argo CD controller that reconciles `obj` (`status.controllerNamespace`),
+/// when it says.
+pub fn controller_namespace(obj: &DynamicObject) -> Option<&str> {
+    str_at(obj.data.get("status")?, &["controllerNamespace"]).filter(|n| !n.is_empty())
+}
+
 /// An Argo CD Application (`argoproj.io/v1alpha1`) as the Catalog keeps it.
 /// `controller_namespace` is where the Argo CD controller runs, used when the Application's
 /// `status.controllerNamespace` does not say it.
@@ -241,7 +289,10 @@ pub fn argo_app(
 ) -> ArgoApp {
     let meta = &obj.metadata;
     let data = &obj.data;
-    let (primary, repo_url) = primary_source(data.get("spec"));
+    let Primary {
+        index: primary,
+        repo_url,
+    } = primary_source(data.get("spec"));
     let status = data.get("status");
     let history = status
         .and_then(|s| s.get("history"))
@@ -252,7 +303,7 @@ pub fn argo_app(
                 .filter_map(|h| {
                     Some(DeployEntry {
                         id: h.get("id").and_then(Value::as_i64).unwrap_or_default(),
-                        revision: revision_of(h, primary)?,
+                        revision: revision_of(h, entry_primary(h, primary))?,
                         deploy_started_unix_nano: h
                             .get("deployStartedAt")
                             .and_then(Value::as_str)
@@ -276,7 +327,11 @@ pub fn argo_app(
         name,
         uid: meta.uid.clone().unwrap_or_default(),
         repo_url,
-        sync_revision: sync.and_then(|s| revision_of(s, primary)),
+        // Only a Synced status names what runs: OutOfSync/Unknown carry the target (and on
+        // a comparison error the unresolved `targetRevision`, e.g. `main`).
+        sync_revision: sync
+            .filter(|s| str_at(s, &["status"]) == Some("Synced"))
+            .and_then(|s| revision_of(s, primary)),
         revisions: sync.map(revisions_of).unwrap_or_default(),
         history,
         environment: environment_label.and_then(|l| meta.labels.as_ref()?.get(l).cloned()),
@@ -284,6 +339,13 @@ pub fn argo_app(
         operation: super::rollout::operation(obj).map(|op| SyncOperation {
             failed: op.failed(),
             finished_unix_nano: op.finished_unix_nano.filter(|_| op.finished()),
+            applied: op
+                .resources
+                .iter()
+                .filter(|r| r.hook_type.is_none() && r.status == "Synced")
+                .map(|r| hpcotel_core::catalog::workload_key(&r.kind, &r.namespace, &r.name))
+                .collect(),
+            partial: op.partial,
             revision: op.revision,
             started_unix_nano: op.started_unix_nano,
         }),
@@ -362,5 +424,94 @@ mod tests {
             let a = argo_app(&app(d.clone()), None, "argocd");
             assert_eq!(a.destination_namespace.is_some(), here, "{d}");
         }
+    }
+
+    fn spec(v: Value) -> Primary {
+        primary_source(Some(&v))
+    }
+
+    #[test]
+    fn the_primary_source_follows_argo_cd_s_precedence_and_is_never_guessed() {
+        let git = |url: &str, path: &str| serde_json::json!({"repoURL": url, "path": path});
+        let values =
+            serde_json::json!({"repoURL": "https://git.example.com/values.git", "ref": "values"});
+        // A `source` left beside `sources` is ignored by Argo CD.
+        let p = spec(
+            serde_json::json!({"source": git("https://old.example.com", "."), "sources": [values, git("https://git.example.com/app.git", "deploy")]}),
+        );
+        assert_eq!(p.index, Some(1));
+        assert_eq!(
+            p.repo_url.as_deref(),
+            Some("https://git.example.com/app.git")
+        );
+        // Two sources render manifests: which one made a workload is not recorded.
+        let p = spec(
+            serde_json::json!({"sources": [git("https://git.example.com/infra.git", "base"), git("https://git.example.com/app.git", "deploy")]}),
+        );
+        assert_eq!(p, Primary::default());
+        // An OCI source with `ref` and no path renders manifests.
+        let p = spec(
+            serde_json::json!({"sources": [{"repoURL": "oci://registry.example.com/charts/app", "ref": "chart"}, values]}),
+        );
+        assert_eq!(p.index, Some(0));
+        // sourceHydrator wins over a leftover source.
+        let p = spec(
+            serde_json::json!({"source": git("https://old.example.com", "."),
+            "sourceHydrator": {"drySource": {"repoURL": "https://git.example.com/dry.git", "targetRevision": "HEAD", "path": "."},
+                               "syncSource": {"targetBranch": "env/prod", "path": "."}}}),
+        );
+        assert_eq!(
+            p.repo_url.as_deref(),
+            Some("https://git.example.com/dry.git")
+        );
+        // A history entry is read with the sources it was made from.
+        let entry = serde_json::json!({"revision": "", "revisions": ["v1", "a1"], "sources": [values, git("https://git.example.com/app.git", "deploy")]});
+        assert_eq!(
+            revision_of(&entry, entry_primary(&entry, Some(0))).as_deref(),
+            Some("a1")
+        );
+        assert_eq!(revision_of(&entry, None), None);
+    }
+
+    #[test]
+    fn only_a_synced_status_names_the_running_revision_and_dry_runs_are_no_operation() {
+        let app = |status: &str, dry_run: bool| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": "web", "namespace": "argocd", "uid": "u"},
+                "spec": {"source": {"repoURL": "https://git.example.com/web.git", "path": "."},
+                         "destination": {"server": IN_CLUSTER_SERVER, "namespace": "web"}},
+                "status": {"sync": {"status": status, "revision": "main"},
+                           "operationState": {"phase": "Succeeded", "startedAt": "2026-11-25T07:00:00Z",
+                               "finishedAt": "2026-11-25T07:00:01Z",
+                               "operation": {"sync": {"revision": "c0ffee", "dryRun": dry_run}},
+                               "syncResult": {"revision": "c0ffee", "resources": []}}}
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            argo_app(&app("Synced", false), None, "argocd")
+                .sync_revision
+                .as_deref(),
+            Some("main")
+        );
+        for status in ["OutOfSync", "Unknown"] {
+            assert_eq!(
+                argo_app(&app(status, false), None, "argocd").sync_revision,
+                None,
+                "{status}"
+            );
+        }
+        assert!(
+            argo_app(&app("Synced", false), None, "argocd")
+                .operation
+                .is_some()
+        );
+        assert!(
+            argo_app(&app("Synced", true), None, "argocd")
+                .operation
+                .is_none()
+        );
+        assert!(super::super::rollout::operation(&app("Synced", true)).is_none());
     }
 }

@@ -22,7 +22,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use hpcotel_core::catalog::{Snapshot, rollout_span_id, rollout_trace_id};
+use hpcotel_core::catalog::{ArgoApp, Snapshot, rollout_span_id, rollout_trace_id, workload_key};
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{kv, kv_int};
 use k8s_openapi::api::core::v1::Event;
@@ -141,26 +141,71 @@ impl RolloutJoin {
     }
 }
 
-/// The rollout in whose window (start to `settle_ns` after its end) time `t` falls, among
-/// the Applications deploying into `namespace`; the latest one when several do.
+/// What a cluster-scoped record is about: its namespace and, when known, the object
+/// (`kind`, `name`, and for an Argo CD Application its API group).
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    /// The object's namespace.
+    pub namespace: &'a str,
+    /// Its kind.
+    pub kind: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its `apiVersion` (`argoproj.io/v1alpha1` for an Application).
+    pub api_version: &'a str,
+}
+
+/// The rollout a record about `about` at time `t` belongs to, if one can be named:
+///
+/// - about an Argo CD Application itself (Argo CD's own `OperationStarted`,
+///   `OperationCompleted`, … Events): that Application's rollout;
+/// - otherwise, among the Applications deploying into the object's namespace in this
+///   cluster: the one, if there is exactly one; with several, only one whose operation
+///   applied the object itself (a pod's Event then joins none: which app's rollout it belongs
+///   to cannot be told from the namespace).
+///
+/// In either case only while `t` falls in the rollout's window (start to `settle_ns` after
+/// its end).
 pub fn rollout_join(
     snapshot: &Snapshot,
-    namespace: &str,
+    about: About<'_>,
     t: u64,
     settle_ns: u64,
 ) -> Option<RolloutJoin> {
-    let (app, op) = snapshot
-        .apps
-        .values()
-        .filter(|a| a.destination_namespace.as_deref() == Some(namespace))
-        .filter_map(|a| Some((a, a.operation.as_ref()?)))
-        .filter(|(_, op)| {
-            let end = op
-                .finished_unix_nano
-                .map_or(u64::MAX, |f| f.saturating_add(settle_ns));
-            op.started_unix_nano <= t && t <= end
-        })
-        .max_by_key(|(_, op)| op.started_unix_nano)?;
+    let app = if about.kind == "Application" && about.api_version.starts_with("argoproj.io/") {
+        snapshot
+            .apps
+            .values()
+            .find(|a| a.namespace == about.namespace && a.name == about.name)?
+    } else {
+        let deploying: Vec<&ArgoApp> = snapshot
+            .apps
+            .values()
+            .filter(|a| a.destination_namespace.as_deref() == Some(about.namespace))
+            .collect();
+        match deploying.as_slice() {
+            [one] => *one,
+            many => {
+                let key = workload_key(about.kind, about.namespace, about.name);
+                let mut applied = many.iter().filter(|a| {
+                    a.operation
+                        .as_ref()
+                        .is_some_and(|op| op.applied.contains(&key))
+                });
+                match (applied.next(), applied.next()) {
+                    (Some(a), None) => *a,
+                    _ => return None,
+                }
+            }
+        }
+    };
+    let op = app.operation.as_ref()?;
+    let end = op
+        .finished_unix_nano
+        .map_or(u64::MAX, |f| f.saturating_add(settle_ns));
+    if !(op.started_unix_nano <= t && t <= end) {
+        return None;
+    }
     let trace_id = rollout_trace_id(&app.uid, op.started_unix_nano);
     Some(RolloutJoin {
         span_id: rollout_span_id(&trace_id, "root"),
@@ -223,7 +268,13 @@ pub fn record(e: &Event, snapshot: &Snapshot, settle_ns: u64) -> LogRecord {
         }),
         ..Default::default()
     };
-    if let Some(j) = rollout_join(snapshot, &namespace, t, settle_ns) {
+    let about = About {
+        namespace: &namespace,
+        kind: o.kind.as_deref().unwrap_or_default(),
+        name: o.name.as_deref().unwrap_or_default(),
+        api_version: o.api_version.as_deref().unwrap_or_default(),
+    };
+    if let Some(j) = rollout_join(snapshot, about, t, settle_ns) {
         j.stamp(&mut record, &mut attributes);
     }
     record.attributes = attributes;
@@ -343,5 +394,76 @@ mod tests {
         .unwrap();
         assert_eq!(event_time(&legacy), Some(nanos("2026-03-02T10:05:00Z")));
         assert_eq!(occurrences(&legacy), 9);
+    }
+
+    /// Apps `trainer` and `notebook` both deploy into `ml`; `trainer`'s sync (applied
+    /// Deployment `ml/trainer`) ran from 100 s to 110 s.
+    fn two_apps_one_namespace() -> Snapshot {
+        use hpcotel_core::catalog::SyncOperation;
+        let mut s = Snapshot::default();
+        for (name, op) in [
+            (
+                "trainer",
+                Some(SyncOperation {
+                    revision: "t2".into(),
+                    started_unix_nano: 100_000_000_000,
+                    finished_unix_nano: Some(110_000_000_000),
+                    applied: vec![workload_key("Deployment", "ml", "trainer")],
+                    ..Default::default()
+                }),
+            ),
+            ("notebook", None),
+        ] {
+            s.apps.insert(
+                name.into(),
+                ArgoApp {
+                    namespace: "argocd".into(),
+                    name: name.into(),
+                    instance_name: name.into(),
+                    uid: format!("uid-{name}"),
+                    destination_namespace: Some("ml".into()),
+                    operation: op,
+                    ..Default::default()
+                },
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn with_two_apps_in_a_namespace_only_what_a_rollout_applied_joins_it() {
+        let s = two_apps_one_namespace();
+        let about = |kind, name, api_version| About {
+            namespace: "ml",
+            kind,
+            name,
+            api_version,
+        };
+        let t = 105_000_000_000;
+        // A pod of the namespace may be notebook's: which rollout it belongs to is unknown.
+        assert!(rollout_join(&s, about("Pod", "notebook-0", "v1"), t, 0).is_none());
+        // The Deployment trainer's sync applied joins it.
+        let j = rollout_join(&s, about("Deployment", "trainer", "apps/v1"), t, 0).unwrap();
+        assert_eq!(j.app, "trainer");
+        assert_eq!(j.revision, "t2");
+        // Argo CD's own Event about an Application joins that Application's rollout.
+        let own = About {
+            namespace: "argocd",
+            kind: "Application",
+            name: "trainer",
+            api_version: "argoproj.io/v1alpha1",
+        };
+        assert_eq!(rollout_join(&s, own, t, 0).unwrap().app, "trainer");
+        // Outside the window: nothing.
+        assert!(rollout_join(&s, own, 200_000_000_000, 0).is_none());
+        // With notebook gone, the namespace is trainer's alone: its pods join.
+        let mut s = s;
+        s.apps.remove("notebook");
+        assert_eq!(
+            rollout_join(&s, about("Pod", "trainer-0", "v1"), t, 0)
+                .unwrap()
+                .app,
+            "trainer"
+        );
     }
 }

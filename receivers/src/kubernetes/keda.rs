@@ -44,7 +44,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::Value;
 
-use super::events::rollout_join;
+use super::events::{About, rollout_join};
 
 /// One condition's state as KEDA writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +226,13 @@ impl Transitions {
                     }),
                     ..Default::default()
                 };
-                if let Some(j) = rollout_join(snapshot, &ns, now, settle_ns) {
+                let about = About {
+                    namespace: &ns,
+                    kind,
+                    name: &name,
+                    api_version: "keda.sh/v1alpha1",
+                };
+                if let Some(j) = rollout_join(snapshot, about, now, settle_ns) {
                     j.stamp(&mut record, &mut attributes);
                 }
                 record.attributes = attributes;

@@ -248,17 +248,20 @@ impl Receiver for KubernetesReceiver {
                     out_tx.clone(),
                 ));
             }
+            // One tracker for every watched namespace: one set of exported operations, one
+            // state file, one list published in the Lease.
+            let mut tracker = Tracker::new(&config.rollouts, unix_nanos(SystemTime::now()));
+            if let (Some(t), Some(exported)) = (takeover.clone(), exported.clone()) {
+                tracker = tracker.taking_over(t.previous, t.authoritative, exported);
+            }
+            let tracker = Arc::new(std::sync::Mutex::new(tracker));
             for (ns, api) in &app_apis {
-                let mut tracker = Tracker::new(&config.rollouts, unix_nanos(SystemTime::now()));
-                if let (Some(t), Some(exported)) = (takeover.clone(), exported.clone()) {
-                    tracker = tracker.taking_over(t.previous, t.authoritative, exported);
-                }
                 tasks.spawn(watch_apps(
                     api.clone(),
                     ns.clone(),
                     catalog.clone(),
                     apps_config.clone(),
-                    Some((tracker, out_tx.clone())),
+                    Some((tracker.clone(), out_tx.clone())),
                 ));
             }
         };
@@ -480,6 +483,13 @@ impl Owners {
             };
             let key = o.key();
             let cached = self.fetched.lock().await.get(&key).cloned();
+            // An owner of the same name but another UID was deleted and created anew (by
+            // another sync, another Application): what was cached of it is not this one.
+            let cached = cached.filter(|w| {
+                w.as_ref().is_none_or(|w| {
+                    o.uid.is_empty() || w.object.uid.is_empty() || w.object.uid == o.uid
+                })
+            });
             let w = match cached {
                 Some(w) => w,
                 None => {
@@ -631,6 +641,14 @@ fn remove_pod(s: &mut hpcotel_core::catalog::Snapshot, uid: &str) {
     s.pods_by_uid.remove(uid);
 }
 
+/// The shared tracker; a panic while it was held leaves a consistent value (every method
+/// finishes its updates before it returns), so a poisoned lock is taken as it is.
+fn lock(tracker: &std::sync::Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
+    tracker
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// What the Application watch needs of the receiver's configuration.
 #[derive(Debug, Clone)]
 struct AppsConfig {
@@ -643,7 +661,7 @@ async fn watch_apps(
     namespace: Option<String>,
     catalog: Catalog,
     config: AppsConfig,
-    mut rollouts: Option<(Tracker, mpsc::Sender<Batch>)>,
+    rollouts: Option<(Arc<std::sync::Mutex<Tracker>>, mpsc::Sender<Batch>)>,
 ) {
     let mut stream = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
@@ -670,19 +688,33 @@ async fn watch_apps(
                 None => return,
             },
             _ = tick.tick() => {
-                if let Some((tracker, tx)) = &mut rollouts {
-                    for spans in tracker.tick(unix_nanos(SystemTime::now())) {
+                if let Some((tracker, tx)) = &rollouts {
+                    let done = lock(tracker).tick(unix_nanos(SystemTime::now()));
+                    for spans in done {
                         let _ = tx.send(rollout_batch(spans)).await;
                     }
                 }
                 continue;
             }
         };
-        if let Some((tracker, tx)) = &mut rollouts {
+        // An Application another Argo CD controller reconciles (another instance in another
+        // namespace) names its resources in that instance's terms: its instance names may
+        // equal this one's. Left out.
+        let foreign = match &event {
+            Event::InitApply(o) | Event::Apply(o) | Event::Delete(o) => {
+                convert::controller_namespace(o).is_some_and(|n| n != config.controller_namespace)
+            }
+            Event::Init | Event::InitDone => false,
+        };
+        if foreign {
+            tracing::debug!("Argo CD Application of another controller namespace left out");
+            continue;
+        }
+        if let Some((tracker, tx)) = &rollouts {
             let now = unix_nanos(SystemTime::now());
             let done = match &event {
-                Event::InitApply(o) | Event::Apply(o) => tracker.observe(o, now),
-                Event::Delete(o) => tracker.deleted(o, now),
+                Event::InitApply(o) | Event::Apply(o) => lock(tracker).observe(o, now),
+                Event::Delete(o) => lock(tracker).deleted(o, now),
                 Event::Init | Event::InitDone => Vec::new(),
             };
             for spans in done {

@@ -72,8 +72,11 @@ pub struct Operation {
     pub app_namespace: String,
     /// Application UID.
     pub app_uid: String,
-    /// Where the application deploys (`spec.destination.namespace`).
+    /// Where the application deploys (`spec.destination.namespace`), when into this cluster.
     pub destination_namespace: Option<String>,
+    /// A partial sync (`operation.sync.resources` set): only the listed resources are
+    /// applied.
+    pub partial: bool,
     /// The repository (`spec.source.repoURL`).
     pub repo_url: Option<String>,
     /// The revision synced: the primary source's (see `convert::primary_source`) in
@@ -123,11 +126,23 @@ pub fn operation(obj: &DynamicObject) -> Option<Operation> {
     let data = &obj.data;
     let state = data.get("status")?.get("operationState")?;
     let spec = data.get("spec");
-    let (primary, repo_url) = super::convert::primary_source(spec);
+    let sync = state.get("operation").and_then(|o| o.get("sync"));
+    // A dry run applies nothing (and writes no history): no rollout.
+    if sync
+        .and_then(|s| s.get("dryRun"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return None;
+    }
+    let super::convert::Primary {
+        index: primary,
+        repo_url,
+    } = super::convert::primary_source(spec);
     let result = state.get("syncResult");
     let revision = result
-        .and_then(|r| super::convert::revision_of(r, primary))
-        .or_else(|| super::convert::revision_of(state.get("operation")?.get("sync")?, primary))
+        .and_then(|r| super::convert::revision_of(r, super::convert::entry_primary(r, primary)))
+        .or_else(|| super::convert::revision_of(sync?, primary))
         .unwrap_or_default();
     let resources = result
         .and_then(|r| r.get("resources"))
@@ -151,9 +166,11 @@ pub fn operation(obj: &DynamicObject) -> Option<Operation> {
         app: obj.metadata.name.clone().unwrap_or_default(),
         app_namespace: obj.metadata.namespace.clone().unwrap_or_default(),
         app_uid: obj.metadata.uid.clone().unwrap_or_default(),
-        destination_namespace: spec
-            .and_then(|s| s.get("destination"))
-            .and_then(|d| str_of(d, "namespace")),
+        destination_namespace: super::convert::in_cluster_destination(data),
+        partial: sync
+            .and_then(|s| s.get("resources"))
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty()),
         repo_url,
         revision,
         phase: str_of(state, "phase").unwrap_or_default(),
@@ -359,8 +376,8 @@ mod tests {
             "message": if phase == "Failed" { "one or more objects failed to apply" } else { "successfully synced" },
             "startedAt": started,
             "syncResult": {"revision": revision, "resources": [
-                {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "trainer", "status": "Synced", "message": "deployment.apps/trainer configured", "syncPhase": "Sync"},
-                {"group": "batch", "version": "v1", "kind": "Job", "namespace": "ml", "name": "migrate", "status": "SyncFailed", "message": "Job has reached the specified backoff limit", "hookType": "PreSync", "syncPhase": "PreSync"}
+                {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "trainer", "status": "Synced", "message": "deployment.apps/trainer configured", "hookPhase": "Running", "syncPhase": "Sync"},
+                {"group": "batch", "version": "v1", "kind": "Job", "namespace": "ml", "name": "migrate", "status": "Synced", "message": "Job has reached the specified backoff limit", "hookType": "PreSync", "hookPhase": "Failed", "syncPhase": "PreSync"}
             ]}
         });
         if let Some(f) = finished {
@@ -391,7 +408,13 @@ mod tests {
             trace_id(&done),
             "in flight and finished: one trace"
         );
-        let again = operation(&app("bbb", "2026-11-25T08:00:00Z", "Succeeded", None)).unwrap();
+        let again = operation(&app(
+            "bbb",
+            "2026-11-25T08:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T08:00:12Z"),
+        ))
+        .unwrap();
         assert_ne!(
             trace_id(&done),
             trace_id(&again),
@@ -399,7 +422,13 @@ mod tests {
         );
         // One operation whose revision changed (a retry with `refresh` resolved a newer one):
         // still one trace.
-        let retried = operation(&app("ccc", "2026-11-25T07:00:00Z", "Succeeded", None)).unwrap();
+        let retried = operation(&app(
+            "ccc",
+            "2026-11-25T07:00:00Z",
+            "Succeeded",
+            Some("2026-11-25T07:00:12Z"),
+        ))
+        .unwrap();
         assert_eq!(trace_id(&done), trace_id(&retried));
         // Stable across builds: a fixed input has a fixed id.
         assert_eq!(hex(&trace_id(&done)), hex(&trace_id(&done.clone())));

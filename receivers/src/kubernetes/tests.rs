@@ -977,3 +977,175 @@ mod semconv_keys {
     pub const TYPE: &str = hpcotel_core::semconv::HPCOTEL_KEDA_CONDITION_TYPE;
     pub const STATUS: &str = hpcotel_core::semconv::HPCOTEL_KEDA_CONDITION_STATUS;
 }
+
+/// A Failed sync of `ns/web` (controller in `controller`) started `started`, ended `finished`.
+fn failed_web(ns: &str, controller: &str, started: &str, finished: Option<&str>) -> Value {
+    use hpcotel_testkit::kube::fixtures::{App, AppOperation, SyncedResource};
+    let mut app = App::new(
+        ns,
+        "web",
+        &format!("uid-{ns}-web"),
+        &format!("https://git.example.com/{ns}/web.git"),
+        &format!("{ns}-web"),
+        "w1",
+    );
+    app.controller_namespace = controller.into();
+    let mut deployment = SyncedResource::applied("apps", "Deployment", &format!("{ns}-web"), "web");
+    if finished.is_some() {
+        deployment.status = "SyncFailed".into();
+        deployment.hook_phase = "Failed".into();
+    }
+    app.operation = Some(AppOperation {
+        phase: if finished.is_some() {
+            "Failed"
+        } else {
+            "Running"
+        }
+        .into(),
+        message: "one or more objects failed to apply".into(),
+        started_at: started.into(),
+        finished_at: finished.map(str::to_owned),
+        requested: vec!["w1".into()],
+        result: Some((vec!["w1".into()], vec![deployment])),
+        ..Default::default()
+    });
+    app.build()
+}
+
+/// The next rollout trace's root: its Application namespace and trace id.
+async fn next_root(rx: &mut hpcotel_core::channel::Receiver) -> (String, Vec<u8>) {
+    let hpcotel_core::Batch::Traces(rs) = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a trace")
+        .unwrap()
+    else {
+        panic!("expected traces")
+    };
+    let root = rs[0].scope_spans[0].spans[0].clone();
+    let ns = root
+        .attributes
+        .iter()
+        .find(|kv| kv.key == hpcotel_core::semconv::HPCOTEL_ARGOCD_APPLICATION_NAMESPACE)
+        .and_then(|kv| hpcotel_testkit::sink::any_value_string(kv.value.as_ref()?))
+        .unwrap();
+    (ns, root.trace_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_share_one_state_file_and_another_controllers_apps_are_left_out() {
+    use hpcotel_core::{Signal, channel};
+    let now = std::time::SystemTime::now();
+    let at =
+        |secs: u64| humantime::format_rfc3339_seconds(now + Duration::from_secs(secs)).to_string();
+    let api = FakeApiServer::start().await;
+    // argocd/web and team-a/web are this Argo CD's; other-argocd/web is another instance's,
+    // whose instance name (`web`, in its own controller's namespace) equals argocd/web's.
+    for (ns, controller) in [
+        ("argocd", "argocd"),
+        ("team-a", "argocd"),
+        ("other-argocd", "other-argocd"),
+    ] {
+        api.apply(failed_web(ns, controller, &at(0), None));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&api);
+    cfg.mode = Mode::Cluster;
+    cfg.argocd.namespaces = vec!["argocd".into(), "team-a".into(), "other-argocd".into()];
+    cfg.rollouts.state_file = Some(dir.path().join("rollouts.json"));
+    let run = |cfg: Config| async move {
+        let catalog = Catalog::new();
+        let receiver = KubernetesReceiver::new(&cfg, catalog.clone())
+            .await
+            .unwrap();
+        let stats = Telemetry::default().register(
+            ComponentKind::Receiver,
+            ComponentId::new("kubernetes", None),
+        );
+        let (tx, rx) = channel::channel(10_000);
+        let mut outputs = Outputs::new(stats);
+        outputs.add(Signal::Traces, "traces", tx);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
+            id: ComponentId::new("kubernetes", None),
+            outputs,
+            shutdown: stop.clone(),
+        }));
+        (catalog, rx, stop, task)
+    };
+    let (catalog, mut rx, stop, task) = run(cfg.clone()).await;
+    wait_for(&catalog, "both of this Argo CD's apps listed", |s| {
+        s.apps.contains_key("web") && s.apps.contains_key("team-a_web")
+    })
+    .await;
+    assert_eq!(
+        catalog.snapshot().apps["web"].namespace,
+        "argocd",
+        "not the other instance's"
+    );
+    assert_eq!(catalog.snapshot().apps.len(), 2);
+    // team-a's sync fails first, then argocd's (and the other instance's).
+    api.apply(failed_web("team-a", "argocd", &at(0), Some(&at(1))));
+    assert_eq!(next_root(&mut rx).await.0, "team-a");
+    api.apply(failed_web("argocd", "argocd", &at(0), Some(&at(2))));
+    api.apply(failed_web(
+        "other-argocd",
+        "other-argocd",
+        &at(0),
+        Some(&at(2)),
+    ));
+    assert_eq!(next_root(&mut rx).await.0, "argocd");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    // Restarted on the same state file: both are remembered. The next trace out is a new
+    // sync's, not a repeat of either.
+    let (_catalog, mut rx, stop, task) = run(cfg.clone()).await;
+    api.apply(failed_web("team-a", "argocd", &at(10), Some(&at(11))));
+    let (ns, trace) = next_root(&mut rx).await;
+    assert_eq!(ns, "team-a");
+    assert_eq!(
+        trace,
+        hpcotel_core::catalog::rollout_trace_id(
+            "uid-team-a-web",
+            convert::rfc3339_nanos(&at(10)).unwrap()
+        )
+        .to_vec(),
+        "the new sync, not a repeat"
+    );
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert!(rx.recv().await.is_none(), "nothing else");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_recreated_under_its_name_is_read_anew() {
+    let api = cluster(Some("train:apps/Deployment:ml/trainer"), None).await;
+    let r = start(&config(&api)).await;
+    wait_for(&r.catalog, "trainer-a-1 correlated", |s| {
+        s.correlate("uid-trainer-a-1")
+            .is_some_and(|c| c.revision.is_some())
+    })
+    .await;
+    assert_eq!(revision(&r.catalog, "uid-trainer-a-1").unwrap().0, "aaa");
+    // The Deployment is replaced (`Replace=true`) after bbb's sync: its ReplicaSet comes back
+    // under the same name (same pod template hash) with a new UID, and runs bbb.
+    api.delete("v1", "Pod", "ml", "trainer-a-1");
+    api.delete("apps/v1", "ReplicaSet", "ml", "trainer-a");
+    let mut rs = replicaset("trainer-a", "trainer", "2026-11-25T07:00:30Z");
+    rs["metadata"]["uid"] = json!("uid-trainer-a-new");
+    api.apply(rs);
+    let mut p = pod("trainer-a-2", "node-1", "trainer-a", "10.0.0.21", json!({}));
+    p["metadata"]["ownerReferences"][0]["uid"] = json!("uid-trainer-a-new");
+    api.apply(p);
+    wait_for(&r.catalog, "the new pod correlated", |s| {
+        s.correlate("uid-trainer-a-2")
+            .is_some_and(|c| c.revision.is_some())
+    })
+    .await;
+    assert_eq!(
+        revision(&r.catalog, "uid-trainer-a-2"),
+        Some(("bbb".into(), RevisionSource::History)),
+        "the new ReplicaSet's creation, not the cached old one's"
+    );
+    r.stop.cancel();
+    r.task.await.unwrap().unwrap();
+}

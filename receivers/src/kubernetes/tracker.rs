@@ -195,10 +195,19 @@ impl Tracker {
     /// An Application was seen (listed or watched) at `now`: the spans of every rollout this
     /// completes.
     pub fn observe(&mut self, app: &DynamicObject, now: u64) -> Vec<Vec<Span>> {
-        let Some(op) = rollout::operation(app) else {
+        let Some(mut op) = rollout::operation(app) else {
             return Vec::new();
         };
         let key = op.key();
+        // Between two attempts of a retry with `refresh` Argo CD clears the revision; the
+        // one seen before stands until the next attempt resolves its own (also when that
+        // attempt is the last and fails).
+        if op.revision.is_empty()
+            && let Some(p) = self.pending.get(&op.app_uid)
+            && p.op.key() == key
+        {
+            op.revision = p.op.revision.clone();
+        }
         let mut out = Vec::new();
         // A newer operation of this Application: the one before sees no further update.
         if self
@@ -213,17 +222,11 @@ impl Tracker {
         }
         let health = rollout::health(app).unwrap_or_else(|| "Unknown".into());
         if !op.finished() {
-            // Running (a retry between attempts too): the latest view of the operation,
-            // keeping the revision it had when a retry with `refresh` has cleared it.
-            let revision = match self.pending.get(&op.app_uid) {
-                Some(p) if op.revision.is_empty() => p.op.revision.clone(),
-                _ => op.revision.clone(),
-            };
-            let uid = op.app_uid.clone();
+            // Running (a retry between attempts too): the latest view of the operation.
             self.pending.insert(
-                uid,
+                op.app_uid.clone(),
                 Pending {
-                    op: Operation { revision, ..op },
+                    op,
                     seen_finished: false,
                     last_health: health,
                 },
@@ -737,5 +740,32 @@ mod tests {
         // The app is deleted while the new sync runs: its end is unknown, nothing is made up.
         assert!(t.deleted(&next, ts("2026-11-25T07:06:00Z")).is_empty());
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_last_attempt_that_fails_after_a_refresh_keeps_the_revision_it_ran() {
+        let start = ts("2026-11-25T06:00:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        assert!(
+            t.observe(
+                &web(running("bbb"), "Progressing"),
+                ts("2026-11-25T07:00:01Z")
+            )
+            .is_empty()
+        );
+        // The final attempt fails before its result names a revision.
+        let failed = AppOperation {
+            phase: "Failed".into(),
+            message: "one or more objects failed to apply (retried 3 times).".into(),
+            finished_at: Some("2026-11-25T07:03:00Z".into()),
+            retry_count: 3,
+            ..Default::default()
+        };
+        let out = t.observe(&web(failed, "Degraded"), ts("2026-11-25T07:03:01Z"));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            attr(&out[0][0], semconv::VCS_REF_HEAD_REVISION).as_deref(),
+            Some("bbb")
+        );
     }
 }

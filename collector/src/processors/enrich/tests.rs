@@ -84,6 +84,7 @@ fn cluster() -> Snapshot {
                 started_unix_nano: 200 * S,
                 finished_unix_nano: Some(215 * S),
                 failed: false,
+                ..Default::default()
             }),
             destination_namespace: Some("ml".into()),
             revisions: Vec::new(),

@@ -23,8 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Annotation on the Lease listing the most recent exported sync operations (JSON array).
 pub const EXPORTED_ANNOTATION: &str = "hpcotel.io/exported-rollouts";
-/// How many exported operations the Lease carries.
-pub const EXPORTED_IN_LEASE: usize = 64;
+/// How many Applications' high-water marks (the latest operation exported, one key per
+/// Application) the Lease carries: about 60 bytes each, so at most about 120 KiB of the
+/// 256 KiB Kubernetes allows an object's annotations. Beyond, the marks of the Applications
+/// synced longest ago leave the Lease (a new leader may then repeat their last rollout).
+pub const EXPORTED_IN_LEASE: usize = 2048;
 /// Default `lease_name`.
 pub const DEFAULT_LEASE_NAME: &str = "hpcotel-cluster";
 /// Default `lease_duration`: 15 s.

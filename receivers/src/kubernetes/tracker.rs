@@ -12,13 +12,15 @@
 //! revision and `syncResult` between attempts and resolves the latest revision), a new
 //! `startedAt` ends the wait of the one before (settled as last seen, or, when its end was
 //! never seen, dropped with a log line: its outcome is unknown), and a deleted Application
-//! ends its wait the same way. Exported
-//! operations are remembered (in `state_file` when configured, so a restart does not repeat
-//! them; otherwise syncs that ended before this collector started count as exported by the
-//! previous run). An operation in flight when the collector restarts is completed by the new
+//! ends its wait the same way. What was exported is remembered per Application as a
+//! high-water mark — the latest `startedAt` handled, so an operation at or before it is
+//! done — in `state_file` when configured (a restart repeats nothing) and in the leader Lease
+//! (a new leader repeats nothing): one entry per Application, however many syncs there were.
+//! Without either, syncs that ended before this collector started count as exported by the
+//! previous run. An operation in flight when the collector restarts is completed by the new
 //! one under the same trace id, which is derived from the operation itself.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,9 +30,17 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use super::config::RolloutsConfig;
 use super::lease::{EXPORTED_IN_LEASE, Exported};
 use super::rollout::{self, Operation, Settled};
+use hpcotel_core::catalog::rollout_key;
 
-/// Exported operations remembered (and persisted) at most.
-pub const REMEMBERED_OPERATIONS: usize = 4096;
+/// Applications whose high-water mark is remembered (and persisted) at most; beyond, the
+/// marks of the Applications synced longest ago are forgotten.
+pub const REMEMBERED_APPLICATIONS: usize = 65_536;
+
+/// (application UID, startedAt) of an operation key ([`rollout::Operation::key`]).
+fn parse_key(key: &str) -> Option<(&str, u64)> {
+    let (uid, started) = key.rsplit_once('/')?;
+    Some((uid, started.parse().ok()?))
+}
 
 #[derive(Debug)]
 struct Pending {
@@ -46,8 +56,8 @@ pub struct Tracker {
     settle: Duration,
     state_file: Option<PathBuf>,
     started_unix_nano: u64,
-    exported: HashSet<String>,
-    order: VecDeque<String>,
+    /// Application UID → the latest `startedAt` exported (or known exported).
+    done: HashMap<String, u64>,
     /// Application UID → its operation waiting to complete.
     pending: HashMap<String, Pending>,
     /// The remembered set is the whole truth (a state file, or what the previous leader
@@ -72,8 +82,7 @@ impl Tracker {
             settle: config.settle_timeout,
             state_file: config.state_file.clone(),
             started_unix_nano: now,
-            exported: HashSet::new(),
-            order: VecDeque::new(),
+            done: HashMap::new(),
             pending: HashMap::new(),
             authoritative: config.state_file.is_some(),
             published: None,
@@ -81,7 +90,7 @@ impl Tracker {
         if let Some(path) = &t.state_file {
             match std::fs::read_to_string(path) {
                 Ok(text) => match serde_json::from_str::<Vec<String>>(&text) {
-                    Ok(keys) => keys.into_iter().for_each(|k| t.remember(k)),
+                    Ok(keys) => keys.iter().for_each(|k| t.remember(k)),
                     Err(e) => {
                         tracing::warn!(file = %path.display(), error = %e, "rollout state file unreadable; starting empty")
                     }
@@ -105,29 +114,65 @@ impl Tracker {
         authoritative: bool,
         published: Exported,
     ) -> Tracker {
-        if let Ok(mut p) = published.lock() {
-            for k in &previous {
-                if !p.contains(k) {
-                    p.push_back(k.clone());
-                }
-            }
-            while p.len() > EXPORTED_IN_LEASE {
-                p.pop_front();
-            }
-        }
-        previous.into_iter().for_each(|k| self.remember(k));
-        self.authoritative |= authoritative;
         self.published = Some(published);
+        // What this tracker already knows (a state file) and what the previous holder knew
+        // are both passed on.
+        let known: Vec<String> = self.keys();
+        known
+            .into_iter()
+            .chain(previous)
+            .for_each(|k| self.remember(&k));
+        self.authoritative |= authoritative;
         self
     }
 
-    fn remember(&mut self, key: String) {
-        if self.exported.insert(key.clone()) {
-            self.order.push_back(key);
-            while self.order.len() > REMEMBERED_OPERATIONS {
-                if let Some(old) = self.order.pop_front() {
-                    self.exported.remove(&old);
-                }
+    /// One key per Application: its high-water mark.
+    fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<(u64, String)> = self
+            .done
+            .iter()
+            .map(|(uid, started)| (*started, rollout_key(uid, *started)))
+            .collect();
+        keys.sort();
+        keys.into_iter().map(|(_, k)| k).collect()
+    }
+
+    /// Whether `op` is at or before its Application's high-water mark.
+    fn is_done(&self, op: &Operation) -> bool {
+        self.done
+            .get(&op.app_uid)
+            .is_some_and(|&started| op.started_unix_nano <= started)
+    }
+
+    /// Raises the high-water mark of `key`'s Application and publishes it (replacing the
+    /// Application's earlier mark in the Lease). Keys not in the current format (an older
+    /// state file's) are ignored.
+    fn remember(&mut self, key: &str) {
+        let Some((uid, started)) = parse_key(key) else {
+            return;
+        };
+        let mark = self.done.entry(uid.to_owned()).or_insert(started);
+        if *mark > started {
+            return;
+        }
+        *mark = started;
+        if self.done.len() > REMEMBERED_APPLICATIONS
+            && let Some(oldest) = self
+                .done
+                .iter()
+                .min_by_key(|(_, s)| **s)
+                .map(|(u, _)| u.clone())
+        {
+            self.done.remove(&oldest);
+        }
+        if let Some(p) = &self.published
+            && let Ok(mut p) = p.lock()
+        {
+            let prefix = format!("{uid}/");
+            p.retain(|k| !k.starts_with(&prefix));
+            p.push_back(key.to_owned());
+            while p.len() > EXPORTED_IN_LEASE {
+                p.pop_front();
             }
         }
     }
@@ -137,7 +182,7 @@ impl Tracker {
             return;
         };
         let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string(&self.order).unwrap_or_else(|_| "[]".into());
+        let text = serde_json::to_string(&self.keys()).unwrap_or_else(|_| "[]".into());
         if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
             tracing::warn!(file = %path.display(), error = %e, "cannot write the rollout state file; a restart may repeat a rollout trace");
         }
@@ -152,15 +197,7 @@ impl Tracker {
         {
             self.pending.remove(&op.app_uid);
         }
-        if let Some(p) = &self.published
-            && let Ok(mut p) = p.lock()
-        {
-            p.push_back(key.clone());
-            while p.len() > EXPORTED_IN_LEASE {
-                p.pop_front();
-            }
-        }
-        self.remember(key);
+        self.remember(&key);
         self.persist();
         rollout::spans(&op, &settled)
     }
@@ -217,7 +254,7 @@ impl Tracker {
         {
             out.extend(self.end_wait(&op.app_uid, op.started_unix_nano));
         }
-        if self.exported.contains(&key) {
+        if self.is_done(&op) {
             return out;
         }
         let health = rollout::health(app).unwrap_or_else(|| "Unknown".into());
@@ -237,8 +274,9 @@ impl Tracker {
         let ended = op.finished_unix_nano.unwrap_or(now);
         if !known && !self.authoritative && ended < self.started_unix_nano {
             // Ended before this collector started and never seen in flight: the previous
-            // run exported it (there is no state file to say otherwise).
-            self.remember(key);
+            // run exported it (there is no state file to say otherwise). Published, so that
+            // a next leader does not take it for missed.
+            self.remember(&key);
             return out;
         }
         // A failed sync is the end of the story. Health is not: the update that ends a sync
@@ -767,5 +805,53 @@ mod tests {
             attr(&out[0][0], semconv::VCS_REF_HEAD_REVISION).as_deref(),
             Some("bbb")
         );
+    }
+
+    #[test]
+    fn a_new_leader_repeats_nothing_of_many_applications() {
+        let start = ts("2026-11-25T10:00:00Z");
+        let failed = |i: usize| -> DynamicObject {
+            let mut app = app(
+                "b",
+                "2026-11-25T10:01:00Z",
+                "Failed",
+                Some("2026-11-25T10:01:05Z"),
+                "Healthy",
+            );
+            app.metadata.uid = Some(format!("uid-app-{i}"));
+            app
+        };
+        let published: Exported = Exported::default();
+        let mut leader = Tracker::new(&RolloutsConfig::default(), start).taking_over(
+            Vec::new(),
+            false,
+            published.clone(),
+        );
+        for i in 0..300 {
+            assert_eq!(leader.observe(&failed(i), start + 70 * S).len(), 1);
+        }
+        // A second sync of app 0 replaces its mark: one key per Application.
+        let mut again = failed(0);
+        again.data["status"]["operationState"]["startedAt"] =
+            serde_json::json!("2026-11-25T10:02:00Z");
+        again.data["status"]["operationState"]["finishedAt"] =
+            serde_json::json!("2026-11-25T10:02:05Z");
+        assert_eq!(leader.observe(&again, start + 130 * S).len(), 1);
+        let list: Vec<String> = published.lock().unwrap().iter().cloned().collect();
+        assert_eq!(list.len(), 300);
+        // The next leader takes over with the published list: no app's sync again.
+        let previous = list.clone();
+        let mut next = Tracker::new(&RolloutsConfig::default(), start + 200 * S).taking_over(
+            previous,
+            true,
+            Exported::default(),
+        );
+        for i in 0..300 {
+            assert!(
+                next.observe(&failed(i), start + 201 * S).is_empty(),
+                "app {i}"
+            );
+        }
+        assert!(next.observe(&again, start + 201 * S).is_empty());
     }
 }

@@ -87,6 +87,9 @@ pub struct Workload {
     pub created_unix_nano: Option<u64>,
     /// The API group of its kind (`apps`, `batch`, `""` for core): tracking ids name it.
     pub group: String,
+    /// A ReplicaSet the Deployment controller reused for a later revision (it carries
+    /// `deployment.kubernetes.io/revision-history`): its creation time is an older deploy's.
+    pub reused: bool,
     /// Annotation `argocd.argoproj.io/tracking-id` (`<app>:<group>/<Kind>:<ns>/<name>`).
     pub tracking: Tracking,
 }
@@ -265,6 +268,10 @@ pub struct Correlation {
     /// The revision and where it came from, if any source knows it.
     pub revision: Option<(String, RevisionSource)>,
 }
+
+/// How far apart the API server's clock (creation times) and Argo CD's (deploy starts) may be,
+/// in ns: 2 s. An owner created less than this before a deploy started is of neither deploy.
+pub const CLOCK_SKEW_NANOS: u64 = 2_000_000_000;
 
 /// The pod annotation that pins a revision at render time (most trusted source).
 pub const REVISION_ANNOTATION: &str = "resource.opentelemetry.io/vcs.ref.head.revision";
@@ -476,9 +483,14 @@ impl Snapshot {
             // the revision out; the pod itself may come much later (a restart, a scale-up).
             // Only ReplicaSets and Jobs are created anew by a rollout; a StatefulSet's or a
             // DaemonSet's pods are replaced in place, so their own creation is what counts.
+            // A ReplicaSet the Deployment controller reused (a rollback to an earlier
+            // template scales the old one up again: it then carries
+            // `deployment.kubernetes.io/revision-history`) was created by an older deploy;
+            // its pods, created when it was scaled up, tell the deploy that runs them.
             let created = chain
                 .first()
                 .filter(|w| matches!(w.object.kind.as_str(), "ReplicaSet" | "Job"))
+                .filter(|w| !w.reused)
                 .and_then(|w| w.created_unix_nano)
                 .or(pod.created_unix_nano);
             // The revision in effect when it was created: the latest deploy that had started
@@ -500,7 +512,7 @@ impl Snapshot {
                         || top_key.as_ref().is_some_and(|k| op.applied.contains(k))
                 })
                 .map(|op| (op.started_unix_nano, &op.revision));
-            let from_history = created.and_then(|t| {
+            let starts = || {
                 app.history
                     .iter()
                     .map(|h| {
@@ -510,6 +522,15 @@ impl Snapshot {
                         )
                     })
                     .chain(in_flight)
+            };
+            // Creation times come from the API server's clock and deploy starts from Argo
+            // CD's, both in whole seconds: an owner created just before a deploy started
+            // (within CLOCK_SKEW) may have been created by it. Neither answer is safe.
+            let ambiguous = created.is_some_and(|t| {
+                starts().any(|(start, _)| t < start && start - t <= CLOCK_SKEW_NANOS)
+            });
+            let from_history = created.filter(|_| !ambiguous).and_then(|t| {
+                starts()
                     .filter(|(start, _)| *start <= t)
                     .max_by_key(|(start, _)| *start)
                     .map(|(_, r)| (r.clone(), RevisionSource::History))
@@ -693,6 +714,7 @@ mod tests {
                 instance_label: tracking_label.then(|| "train".into()),
                 ..Default::default()
             },
+            ..Default::default()
         };
         s.workloads.insert(deployment.object.key(), deployment);
         for (rs, created) in [("trainer-a", 105), ("trainer-b", 216)] {
@@ -1009,5 +1031,35 @@ mod tests {
             .tracking
             .instance_label = Some("train".into());
         assert!(s.correlate("pod-trainer-b").unwrap().app.is_none());
+    }
+
+    #[test]
+    fn a_reused_replicaset_goes_by_its_pods_and_a_skewed_clock_by_nothing() {
+        // trainer-a (created 105 s, under A) is scaled up again by a rollback deployed as B
+        // (200 s): the Deployment controller marks it reused; its new pod (300 s) runs B.
+        let mut s = cluster(true, false);
+        s.workloads
+            .get_mut("ReplicaSet/ml/trainer-a")
+            .unwrap()
+            .reused = true;
+        let a = s.correlate("pod-trainer-a").unwrap();
+        assert_eq!(a.revision, Some(("B".into(), RevisionSource::History)));
+        // A ReplicaSet created one second before B's sync started (by the API server's
+        // clock) may be B's own: no answer rather than A.
+        let mut s = cluster(true, false);
+        s.workloads
+            .get_mut("ReplicaSet/ml/trainer-b")
+            .unwrap()
+            .created_unix_nano = Some(199 * S);
+        assert_eq!(s.correlate("pod-trainer-b").unwrap().revision, None);
+        s.workloads
+            .get_mut("ReplicaSet/ml/trainer-b")
+            .unwrap()
+            .created_unix_nano = Some(190 * S);
+        assert_eq!(
+            s.correlate("pod-trainer-b").unwrap().revision,
+            Some(("A".into(), RevisionSource::History)),
+            "well before B: A's"
+        );
     }
 }

@@ -15,6 +15,9 @@ use serde_json::Value;
 
 /// Annotation prefix of resource attributes set on pods (OpenTelemetry convention).
 pub const RESOURCE_ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
+/// What the Deployment controller writes on a ReplicaSet it reused for a later revision (the
+/// revisions it ran before).
+pub const REVISION_HISTORY_ANNOTATION: &str = "deployment.kubernetes.io/revision-history";
 /// Label carrying a workload's version (`service.version` fallback).
 pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
 
@@ -131,6 +134,10 @@ pub fn workload(obj: &DynamicObject, kind: &str, instance_label_key: &str) -> Wo
         owner: controller(meta),
         created_unix_nano: meta.creation_timestamp.as_ref().and_then(unix_nanos),
         group,
+        reused: meta
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(REVISION_HISTORY_ANNOTATION)),
         tracking: tracking(meta, instance_label_key),
     }
 }

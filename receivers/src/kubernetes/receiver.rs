@@ -715,7 +715,11 @@ async fn watch_apps(
             let done = match &event {
                 Event::InitApply(o) | Event::Apply(o) => lock(tracker).observe(o, now),
                 Event::Delete(o) => lock(tracker).deleted(o, now),
-                Event::Init | Event::InitDone => Vec::new(),
+                Event::InitDone => {
+                    let present = relist.iter().flatten().map(|a| a.uid.clone()).collect();
+                    lock(tracker).relisted(&in_scope, &present, now)
+                }
+                Event::Init => Vec::new(),
             };
             for spans in done {
                 let _ = tx.send(rollout_batch(spans)).await;

@@ -1,8 +1,9 @@
 //! Rollout traces: one trace per Argo CD sync operation.
 //!
-//! The trace id is derived from (application UID, revision, operation `startedAt`) alone, so
-//! every replica and every restart of the collector derives the same id for the same
-//! operation. The trace holds a root span `SYNC <app>` covering the operation, one child span
+//! The trace id is derived from (application UID, operation `startedAt`) alone, so every
+//! replica and every restart of the collector derives the same id for the same operation, and
+//! a retry — which keeps `startedAt` and, with `retry.refresh`, may resolve a newer revision —
+//! stays one trace. The trace holds a root span `SYNC <app>` covering the operation, one child span
 //! per synced resource (`status.operationState.syncResult.resources[]`), and a `health <app>`
 //! child from the end of the sync until the application settles (Healthy, Suspended or
 //! Degraded) or the settle window ends. It is built once the story is complete, so the root's

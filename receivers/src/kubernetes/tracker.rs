@@ -223,6 +223,26 @@ impl Tracker {
         ))
     }
 
+    /// A (re)list of the Applications `in_scope` of one watch ended at `now` with `present`
+    /// (their UIDs): an Application that was waiting and is gone was deleted while the watch
+    /// was down (no delete event comes for it); its wait ends as on a deletion.
+    pub fn relisted(
+        &mut self,
+        in_scope: impl Fn(&str) -> bool,
+        present: &std::collections::HashSet<String>,
+        now: u64,
+    ) -> Vec<Vec<Span>> {
+        let gone: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(uid, p)| in_scope(&p.op.app_namespace) && !present.contains(*uid))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        gone.iter()
+            .filter_map(|uid| self.end_wait(uid, now))
+            .collect()
+    }
+
     /// An Application was deleted at `now`: the spans of the rollout this completes, if any.
     pub fn deleted(&mut self, app: &DynamicObject, now: u64) -> Vec<Vec<Span>> {
         let uid = app.metadata.uid.clone().unwrap_or_default();
@@ -853,5 +873,33 @@ mod tests {
             );
         }
         assert!(next.observe(&again, start + 201 * S).is_empty());
+    }
+
+    #[test]
+    fn an_application_gone_at_a_relist_ends_its_wait() {
+        let start = ts("2026-11-25T06:00:00Z");
+        let mut t = Tracker::new(&RolloutsConfig::default(), start);
+        let mut done = running("aaa");
+        done.phase = "Succeeded".into();
+        done.finished_at = Some("2026-11-25T07:00:10Z".into());
+        assert!(
+            t.observe(
+                &web(done.clone(), "Progressing"),
+                ts("2026-11-25T07:00:11Z")
+            )
+            .is_empty()
+        );
+        assert_eq!(t.pending(), 1);
+        // The watch was down while team-a/web was deleted; the relist does not have it.
+        let present = std::collections::HashSet::new();
+        // A relist of another namespace's watch leaves it alone.
+        assert!(
+            t.relisted(|ns| ns == "team-b", &present, ts("2026-11-25T07:01:00Z"))
+                .is_empty()
+        );
+        assert_eq!(t.pending(), 1);
+        let out = t.relisted(|ns| ns == "team-a", &present, ts("2026-11-25T07:01:00Z"));
+        assert_eq!(out.len(), 1, "its finished sync is complete as last seen");
+        assert_eq!(t.pending(), 0);
     }
 }

@@ -717,7 +717,7 @@ async fn watch_apps(
                 Event::Delete(o) => lock(tracker).deleted(o, now),
                 Event::InitDone => {
                     let present = relist.iter().flatten().map(|a| a.uid.clone()).collect();
-                    lock(tracker).relisted(&in_scope, &present, now)
+                    lock(tracker).relisted(in_scope, &present, now)
                 }
                 Event::Init => Vec::new(),
             };

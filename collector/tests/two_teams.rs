@@ -659,6 +659,17 @@ service:
         )
         .await;
 
+    // And keep the run going for a few GPU reports, so that what is counted is more than the
+    // first one.
+    let r = sink
+        .wait_for("5 reports of every GPU", WAIT, |r| {
+            let mut per_gpu: HashMap<String, usize> = HashMap::new();
+            for (id, _) in gpu_resources(r) {
+                *per_gpu.entry(id).or_default() += 1;
+            }
+            per_gpu.len() == 4 && per_gpu.values().all(|n| *n >= 5)
+        })
+        .await;
     let mut tally = Tally::default();
     // GPU metrics: by the GPU each resource describes.
     let mut per_gpu: HashMap<String, usize> = HashMap::new();
@@ -692,6 +703,10 @@ service:
         }
     }
     assert_eq!(per_gpu.len(), 4, "metrics of every GPU: {per_gpu:?}");
+    println!(
+        "GPU metric resources checked, per GPU: {per_gpu:?} ({} metric points in all)",
+        r.metric_point_count()
+    );
     // OTLP logs from the pods, and Event logs.
     let truth_of_uid: HashMap<String, Truth> =
         workloads.iter().map(|w| (w.uid(), w.truth)).collect();

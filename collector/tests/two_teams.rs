@@ -634,30 +634,29 @@ service:
     let db_trace = rollout_trace_id("uid-app-db", nanos(&db_started)).to_vec();
     let batch_trace = rollout_trace_id("uid-app-batch", nanos(&retry_started)).to_vec();
     let nightly_trace = rollout_trace_id("uid-app-nightly", nanos(&nightly_started)).to_vec();
-    let r = sink
-        .wait_for(
-            "both rollout traces, the pods' logs and the Events",
-            WAIT,
-            |r| {
-                let traces = r
-                    .spans()
-                    .iter()
-                    .filter(|s| s.parent_span_id.is_empty())
-                    .count();
-                let pod_logs = r
-                    .log_records()
-                    .iter()
-                    .filter(|l| l.event_name.is_empty())
-                    .count();
-                let events = r
-                    .log_records()
-                    .iter()
-                    .filter(|l| l.event_name == "k8s.event")
-                    .count();
-                traces >= 3 && pod_logs >= workloads.len() && events >= 3
-            },
-        )
-        .await;
+    sink.wait_for(
+        "the three rollout traces, the pods' logs and the Events",
+        WAIT,
+        |r| {
+            let traces = r
+                .spans()
+                .iter()
+                .filter(|s| s.parent_span_id.is_empty())
+                .count();
+            let pod_logs = r
+                .log_records()
+                .iter()
+                .filter(|l| l.event_name.is_empty())
+                .count();
+            let events = r
+                .log_records()
+                .iter()
+                .filter(|l| l.event_name == "k8s.event")
+                .count();
+            traces >= 3 && pod_logs >= workloads.len() && events >= 3
+        },
+    )
+    .await;
 
     // And keep the run going for a few GPU reports, so that what is counted is more than the
     // first one.

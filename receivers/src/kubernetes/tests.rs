@@ -57,22 +57,40 @@ fn pod(name: &str, node: &str, rs: &str, ip: &str, annotations: Value) -> Value 
 }
 
 /// App `train`: revision `aaa` deployed 06:00–06:00:10, `bbb` from 07:00 to 07:00:12.
+fn train() -> hpcotel_testkit::kube::fixtures::App {
+    use hpcotel_testkit::kube::fixtures::{App, AppSource};
+    let mut app = App::new(
+        "argocd",
+        "train",
+        "uid-app-train",
+        "https://git.example.com/ml/train.git",
+        "ml",
+        "bbb",
+    );
+    app.labels = vec![("env".into(), "prod".into())];
+    app.sources = vec![AppSource {
+        target_revision: "main".into(),
+        ..AppSource::git("https://git.example.com/ml/train.git", "deploy")
+    }];
+    app.history = vec![
+        (
+            1,
+            vec!["aaa".into()],
+            "2026-11-25T06:00:00Z".into(),
+            "2026-11-25T06:00:10Z".into(),
+        ),
+        (
+            2,
+            vec!["bbb".into()],
+            "2026-11-25T07:00:00Z".into(),
+            "2026-11-25T07:00:12Z".into(),
+        ),
+    ];
+    app
+}
+
 fn application() -> Value {
-    json!({
-        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": "train", "namespace": "argocd", "uid": "uid-app-train", "labels": {"env": "prod"}},
-        "spec": {"project": "default",
-                 "source": {"repoURL": "https://git.example.com/ml/train.git", "path": "deploy", "targetRevision": "main"},
-                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "ml"}},
-        "status": {
-            "sync": {"status": "Synced", "revision": "bbb"},
-            "health": {"status": "Healthy"},
-            "history": [
-                {"id": 1, "revision": "aaa", "deployStartedAt": "2026-11-25T06:00:00Z", "deployedAt": "2026-11-25T06:00:10Z"},
-                {"id": 2, "revision": "bbb", "deployStartedAt": "2026-11-25T07:00:00Z", "deployedAt": "2026-11-25T07:00:12Z"}
-            ]
-        }
-    })
+    train().build()
 }
 
 /// Two ReplicaSets of `trainer` (one per revision), a pod of each on node-1, one on node-2.
@@ -472,22 +490,28 @@ fn config_needs_an_endpoint_without_auth() {
     assert!(bad.to_string().contains("tracking"), "{bad}");
 }
 
+/// `train` with a sync of `ccc` (the Deployment applied) in `phase`.
 fn synced_app(started: &str, phase: &str, finished: Option<&str>, health: &str) -> Value {
-    let mut app = application();
-    let mut state = json!({
-        "operation": {"sync": {"revision": "ccc"}, "initiatedBy": {"automated": true}},
-        "phase": phase, "message": "", "startedAt": started,
-        "syncResult": {"revision": "ccc", "resources": [
-            {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "ml", "name": "trainer",
-             "status": "Synced", "message": "deployment.apps/trainer configured", "syncPhase": "Sync"}
-        ]}
+    use hpcotel_testkit::kube::fixtures::{AppOperation, SyncedResource};
+    let mut app = train();
+    app.health = health.into();
+    app.operation = Some(AppOperation {
+        phase: phase.into(),
+        started_at: started.into(),
+        finished_at: finished.map(str::to_owned),
+        requested: vec!["ccc".into()],
+        result: Some((
+            vec!["ccc".into()],
+            vec![SyncedResource::applied(
+                "apps",
+                "Deployment",
+                "ml",
+                "trainer",
+            )],
+        )),
+        ..Default::default()
     });
-    if let Some(f) = finished {
-        state["finishedAt"] = json!(f);
-    }
-    app["status"]["operationState"] = state;
-    app["status"]["health"] = json!({"status": health});
-    app
+    app.build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -377,10 +377,11 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     const S: u64 = 1_000_000_000;
 
+    /// App `argocd/train` (deploying into `ml`) with an operation of `revision` in `phase`,
+    /// in the shape Argo CD writes (testkit's `fixtures::App`).
     fn app(
         revision: &str,
         started: &str,
@@ -388,17 +389,37 @@ mod tests {
         finished: Option<&str>,
         health: &str,
     ) -> DynamicObject {
-        let mut state = json!({"phase": phase, "message": "", "startedAt": started,
-                               "syncResult": {"revision": revision, "resources": []}});
-        if let Some(f) = finished {
-            state["finishedAt"] = json!(f);
+        use hpcotel_testkit::kube::fixtures::{App, AppOperation, SyncedResource};
+        let mut app = App::new(
+            "argocd",
+            "train",
+            "uid-app",
+            "https://git.example.com/ml/train.git",
+            "ml",
+            revision,
+        );
+        app.health = health.into();
+        let mut deployment = SyncedResource::applied("apps", "Deployment", "ml", "trainer");
+        if matches!(phase, "Failed" | "Error") {
+            deployment.status = "SyncFailed".into();
+            deployment.hook_phase = "Failed".into();
+            deployment.message = "the server could not find the requested resource".into();
         }
-        serde_json::from_value(json!({
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": "train", "namespace": "argocd", "uid": "uid-app"},
-            "spec": {}, "status": {"operationState": state, "health": {"status": health}}
-        }))
-        .unwrap()
+        app.operation = Some(AppOperation {
+            phase: phase.into(),
+            message: match phase {
+                "Running" => "waiting for healthy state of apps/Deployment/trainer",
+                "Succeeded" => "successfully synced (all tasks run)",
+                _ => "one or more objects failed to apply",
+            }
+            .into(),
+            started_at: started.into(),
+            finished_at: finished.map(str::to_owned),
+            requested: vec![revision.into()],
+            result: Some((vec![revision.into()], vec![deployment])),
+            ..Default::default()
+        });
+        serde_json::from_value(app.build()).unwrap()
     }
 
     fn ts(s: &str) -> u64 {

@@ -8,31 +8,20 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use common::Hpcotel;
+use common::nanos;
+use common::otlp::attr_string as attr;
 use hpcotel_core::semconv;
 use hpcotel_testkit::kube::{FakeApiServer, fixtures};
 use hpcotel_testkit::sink::{OtlpSink, Received, any_value_string};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 const WAIT: Duration = Duration::from_secs(40);
 
-fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref().and_then(any_value_string))
-}
-
 fn micros(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
-}
-
-fn nanos(rfc3339: &str) -> u64 {
-    let t = humantime::parse_rfc3339(rfc3339).unwrap();
-    u64::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_nanos()).unwrap()
 }
 
 type Condition<'a> = (&'a str, &'a str, &'a str, &'a str);

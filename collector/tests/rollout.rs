@@ -11,33 +11,18 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::Hpcotel;
+use common::otlp::attr_string as attr;
+use common::{nanos, rfc3339};
 use hpcotel_core::catalog::rollout_trace_id;
 use hpcotel_core::semconv;
 use hpcotel_testkit::kube::{FakeApiServer, fixtures};
 use hpcotel_testkit::nvml::{Event, FakeNvml, Scenario};
 use hpcotel_testkit::podresources::{FakeKubelet, FakePod};
-use hpcotel_testkit::sink::{OtlpSink, Received, any_value_string};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use hpcotel_testkit::sink::{OtlpSink, Received};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref().and_then(any_value_string))
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn nanos(s: &str) -> u64 {
-    let t = humantime::parse_rfc3339(s).unwrap();
-    u64::try_from(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()).unwrap()
-}
 
 /// The revision on the latest metrics of GPU `uuid`.
 fn gpu_revision(r: &Received, uuid: &str) -> Option<String> {

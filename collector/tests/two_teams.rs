@@ -23,6 +23,8 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use common::Hpcotel;
+use common::otlp::{attr_string as attr, kv};
+use common::{nanos, rfc3339};
 use hpcotel_core::catalog::rollout_trace_id;
 use hpcotel_core::semconv;
 use hpcotel_testkit::kube::FakeApiServer;
@@ -39,32 +41,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn nanos(s: &str) -> u64 {
-    let t = humantime::parse_rfc3339(s).unwrap();
-    u64::try_from(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()).unwrap()
-}
-
-fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref().and_then(any_value_string))
-}
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// What a signal belongs to: (application namespace, application name, revision).
 type Truth = Option<(&'static str, &'static str, &'static str)>;

@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 /// A running `hpcotel run --config <file>`.
 pub type Hpcotel = Proc;
 
+/// `t` as the API server writes timestamps (RFC 3339, whole seconds).
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// An RFC 3339 timestamp in Unix ns.
+pub fn nanos(rfc3339: &str) -> u64 {
+    let t = humantime::parse_rfc3339(rfc3339).unwrap();
+    u64::try_from(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()).unwrap()
+}
+
 /// A child process whose stdout and stderr lines are captured.
 pub struct Proc {
     child: Child,

@@ -15,6 +15,16 @@ pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a Value> {
         .and_then(|v: &AnyValue| v.value.as_ref())
 }
 
+/// The value of attribute `key` as a string (what `any_value_string` makes of it), if
+/// present.
+pub fn attr_string(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(hpcotel_testkit::sink::any_value_string)
+}
+
 /// The string value of attribute `key`, if present and a string.
 pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
     match attr(attrs, key) {

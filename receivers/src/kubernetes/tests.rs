@@ -490,6 +490,34 @@ fn config_needs_an_endpoint_without_auth() {
     assert!(bad.to_string().contains("tracking"), "{bad}");
 }
 
+/// The receiver running on `cfg` with its traces output into a channel: the Catalog it
+/// fills, the traces, the shutdown token and the task.
+async fn start_with_traces(
+    cfg: &Config,
+) -> (
+    Catalog,
+    hpcotel_core::channel::Receiver,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), hpcotel_core::ComponentError>>,
+) {
+    let catalog = Catalog::new();
+    let receiver = KubernetesReceiver::new(cfg, catalog.clone()).await.unwrap();
+    let stats = Telemetry::default().register(
+        ComponentKind::Receiver,
+        ComponentId::new("kubernetes", None),
+    );
+    let (tx, rx) = hpcotel_core::channel::channel(10_000);
+    let mut outputs = Outputs::new(stats);
+    outputs.add(hpcotel_core::Signal::Traces, "traces", tx);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
+        id: ComponentId::new("kubernetes", None),
+        outputs,
+        shutdown: stop.clone(),
+    }));
+    (catalog, rx, stop, task)
+}
+
 /// `train` with a sync of `ccc` (the Deployment applied) in `phase`.
 fn synced_app(started: &str, phase: &str, finished: Option<&str>, health: &str) -> Value {
     use hpcotel_testkit::kube::fixtures::{AppOperation, SyncedResource};
@@ -527,28 +555,12 @@ async fn the_cluster_instance_emits_one_trace_per_sync_when_it_settles() {
         };
         humantime::format_rfc3339_seconds(t).to_string()
     };
-    use hpcotel_core::{Batch, Signal, channel};
+    use hpcotel_core::Batch;
     let api = FakeApiServer::start().await;
     api.apply(synced_app(&at(-60), "Running", None, "Healthy"));
     let mut cfg = config(&api);
     cfg.mode = Mode::Cluster;
-    let catalog = Catalog::new();
-    let receiver = KubernetesReceiver::new(&cfg, catalog.clone())
-        .await
-        .unwrap();
-    let stats = Telemetry::default().register(
-        ComponentKind::Receiver,
-        ComponentId::new("kubernetes", None),
-    );
-    let (tx, mut rx) = channel::channel(10_000);
-    let mut outputs = Outputs::new(stats);
-    outputs.add(Signal::Traces, "traces", tx);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
-        id: ComponentId::new("kubernetes", None),
-        outputs,
-        shutdown: stop.clone(),
-    }));
+    let (catalog, mut rx, stop, task) = start_with_traces(&cfg).await;
     wait_for(&catalog, "the app listed", |s| s.apps.contains_key("train")).await;
     // The sync ends (health still the old one), the app progresses, then becomes Healthy.
     api.apply(synced_app(&at(-60), "Succeeded", Some(&at(-48)), "Healthy"));
@@ -780,7 +792,7 @@ async fn events_join_the_rollout_of_their_namespace_once_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_one_lease_emit_once_and_the_survivor_takes_over_without_repeats() {
-    use hpcotel_core::{Batch, Signal, channel};
+    use hpcotel_core::Batch;
     let fmt = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
     let now = std::time::SystemTime::now();
     let first = fmt(now - Duration::from_secs(60));
@@ -800,20 +812,7 @@ async fn two_agents_one_lease_emit_once_and_the_survivor_takes_over_without_repe
         cfg
     };
     let start_agent = |cfg: Config| async move {
-        let receiver = KubernetesReceiver::new(&cfg, Catalog::new()).await.unwrap();
-        let stats = Telemetry::default().register(
-            ComponentKind::Receiver,
-            ComponentId::new("kubernetes", None),
-        );
-        let (tx, rx) = channel::channel(10_000);
-        let mut outputs = Outputs::new(stats);
-        outputs.add(Signal::Traces, "traces", tx);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
-            id: ComponentId::new("kubernetes", None),
-            outputs,
-            shutdown: stop.clone(),
-        }));
+        let (_, rx, stop, task) = start_with_traces(&cfg).await;
         (rx, stop, task)
     };
     let holder = |api: &FakeApiServer| {
@@ -1057,7 +1056,6 @@ async fn next_root(rx: &mut hpcotel_core::channel::Receiver) -> (String, Vec<u8>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_share_one_state_file_and_another_controllers_apps_are_left_out() {
-    use hpcotel_core::{Signal, channel};
     let now = std::time::SystemTime::now();
     let at =
         |secs: u64| humantime::format_rfc3339_seconds(now + Duration::from_secs(secs)).to_string();
@@ -1076,27 +1074,8 @@ async fn namespaces_share_one_state_file_and_another_controllers_apps_are_left_o
     cfg.mode = Mode::Cluster;
     cfg.argocd.namespaces = vec!["argocd".into(), "team-a".into(), "other-argocd".into()];
     cfg.rollouts.state_file = Some(dir.path().join("rollouts.json"));
-    let run = |cfg: Config| async move {
-        let catalog = Catalog::new();
-        let receiver = KubernetesReceiver::new(&cfg, catalog.clone())
-            .await
-            .unwrap();
-        let stats = Telemetry::default().register(
-            ComponentKind::Receiver,
-            ComponentId::new("kubernetes", None),
-        );
-        let (tx, rx) = channel::channel(10_000);
-        let mut outputs = Outputs::new(stats);
-        outputs.add(Signal::Traces, "traces", tx);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(Box::new(receiver).run(ReceiverContext {
-            id: ComponentId::new("kubernetes", None),
-            outputs,
-            shutdown: stop.clone(),
-        }));
-        (catalog, rx, stop, task)
-    };
-    let (catalog, mut rx, stop, task) = run(cfg.clone()).await;
+
+    let (catalog, mut rx, stop, task) = start_with_traces(&cfg).await;
     wait_for(&catalog, "both of this Argo CD's apps listed", |s| {
         s.apps.contains_key("web") && s.apps.contains_key("team-a_web")
     })
@@ -1122,7 +1101,7 @@ async fn namespaces_share_one_state_file_and_another_controllers_apps_are_left_o
     task.await.unwrap().unwrap();
     // Restarted on the same state file: both are remembered. The next trace out is a new
     // sync's, not a repeat of either.
-    let (_catalog, mut rx, stop, task) = run(cfg.clone()).await;
+    let (_catalog, mut rx, stop, task) = start_with_traces(&cfg).await;
     api.apply(failed_web("team-a", "argocd", &at(10), Some(&at(11))));
     let (ns, trace) = next_root(&mut rx).await;
     assert_eq!(ns, "team-a");

@@ -37,7 +37,7 @@ use crate::signal::Signal;
 pub enum Counter {
     /// Items a receiver handed to its pipelines.
     Accepted,
-    /// Items a receiver turned away (client told to retry, or no pipeline).
+    /// Items a receiver turned away (client told to retry, no pipeline, or invalid items).
     Refused,
     /// Items an exporter delivered.
     Sent,
@@ -341,7 +341,7 @@ pub const SELF_METRICS: [(&str, &str); 8] = [
     ),
     (
         semconv::METRIC_HPCOTEL_RECEIVER_REFUSED,
-        "Items a receiver turned away (client told to retry, or no pipeline), by reason.",
+        "Items a receiver turned away (client told to retry, no pipeline, or invalid items), by reason.",
     ),
     (
         semconv::METRIC_HPCOTEL_PROCESSOR_DROPPED,

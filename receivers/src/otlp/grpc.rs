@@ -31,7 +31,8 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::config::GrpcConfig;
-use super::receiver::{Error, Result, SHUTDOWN_GRACE, Shared, refusal_message};
+use super::receiver::{Error, Outcome, Result, SHUTDOWN_GRACE, Shared, refusal_message};
+use super::validate::{Invalid, response};
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then drains in-flight
 /// requests (at most [`SHUTDOWN_GRACE`]).
@@ -117,12 +118,13 @@ struct Handler {
 }
 
 impl Handler {
-    /// Authenticates, hands over, and maps a refusal to the OTLP-specified status.
+    /// Authenticates, checks ids, hands over, and maps a refusal to the OTLP-specified
+    /// status; `Ok(Some(..))`: some items were refused (a partial success).
     async fn export<T>(
         &self,
         request: Request<T>,
         to_batch: impl FnOnce(T) -> Batch,
-    ) -> Result<(), Status> {
+    ) -> Result<Option<Invalid>, Status> {
         let peer = request.remote_addr();
         let authorization = request
             .metadata()
@@ -136,8 +138,19 @@ impl Handler {
         }
         let batch = to_batch(request.into_inner());
         let signal = batch.signal();
-        match self.shared.hand_over(batch).await {
-            Ok(()) => Ok(()),
+        match self.shared.admit(batch).await {
+            Ok(Outcome::Accepted) => Ok(None),
+            Ok(Outcome::Partial(i)) => {
+                tracing::debug!(peer = ?peer, %signal, refused = i.items, reason = %i.message, "OTLP/gRPC request partly refused: malformed ids");
+                Ok(Some(i))
+            }
+            Ok(Outcome::Invalid(i)) => {
+                tracing::debug!(peer = ?peer, %signal, refused = i.items, reason = %i.message, "OTLP/gRPC request refused: malformed ids");
+                Err(Status::invalid_argument(format!(
+                    "every item was refused ({} in all); first: {}",
+                    i.items, i.message
+                )))
+            }
             Err(e) => {
                 let message = refusal_message(e);
                 match e {
@@ -178,8 +191,8 @@ impl TraceService for Handler {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        Handler::export(self, request, |r| Batch::Traces(r.resource_spans)).await?;
-        Ok(Response::new(ExportTraceServiceResponse::default()))
+        let refused = Handler::export(self, request, |r| Batch::Traces(r.resource_spans)).await?;
+        Ok(Response::new(response::traces(refused.as_ref())))
     }
 }
 
@@ -189,8 +202,9 @@ impl MetricsService for Handler {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        Handler::export(self, request, |r| Batch::Metrics(r.resource_metrics)).await?;
-        Ok(Response::new(ExportMetricsServiceResponse::default()))
+        let refused =
+            Handler::export(self, request, |r| Batch::Metrics(r.resource_metrics)).await?;
+        Ok(Response::new(response::metrics(refused.as_ref())))
     }
 }
 
@@ -200,7 +214,7 @@ impl LogsService for Handler {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        Handler::export(self, request, |r| Batch::Logs(r.resource_logs)).await?;
-        Ok(Response::new(ExportLogsServiceResponse::default()))
+        let refused = Handler::export(self, request, |r| Batch::Logs(r.resource_logs)).await?;
+        Ok(Response::new(response::logs(refused.as_ref())))
     }
 }

@@ -41,8 +41,9 @@ use tokio_util::task::TaskTracker;
 use tonic::Code;
 
 use super::config::HttpConfig;
-use super::receiver::{SHUTDOWN_GRACE, Shared, refusal_message};
+use super::receiver::{Outcome, SHUTDOWN_GRACE, Shared, refusal_message};
 use super::tls::HTTP_HANDSHAKE_TIMEOUT;
+use super::validate::{Invalid, response};
 
 /// `Content-Type` of OTLP/HTTP protobuf bodies.
 pub(super) const PROTOBUF: &str = "application/x-protobuf";
@@ -221,7 +222,12 @@ impl State {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let encoding = Encoding::from_content_type(req.headers().get(header::CONTENT_TYPE));
         match self.process(req).await {
-            Ok(enc) => success(enc),
+            Ok((signal, enc, refused)) => {
+                if let Some(i) = &refused {
+                    tracing::debug!(%peer, %signal, refused = i.items, reason = %i.message, "OTLP/HTTP request partly refused: malformed ids");
+                }
+                success(signal, enc, refused.as_ref())
+            }
             Err(r) => {
                 let status = r.status.as_u16();
                 if r.status == StatusCode::NOT_IMPLEMENTED {
@@ -235,8 +241,12 @@ impl State {
         }
     }
 
-    /// Validates, decodes and hands over one request; returns the encoding to answer in.
-    async fn process(&self, req: Request<Incoming>) -> Result<Encoding, Refusal> {
+    /// Validates, decodes, checks ids and hands over one request; returns its signal, the
+    /// encoding to answer in and what was refused of a partly accepted request.
+    async fn process(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Signal, Encoding, Option<Invalid>), Refusal> {
         let signal = match req.uri().path() {
             "/v1/traces" => Signal::Traces,
             "/v1/metrics" => Signal::Metrics,
@@ -327,8 +337,13 @@ impl State {
             body
         };
         let batch = decode(signal, encoding, &body).map_err(Refusal::bad_request)?;
-        match self.shared.hand_over(batch).await {
-            Ok(()) => Ok(encoding),
+        match self.shared.admit(batch).await {
+            Ok(Outcome::Accepted) => Ok((signal, encoding, None)),
+            Ok(Outcome::Partial(i)) => Ok((signal, encoding, Some(i))),
+            Ok(Outcome::Invalid(i)) => Err(Refusal::bad_request(format!(
+                "every item was refused ({} in all); first: {}",
+                i.items, i.message
+            ))),
             Err(e) => Err(self.refusal(e, signal)),
         }
     }
@@ -389,12 +404,20 @@ impl State {
     }
 }
 
-/// 200 with an empty `Export*ServiceResponse` (no partial success), encoded as asked.
-fn success(encoding: Encoding) -> Response<Full<Bytes>> {
+/// 200 with the `Export*ServiceResponse` of `signal`, encoded as asked: empty, or with the
+/// partial success of what was `refused`.
+fn success(signal: Signal, encoding: Encoding, refused: Option<&Invalid>) -> Response<Full<Bytes>> {
     // An empty response message encodes to zero protobuf bytes and to `{}` in JSON.
-    let body = match encoding {
-        Encoding::Protobuf => Bytes::new(),
-        Encoding::Json => Bytes::from_static(b"{}"),
+    let body = match (refused, encoding) {
+        (None, Encoding::Protobuf) => Bytes::new(),
+        (None, Encoding::Json) => Bytes::from_static(b"{}"),
+        (Some(i), Encoding::Protobuf) => match signal {
+            Signal::Traces => response::traces(Some(i)).encode_to_vec(),
+            Signal::Metrics => response::metrics(Some(i)).encode_to_vec(),
+            Signal::Logs => response::logs(Some(i)).encode_to_vec(),
+        }
+        .into(),
+        (Some(i), Encoding::Json) => partial_success_json(signal, i).into(),
     };
     let mut resp = Response::new(Full::new(body));
     resp.headers_mut().insert(
@@ -402,6 +425,18 @@ fn success(encoding: Encoding) -> Response<Full<Bytes>> {
         HeaderValue::from_static(encoding.content_type()),
     );
     resp
+}
+
+/// The JSON of a partial success (`{"partialSuccess":{"rejectedSpans":"2","errorMessage":..}}`,
+/// int64 as a string, as the protobuf JSON mapping writes it).
+fn partial_success_json(signal: Signal, i: &Invalid) -> String {
+    let field = match signal {
+        Signal::Traces => "rejectedSpans",
+        Signal::Metrics => "rejectedDataPoints",
+        Signal::Logs => "rejectedLogRecords",
+    };
+    serde_json::json!({"partialSuccess": {field: i.items.to_string(), "errorMessage": i.message}})
+        .to_string()
 }
 
 /// Decompresses a gzip body (one or more members), refusing output beyond `max` bytes so

@@ -1,9 +1,11 @@
 //! The `otlp` receiver: accepts OTLP traces, metrics and logs over gRPC (port 4317) and
 //! HTTP (port 4318, protobuf and JSON, optionally gzip-compressed), optionally over TLS and
 //! behind a bearer token, and hands each request's `resource_spans` / `resource_metrics` /
-//! `resource_logs` unchanged to its pipelines as one [`hpcotel_core::Batch`].
+//! `resource_logs` to its pipelines as one [`hpcotel_core::Batch`], after the ids are
+//! checked (`validate`: items with malformed ids are refused and never forwarded).
 //!
-//! It answers per the OTLP specification: success with an empty partial success; when a
+//! It answers per the OTLP specification: success with an empty partial success, or with one
+//! counting the refused items (INVALID_ARGUMENT / 400 when nothing was good); when a
 //! pipeline stays full for `pipeline_wait`, gRPC `RESOURCE_EXHAUSTED` carrying a
 //! `google.rpc.RetryInfo` (so clients retry) or HTTP 429 with `Retry-After`; when shutting
 //! down, `UNAVAILABLE` / 503 with `Retry-After`; when no pipeline of the request's signal
@@ -21,6 +23,7 @@ mod http;
 mod json;
 mod receiver;
 mod tls;
+mod validate;
 
 pub use config::{
     Config, DEFAULT_GRPC_HOST, DEFAULT_GRPC_PORT, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT,

@@ -175,7 +175,39 @@ pub(super) struct Shared {
     pub retry_after: Duration,
 }
 
+/// What became of a request's items that were not all handed over.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Everything was handed over.
+    Accepted,
+    /// Some items had malformed ids and were refused; the rest was handed over (answer with
+    /// a partial success).
+    Partial(super::validate::Invalid),
+    /// Every item had a malformed id (answer INVALID_ARGUMENT / 400).
+    Invalid(super::validate::Invalid),
+}
+
 impl Shared {
+    /// Checks a request's ids ([`super::validate`]), counts what is refused (`refused`,
+    /// reason `invalid`) and hands the rest to the pipelines.
+    pub async fn admit(&self, mut batch: Batch) -> Result<Outcome, SendError> {
+        let signal = batch.signal();
+        let invalid = super::validate::retain_valid(&mut batch);
+        if let Some(i) = &invalid {
+            self.outputs.stats().add_with_reason(
+                signal,
+                hpcotel_core::Counter::Refused,
+                "invalid",
+                i.items,
+            );
+        }
+        match invalid {
+            Some(i) if i.kept == 0 => Ok(Outcome::Invalid(i)),
+            Some(i) => self.hand_over(batch).await.map(|()| Outcome::Partial(i)),
+            None => self.hand_over(batch).await.map(|()| Outcome::Accepted),
+        }
+    }
+
     /// Hands a request's data to the pipelines. A request without resources succeeds
     /// without touching them.
     pub async fn hand_over(&self, batch: Batch) -> Result<(), SendError> {

@@ -1246,7 +1246,7 @@ async fn http_json_empty_arrays_and_kvlists_decode_to_empty_values() {
     let mut h = Harness::all(8).await;
     let body = r#"{"resourceSpans":[{"resource":{"attributes":[
         {"key":"r","value":{"kvlistValue":{}}}]},
-      "scopeSpans":[{"spans":[{"name":"s","attributes":[
+      "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"s","attributes":[
         {"key":"a","value":{"arrayValue":{}}},
         {"key":"m","value":{"kvlistValue":{}}},
         {"key":"null","value":{"arrayValue":{"values":null}}},
@@ -2135,5 +2135,217 @@ async fn client_certificates_are_demanded_when_a_client_ca_is_set() {
         .expect("mutual TLS gRPC export");
     assert_eq!(span_names(&h.next(Signal::Traces).await), ["mutual-grpc"]);
     h.assert_nothing_queued(Signal::Traces);
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- ids checked at the door
+
+/// One span of trace `trace` and id `span` (parent `parent`), named `name`.
+fn span_with(name: &str, trace: Vec<u8>, span: Vec<u8>, parent: Vec<u8>) -> Span {
+    Span {
+        trace_id: trace,
+        span_id: span,
+        parent_span_id: parent,
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// A request mixing good spans with every kind of malformed id a client has been seen to
+/// send: 2 good (one with an 8-zero-byte parent, i.e. a root), 6 bad.
+fn mixed_spans() -> ExportTraceServiceRequest {
+    let good = || (vec![7; 16], vec![9; 8]);
+    let mut bad_link = span_with("bad-link", good().0, good().1, Vec::new());
+    bad_link.links.push(proto::trace::v1::span::Link {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 4],
+        ..Default::default()
+    });
+    let mut req = traces("mixed", &[]);
+    req.resource_spans[0].scope_spans[0].spans = vec![
+        span_with("good", good().0, good().1, vec![3; 8]),
+        span_with("trace-3", vec![1; 3], good().1, Vec::new()),
+        span_with("trace-15", vec![1; 15], good().1, Vec::new()),
+        span_with("trace-17", vec![1; 17], good().1, Vec::new()),
+        span_with("trace-0", Vec::new(), good().1, Vec::new()),
+        span_with("span-4", good().0, vec![2; 4], Vec::new()),
+        bad_link,
+        span_with("zero-parent", good().0, good().1, vec![0; 8]),
+    ];
+    req
+}
+
+/// Only the good spans of [`mixed_spans`] arrive, the root's parent as empty.
+fn assert_only_good_spans(batch: &Batch) {
+    assert_eq!(span_names(batch), ["good", "zero-parent"]);
+    let Batch::Traces(rs) = batch else {
+        unreachable!()
+    };
+    let spans = &rs[0].scope_spans[0].spans;
+    assert!(
+        spans[1].parent_span_id.is_empty(),
+        "8 zero bytes = no parent"
+    );
+    for s in spans {
+        assert_eq!((s.trace_id.len(), s.span_id.len()), (16, 8));
+    }
+}
+
+#[tokio::test]
+async fn grpc_malformed_ids_are_refused_with_partial_success_and_never_forwarded() {
+    let mut h = Harness::all(8).await;
+    let resp = h
+        .trace_client()
+        .await
+        .export(mixed_spans())
+        .await
+        .expect("a partial success is a success")
+        .into_inner();
+    let partial = resp.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 6);
+    assert_eq!(
+        partial.error_message,
+        "resourceSpans[0].scopeSpans[0].spans[1]: traceId is 3 bytes, must be 16"
+    );
+    assert_only_good_spans(&h.next(Signal::Traces).await);
+    assert_eq!(
+        h.stats.reasons(Signal::Traces, Counter::Refused),
+        [("invalid".to_owned(), 6)]
+    );
+    assert_eq!(h.stats.get(Signal::Traces, Counter::Accepted), 2);
+    // Nothing good in it: INVALID_ARGUMENT, nothing forwarded.
+    let mut bad = traces("bad", &[]);
+    bad.resource_spans[0].scope_spans[0].spans =
+        vec![span_with("x", vec![1; 16], vec![0; 8], Vec::new())];
+    let err = h.trace_client().await.export(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("spanId is all zero"),
+        "{}",
+        err.message()
+    );
+    h.assert_nothing_queued(Signal::Traces);
+    // Logs: an optional id of the wrong length refuses its record; all zero means unset.
+    let mut lc = LogsServiceClient::connect(format!("http://{}", h.grpc.unwrap()))
+        .await
+        .unwrap();
+    let mut req = logs("kept");
+    let good = req.resource_logs[0].scope_logs[0].log_records[0].clone();
+    let mut bad = good.clone();
+    bad.trace_id = vec![5; 5];
+    let mut zero = good.clone();
+    zero.trace_id = vec![0; 16];
+    zero.span_id = vec![0; 8];
+    req.resource_logs[0].scope_logs[0].log_records = vec![good, bad, zero];
+    let partial = lc
+        .export(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_log_records, 1);
+    let Batch::Logs(rl) = h.next(Signal::Logs).await else {
+        panic!("expected logs")
+    };
+    let records = &rl[0].scope_logs[0].log_records;
+    assert_eq!(records.len(), 2);
+    assert!(records[1].trace_id.is_empty() && records[1].span_id.is_empty());
+    // Metrics: an exemplar with a bad span id refuses its data point.
+    let mut mc = MetricsServiceClient::connect(format!("http://{}", h.grpc.unwrap()))
+        .await
+        .unwrap();
+    let mut req = metrics("hw.gpu.utilization", 1);
+    let Some(proto::metrics::v1::metric::Data::Gauge(g)) =
+        &mut req.resource_metrics[0].scope_metrics[0].metrics[0].data
+    else {
+        panic!("a gauge")
+    };
+    let mut with_exemplar = g.data_points[0].clone();
+    with_exemplar.exemplars.push(proto::metrics::v1::Exemplar {
+        trace_id: vec![1; 16],
+        span_id: vec![1; 3],
+        ..Default::default()
+    });
+    g.data_points.push(with_exemplar);
+    let partial = mc
+        .export(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_data_points, 1);
+    assert!(
+        partial
+            .error_message
+            .contains("(hw.gpu.utilization).dataPoints[1].exemplars[0].spanId is 3 bytes"),
+        "{}",
+        partial.error_message
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_malformed_ids_are_refused_with_partial_success_in_protobuf_and_json() {
+    let mut h = Harness::all(8).await;
+    // Protobuf: the partial success is an ExportTraceServiceResponse.
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/x-protobuf",
+        mixed_spans().encode_to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let body =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            resp.bytes().await.unwrap(),
+        )
+        .unwrap();
+    assert_eq!(body.partial_success.unwrap().rejected_spans, 6);
+    assert_only_good_spans(&h.next(Signal::Traces).await);
+    // JSON: hex ids of 3 and 17 bytes beside a good one.
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+        {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"good"},
+        {"traceId":"5b8eff","spanId":"eee19b7ec3c1b174","name":"short"},
+        {"traceId":"5b8efff798038103d269b633813fc60c00","spanId":"eee19b7ec3c1b174","name":"long"}
+    ]}]}]}"#;
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/json",
+        json.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "2");
+    assert_eq!(
+        v["partialSuccess"]["errorMessage"],
+        "resourceSpans[0].scopeSpans[0].spans[1]: traceId is 3 bytes, must be 16"
+    );
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["good"]);
+    // All bad: 400 naming the first, nothing forwarded.
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8eff","spanId":"eee19b7ec3c1b174","name":"short"}]}]}]}"#;
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/json",
+        json.as_bytes().to_vec(),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let (code, message) = json_status(resp).await;
+    assert_eq!(code, Code::InvalidArgument as i64);
+    assert!(
+        message.contains("traceId is 3 bytes, must be 16"),
+        "{message}"
+    );
+    h.assert_nothing_queued(Signal::Traces);
+    assert_eq!(
+        h.stats.reasons(Signal::Traces, Counter::Refused),
+        [("invalid".to_owned(), 9)]
+    );
     h.stop().await;
 }

@@ -135,17 +135,12 @@ pub struct ArgoApp {
     pub instance_name: String,
     /// `metadata.uid`.
     pub uid: String,
-    /// The repository of the primary source (see [`ArgoApp::revisions`]): `spec.source`,
+    /// The repository of the primary source (see the README's attribution rules): `spec.source`,
     /// the first `spec.sources[]` entry that renders manifests, or the sync source of
     /// `spec.sourceHydrator`.
     pub repo_url: Option<String>,
     /// `status.sync.revision`, or the primary source's entry of `status.sync.revisions[]`.
     pub sync_revision: Option<String>,
-    /// Multi-source Applications: every source's revision of the current sync
-    /// (`status.sync.revisions[]`, in `spec.sources[]` order); empty otherwise. The primary
-    /// source (whose revision is `sync_revision`) is the first one that is not a `ref`-only
-    /// values source.
-    pub revisions: Vec<String>,
     /// `status.history[]`, oldest first.
     pub history: Vec<DeployEntry>,
     /// The deployment environment, from the configured label or annotation.
@@ -701,7 +696,6 @@ mod tests {
                 environment: Some("prod".into()),
                 operation: None,
                 destination_namespace: None,
-                revisions: Vec::new(),
             },
         );
         let deployment = Workload {

@@ -160,19 +160,6 @@ pub fn revision_of(v: &Value, primary: Option<usize>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Every source's revision of a multi-source sync or history entry (`revisions[]`); empty
-/// for a single source.
-fn revisions_of(v: &Value) -> Vec<String> {
-    v.get("revisions")
-        .and_then(Value::as_array)
-        .map(|rs| {
-            rs.iter()
-                .map(|r| r.as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Where an Application's manifests come from, for attribution: the index of its primary
 /// source (`None` when no single source can be named) and that source's repository.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -323,10 +310,7 @@ pub fn argo_app(
         .unwrap_or_default();
     let namespace = meta.namespace.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
-    let controller_namespace = status
-        .and_then(|s| str_at(s, &["controllerNamespace"]))
-        .filter(|n| !n.is_empty())
-        .unwrap_or(controller_namespace);
+    let controller_namespace = self::controller_namespace(obj).unwrap_or(controller_namespace);
     let sync = status.and_then(|s| s.get("sync"));
     ArgoApp {
         instance_name: app_instance_name(&namespace, &name, controller_namespace),
@@ -339,7 +323,6 @@ pub fn argo_app(
         sync_revision: sync
             .filter(|s| str_at(s, &["status"]) == Some("Synced"))
             .and_then(|s| revision_of(s, primary)),
-        revisions: sync.map(revisions_of).unwrap_or_default(),
         history,
         environment: environment_label.and_then(|l| meta.labels.as_ref()?.get(l).cloned()),
         destination_namespace: in_cluster_destination(data),

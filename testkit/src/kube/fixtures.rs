@@ -907,6 +907,11 @@ pub fn scaled_object(
     })
 }
 
+/// A core/v1 `ObjectReference` to (kind, namespace, name, uid), as Events' `involvedObject`.
+fn object_reference((kind, ns, name, uid): (&str, &str, &str, &str)) -> Value {
+    json!({"kind": kind, "namespace": ns, "name": name, "uid": uid, "apiVersion": api_version_of(kind)})
+}
+
 /// A core v1 Event about `involved` = (kind, namespace, name, uid), as kubelet and
 /// controllers write them (`source.component` and `reportingComponent` both set to
 /// `reporting_component`). `type_` is `Normal` or `Warning`.
@@ -923,18 +928,11 @@ pub fn event(
     last_timestamp: &str,
     count: i32,
 ) -> Value {
-    let (kind, inv_ns, inv_name, inv_uid) = involved;
     json!({
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": name, "namespace": ns},
-        "involvedObject": {
-            "kind": kind,
-            "namespace": inv_ns,
-            "name": inv_name,
-            "uid": inv_uid,
-            "apiVersion": api_version_of(kind),
-        },
+        "involvedObject": object_reference(involved),
         "reason": reason,
         "message": message,
         "source": {"component": reporting_component},
@@ -1078,19 +1076,12 @@ pub fn events_v1_event(
     event_time: &str,
     series: Option<(i32, &str)>,
 ) -> Value {
-    let (kind, inv_ns, inv_name, inv_uid) = involved;
     let (controller, instance) = reporting;
     let mut e = json!({
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": name, "namespace": ns},
-        "involvedObject": {
-            "kind": kind,
-            "namespace": inv_ns,
-            "name": inv_name,
-            "uid": inv_uid,
-            "apiVersion": api_version_of(kind),
-        },
+        "involvedObject": object_reference(involved),
         "reason": reason,
         "message": note,
         "source": {},

@@ -87,7 +87,6 @@ fn cluster() -> Snapshot {
                 ..Default::default()
             }),
             destination_namespace: Some("ml".into()),
-            revisions: Vec::new(),
         },
     );
     let mut deployment = workload("Deployment", "trainer", None, 50);

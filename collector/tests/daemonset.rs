@@ -15,7 +15,10 @@
 //!   (group, resource, verb) that `hpcotel_receivers::kubernetes::rbac::RULES` lists for the
 //!   workload's rendered configuration: no more, no less — also after `kubectl kustomize`
 //!   moves the plain manifests to another namespace;
-//! - the Argo CD Application passes `$ARGOCD_APP_REVISION` into the pods' revision annotation.
+//! - the Argo CD Application passes `$ARGOCD_APP_REVISION` into the pods' revision annotation;
+//! - the README's secure install (the first `helm install` of "Install on Kubernetes") renders
+//!   TLS, mutual TLS and both bearer tokens into the config from the Secrets it creates, and a
+//!   NetworkPolicy that opens each port only to its listed peers.
 
 mod common;
 
@@ -194,7 +197,115 @@ fn validate_objects(yaml: &str, what: &str) {
     }
 }
 
-/// The default render and the example's.
+/// The README's name for the render of its secure install.
+const SECURE: &str = "the README's secure install";
+
+/// Shell words of a command line: `'…'` and `"…"` quoting, `\` escapes outside quotes and
+/// backslash-newline continuations (what the README's `sh` blocks use; no expansion).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('\n') | None => {}
+                Some(n) => word.get_or_insert_with(String::new).push(n),
+            },
+            '\'' | '"' => {
+                let w = word.get_or_insert_with(String::new);
+                for q in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                    w.push(q);
+                }
+            }
+            c if c.is_whitespace() => words.extend(word.take()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// The `sh` blocks of the README's "## Install on Kubernetes" section, in order.
+fn readme_install_blocks() -> Vec<String> {
+    let readme = common::repo_file("README.md");
+    let start = readme
+        .find("\n## Install on Kubernetes\n")
+        .expect("README has '## Install on Kubernetes'");
+    let rest = &readme[start + 1..];
+    let section = &rest[..rest[1..].find("\n## ").map_or(rest.len(), |i| i + 1)];
+    section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_owned())
+        .collect()
+}
+
+/// The commands (shell words) of an `sh` block, continuations joined, comments dropped.
+fn commands(block: &str) -> Vec<Vec<String>> {
+    block
+        .replace("\\\n", " ")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(shell_words)
+        .collect()
+}
+
+/// The README's first `helm install` (its secure install): the `kubectl create secret`
+/// commands of its block, and the `--set` flags (with their values) it adds to
+/// `helm install hpcotel ./daemonset/chart --namespace hpcotel`.
+fn readme_secure_install() -> (Vec<Vec<String>>, Vec<String>) {
+    let blocks = readme_install_blocks();
+    let block = blocks
+        .iter()
+        .find(|b| b.contains("helm install"))
+        .expect("an `helm install` in README's Install on Kubernetes");
+    let commands = commands(block);
+    let helm = commands
+        .iter()
+        .find(|c| c.first().map(String::as_str) == Some("helm"))
+        .unwrap();
+    assert_eq!(
+        helm[..6],
+        [
+            "helm",
+            "install",
+            RELEASE,
+            "./daemonset/chart",
+            "--namespace",
+            NAMESPACE
+        ],
+        "{helm:?}"
+    );
+    let flags = helm[6..].to_vec();
+    for pair in flags.chunks(2) {
+        assert!(
+            pair.len() == 2 && pair[0] == "--set",
+            "README's secure install: only `--set k=v` flags, got {pair:?}"
+        );
+    }
+    let secrets = commands
+        .into_iter()
+        .filter(|c| {
+            c.first().map(String::as_str) == Some("kubectl") && c.contains(&"secret".to_owned())
+        })
+        .collect();
+    (secrets, flags)
+}
+
+/// `helm template` of the README's secure install.
+fn secure_render(extra: &[&str]) -> String {
+    let (_, flags) = readme_secure_install();
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(extra);
+    template(None, &args)
+}
+
+/// The default render, the example's and the README's secure install.
 fn renders() -> Vec<(&'static str, String)> {
     vec![
         ("default values", template(None, &[])),
@@ -202,6 +313,7 @@ fn renders() -> Vec<(&'static str, String)> {
             "daemonset/values-example.yaml",
             template(Some(&example_values()), &[]),
         ),
+        (SECURE, secure_render(&[])),
     ]
 }
 
@@ -220,6 +332,10 @@ fn the_chart_lints_and_renders_valid_objects_with_default_and_example_values() {
         "--values",
         example.to_str().unwrap(),
     ]);
+    let (_, secure) = readme_secure_install();
+    let mut args = vec!["lint", "--strict", chart, "--namespace", NAMESPACE];
+    args.extend(secure.iter().map(String::as_str));
+    helm(&args);
     for (what, yaml) in renders() {
         validate_objects(&yaml, what);
         let kinds: BTreeSet<String> = documents(&yaml)
@@ -284,6 +400,38 @@ fn bad_values_fail_at_render_time_naming_the_key() {
                 "exporters.prometheus.port=4318",
             ],
             "receivers.otlp.httpPort and exporters.prometheus.port are both 4318",
+        ),
+        (
+            &["--set", "receivers.otlp.tls.clientCA.secretName=ca"],
+            "receivers.otlp.tls.clientCA (mTLS) needs receivers.otlp.tls.secretName",
+        ),
+        (
+            &[
+                "--set",
+                "receivers.otlp.tls.secretName=tls,receivers.otlp.tls.clientCA.secretName=ca",
+                "--set",
+                "receivers.otlp.tls.clientCA.configMapName=ca",
+            ],
+            "receivers.otlp.tls.clientCA: set secretName or configMapName, not both",
+        ),
+        (
+            &["--set", "receivers.otlp.tls.certFile=/tls.crt"],
+            "receivers.otlp.tls: Additional property certFile is not allowed",
+        ),
+        (
+            &["--set", "exporters.prometheus.authToken.key="],
+            "exporters.prometheus.authToken.key: String length must be greater than or equal to 1",
+        ),
+        (
+            &[
+                "--set",
+                "networkPolicy.metrics.from[0].ipBlock.except[0]=10.0.0.1/32",
+            ],
+            "networkPolicy.metrics.from.0.ipBlock: cidr is required",
+        ),
+        (
+            &["--set", "networkPolicy.otlp.from[0].nodeSelector.x=y"],
+            "networkPolicy.otlp.from.0: Additional property nodeSelector is not allowed",
         ),
     ];
     let chart = chart();
@@ -600,6 +748,35 @@ fn check_pod_fits_config(w: &Workload, docs: &[Value]) {
             .max_by_key(|(p, _)| p.len())
             .map(|(p, v)| (*p, *v))
     };
+    // TLS files of the receiver: each on a read-only mount, provided by an item of a Secret or
+    // ConfigMap source of its (projected) volume.
+    for protocol in ["grpc", "http"] {
+        for key in ["cert_file", "key_file", "client_ca_file"] {
+            let path = format!("receivers.otlp.protocols.{protocol}.tls.{key}");
+            let Some(file) = str_at(&config, &path) else {
+                continue;
+            };
+            let (mount_path, volume) =
+                volume_for(file).unwrap_or_else(|| panic!("{what}: {path} {file} is on no volume"));
+            let mount = seq(c, "volumeMounts")
+                .iter()
+                .find(|m| str_at(m, "mountPath") == Some(mount_path))
+                .unwrap();
+            assert_eq!(
+                at(mount, "readOnly"),
+                Some(&Value::Bool(true)),
+                "{what}: {path} on a writable mount"
+            );
+            let rel = &file[mount_path.len() + 1..];
+            let provided = tls_sources(volume)
+                .iter()
+                .any(|(_, _, _, item)| item == rel);
+            assert!(
+                provided,
+                "{what}: {path} {file}: no source of volume {volume:?} provides {rel}"
+            );
+        }
+    }
     let host_pid = at(&w.pod, "hostPID") == Some(&Value::Bool(true));
     if let Some(gpu) = at(&config, "receivers.gpu") {
         assert_eq!(w.kind, "DaemonSet");
@@ -685,6 +862,42 @@ fn check_pod_fits_config(w: &Workload, docs: &[Value]) {
     );
 }
 
+/// (source kind, object name, key, path) of every item of a volume: a `projected` volume's
+/// `secret`/`configMap` sources, or a plain `secret`/`configMap` volume.
+fn tls_sources(volume: &Value) -> Vec<(String, String, String, String)> {
+    let items =
+        |kind_: &str, source: &Value, name_key: &str| -> Vec<(String, String, String, String)> {
+            let name_ = str_at(source, name_key).unwrap_or_default().to_owned();
+            seq(source, "items")
+                .iter()
+                .map(|i| {
+                    (
+                        kind_.to_owned(),
+                        name_.clone(),
+                        str_at(i, "key").unwrap().to_owned(),
+                        str_at(i, "path").unwrap().to_owned(),
+                    )
+                })
+                .collect()
+        };
+    let mut out = Vec::new();
+    for s in seq(volume, "projected.sources") {
+        if let Some(secret) = s.get("secret") {
+            out.extend(items("Secret", secret, "name"));
+        }
+        if let Some(cm) = s.get("configMap") {
+            out.extend(items("ConfigMap", cm, "name"));
+        }
+    }
+    if let Some(secret) = volume.get("secret") {
+        out.extend(items("Secret", secret, "secretName"));
+    }
+    if let Some(cm) = volume.get("configMap") {
+        out.extend(items("ConfigMap", cm, "name"));
+    }
+    out
+}
+
 #[test]
 fn the_pods_provide_what_their_config_needs_with_least_privilege() {
     // Switches that change the pod spec.
@@ -717,10 +930,14 @@ fn the_pods_provide_what_their_config_needs_with_least_privilege() {
         for w in workloads(&docs) {
             check_pod_fits_config(&w, &docs);
         }
-        let example = what != "default values";
         let ds = docs.iter().find(|d| kind(d) == "DaemonSet").unwrap();
         let pod = at(ds, "spec.template.spec").unwrap();
-        if example {
+        if what == SECURE {
+            // OTLP only through the node-local Service: no hostPort.
+            let c = &seq(pod, "containers")[0];
+            assert!(ports(c).values().all(|(_, host)| host.is_none()), "{what}");
+            assert!(docs.iter().any(|d| kind(d) == "Service"), "{what}");
+        } else if what != "default values" {
             // The example: the cluster output from a Deployment, OTLP through a Service.
             assert!(docs.iter().any(|d| kind(d) == "Deployment"));
             assert!(docs.iter().any(|d| kind(d) == "Service"));
@@ -1049,4 +1266,365 @@ fn the_argocd_application_deploys_the_chart_with_its_revision_on_the_pods() {
             name(w)
         );
     }
+}
+
+/// The workload of a render with this kind.
+fn workload<'a>(workloads: &'a [Workload], kind_: &str) -> &'a Workload {
+    workloads
+        .iter()
+        .find(|w| w.kind == kind_)
+        .unwrap_or_else(|| panic!("no {kind_} rendered"))
+}
+
+/// The Secret a container's env var comes from: (name, key).
+fn env_secret<'a>(container: &'a Value, var: &str) -> Option<(&'a str, &'a str)> {
+    let e = seq(container, "env")
+        .iter()
+        .find(|e| str_at(e, "name") == Some(var))?;
+    Some((
+        str_at(e, "valueFrom.secretKeyRef.name")?,
+        str_at(e, "valueFrom.secretKeyRef.key")?,
+    ))
+}
+
+/// Every NetworkPolicy of a render: Ingress only, selecting exactly the pods of one rendered
+/// workload, every rule with a non-empty `from` (a rule without one would admit everyone) on
+/// ports that workload's container declares. Returns, per workload kind, port → the peers
+/// allowed to it.
+fn check_network_policies(
+    what: &str,
+    docs: &[Value],
+) -> BTreeMap<String, BTreeMap<u16, Vec<Value>>> {
+    let workloads = workloads(docs);
+    let mut out = BTreeMap::new();
+    for np in docs.iter().filter(|d| kind(d) == "NetworkPolicy") {
+        let who = format!("{what}: NetworkPolicy {}", name(np));
+        assert_eq!(namespace(np), NAMESPACE, "{who}");
+        assert_eq!(
+            seq(np, "spec.policyTypes"),
+            [Value::from("Ingress")],
+            "{who}"
+        );
+        let selector = at(np, "spec.podSelector.matchLabels")
+            .and_then(Value::as_mapping)
+            .unwrap_or_else(|| panic!("{who}: podSelector.matchLabels"));
+        assert!(
+            !selector.is_empty(),
+            "{who}: selects every pod of the namespace"
+        );
+        let selected: Vec<&Workload> = workloads
+            .iter()
+            .filter(|w| {
+                let d = docs
+                    .iter()
+                    .find(|d| kind(d) == w.kind && name(d) == w.name)
+                    .unwrap();
+                let labels = at(d, "spec.template.metadata.labels").unwrap();
+                selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .collect();
+        assert_eq!(selected.len(), 1, "{who}: selects exactly one workload");
+        let w = selected[0];
+        let declared: BTreeSet<u16> = ports(w.container()).values().map(|(p, _)| *p).collect();
+        let mut allowed: BTreeMap<u16, Vec<Value>> = BTreeMap::new();
+        let ingress = at(np, "spec.ingress")
+            .and_then(Value::as_sequence)
+            .unwrap_or_else(|| panic!("{who}: spec.ingress must be present ([] = none)"));
+        for rule in ingress {
+            let from = seq(rule, "from");
+            assert!(
+                !from.is_empty(),
+                "{who}: a rule without `from` admits everyone: {rule:?}"
+            );
+            let rule_ports = seq(rule, "ports");
+            assert!(
+                !rule_ports.is_empty(),
+                "{who}: a rule without ports opens all of them"
+            );
+            for p in rule_ports {
+                assert_eq!(str_at(p, "protocol"), Some("TCP"), "{who}");
+                let port = at(p, "port").and_then(Value::as_u64).unwrap() as u16;
+                assert!(
+                    declared.contains(&port),
+                    "{who}: port {port} is not declared by {}",
+                    w.name
+                );
+                allowed
+                    .entry(port)
+                    .or_default()
+                    .extend(from.iter().cloned());
+            }
+        }
+        assert!(
+            out.insert(w.kind.clone(), allowed).is_none(),
+            "{who}: a second policy for {}",
+            w.kind
+        );
+    }
+    out
+}
+
+#[test]
+fn the_readme_secure_install_renders_tls_mtls_tokens_and_a_network_policy() {
+    // The README's install section shows the secure setup first: its first `helm install`
+    // turns each of them on, and creates every Secret it names.
+    let (secrets, flags) = readme_secure_install();
+    let set: BTreeMap<&str, &str> = flags
+        .chunks(2)
+        .map(|p| p[1].split_once('=').unwrap())
+        .collect();
+    for key in [
+        "receivers.otlp.tls.secretName",
+        "receivers.otlp.tls.clientCA.secretName",
+        "receivers.otlp.authToken.name",
+        "exporters.prometheus.authToken.name",
+    ] {
+        let secret = set
+            .get(key)
+            .unwrap_or_else(|| panic!("README's secure install sets no {key}"));
+        let created = secrets
+            .iter()
+            .find(|c| c.contains(&secret.to_string()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "README's secure install uses Secret {secret} ({key}) but does not create it"
+                )
+            });
+        let expected_type = if key == "receivers.otlp.tls.secretName" {
+            "tls"
+        } else {
+            "generic"
+        };
+        assert_eq!(
+            created[..5],
+            ["kubectl", "-n", NAMESPACE, "create", "secret"],
+            "{created:?}"
+        );
+        assert_eq!(created[5], expected_type, "{key}: {created:?}");
+    }
+    assert_eq!(set.get("networkPolicy.enabled"), Some(&"true"));
+    let blocks = readme_install_blocks();
+    let helm_installs: Vec<&String> = blocks
+        .iter()
+        .filter(|b| b.contains("helm install"))
+        .collect();
+    assert!(
+        helm_installs.len() >= 2 && !helm_installs[1].contains("tls"),
+        "the secure install first, then the minimal one"
+    );
+
+    let yaml = secure_render(&[]);
+    let docs = documents(&yaml);
+    let workloads = workloads(&docs);
+    let agent = workload(&workloads, "DaemonSet");
+    let c = agent.container();
+    // The config, as rendered into the ConfigMap: both protocols with the mounted files.
+    let config: Value = serde_yaml::from_str(&agent.config).unwrap();
+    for protocol in ["grpc", "http"] {
+        let tls = at(&config, &format!("receivers.otlp.protocols.{protocol}.tls"))
+            .unwrap_or_else(|| panic!("{protocol}: no tls in\n{}", agent.config));
+        let expected: Value = serde_yaml::from_str(
+            "cert_file: /etc/hpcotel-tls/tls.crt\n\
+             key_file: /etc/hpcotel-tls/tls.key\n\
+             client_ca_file: /etc/hpcotel-tls/client-ca.crt",
+        )
+        .unwrap();
+        assert_eq!(tls, &expected, "{protocol}");
+    }
+    assert_eq!(
+        str_at(&config, "receivers.otlp.auth.token"),
+        Some("${env:HPCOTEL_OTLP_TOKEN}")
+    );
+    assert_eq!(
+        str_at(&config, "exporters.prometheus.auth.token"),
+        Some("${env:HPCOTEL_PROMETHEUS_TOKEN}")
+    );
+    // No secret in the ConfigMap: the tokens come from the Secrets through the env.
+    assert!(!agent.config.contains("secret-from-the-secret"));
+    assert_eq!(
+        env_secret(c, "HPCOTEL_OTLP_TOKEN"),
+        Some((set["receivers.otlp.authToken.name"], "token"))
+    );
+    assert_eq!(
+        env_secret(c, "HPCOTEL_PROMETHEUS_TOKEN"),
+        Some((set["exporters.prometheus.authToken.name"], "token"))
+    );
+    // The files, from the Secrets: one read-only projected volume.
+    let mount = seq(c, "volumeMounts")
+        .iter()
+        .find(|m| str_at(m, "mountPath") == Some("/etc/hpcotel-tls"))
+        .expect("the receiver's TLS mount");
+    assert_eq!(at(mount, "readOnly"), Some(&Value::Bool(true)));
+    let volume = seq(&agent.pod, "volumes")
+        .iter()
+        .find(|v| str_at(v, "name") == str_at(mount, "name"))
+        .unwrap();
+    let tls_secret = set["receivers.otlp.tls.secretName"].to_owned();
+    let ca_secret = set["receivers.otlp.tls.clientCA.secretName"].to_owned();
+    let item = |k: &str, n: &str, key: &str, path: &str| {
+        (k.to_owned(), n.to_owned(), key.to_owned(), path.to_owned())
+    };
+    assert_eq!(
+        tls_sources(volume),
+        [
+            item("Secret", &tls_secret, "tls.crt", "tls.crt"),
+            item("Secret", &tls_secret, "tls.key", "tls.key"),
+            item("Secret", &ca_secret, "ca.crt", "client-ca.crt"),
+        ]
+    );
+    // hpcotel reads it as the Collector does, tokens redacted; and it validates.
+    let effective = agent.effective_config();
+    assert_eq!(
+        str_at(
+            &effective,
+            "receivers.otlp.protocols.http.tls.client_ca_file"
+        ),
+        Some("/etc/hpcotel-tls/client-ca.crt")
+    );
+    assert_eq!(
+        str_at(&effective, "receivers.otlp.auth.token"),
+        Some("[redacted]")
+    );
+    assert_eq!(
+        str_at(&effective, "exporters.prometheus.auth.token"),
+        Some("[redacted]")
+    );
+    for w in &workloads {
+        let out = w.hpcotel(&["validate"]);
+        assert!(out.status.success(), "{}: {}", w.name, text(&out.stderr));
+        check_pod_fits_config(w, &docs);
+    }
+    // The NetworkPolicy: OTLP from every pod, metrics from namespace monitoring, the health
+    // port from no one but the node (the kubelet).
+    let policies = check_network_policies(SECURE, &docs);
+    let agent_policy = &policies["DaemonSet"];
+    let any_pod: Value = serde_yaml::from_str("namespaceSelector: {}").unwrap();
+    let monitoring: Value = serde_yaml::from_str(
+        "namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}",
+    )
+    .unwrap();
+    let expected = BTreeMap::from([
+        (4317, vec![any_pod.clone()]),
+        (4318, vec![any_pod]),
+        (9464, vec![monitoring]),
+    ]);
+    assert_eq!(agent_policy, &expected);
+    validate_objects(&yaml, SECURE);
+}
+
+#[test]
+fn receiver_tls_variants_and_the_cluster_deployment_policy_render_valid_and_closed() {
+    let cases: &[(&str, &[&str])] = &[
+        // TLS + token, no client certificates.
+        (
+            "TLS without a client CA",
+            &["--set", "receivers.otlp.tls.clientCA.secretName="],
+        ),
+        // The client CA from a ConfigMap key, OTLP still on the hostPorts.
+        (
+            "client CA from a ConfigMap",
+            &[
+                "--set",
+                "receivers.otlp.tls.clientCA.secretName=",
+                "--set",
+                "receivers.otlp.tls.clientCA.configMapName=clients-ca",
+                "--set",
+                "receivers.otlp.tls.clientCA.key=bundle.pem",
+                "--set",
+                "receivers.otlp.hostPort=true",
+            ],
+        ),
+        // The cluster Deployment gets its own policy: the health port only, to its peers.
+        (
+            "cluster Deployment, health port to a prober",
+            &[
+                "--set",
+                "cluster.deployment.enabled=true",
+                "--set",
+                "networkPolicy.health.from[0].podSelector.matchLabels.app=blackbox",
+                "--set",
+                "networkPolicy.metrics.from=null",
+            ],
+        ),
+    ];
+    for (what, extra) in cases {
+        let yaml = secure_render(extra);
+        validate_objects(&yaml, what);
+        let docs = documents(&yaml);
+        let workloads = workloads(&docs);
+        for w in &workloads {
+            let out = w.hpcotel(&["validate"]);
+            assert!(
+                out.status.success(),
+                "{what}: {}: {}",
+                w.name,
+                text(&out.stderr)
+            );
+            check_pod_fits_config(w, &docs);
+        }
+        let agent = workload(&workloads, "DaemonSet");
+        let config: Value = serde_yaml::from_str(&agent.config).unwrap();
+        let volume = seq(&agent.pod, "volumes")
+            .iter()
+            .find(|v| str_at(v, "name") == Some("receiver-tls"))
+            .unwrap();
+        let sources = tls_sources(volume);
+        let policies = check_network_policies(what, &docs);
+        let health = BTreeSet::from([13133u16]);
+        match *what {
+            "TLS without a client CA" => {
+                for protocol in ["grpc", "http"] {
+                    let tls =
+                        at(&config, &format!("receivers.otlp.protocols.{protocol}.tls")).unwrap();
+                    assert!(tls.get("client_ca_file").is_none(), "{what}: {tls:?}");
+                    assert!(tls.get("cert_file").is_some(), "{what}: {tls:?}");
+                }
+                assert_eq!(sources.len(), 2, "{what}: {sources:?}");
+            }
+            "client CA from a ConfigMap" => {
+                assert_eq!(
+                    sources.last().unwrap(),
+                    &(
+                        "ConfigMap".to_owned(),
+                        "clients-ca".to_owned(),
+                        "bundle.pem".to_owned(),
+                        "client-ca.crt".to_owned()
+                    )
+                );
+                assert_eq!(
+                    str_at(&config, "receivers.otlp.protocols.grpc.tls.client_ca_file"),
+                    Some("/etc/hpcotel-tls/client-ca.crt")
+                );
+                let c = agent.container();
+                assert_eq!(ports(c)["otlp-http"], (4318, Some(4318)), "{what}");
+            }
+            _ => {
+                // Agents: OTLP and health (to the prober); metrics closed (from: null = []).
+                let agent_ports: BTreeSet<u16> = policies["DaemonSet"].keys().copied().collect();
+                assert_eq!(agent_ports, BTreeSet::from([4317, 4318, 13133]), "{what}");
+                let cluster_ports: BTreeSet<u16> = policies["Deployment"].keys().copied().collect();
+                assert_eq!(cluster_ports, health, "{what}");
+                let prober: Value =
+                    serde_yaml::from_str("podSelector: {matchLabels: {app: blackbox}}").unwrap();
+                assert_eq!(policies["Deployment"][&13133], vec![prober], "{what}");
+            }
+        }
+    }
+    // Off by default, and every peer list empty: the policy admits no one (the node only).
+    let docs = documents(&template(
+        None,
+        &[
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set",
+            "networkPolicy.otlp.from=null",
+        ],
+    ));
+    let policies = check_network_policies("every from empty", &docs);
+    assert!(policies["DaemonSet"].is_empty(), "{policies:?}");
+    assert!(
+        !documents(&template(None, &[]))
+            .iter()
+            .any(|d| kind(d) == "NetworkPolicy")
+    );
 }

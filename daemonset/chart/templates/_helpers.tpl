@@ -83,6 +83,30 @@ app.kubernetes.io/part-of: hpcotel
 {{- printf "HPCOTEL_OTLP_HEADER_%s" (. | upper | replace "-" "_") -}}
 {{- end -}}
 
+{{/* Where the receiver's TLS files are mounted (the projected volume "receiver-tls"). */}}
+{{- define "hpcotel.receiverTLSDir" -}}/etc/hpcotel-tls{{- end -}}
+
+{{/* The otlp receiver's tls section (YAML) when receivers.otlp.tls.secretName is set, else
+     nothing; fails on a client CA without a server certificate or from two sources. */}}
+{{- define "hpcotel.receiverTLS" -}}
+{{- $tls := .Values.receivers.otlp.tls -}}
+{{- $ca := $tls.clientCA -}}
+{{- if and $ca.secretName $ca.configMapName -}}
+{{- fail "receivers.otlp.tls.clientCA: set secretName or configMapName, not both" -}}
+{{- end -}}
+{{- if and (or $ca.secretName $ca.configMapName) (not $tls.secretName) -}}
+{{- fail "receivers.otlp.tls.clientCA (mTLS) needs receivers.otlp.tls.secretName (the server certificate)" -}}
+{{- end -}}
+{{- if $tls.secretName -}}
+{{- $dir := include "hpcotel.receiverTLSDir" . -}}
+{{- $out := dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) -}}
+{{- if or $ca.secretName $ca.configMapName -}}
+{{- $_ := set $out "client_ca_file" (printf "%s/client-ca.crt" $dir) -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The exporters both configs share: (dict "exporters" {...} "all" [ids]). */}}
 {{- define "hpcotel.exporters" -}}
 {{- $v := .Values -}}
@@ -126,7 +150,13 @@ app.kubernetes.io/part-of: hpcotel
 {{- $logs := list -}}
 {{- with $v.receivers.otlp -}}
 {{- if .enabled -}}
-{{- $otlp := dict "protocols" (dict "grpc" (dict "endpoint" (printf "%s:%d" $bind (int .grpcPort))) "http" (dict "endpoint" (printf "%s:%d" $bind (int .httpPort)))) -}}
+{{- $grpc := dict "endpoint" (printf "%s:%d" $bind (int .grpcPort)) -}}
+{{- $http := dict "endpoint" (printf "%s:%d" $bind (int .httpPort)) -}}
+{{- with include "hpcotel.receiverTLS" $ -}}
+{{- $_ := set $grpc "tls" (fromYaml .) -}}
+{{- $_ := set $http "tls" (fromYaml .) -}}
+{{- end -}}
+{{- $otlp := dict "protocols" (dict "grpc" $grpc "http" $http) -}}
 {{- if .authToken.name -}}
 {{- $_ := set $otlp "auth" (dict "token" "${env:HPCOTEL_OTLP_TOKEN}") -}}
 {{- end -}}
@@ -183,7 +213,11 @@ app.kubernetes.io/part-of: hpcotel
 {{- end -}}
 {{- $metricsExporters := $all -}}
 {{- if $v.exporters.prometheus.enabled -}}
-{{- $_ := set $exporters "prometheus" (dict "endpoint" (printf "%s:%d" $bind (int $v.exporters.prometheus.port)) "dcgm_compatible" $v.exporters.prometheus.dcgmCompatible "resource_to_telemetry_conversion" (dict "enabled" $v.exporters.prometheus.resourceToTelemetry)) -}}
+{{- $prometheus := dict "endpoint" (printf "%s:%d" $bind (int $v.exporters.prometheus.port)) "dcgm_compatible" $v.exporters.prometheus.dcgmCompatible "resource_to_telemetry_conversion" (dict "enabled" $v.exporters.prometheus.resourceToTelemetry) -}}
+{{- if $v.exporters.prometheus.authToken.name -}}
+{{- $_ := set $prometheus "auth" (dict "token" "${env:HPCOTEL_PROMETHEUS_TOKEN}") -}}
+{{- end -}}
+{{- $_ := set $exporters "prometheus" $prometheus -}}
 {{- $metricsExporters = append $metricsExporters "prometheus" -}}
 {{- end -}}
 {{- $pipelines := dict -}}

@@ -268,7 +268,9 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         if report.clean {
             ExitCode::SUCCESS
         } else {
+            let dropped: u64 = report.dropped.iter().map(|d| d.items).sum();
             error!(
+                dropped,
                 dropped_at_shutdown = report.dropped_at_shutdown,
                 failed = ?report.failed,
                 "hpcotel stopped uncleanly"

@@ -211,6 +211,16 @@ pub enum ExportError {
         /// What went wrong, for logs.
         reason: String,
     },
+    /// The backend refused the request as larger than it accepts (HTTP 413; gRPC
+    /// RESOURCE_EXHAUSTED without RetryInfo saying the message is too large, as grpc-go and
+    /// tonic answer). Retrying the same request cannot help, smaller ones can: the export
+    /// queue sends a batch of several items again as two halves, and drops a single item,
+    /// counted with reason `too_large`.
+    #[error("too large: {reason}")]
+    TooLarge {
+        /// What went wrong, for logs.
+        reason: String,
+    },
 }
 
 impl ExportError {
@@ -232,10 +242,21 @@ impl ExportError {
 /// - `export` may be called concurrently (the queue's consumers), hence `&self`.
 /// - `shutdown` is called once, after the last `export` has returned; it flushes buffers
 ///   (files, summaries) and releases resources. No `export` follows it.
+/// - An exporter whose backend takes requests up to a size says so with
+///   [`max_request_size`](Exporter::max_request_size); the queue then never hands it a batch
+///   whose request is longer, except a batch of one item, which it drops instead.
 #[async_trait]
 pub trait Exporter: Send + Sync + 'static {
     /// Sends one batch; see the trait contract.
     async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError>;
+
+    /// The longest request this exporter sends, in bytes of the encoded OTLP request
+    /// ([`Batch::encoded_len`]), or `None` for no limit (the default). The export queue cuts
+    /// a longer batch with [`Batch::split_to_fit`] and drops, counted with reason
+    /// `too_large`, an item whose request alone is longer.
+    fn max_request_size(&self) -> Option<usize> {
+        None
+    }
 
     /// Flushes and releases; see the trait contract.
     async fn shutdown(&self) -> Result<(), ComponentError> {

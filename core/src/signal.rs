@@ -74,11 +74,7 @@ impl Batch {
     /// repeated, so no owned request message has to be built (or the batch copied) first.
     pub fn encode_request(&self) -> Vec<u8> {
         fn encode<M: prost::Message>(entries: &[M]) -> Vec<u8> {
-            let len = entries
-                .iter()
-                .map(|m| prost::encoding::message::encoded_len(1, m))
-                .sum();
-            let mut buf = Vec::with_capacity(len);
+            let mut buf = Vec::with_capacity(request_len(entries));
             for m in entries {
                 prost::encoding::message::encode(1, m, &mut buf);
             }
@@ -88,6 +84,18 @@ impl Batch {
             Batch::Traces(v) => encode(v),
             Batch::Metrics(v) => encode(v),
             Batch::Logs(v) => encode(v),
+        }
+    }
+
+    /// The length in bytes of [`encode_request`](Self::encode_request)'s output, computed
+    /// without encoding: what a backend's message size limit (gRPC `max_recv_msg_size`, HTTP
+    /// body limits, before compression) is checked against. Additive: the request of two
+    /// batches [appended](Self::append) is exactly as long as theirs together.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Batch::Traces(v) => request_len(v),
+            Batch::Metrics(v) => request_len(v),
+            Batch::Logs(v) => request_len(v),
         }
     }
 
@@ -259,6 +267,195 @@ impl Batch {
                 },
             )),
         }
+    }
+}
+
+impl Batch {
+    /// Cuts this batch, in order, into batches whose requests are each at most `max_bytes`
+    /// long ([`encoded_len`](Self::encoded_len)), and returns them with their lengths.
+    ///
+    /// Packing is greedy: each batch takes as many of the next items as fit, counting the
+    /// resource and scope (and, for metrics, metric) entries the items need around them.
+    /// Cuts are made with [`take_items`](Self::take_items), so an entry cut in two keeps its
+    /// metadata on both sides, and concatenating the batches gives back every item, in order,
+    /// in its context. An item whose request alone (the item with its resource, scope and
+    /// metric) is longer than `max_bytes` comes out as a batch of its own, longer than
+    /// `max_bytes`: the only batch that can be (so `max_bytes == 0` gives one item per batch).
+    /// A batch that fits already is returned whole, untouched. Item-less entries left after
+    /// the last item go with the last batch when they fit there, else in a batch of their
+    /// own (with no items).
+    pub fn split_to_fit(mut self, max_bytes: usize) -> Vec<(Batch, usize)> {
+        let len = self.encoded_len();
+        if len <= max_bytes {
+            return vec![(self, len)];
+        }
+        let counts = greedy_counts(&self.size_steps(max_bytes), max_bytes);
+        let mut out = Vec::with_capacity(counts.len());
+        for n in counts {
+            push_fitting(self.take_items(n), max_bytes, &mut out);
+        }
+        if self.resource_count() > 0 {
+            let rest_len = self.encoded_len();
+            match out.last_mut() {
+                Some((last, last_len)) if *last_len + rest_len <= max_bytes => {
+                    *last_len += rest_len;
+                    // Same signal: cannot fail.
+                    let _ = last.append(self);
+                }
+                _ => out.push((self, rest_len)),
+            }
+        }
+        out
+    }
+
+    /// Every item in order, with what it costs in a request of at most `max_bytes`: see
+    /// [`SizeStep`].
+    fn size_steps(&self, max_bytes: usize) -> Vec<SizeStep> {
+        use prost::Message;
+        use prost::encoding::message::encoded_len as field_len;
+        // Any length prefix inside a request of at most `max_bytes` is at most this long.
+        let prefix = prost::encoding::encoded_len_varint(max_bytes as u64);
+        // What an entry costs without its children, as a field (tag and length prefix).
+        let open = |own: usize, children: usize| own - children + 1 + prefix;
+        let mut out = Vec::with_capacity(self.item_count());
+        match self {
+            Batch::Traces(rs) => {
+                for (ri, r) in rs.iter().enumerate() {
+                    let scopes: usize = r.scope_spans.iter().map(|s| field_len(2, s)).sum();
+                    let r_open = open(r.encoded_len(), scopes);
+                    for (si, s) in r.scope_spans.iter().enumerate() {
+                        let items: Vec<usize> = s.spans.iter().map(|x| field_len(2, x)).collect();
+                        let s_open = open(s.encoded_len(), items.iter().sum());
+                        out.extend(items.into_iter().map(|cost| SizeStep {
+                            key: [ri, si, 0],
+                            open: [r_open, s_open, 0],
+                            cost,
+                        }));
+                    }
+                }
+            }
+            Batch::Metrics(rm) => {
+                for (ri, r) in rm.iter().enumerate() {
+                    let scopes: usize = r.scope_metrics.iter().map(|s| field_len(2, s)).sum();
+                    let r_open = open(r.encoded_len(), scopes);
+                    for (si, s) in r.scope_metrics.iter().enumerate() {
+                        let metrics: usize = s.metrics.iter().map(|m| field_len(2, m)).sum();
+                        let s_open = open(s.encoded_len(), metrics);
+                        for (mi, m) in s.metrics.iter().enumerate() {
+                            let points = metric_point_lens(m);
+                            // The data message's own length prefix is counted as it is with
+                            // every point, at least as long as with some of them.
+                            let m_open = open(m.encoded_len(), points.iter().sum());
+                            out.extend(points.into_iter().map(|cost| SizeStep {
+                                key: [ri, si, mi],
+                                open: [r_open, s_open, m_open],
+                                cost,
+                            }));
+                        }
+                    }
+                }
+            }
+            Batch::Logs(rl) => {
+                for (ri, r) in rl.iter().enumerate() {
+                    let scopes: usize = r.scope_logs.iter().map(|s| field_len(2, s)).sum();
+                    let r_open = open(r.encoded_len(), scopes);
+                    for (si, s) in r.scope_logs.iter().enumerate() {
+                        let items: Vec<usize> =
+                            s.log_records.iter().map(|x| field_len(2, x)).collect();
+                        let s_open = open(s.encoded_len(), items.iter().sum());
+                        out.extend(items.into_iter().map(|cost| SizeStep {
+                            key: [ri, si, 0],
+                            open: [r_open, s_open, 0],
+                            cost,
+                        }));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The length of a request made of `entries` (field 1, repeated).
+fn request_len<M: prost::Message>(entries: &[M]) -> usize {
+    entries
+        .iter()
+        .map(|m| prost::encoding::message::encoded_len(1, m))
+        .sum()
+}
+
+/// One item as [`Batch::split_to_fit`] sees it: which resource, scope and metric entry it is
+/// in (`key`), what opening each of them in a request costs (`open`: the entry's own fields,
+/// tag and longest possible length prefix), and what the item itself costs as a field
+/// (`cost`). Summed over a batch made by `take_items`, these bound its
+/// [`encoded_len`](Batch::encoded_len) from above (entries without items aside).
+struct SizeStep {
+    key: [usize; 3],
+    open: [usize; 3],
+    cost: usize,
+}
+
+/// How many items go into each batch, packing greedily under `max_bytes` by the bound of
+/// [`SizeStep`]. An item that alone exceeds `max_bytes` gets a batch of its own.
+fn greedy_counts(steps: &[SizeStep], max_bytes: usize) -> Vec<usize> {
+    let mut counts = Vec::new();
+    let (mut n, mut bound, mut last) = (0usize, 0usize, [usize::MAX; 3]);
+    for st in steps {
+        let fresh = st.cost + st.open.iter().sum::<usize>();
+        let mut add = if n == 0 || st.key[0] != last[0] {
+            fresh
+        } else if st.key[1] != last[1] {
+            st.cost + st.open[1] + st.open[2]
+        } else if st.key[2] != last[2] {
+            st.cost + st.open[2]
+        } else {
+            st.cost
+        };
+        if n > 0 && bound + add > max_bytes {
+            counts.push(n);
+            (n, bound, add) = (0, 0, fresh);
+        }
+        bound += add;
+        n += 1;
+        last = st.key;
+    }
+    if n > 0 {
+        counts.push(n);
+    }
+    counts
+}
+
+/// Pushes `batch` onto `out` with its length, halved (again and again) while it is longer
+/// than `max_bytes` and has more than one item. [`greedy_counts`] makes that rare: only
+/// item-less entries inside a batch are not in its bound.
+fn push_fitting(batch: Batch, max_bytes: usize, out: &mut Vec<(Batch, usize)>) {
+    let mut stack = vec![batch];
+    while let Some(mut b) = stack.pop() {
+        let len = b.encoded_len();
+        let items = b.item_count();
+        if len <= max_bytes || items <= 1 {
+            out.push((b, len));
+            continue;
+        }
+        let front = b.take_items(items / 2);
+        stack.push(b);
+        stack.push(front);
+    }
+}
+
+/// The length of each data point of `m` as a field of its data message.
+fn metric_point_lens(m: &Metric) -> Vec<usize> {
+    use prost::encoding::message::encoded_len as field_len;
+    fn lens<P: prost::Message>(points: &[P]) -> Vec<usize> {
+        points.iter().map(|p| field_len(1, p)).collect()
+    }
+    match &m.data {
+        Some(Data::Gauge(g)) => lens(&g.data_points),
+        Some(Data::Sum(s)) => lens(&s.data_points),
+        Some(Data::Histogram(h)) => lens(&h.data_points),
+        Some(Data::ExponentialHistogram(h)) => lens(&h.data_points),
+        Some(Data::Summary(s)) => lens(&s.data_points),
+        None => Vec::new(),
     }
 }
 
@@ -1075,5 +1272,157 @@ mod tests {
         assert_eq!(rest[0].scope_logs.len(), 1);
         assert_eq!(rest[0].scope_logs[0].scope, scope("s3"));
         assert_eq!(rest[0].scope_logs[0].schema_url, "https://schema/s3");
+    }
+
+    // ---- encoded_len, split_to_fit ----
+
+    #[test]
+    fn encoded_len_is_the_request_length_and_adds_up() {
+        for b in [traces(), metrics(), logs(), Batch::empty(Signal::Traces)] {
+            assert_eq!(b.encoded_len(), b.encode_request().len());
+            let mut two = b.clone();
+            two.append(b.clone()).unwrap();
+            assert_eq!(two.encoded_len(), 2 * b.encoded_len());
+        }
+    }
+
+    /// `b` split under `max`: every piece's length is right and within `max` (or it is one
+    /// item that alone is not), the pieces hold every item in order and in context, none has
+    /// an empty entry, and two neighbours would not have fitted together (greedy packing; the
+    /// bound is a few bytes of length prefixes above the exact length).
+    fn check_split(b: &Batch, max: usize) -> Vec<(Batch, usize)> {
+        let pieces = b.clone().split_to_fit(max);
+        let mut items = Vec::new();
+        for (p, len) in &pieces {
+            assert_eq!(*len, p.encoded_len(), "max={max}");
+            assert!(
+                *len <= max || p.item_count() == 1,
+                "max={max}: a piece of {} items is {len} bytes",
+                p.item_count()
+            );
+            assert_no_empty_entries(p);
+            items.extend(items_in_context(p));
+        }
+        assert_eq!(items, items_in_context(b), "max={max}");
+        for pair in pieces.windows(2) {
+            let slack = 4 * prost::encoding::encoded_len_varint(max as u64);
+            assert!(
+                pair[0].1 + pair[1].1 + slack > max,
+                "max={max}: {} + {} bytes would have fitted in one piece",
+                pair[0].1,
+                pair[1].1
+            );
+        }
+        pieces
+    }
+
+    #[test]
+    fn split_to_fit_returns_a_batch_that_fits_untouched() {
+        let b = traces();
+        let len = b.encoded_len();
+        assert_eq!(b.clone().split_to_fit(len), vec![(b.clone(), len)]);
+        assert_eq!(b.clone().split_to_fit(usize::MAX), vec![(b, len)]);
+        let empty = Batch::empty(Signal::Logs);
+        assert_eq!(empty.clone().split_to_fit(0), vec![(empty, 0)]);
+    }
+
+    #[test]
+    fn split_to_fit_packs_every_signal_under_every_limit() {
+        for b in [traces(), metrics(), logs()] {
+            let total = b.encoded_len();
+            let smallest_alone = check_split(&b, 0)
+                .iter()
+                .map(|(_, len)| *len)
+                .max()
+                .unwrap();
+            for max in (0..=total + 1).step_by(3) {
+                let pieces = check_split(&b, max);
+                if max >= smallest_alone {
+                    assert!(
+                        pieces.iter().all(|(_, len)| *len <= max),
+                        "{:?} max={max}",
+                        b.signal()
+                    );
+                }
+            }
+            // No limit: one item per piece.
+            assert_eq!(check_split(&b, 0).len(), b.item_count());
+        }
+    }
+
+    fn big_span(name: &str, bytes: usize) -> Span {
+        Span {
+            name: name.into(),
+            attributes: vec![kv("payload", &"x".repeat(bytes))],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn five_one_mib_spans_under_four_mib_are_cut_three_and_two() {
+        const MIB: usize = 1024 * 1024;
+        let spans: Vec<Span> = (0..5).map(|i| big_span(&format!("s{i}"), MIB)).collect();
+        let b = Batch::Traces(vec![ResourceSpans {
+            resource: resource("trainer"),
+            scope_spans: vec![ScopeSpans {
+                scope: scope("s"),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }]);
+        assert!(b.encoded_len() > 5 * MIB);
+        let pieces = check_split(&b, 4 * MIB);
+        let sizes: Vec<(usize, usize)> = pieces
+            .iter()
+            .map(|(p, len)| (p.item_count(), *len))
+            .collect();
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        assert_eq!((sizes[0].0, sizes[1].0), (3, 2), "{sizes:?}");
+        assert!(sizes.iter().all(|(_, len)| *len <= 4 * MIB), "{sizes:?}");
+    }
+
+    #[test]
+    fn an_item_too_large_alone_comes_out_alone_between_the_others() {
+        let b = Batch::Traces(vec![rs(
+            "r1",
+            vec![ScopeSpans {
+                scope: scope("s1"),
+                spans: vec![
+                    big_span("a", 100),
+                    big_span("b", 100),
+                    big_span("huge", 5000),
+                    big_span("c", 100),
+                ],
+                schema_url: String::new(),
+            }],
+        )]);
+        let pieces = check_split(&b, 1000);
+        let names: Vec<Vec<String>> = pieces.iter().map(|(p, _)| span_names(p)).collect();
+        assert_eq!(names, [vec!["a", "b"], vec!["huge"], vec!["c"]]);
+        assert!(pieces[1].1 > 1000);
+        let Batch::Traces(rs) = &pieces[1].0 else {
+            unreachable!()
+        };
+        assert_eq!(rs[0].resource, resource("r1"));
+        assert_eq!(rs[0].scope_spans[0].scope, scope("s1"));
+    }
+
+    #[test]
+    fn split_to_fit_keeps_item_less_entries() {
+        let b = Batch::Traces(vec![
+            rs("r1", vec![ss("s1", &["a", "b", "c"])]),
+            rs("e1", vec![]),
+        ]);
+        let one = Batch::Traces(vec![rs("r1", vec![ss("s1", &["a"])])]).encoded_len();
+        let pieces = b.clone().split_to_fit(one);
+        let resources: usize = pieces.iter().map(|(p, _)| p.resource_count()).sum();
+        assert_eq!(resources, 4, "{pieces:?}");
+        let Batch::Traces(last) = &pieces.last().unwrap().0 else {
+            unreachable!()
+        };
+        assert_eq!(last.last().unwrap().resource, resource("e1"));
+        let names: Vec<String> = pieces.iter().flat_map(|(p, _)| span_names(p)).collect();
+        assert_eq!(names, ["a", "b", "c"]);
     }
 }

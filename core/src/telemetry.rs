@@ -12,7 +12,7 @@
 //! | `hpcotel.processor.dropped` | counter `{item}` | + `hpcotel.reason` |
 //! | `hpcotel.exporter.sent` | counter `{item}` | `hpcotel.component.id`, `hpcotel.signal` |
 //! | `hpcotel.exporter.send_failed` | counter `{item}` | + `hpcotel.reason` (attempts that failed, retried or not) |
-//! | `hpcotel.exporter.dropped` | counter `{item}` | + `hpcotel.reason` (given up: permanent, retries exhausted, queue full, rejected) |
+//! | `hpcotel.exporter.dropped` | counter `{item}` | + `hpcotel.reason` (given up: permanent, retries exhausted, queue full, rejected, too large, shutdown) |
 //! | `hpcotel.exporter.queue.size` | gauge `{item}` | `hpcotel.component.id` |
 //! | `hpcotel.exporter.queue.capacity` | gauge `{item}` | `hpcotel.component.id` |
 
@@ -84,13 +84,29 @@ pub struct ExportFailure {
     pub batches: u64,
 }
 
+/// One per-reason total of a counter (see [`ComponentStats::reason_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonCount {
+    /// The signal counted.
+    pub signal: Signal,
+    /// Why, e.g. `permanent`, `too_large`, `queue_full`.
+    pub reason: String,
+    /// Items counted with this reason since start.
+    pub items: u64,
+    /// When the latest of them was counted.
+    pub last: Instant,
+}
+
+/// Per (signal, counter, reason): the total and when it last grew.
+type Reasons = BTreeMap<(Signal, Counter, String), (u64, Instant)>;
+
 /// The counters of one component instance.
 #[derive(Debug)]
 pub struct ComponentStats {
     kind: ComponentKind,
     id: ComponentId,
     counters: [[AtomicU64; 5]; 3],
-    reasons: Mutex<BTreeMap<(Signal, Counter, String), u64>>,
+    reasons: Mutex<Reasons>,
     queue_size: AtomicI64,
     queue_capacity: AtomicI64,
     /// Whether `failure` is set: lets a success skip the mutex on the hot path.
@@ -135,13 +151,15 @@ impl ComponentStats {
         self.counters[signal.index()][counter as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Adds `n` items to `counter` for `signal`, remembering why.
+    /// Adds `n` items to `counter` for `signal`, remembering why and when.
     pub fn add_with_reason(&self, signal: Signal, counter: Counter, reason: &str, n: u64) {
         self.add(signal, counter, n);
+        let now = Instant::now();
         let mut reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
-        *reasons
+        let entry = reasons
             .entry((signal, counter, reason.to_owned()))
-            .or_default() += n;
+            .or_insert((0, now));
+        *entry = (entry.0 + n, now);
     }
 
     /// The current total of `counter` for `signal`.
@@ -155,7 +173,23 @@ impl ComponentStats {
         reasons
             .iter()
             .filter(|((s, c, _), _)| *s == signal && *c == counter)
-            .map(|((_, _, r), n)| (r.clone(), *n))
+            .map(|((_, _, r), (n, _))| (r.clone(), *n))
+            .collect()
+    }
+
+    /// Every per-reason total of `counter`, all signals, with when each last grew; sorted by
+    /// signal, then reason.
+    pub fn reason_counts(&self, counter: Counter) -> Vec<ReasonCount> {
+        let reasons = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+        reasons
+            .iter()
+            .filter(|((_, c, _), _)| *c == counter)
+            .map(|((signal, _, reason), (items, last))| ReasonCount {
+                signal: *signal,
+                reason: reason.clone(),
+                items: *items,
+                last: *last,
+            })
             .collect()
     }
 
@@ -357,7 +391,7 @@ pub const SELF_METRICS: [(&str, &str); 8] = [
     ),
     (
         semconv::METRIC_HPCOTEL_EXPORTER_DROPPED,
-        "Items an exporter gave up on (permanent error, retries exhausted, queue full, shutdown), by reason.",
+        "Items an exporter gave up on (permanent error, retries exhausted, queue full, too large, shutdown), by reason.",
     ),
     (
         semconv::METRIC_HPCOTEL_EXPORTER_QUEUE_SIZE,
@@ -482,6 +516,36 @@ mod tests {
         assert_eq!(ex.export_failure(), None);
         ex.export_failed("panic", "boom");
         assert_eq!(ex.export_failure().map(|f| f.batches), Some(1));
+    }
+
+    #[test]
+    fn reason_counts_sum_per_signal_and_reason_and_say_when_they_last_grew() {
+        let t = Telemetry::default();
+        let ex = t.register(ComponentKind::Exporter, "otlp".parse().unwrap());
+        let before = Instant::now();
+        ex.add_with_reason(Signal::Traces, Counter::Dropped, "too_large", 1);
+        ex.add_with_reason(Signal::Logs, Counter::Dropped, "queue_full", 5);
+        let first = ex.reason_counts(Counter::Dropped);
+        ex.add_with_reason(Signal::Traces, Counter::Dropped, "too_large", 2);
+        ex.add_with_reason(Signal::Traces, Counter::SendFailed, "too_large", 9);
+        let counts = ex.reason_counts(Counter::Dropped);
+        let summary: Vec<(Signal, &str, u64)> = counts
+            .iter()
+            .map(|c| (c.signal, c.reason.as_str(), c.items))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Signal::Traces, "too_large", 3),
+                (Signal::Logs, "queue_full", 5)
+            ]
+        );
+        assert!(counts.iter().all(|c| c.last >= before));
+        assert!(counts[0].last >= first[0].last, "the latest drop's time");
+        assert_eq!(
+            counts[1].last, first[1].last,
+            "unchanged when it did not grow"
+        );
     }
 
     #[test]

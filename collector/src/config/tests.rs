@@ -153,6 +153,7 @@ fn extensions_are_defined_then_listed_in_service() {
         "127.0.0.1:13133",
         "loopback by default"
     );
+    assert_eq!(h.drop_window, std::time::Duration::from_secs(60));
     assert_eq!(c.service.extensions, ["health_check/pod".parse().unwrap()]);
     assert_eq!(c.unused_extensions(), ["extensions.health_check"]);
     assert!(parse(MINIMAL).unwrap().service.extensions.is_empty());

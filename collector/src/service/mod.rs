@@ -11,7 +11,9 @@
 //! their senders drop, so each pipeline's input closes; processors flush and finish; fan-out
 //! tasks finish and drop their queue senders; export queues deliver what they hold and call
 //! the exporters' `shutdown`. All of it within `service.shutdown_timeout`, after which export
-//! queues are aborted and what is left is counted as dropped.
+//! queues are aborted and what is left is counted as dropped. Then the summary (see
+//! [`summary`]): from the counters of the whole run, what was accepted, sent, and dropped per
+//! component, signal and reason; the run is clean (exit 0) only when nothing was dropped.
 //!
 //! Extensions (`service.extensions`) start first, before any other component is built, and
 //! stop last, once the pipelines have drained; they follow the collector's [`Status`]:
@@ -20,6 +22,7 @@
 
 mod self_telemetry;
 mod status;
+mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,6 +41,7 @@ use crate::config::{self, Config, SelfMetricsLevel};
 use crate::extensions;
 
 pub use status::{ExporterReport, Phase, Report, Status};
+pub use summary::Dropped;
 
 /// Why the collector could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +69,12 @@ const ABORTED_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunReport {
-    /// Every component drained in time and nothing was dropped at shutdown.
+    /// Every component drained in time, none failed, and nothing accepted was dropped, for
+    /// any reason, over the whole run: the exit code is 0 exactly then.
     pub clean: bool,
+    /// Every (component, signal, reason) that dropped items over the run, from the counters
+    /// (`hpcotel.processor.dropped`, `hpcotel.exporter.dropped`); empty when nothing was.
+    pub dropped: Vec<Dropped>,
     /// Items dropped because the shutdown deadline passed, summed over exporters: an item a
     /// pipeline fans out to two exporters that both drop it counts twice (it is per
     /// exporter, like `hpcotel.exporter.dropped{hpcotel.reason=shutdown}`).
@@ -410,12 +418,22 @@ impl Collector {
         for extension in extensions.into_iter().rev() {
             extension.stop().await;
         }
-        let clean = in_time && failed.is_empty() && dropped_at_shutdown == 0;
+        let dropped = summary::dropped(&telemetry);
+        summary::log(&telemetry, &dropped);
+        let clean = in_time && failed.is_empty() && dropped.is_empty();
         if clean {
             info!("shutdown complete: everything accepted was delivered");
+        } else if !dropped.is_empty() {
+            let items: u64 = dropped.iter().map(|d| d.items).sum();
+            error!(
+                dropped = items,
+                "shutdown complete with drops: {items} accepted items were dropped (one line \
+                 per component, signal and reason above)"
+            );
         }
         RunReport {
             clean,
+            dropped,
             dropped_at_shutdown,
             failed,
         }

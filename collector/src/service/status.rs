@@ -1,17 +1,34 @@
 //! What the running collector says about itself to extensions: whether its pipelines have
-//! started, are running or are shutting down, and which exporters are failing.
+//! started, are running or are shutting down, which exporters are failing, and which are
+//! dropping data.
 //!
 //! The service moves the [`Phase`] forward (`starting` → `running` → `stopping`); the
 //! exporters' failures are the ones their export queues record in their
 //! [`ComponentStats`](hpcotel_core::ComponentStats) (see
-//! [`ComponentStats::export_failed`](hpcotel_core::ComponentStats::export_failed)). A
-//! [`Report`] is a consistent-enough snapshot of both, taken per request: a few atomic loads
-//! and one lock per failing exporter.
+//! [`ComponentStats::export_failed`](hpcotel_core::ComponentStats::export_failed)), and their
+//! drops the `hpcotel.exporter.dropped` counts, each with when it last grew
+//! ([`ComponentStats::reason_counts`](hpcotel_core::ComponentStats::reason_counts)). A
+//! [`Report`] is a consistent-enough snapshot of all three, taken per request: a few atomic
+//! loads and two locks per exporter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
-use hpcotel_core::{ComponentId, ComponentKind, ExportFailure, Telemetry};
+use hpcotel_core::{ComponentId, ComponentKind, Counter, ExportFailure, ReasonCount, Telemetry};
+use hpcotel_exporters::queue::{
+    REASON_PANIC, REASON_PERMANENT, REASON_RETRIES_EXHAUSTED, REASON_RETRY_DISABLED,
+    REASON_SHUTDOWN,
+};
+
+/// Drop reasons that also mark the exporter failing until its next delivery (see
+/// [`ExportFailure`]): readiness follows the failure for those, not the drop window.
+const FAILING_REASONS: [&str; 4] = [
+    REASON_PERMANENT,
+    REASON_RETRIES_EXHAUSTED,
+    REASON_RETRY_DISABLED,
+    REASON_PANIC,
+];
 
 /// Where the collector is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +76,25 @@ pub struct ExporterReport {
     pub id: ComponentId,
     /// Why it is failing, if it is.
     pub failure: Option<ExportFailure>,
+    /// What it dropped over the run, per signal and reason, with when the latest of each
+    /// was. Drops at the shutdown deadline (reason `shutdown`) are left out: the shutdown
+    /// summary reports those.
+    pub dropped: Vec<ReasonCount>,
+}
+
+impl ExporterReport {
+    /// Its latest drop of a kind that does not mark it failing (`queue_full`, `too_large`,
+    /// `rejected`, ...), if that was less than `window` ago (never, for a zero window): the
+    /// exporter delivers, but loses data. Drops that mark it failing (`permanent`,
+    /// `retries_exhausted`, `retry_disabled`, `panic`) are reported by
+    /// [`failure`](Self::failure), until its next delivery.
+    pub fn recent_drop(&self, window: Duration) -> Option<&ReasonCount> {
+        self.dropped
+            .iter()
+            .filter(|d| !FAILING_REASONS.contains(&d.reason.as_str()))
+            .filter(|d| d.last.elapsed() < window)
+            .max_by_key(|d| d.last)
+    }
 }
 
 /// A snapshot of [`Status`].
@@ -73,9 +109,14 @@ pub struct Report {
 }
 
 impl Report {
-    /// Ready: every pipeline runs and no exporter is failing.
-    pub fn ready(&self) -> bool {
-        self.phase == Phase::Running && self.exporters.iter().all(|e| e.failure.is_none())
+    /// Ready: every pipeline runs, no exporter is failing, and none dropped data less than
+    /// `drop_window` ago (see [`ExporterReport::recent_drop`]).
+    pub fn ready(&self, drop_window: Duration) -> bool {
+        self.phase == Phase::Running
+            && self
+                .exporters
+                .iter()
+                .all(|e| e.failure.is_none() && e.recent_drop(drop_window).is_none())
     }
 }
 
@@ -105,18 +146,26 @@ impl Status {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
 
-    /// A snapshot: the phase, the pipelines, and each exporter's failure.
+    /// A snapshot: the phase, the pipelines, and each exporter's failure and drops.
     pub fn report(&self) -> Report {
         let components = self.telemetry.components();
         let exporters = self
             .exporters
             .iter()
-            .map(|id| ExporterReport {
-                id: id.clone(),
-                failure: components
+            .map(|id| {
+                let stats = components
                     .iter()
-                    .find(|c| c.kind() == ComponentKind::Exporter && c.id() == id)
-                    .and_then(|c| c.export_failure()),
+                    .find(|c| c.kind() == ComponentKind::Exporter && c.id() == id);
+                ExporterReport {
+                    id: id.clone(),
+                    failure: stats.and_then(|c| c.export_failure()),
+                    dropped: stats
+                        .map(|c| c.reason_counts(Counter::Dropped))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|d| d.reason != REASON_SHUTDOWN)
+                        .collect(),
+                }
             })
             .collect();
         Report {
@@ -131,6 +180,9 @@ impl Status {
 mod tests {
     use super::*;
 
+    /// A drop window for the tests: the health check's default.
+    const DROP_WINDOW: Duration = Duration::from_secs(60);
+
     #[test]
     fn ready_only_while_running_with_no_failing_exporter() {
         let telemetry = Telemetry::default();
@@ -138,15 +190,15 @@ mod tests {
         let stats = telemetry.register(ComponentKind::Exporter, otlp.clone());
         let status = Status::new(vec!["traces".into()], vec![otlp.clone()], telemetry);
         assert_eq!(status.phase(), Phase::Starting);
-        assert!(!status.report().ready());
+        assert!(!status.report().ready(DROP_WINDOW));
         status.set_phase(Phase::Running);
         let report = status.report();
-        assert!(report.ready(), "{report:?}");
+        assert!(report.ready(DROP_WINDOW), "{report:?}");
         assert_eq!(report.exporters[0].id, otlp);
 
         stats.export_failed("permanent", "HTTP 400");
         let report = status.report();
-        assert!(!report.ready());
+        assert!(!report.ready(DROP_WINDOW));
         assert_eq!(
             report.exporters[0]
                 .failure
@@ -155,9 +207,68 @@ mod tests {
             Some("permanent")
         );
         stats.export_succeeded();
-        assert!(status.report().ready());
+        assert!(status.report().ready(DROP_WINDOW));
 
         status.set_phase(Phase::Stopping);
-        assert!(!status.report().ready());
+        assert!(!status.report().ready(DROP_WINDOW));
+    }
+
+    #[test]
+    fn an_exporter_that_dropped_data_recently_is_not_ready_and_says_why() {
+        use hpcotel_core::Signal;
+        let telemetry = Telemetry::default();
+        let otlp: ComponentId = "otlp/tempo".parse().unwrap();
+        let stats = telemetry.register(ComponentKind::Exporter, otlp.clone());
+        let status = Status::new(vec!["traces".into()], vec![otlp], telemetry);
+        status.set_phase(Phase::Running);
+        stats.add(Signal::Traces, Counter::Sent, 5);
+        assert!(status.report().ready(DROP_WINDOW));
+
+        stats.add_with_reason(Signal::Traces, Counter::Dropped, "too_large", 1);
+        let report = status.report();
+        assert!(!report.ready(DROP_WINDOW), "{report:?}");
+        let drop = report.exporters[0]
+            .recent_drop(DROP_WINDOW)
+            .expect("recent");
+        assert_eq!(
+            (drop.signal, drop.reason.as_str(), drop.items),
+            (Signal::Traces, "too_large", 1)
+        );
+        // Not a failure: the exporter delivers; it lost an item it could never send.
+        assert_eq!(report.exporters[0].failure, None);
+        // A zero window: drops are listed but do not make it unready.
+        assert!(report.ready(Duration::ZERO));
+        assert_eq!(report.exporters[0].dropped.len(), 1);
+
+        // A failure's drops make it failing, until the next delivery; not dropping after.
+        stats.add_with_reason(Signal::Traces, Counter::Dropped, REASON_PERMANENT, 4);
+        stats.export_failed(REASON_PERMANENT, "HTTP 400");
+        let report = status.report();
+        assert_eq!(
+            report.exporters[0]
+                .recent_drop(DROP_WINDOW)
+                .map(|d| d.reason.as_str()),
+            Some("too_large")
+        );
+        stats.export_succeeded();
+        let report = status.report();
+        assert_eq!(report.exporters[0].dropped.len(), 2, "{report:?}");
+        assert_eq!(
+            report.exporters[0]
+                .recent_drop(DROP_WINDOW)
+                .map(|d| d.reason.as_str()),
+            Some("too_large"),
+            "the permanent drop is not a recent drop"
+        );
+
+        // Drops at the shutdown deadline are the summary's business, not readiness's.
+        let t = Telemetry::default();
+        let id: ComponentId = "otlp".parse().unwrap();
+        let s = t.register(ComponentKind::Exporter, id.clone());
+        s.add_with_reason(Signal::Logs, Counter::Dropped, REASON_SHUTDOWN, 3);
+        let status = Status::new(vec!["logs".into()], vec![id], t);
+        status.set_phase(Phase::Running);
+        assert!(status.report().ready(DROP_WINDOW));
+        assert!(status.report().exporters[0].dropped.is_empty());
     }
 }

@@ -13,6 +13,9 @@ use crate::queue::{QueueConfig, RetryConfig};
 pub const DEFAULT_COMPRESSION: Compression = Compression::Gzip;
 /// Default for [`Config::timeout`]: 10 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Config::max_request_size`]: 4 MiB, grpc-go's default receive limit, which
+/// the OpenTelemetry Collector's OTLP gRPC receiver keeps (`max_recv_msg_size_mib: 4`).
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 * 1024 * 1024;
 
 /// Settings shared by the `otlp` and `otlphttp` exporters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +48,13 @@ pub struct Config {
     /// Deadline of one export request (connecting included), e.g. "10s". Default: 10s.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Longest request sent, in bytes of the encoded OTLP request before compression (what
+    /// gRPC's and the Collector's receive limits are checked against). A batch whose request
+    /// is longer is split by resource, scope and item into requests that fit, sent in order;
+    /// an item (one span, data point or log record, with its resource and scope) that alone
+    /// is longer is dropped, counted in `hpcotel.exporter.dropped` with reason `too_large`.
+    /// 0 = no limit. Default: 4194304 (4 MiB, grpc-go's and the Collector's gRPC default).
+    pub max_request_size: usize,
     /// TLS settings. `http://` endpoints are plaintext; `https://` endpoints use TLS; a bare
     /// gRPC `host:port` uses TLS unless `tls.insecure: true`. Default: TLS with the bundled
     /// web roots.
@@ -65,6 +75,7 @@ impl Default for Config {
             compression: DEFAULT_COMPRESSION,
             headers: BTreeMap::new(),
             timeout: DEFAULT_TIMEOUT,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             tls: TlsClientConfig::default(),
             sending_queue: QueueConfig::default(),
             retry_on_failure: RetryConfig::default(),

@@ -95,6 +95,8 @@ pub enum Protocol {
 #[derive(Debug)]
 pub struct OtlpExporter {
     inner: Inner,
+    /// `max_request_size`; `None` for 0 (no limit).
+    max_request_size: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -112,7 +114,10 @@ impl OtlpExporter {
             Protocol::Grpc => Inner::Grpc(Box::new(GrpcExporter::new(config)?)),
             Protocol::HttpProtobuf => Inner::Http(HttpExporter::new(config)?),
         };
-        Ok(OtlpExporter { inner })
+        Ok(OtlpExporter {
+            inner,
+            max_request_size: (config.max_request_size > 0).then_some(config.max_request_size),
+        })
     }
 
     /// The protocol this exporter speaks.
@@ -131,6 +136,10 @@ impl Exporter for OtlpExporter {
             Inner::Grpc(g) => g.export(batch).await,
             Inner::Http(h) => h.export(batch).await,
         }
+    }
+
+    fn max_request_size(&self) -> Option<usize> {
+        self.max_request_size
     }
 }
 

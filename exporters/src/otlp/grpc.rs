@@ -254,6 +254,13 @@ impl Encoder for EncodedEncoder {
 /// when the status carries `google.rpc.RetryInfo`; everything else is permanent. The
 /// RetryInfo delay becomes `retry_after`.
 ///
+/// A server refusing the request message as too large is
+/// [`ExportError::TooLarge`]: RESOURCE_EXHAUSTED without RetryInfo (grpc-go: "grpc: received
+/// message larger than max (N vs. M)"; grpc-java: "... exceeds maximum size ...") or
+/// OUT_OF_RANGE (tonic: "decoded message length too large: ..."), when the message says so
+/// ([`says_too_large`]). RESOURCE_EXHAUSTED without RetryInfo for anything else (a quota)
+/// stays permanent, and a plain tonic server's OUT_OF_RANGE for anything else retryable.
+///
 /// A status tonic made up locally from a transport failure (connection reset or closed
 /// mid-call: tonic reports these as UNKNOWN "transport error") is retryable whatever its
 /// code: the backend never answered. Such a status carries the transport error as its
@@ -277,6 +284,12 @@ pub fn classify_status(status: &Status) -> ExportError {
             retry_after,
         };
     }
+    if matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange)
+        && retry_after.is_none()
+        && says_too_large(status.message())
+    {
+        return ExportError::TooLarge { reason };
+    }
     let retryable = match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
@@ -295,4 +308,14 @@ pub fn classify_status(status: &Status) -> ExportError {
     } else {
         ExportError::Permanent { reason }
     }
+}
+
+/// Whether a gRPC status message says the request message was over the server's size limit,
+/// as grpc-go ("larger than max"), grpc-java ("exceeds maximum size") and tonic ("too large")
+/// word it.
+fn says_too_large(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["larger than max", "exceeds maximum", "too large"]
+        .iter()
+        .any(|needle| m.contains(needle))
 }

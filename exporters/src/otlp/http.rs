@@ -194,13 +194,15 @@ fn error_message(body: &[u8]) -> String {
 }
 
 /// Classifies an HTTP failure per the OTLP specification: 429, 502, 503 and 504 are
-/// retryable (honouring `Retry-After`), every other status is permanent.
+/// retryable (honouring `Retry-After`), 413 (Content Too Large) is
+/// [`ExportError::TooLarge`], every other status is permanent.
 pub fn classify_http(status: u16, reason: String, retry_after: Option<Duration>) -> ExportError {
     match status {
         429 | 502 | 503 | 504 => ExportError::Retryable {
             reason,
             retry_after,
         },
+        413 => ExportError::TooLarge { reason },
         _ => ExportError::Permanent { reason },
     }
 }

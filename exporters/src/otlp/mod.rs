@@ -11,6 +11,13 @@
 //! `google.rpc.RetryInfo` / `Retry-After` delay. A partial success becomes an
 //! [`ExportOutcome`](hpcotel_core::ExportOutcome) with the rejected count and message.
 //!
+//! Requests fit the backend: `max_request_size` (4 MiB by default) is the exporter's
+//! [`max_request_size`](hpcotel_core::Exporter::max_request_size), so its queue cuts longer
+//! batches and drops an item too large alone (`too_large`); a backend answering "too large"
+//! (HTTP 413, or gRPC RESOURCE_EXHAUSTED without RetryInfo whose message says so, as grpc-go
+//! and tonic word it) is an [`ExportError::TooLarge`](hpcotel_core::ExportError::TooLarge),
+//! which the queue answers by sending halves.
+//!
 //! TLS is rustls (ring): `ca_file` or the bundled web roots, optional client certificate,
 //! `insecure_skip_verify` for tests. gRPC over TLS dials through hpcotel's own connector
 //! (so the HTTP/2 `:scheme` it sends is `http`); `tls.server_name` applies to gRPC only.
@@ -24,7 +31,10 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Compression, Config, DEFAULT_COMPRESSION, DEFAULT_TIMEOUT, Endpoint, Scheme};
+pub use config::{
+    Compression, Config, DEFAULT_COMPRESSION, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_TIMEOUT, Endpoint,
+    Scheme,
+};
 pub use exporter::{Error, OtlpExporter, Protocol, Result};
 pub use grpc::classify_status;
 pub use http::{classify_http, parse_retry_after};

@@ -204,6 +204,172 @@ fn grpc_codes_are_classified_per_the_otlp_spec() {
 }
 
 #[test]
+fn too_large_answers_are_told_apart_from_quotas() {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let too_large = |code, message: &str| {
+        matches!(
+            classify_status(&tonic::Status::new(code, message)),
+            ExportError::TooLarge { .. }
+        )
+    };
+    // grpc-go (the OpenTelemetry Collector), grpc-java, tonic, hpcotel's own receiver.
+    assert!(too_large(
+        Code::ResourceExhausted,
+        "grpc: received message larger than max (5242880 vs. 4194304)"
+    ));
+    assert!(too_large(
+        Code::ResourceExhausted,
+        "grpc: received message after decompression larger than max (5242880 vs. 4194304)"
+    ));
+    assert!(too_large(
+        Code::ResourceExhausted,
+        "gRPC message exceeds maximum size 4194304: 5242880"
+    ));
+    assert!(too_large(
+        Code::OutOfRange,
+        "Error, decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes"
+    ));
+    // A quota is not a size: permanent as before; with RetryInfo it is retryable.
+    assert!(!too_large(Code::ResourceExhausted, "quota exceeded"));
+    let with_info = tonic::Status::with_error_details(
+        Code::ResourceExhausted,
+        "message too large for now",
+        ErrorDetails::with_retry_info(Some(Duration::from_secs(1))),
+    );
+    assert!(classify_status(&with_info).is_retryable());
+    assert!(classify_status(&tonic::Status::new(Code::OutOfRange, "x")).is_retryable());
+    assert_eq!(
+        classify_http(413, "HTTP 413: body too large".into(), None),
+        ExportError::TooLarge {
+            reason: "HTTP 413: body too large".into()
+        }
+    );
+}
+
+#[test]
+fn max_request_size_defaults_to_4_mib_and_0_means_no_limit() {
+    assert_eq!(Config::default().max_request_size, 4 * 1024 * 1024);
+    assert_eq!(DEFAULT_MAX_REQUEST_SIZE, 4 * 1024 * 1024);
+    let exporter = OtlpExporter::new(&config("http://127.0.0.1:4317"), Protocol::Grpc).unwrap();
+    assert_eq!(exporter.max_request_size(), Some(4 * 1024 * 1024));
+    let c: Config =
+        serde_yaml::from_str("endpoint: http://127.0.0.1:4318\nmax_request_size: 0").unwrap();
+    let exporter = OtlpExporter::new(&c, Protocol::HttpProtobuf).unwrap();
+    assert_eq!(exporter.max_request_size(), None);
+}
+
+/// `n` spans of about 1 MiB each (a 1 MiB attribute), named `big-<i>`.
+fn mib_spans(n: usize) -> Batch {
+    Batch::Traces(vec![ResourceSpans {
+        resource: traces()[0].resource.clone(),
+        scope_spans: vec![ScopeSpans {
+            spans: (0..n)
+                .map(|i| Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![i as u8 + 1; 8],
+                    name: format!("big-{i}"),
+                    attributes: vec![KeyValue {
+                        key: "payload".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("x".repeat(1 << 20))),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+/// Five 1 MiB spans through an export queue into a sink with the Collector's 4 MiB limit:
+/// `max_request_size` set (the default) splits before sending; with no limit the sink's
+/// "too large" answer (grpc-go's RESOURCE_EXHAUSTED, HTTP 413) is met with halves. Either
+/// way all five arrive, no request over 4 MiB is accepted, nothing is dropped. Returns
+/// `(items, bytes, accepted)` per request the sink saw.
+async fn five_mib_through_a_4_mib_sink(
+    protocol: Protocol,
+    max_request_size: usize,
+) -> Vec<(usize, usize, bool)> {
+    use crate::queue::{ExportQueue, QueueConfig, RetryConfig};
+    use hpcotel_core::{ComponentKind, Counter, Signal, Telemetry};
+    use hpcotel_testkit::sink::{Answer, COLLECTOR_MAX_RECV_MSG_SIZE, SinkOptions};
+    let sink = OtlpSink::start_with(SinkOptions {
+        max_message_bytes: Some(COLLECTOR_MAX_RECV_MSG_SIZE),
+        ..SinkOptions::default()
+    })
+    .await
+    .unwrap();
+    let endpoint = match protocol {
+        Protocol::Grpc => sink.grpc_endpoint(),
+        Protocol::HttpProtobuf => sink.http_endpoint(),
+    };
+    let c = Config {
+        max_request_size,
+        ..config(&endpoint)
+    };
+    let exporter = OtlpExporter::new(&c, protocol).unwrap();
+    let stats = Telemetry::default().register(ComponentKind::Exporter, "otlp/x".parse().unwrap());
+    let (tx, handle) = ExportQueue::start(
+        "otlp/x".parse().unwrap(),
+        Arc::new(exporter),
+        QueueConfig::default(),
+        RetryConfig::default(),
+        stats.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    tx.send(mib_spans(5)).await;
+    drop(tx);
+    tokio::time::timeout(WAIT, handle).await.unwrap().unwrap();
+    let names = sink.received().span_names();
+    assert_eq!(
+        names,
+        ["big-0", "big-1", "big-2", "big-3", "big-4"],
+        "{protocol:?}"
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 5);
+    assert_eq!(stats.get(Signal::Traces, Counter::Dropped), 0);
+    let seen: Vec<(usize, usize, bool)> = sink
+        .requests()
+        .iter()
+        .map(|r| (r.items, r.bytes, r.answer == Answer::Accepted))
+        .collect();
+    for (items, bytes, accepted) in &seen {
+        assert_eq!(
+            *accepted,
+            *bytes <= COLLECTOR_MAX_RECV_MSG_SIZE,
+            "{protocol:?}: {items} items, {bytes} bytes"
+        );
+    }
+    seen
+}
+
+#[tokio::test]
+async fn requests_are_split_to_max_request_size_before_sending() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let seen = five_mib_through_a_4_mib_sink(protocol, DEFAULT_MAX_REQUEST_SIZE).await;
+        let items: Vec<usize> = seen.iter().map(|r| r.0).collect();
+        assert_eq!(items, [3, 2], "{protocol:?}: {seen:?}");
+        assert!(seen.iter().all(|r| r.2), "{protocol:?}: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_backend_refusing_a_request_as_too_large_gets_it_in_halves() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let seen = five_mib_through_a_4_mib_sink(protocol, 0).await;
+        let items: Vec<(usize, bool)> = seen.iter().map(|r| (r.0, r.2)).collect();
+        assert_eq!(
+            items,
+            [(5, false), (2, true), (3, true)],
+            "{protocol:?}: {seen:?}"
+        );
+    }
+}
+
+#[test]
 fn retry_after_parses_seconds_and_http_dates() {
     let now = SystemTime::now();
     assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));

@@ -35,6 +35,10 @@ pub const REASON_RETRYABLE: &str = "retryable";
 /// library it uses, e.g. on a malformed answer); the batch is given up on, the exporter and
 /// the queue go on.
 pub const REASON_PANIC: &str = "panic";
+/// Drop reason: an item whose request alone is longer than the exporter's
+/// `max_request_size`, or that the backend refused as too large when sent alone. Also the
+/// `send_failed` reason of an attempt the backend refused as too large.
+pub const REASON_TOO_LARGE: &str = "too_large";
 
 /// Starts export queues; see the [module docs](super).
 #[derive(Debug)]
@@ -284,11 +288,64 @@ fn drop_batch(shared: &Shared, batch: &Batch, reason: &str) {
         .add_with_reason(batch.signal(), Counter::Dropped, reason, items);
 }
 
-/// Exports one batch, retrying retryable failures per the retry policy, and counts the
-/// outcome. The same batch is lent to every attempt: a retry copies nothing.
+/// Exports one batch as requests the exporter may send: cut to its `max_request_size` first
+/// (an item too large alone is dropped, counted `too_large`), and any request the backend
+/// refuses as too large sent again as two halves. Each request goes through
+/// [`deliver_one`], in order.
 async fn deliver(shared: &Shared, batch: Arc<Batch>) {
     if batch.is_empty() {
         return;
+    }
+    // A stack: the next request to send is last.
+    let mut work = match shared.exporter.max_request_size() {
+        Some(limit) => {
+            let len = batch.encoded_len();
+            if len > limit {
+                fitting_requests(shared, &batch, len, limit)
+            } else {
+                vec![batch]
+            }
+        }
+        None => vec![batch],
+    };
+    while let Some(request) = work.pop() {
+        if let Some(halves) = deliver_one(shared, request).await {
+            work.extend(halves.into_iter().rev());
+        }
+    }
+}
+
+/// `batch` (whose request is `len` bytes, more than `limit`) cut into requests of at most
+/// `limit` bytes, last first. Items too large alone are dropped here, counted `too_large`.
+fn fitting_requests(shared: &Shared, batch: &Batch, len: usize, limit: usize) -> Vec<Arc<Batch>> {
+    let signal = batch.signal();
+    let pieces = (*batch).clone().split_to_fit(limit);
+    debug!(exporter = %shared.id, %signal, items = batch.item_count(), bytes = len,
+        max_request_size = limit, requests = pieces.len(),
+        "request longer than max_request_size; split");
+    let mut out = Vec::with_capacity(pieces.len());
+    for (piece, bytes) in pieces {
+        let items = piece.item_count();
+        if bytes > limit && items > 0 {
+            shared
+                .stats
+                .add_with_reason(signal, Counter::Dropped, REASON_TOO_LARGE, items as u64);
+            warn!(exporter = %shared.id, %signal, items, bytes, max_request_size = limit,
+                "an item alone is larger than max_request_size; dropping it");
+        } else {
+            out.push(Arc::new(piece));
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// Exports one request, retrying retryable failures per the retry policy, and counts the
+/// outcome. The same batch is lent to every attempt: a retry copies nothing. Returns the two
+/// halves to send instead when the backend refused a request of several items as too large.
+async fn deliver_one(shared: &Shared, batch: Arc<Batch>) -> Option<Vec<Arc<Batch>>> {
+    if batch.is_empty() {
+        return None;
     }
     let signal: Signal = batch.signal();
     let items = batch.item_count() as u64;
@@ -303,7 +360,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                 stats.add_with_reason(signal, Counter::Dropped, REASON_SHUTDOWN, items);
                 warn!(exporter = %shared.id, %signal, items,
                     "shutdown deadline passed during export; dropping the batch");
-                return;
+                return None;
             }
             r = AssertUnwindSafe(shared.exporter.export(&batch)).catch_unwind() => match r {
                 Ok(r) => r,
@@ -318,7 +375,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                     stats.export_failed(REASON_PANIC, &format!("the exporter panicked: {what}"));
                     error!(exporter = %shared.id, %signal, items, panic = %what,
                         "exporter panicked; dropping the batch");
-                    return;
+                    return None;
                 }
             },
         };
@@ -335,7 +392,22 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                     warn!(exporter = %shared.id, %signal, message = %outcome.message,
                         "backend answered a partial success with a message");
                 }
-                return;
+                return None;
+            }
+            Err(ExportError::TooLarge { reason }) => {
+                stats.add_with_reason(signal, Counter::SendFailed, REASON_TOO_LARGE, items);
+                let bytes = batch.encoded_len();
+                if items > 1 {
+                    warn!(exporter = %shared.id, %signal, items, bytes, error = %reason,
+                        "backend refused the request as too large; sending it again as two halves");
+                    let mut back = (*batch).clone();
+                    let front = back.take_items(batch.item_count() / 2);
+                    return Some(vec![Arc::new(front), Arc::new(back)]);
+                }
+                stats.add_with_reason(signal, Counter::Dropped, REASON_TOO_LARGE, items);
+                warn!(exporter = %shared.id, %signal, items, bytes, error = %reason,
+                    "backend refused a single item as too large; dropping it");
+                return None;
             }
             Err(ExportError::Permanent { reason }) => {
                 stats.add_with_reason(signal, Counter::SendFailed, REASON_PERMANENT, items);
@@ -343,7 +415,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                 stats.export_failed(REASON_PERMANENT, &reason);
                 error!(exporter = %shared.id, %signal, items, error = %reason,
                     "export failed permanently; dropping the batch");
-                return;
+                return None;
             }
             Err(ExportError::Retryable {
                 reason,
@@ -355,7 +427,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                     stats.export_failed(REASON_RETRY_DISABLED, &reason);
                     error!(exporter = %shared.id, %signal, items, error = %reason,
                         "export failed and retry is disabled; dropping the batch");
-                    return;
+                    return None;
                 }
                 let wait = next_wait(retry, attempt, rand::random::<f64>(), retry_after);
                 let limit = retry.max_elapsed_time;
@@ -370,7 +442,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                     error!(exporter = %shared.id, %signal, items, error = %reason,
                         attempts = attempt + 1, max_elapsed_time = ?limit,
                         "export failed; retries exhausted, dropping the batch");
-                    return;
+                    return None;
                 }
                 warn!(exporter = %shared.id, %signal, items, error = %reason,
                     retry_in = ?wait, attempt = attempt + 1, "export failed; will retry");
@@ -380,7 +452,7 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
                         stats.add_with_reason(signal, Counter::Dropped, REASON_SHUTDOWN, items);
                         warn!(exporter = %shared.id, %signal, items,
                             "shutdown deadline passed while waiting to retry; dropping the batch");
-                        return;
+                        return None;
                     }
                     _ = tokio::time::sleep(wait) => {}
                 }

@@ -10,18 +10,28 @@
 //! `max_interval`, as long as the total stays within `max_elapsed_time`.
 //!
 //! Counted in the exporter's [`ComponentStats`](hpcotel_core::ComponentStats), in items:
-//! `sent`; `send_failed` per failed attempt (reason `retryable` or `permanent`); `dropped`
-//! with reason `permanent`, `retries_exhausted`, `retry_disabled`, `queue_full`, `rejected`
-//! (partial success), `panic` (the exporter panicked on the batch) or `shutdown` (deadline
-//! passed, or sent after the queue closed); and the
-//! queue's size and capacity in items. Empty batches are skipped.
+//! `sent`; `send_failed` per failed attempt (reason `retryable`, `permanent` or
+//! `too_large`); `dropped` with reason `permanent`, `retries_exhausted`, `retry_disabled`,
+//! `queue_full`, `rejected` (partial success), `too_large` (see below), `panic` (the exporter
+//! panicked on the batch) or `shutdown` (deadline passed, or sent after the queue closed);
+//! and the queue's size and capacity in items. Empty batches are skipped.
+//!
+//! Requests fit the next hop: a batch whose request is longer than the exporter's
+//! [`max_request_size`](hpcotel_core::Exporter::max_request_size) is cut with
+//! [`Batch::split_to_fit`](hpcotel_core::Batch::split_to_fit) into requests that fit, sent in
+//! order, each retried on its own; an item whose request alone is longer is dropped (reason
+//! `too_large`, a WARN naming exporter, signal, size and limit). A request the backend
+//! refuses as too large ([`ExportError::TooLarge`](hpcotel_core::ExportError::TooLarge)) is
+//! sent again as two halves, down to single items, which are then dropped `too_large`.
 //!
 //! The exporter's health is recorded there too, for the `health_check` extension's
 //! `/readyz`: a batch given up on with reason `permanent`, `retries_exhausted`,
 //! `retry_disabled` or `panic` marks the exporter failing
 //! ([`ComponentStats::export_failed`](hpcotel_core::ComponentStats::export_failed)), and the
 //! next delivery the backend accepts (a partial success included) clears it. Batches still
-//! being retried, `queue_full` and `shutdown` drops leave it as it was.
+//! being retried, `queue_full`, `too_large` and `shutdown` drops leave it as it was (every
+//! drop is on record with its time, see
+//! [`ComponentStats::reason_counts`](hpcotel_core::ComponentStats::reason_counts)).
 
 mod backoff;
 mod config;
@@ -40,4 +50,5 @@ pub use config::{
 pub use export_queue::{
     ExportQueue, QueueSender, REASON_PANIC, REASON_PERMANENT, REASON_QUEUE_FULL, REASON_REJECTED,
     REASON_RETRIES_EXHAUSTED, REASON_RETRY_DISABLED, REASON_RETRYABLE, REASON_SHUTDOWN,
+    REASON_TOO_LARGE,
 };

@@ -41,6 +41,12 @@ struct Mock {
     in_flight: AtomicUsize,
     gate: Option<Arc<Semaphore>>,
     shut_down: AtomicBool,
+    /// What `max_request_size` says.
+    max_request_size: Option<usize>,
+    /// Requests longer than this are answered `TooLarge`, as a backend with a size limit.
+    backend_limit: Option<usize>,
+    /// The span names of each attempt.
+    names: Mutex<Vec<Vec<String>>>,
 }
 
 impl Mock {
@@ -74,6 +80,14 @@ impl Exporter for Mock {
             gate.acquire().await.expect("gate open").forget();
         }
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.names.lock().unwrap().push(span_names(batch));
+        if let Some(limit) = self.backend_limit
+            && batch.encoded_len() > limit
+        {
+            return Err(ExportError::TooLarge {
+                reason: format!("larger than max ({} vs. {limit})", batch.encoded_len()),
+            });
+        }
         let scripted = self.script.lock().unwrap().pop_front();
         let always = self.always.lock().unwrap().clone();
         let answer = match (scripted, always) {
@@ -92,6 +106,54 @@ impl Exporter for Mock {
         self.shut_down.store(true, Ordering::SeqCst);
         Ok(())
     }
+
+    fn max_request_size(&self) -> Option<usize> {
+        self.max_request_size
+    }
+}
+
+fn span_names(batch: &Batch) -> Vec<String> {
+    match batch {
+        Batch::Traces(rs) => rs
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// One resource, one scope, a span per entry of `sizes`: named `s<i>`, with a payload
+/// attribute of that many bytes.
+fn sized_spans(sizes: &[usize]) -> Batch {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    Batch::Traces(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| Span {
+                    name: format!("s{i}"),
+                    attributes: vec![KeyValue {
+                        key: "payload".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("x".repeat(*n))),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+/// The request length of `sized_spans(sizes)`.
+fn len_of(sizes: &[usize]) -> usize {
+    sized_spans(sizes).encoded_len()
 }
 
 fn stats() -> Arc<ComponentStats> {
@@ -578,5 +640,82 @@ async fn given_up_batches_mark_the_exporter_failing_until_the_next_delivery() {
     .await;
     drop(tx);
     finish(handle).await;
+    assert_eq!(stats.export_failure(), None);
+}
+
+#[tokio::test]
+async fn a_batch_longer_than_max_request_size_goes_out_as_requests_that_fit() {
+    let limit = len_of(&[100; 3]);
+    let mock = Arc::new(Mock {
+        max_request_size: Some(limit),
+        ..Default::default()
+    });
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(sized_spans(&[100; 5])).await;
+    // A batch that fits is sent as it is.
+    tx.send(sized_spans(&[100; 2])).await;
+    drop(tx);
+    finish(handle).await;
+    let names = mock.names.lock().unwrap().clone();
+    assert_eq!(
+        names,
+        [vec!["s0", "s1", "s2"], vec!["s3", "s4"], vec!["s0", "s1"]],
+        "in order, each request as full as the limit allows"
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 7);
+    assert_eq!(stats.get(Signal::Traces, Counter::Dropped), 0);
+    assert_eq!(stats.get(Signal::Traces, Counter::SendFailed), 0);
+}
+
+#[tokio::test]
+async fn an_item_too_large_alone_is_dropped_counted_too_large_and_the_rest_delivered() {
+    let limit = len_of(&[100; 2]);
+    let mock = Arc::new(Mock {
+        max_request_size: Some(limit),
+        ..Default::default()
+    });
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(sized_spans(&[100, 100, 5000, 100])).await;
+    drop(tx);
+    finish(handle).await;
+    let names = mock.names.lock().unwrap().clone();
+    assert_eq!(names, [vec!["s0", "s1"], vec!["s3"]], "s2 is never sent");
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 3);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![(REASON_TOO_LARGE.to_owned(), 1)]
+    );
+    // Dropping an item that can never fit says nothing about the backend's health.
+    assert_eq!(stats.export_failure(), None);
+}
+
+#[tokio::test]
+async fn a_too_large_answer_is_met_with_halves_down_to_single_items() {
+    // The backend takes 2 spans of 100 bytes per request, and no span of 5000.
+    let mock = Arc::new(Mock {
+        backend_limit: Some(len_of(&[100; 2])),
+        ..Default::default()
+    });
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(sized_spans(&[100, 100, 100, 100, 100, 5000, 100, 100]))
+        .await;
+    drop(tx);
+    finish(handle).await;
+    let attempts: Vec<usize> = mock.attempts().iter().map(|(_, n)| *n).collect();
+    // 8 refused -> 4 refused -> 2, 2 sent; 4 refused -> 2 refused -> 1 sent, 1 refused
+    // (dropped); 2 sent.
+    assert_eq!(attempts, [8, 4, 2, 2, 4, 2, 1, 1, 2]);
+    let names = mock.names.lock().unwrap().clone();
+    assert_eq!(names[6], ["s4"]);
+    assert_eq!(names[7], ["s5"]);
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 7);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![(REASON_TOO_LARGE.to_owned(), 1)]
+    );
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::SendFailed),
+        vec![(REASON_TOO_LARGE.to_owned(), 8 + 4 + 4 + 2 + 1)]
+    );
     assert_eq!(stats.export_failure(), None);
 }

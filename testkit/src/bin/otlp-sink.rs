@@ -25,6 +25,10 @@ struct Args {
     /// How often to print the running totals (e.g. `1s`, `500ms`).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     print_every: Duration,
+    /// Refuse requests longer than this many bytes, as a collector's receive limit does
+    /// (4194304 is the OpenTelemetry Collector's gRPC default). Default: no limit.
+    #[arg(long)]
+    max_message_bytes: Option<usize>,
 }
 
 fn print(t: Totals) {
@@ -44,6 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         grpc: args.grpc,
         http: args.http,
         record: false,
+        max_message_bytes: args.max_message_bytes,
     })
     .await?;
     eprintln!(

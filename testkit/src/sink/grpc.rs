@@ -21,6 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,10 @@ fn outcome(answer: Answer) -> Result<Option<(i64, String)>, Status> {
         Answer::Failed { grpc, message, .. } => Err(Status::new(grpc, message)),
         Answer::Invalid { reason } => Err(Status::invalid_argument(reason)),
         Answer::ShuttingDown => Err(Status::unavailable("sink is shutting down")),
+        // grpc-go's answer (rpc_util.go), which the OpenTelemetry Collector sends.
+        Answer::TooLarge { bytes, limit } => Err(Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({bytes} vs. {limit})"
+        ))),
     }
 }
 
@@ -77,10 +82,11 @@ impl GrpcSink {
         signal: Signal,
         metadata: &tonic::metadata::MetadataMap,
         batch: Batch,
+        bytes: usize,
     ) -> Result<Option<(i64, String)>, Status> {
         let answer = self
             .0
-            .handle(Protocol::Grpc, signal, headers(metadata), batch)
+            .handle(Protocol::Grpc, signal, headers(metadata), batch, bytes)
             .await;
         outcome(answer)
     }
@@ -93,8 +99,14 @@ impl TraceService for GrpcSink {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
+        let bytes = req.encoded_len();
         let partial = self
-            .handle(Signal::Traces, &metadata, Batch::Traces(req.resource_spans))
+            .handle(
+                Signal::Traces,
+                &metadata,
+                Batch::Traces(req.resource_spans),
+                bytes,
+            )
             .await?;
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: partial.map(|(rejected_spans, error_message)| {
@@ -114,11 +126,13 @@ impl MetricsService for GrpcSink {
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
+        let bytes = req.encoded_len();
         let partial = self
             .handle(
                 Signal::Metrics,
                 &metadata,
                 Batch::Metrics(req.resource_metrics),
+                bytes,
             )
             .await?;
         Ok(Response::new(ExportMetricsServiceResponse {
@@ -139,8 +153,14 @@ impl LogsService for GrpcSink {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let (metadata, _, req) = request.into_parts();
+        let bytes = req.encoded_len();
         let partial = self
-            .handle(Signal::Logs, &metadata, Batch::Logs(req.resource_logs))
+            .handle(
+                Signal::Logs,
+                &metadata,
+                Batch::Logs(req.resource_logs),
+                bytes,
+            )
             .await?;
         Ok(Response::new(ExportLogsServiceResponse {
             partial_success: partial.map(|(rejected_log_records, error_message)| {

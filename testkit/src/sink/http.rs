@@ -66,12 +66,12 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
         .unwrap_or("")
 }
 
-/// Reads the body per `Content-Type` and `Content-Encoding`; `Err((status, reason))` if it
-/// cannot.
+/// Reads the body per `Content-Type` and `Content-Encoding`: the request, its encoding and
+/// the uncompressed body's length; `Err((status, reason))` if it cannot.
 fn decode<Req: Message + Default + DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Req, Encoding), (StatusCode, String)> {
+) -> Result<(Req, Encoding, usize), (StatusCode, String)> {
     let content_type = header_str(headers, header::CONTENT_TYPE);
     let encoding = if content_type.starts_with(JSON) {
         Encoding::Json
@@ -108,7 +108,7 @@ fn decode<Req: Message + Default + DeserializeOwned>(
         Encoding::Protobuf => Req::decode(body)
             .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad protobuf body: {e}")))?,
     };
-    Ok((req, encoding))
+    Ok((req, encoding, body.len()))
 }
 
 fn body_response<T: Message + Serialize>(
@@ -175,7 +175,7 @@ where
     Resp: Message + Serialize,
 {
     let list = header_list(&headers);
-    let (req, encoding) = match decode::<Req>(&headers, &body) {
+    let (req, encoding, bytes) = match decode::<Req>(&headers, &body) {
         Ok(r) => r,
         Err((status, reason)) => {
             shared.invalid(Protocol::Http, signal, list, reason.clone());
@@ -188,7 +188,7 @@ where
         }
     };
     match shared
-        .handle(Protocol::Http, signal, list, into_batch(req))
+        .handle(Protocol::Http, signal, list, into_batch(req), bytes)
         .await
     {
         Answer::Accepted => body_response(StatusCode::OK, encoding, &response(None)),
@@ -211,6 +211,13 @@ where
             encoding,
             tonic::Code::InvalidArgument,
             reason,
+            None,
+        ),
+        Answer::TooLarge { bytes, limit } => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            encoding,
+            tonic::Code::ResourceExhausted,
+            format!("request body larger than max ({bytes} vs. {limit})"),
             None,
         ),
         Answer::ShuttingDown => error_response(

@@ -12,7 +12,9 @@
 //! request open until the behaviour changes), fail (gRPC status with `google.rpc.RetryInfo`,
 //! HTTP status with `Retry-After` and a `google.rpc.Status` body) or partial success; a
 //! one-shot queue ([`OtlpSink::push_behaviour`]) scripts sequences such as "fail twice, then
-//! accept".
+//! accept". Like a real collector it can have a size limit
+//! ([`SinkOptions::max_message_bytes`]): longer requests are refused as grpc-go refuses them
+//! (RESOURCE_EXHAUSTED) or with HTTP 413, and every record carries the request's length.
 
 mod grpc;
 mod http;
@@ -24,5 +26,6 @@ mod tests;
 
 pub use received::{Received, any_value_string};
 pub use state::{
-    Answer, Behaviour, OtlpSink, Protocol, RequestRecord, SinkError, SinkOptions, Totals,
+    Answer, Behaviour, COLLECTOR_MAX_RECV_MSG_SIZE, OtlpSink, Protocol, RequestRecord, SinkError,
+    SinkOptions, Totals,
 };

@@ -121,6 +121,15 @@ pub enum Answer {
     },
     /// The sink was shutting down while the request was stalled (UNAVAILABLE / 503).
     ShuttingDown,
+    /// The request was longer than [`SinkOptions::max_message_bytes`]: refused as a real
+    /// collector refuses it (gRPC RESOURCE_EXHAUSTED without RetryInfo, grpc-go's message;
+    /// HTTP 413); nothing recorded.
+    TooLarge {
+        /// The request's length in bytes (see [`RequestRecord::bytes`]).
+        bytes: usize,
+        /// The limit it went over.
+        limit: usize,
+    },
 }
 
 /// One answered request.
@@ -138,6 +147,10 @@ pub struct RequestRecord {
     pub headers: Vec<(String, String)>,
     /// Spans, metric points or log records in the request (0 when it did not decode).
     pub items: usize,
+    /// The request's length in bytes as a size limit sees it: the uncompressed protobuf
+    /// message (gRPC: the decoded request re-encoded, which for prost-encoded requests is
+    /// exactly what was sent), or the uncompressed body (HTTP). 0 when it did not decode.
+    pub bytes: usize,
     /// What was answered.
     pub answer: Answer,
 }
@@ -175,7 +188,19 @@ pub struct SinkOptions {
     /// Keep received data and request records (off for long benchmark runs, where only
     /// [`OtlpSink::totals`] is kept). Default `true`.
     pub record: bool,
+    /// Longest request accepted, in bytes (see [`RequestRecord::bytes`]), like a real
+    /// collector's gRPC `max_recv_msg_size_mib` (4 MiB by default there,
+    /// [`COLLECTOR_MAX_RECV_MSG_SIZE`]) or HTTP `max_request_body_size`. A longer request is
+    /// refused as grpc-go refuses it, RESOURCE_EXHAUSTED without RetryInfo and the message
+    /// `grpc: received message larger than max (N vs. M)`, or with HTTP 413 and a
+    /// `google.rpc.Status` body; it is answered [`Answer::TooLarge`] whatever the scripted
+    /// behaviour, and nothing is received. `None`: no limit below the 64 MiB the sink decodes
+    /// at most. Default `None`.
+    pub max_message_bytes: Option<usize>,
 }
+
+/// The OpenTelemetry Collector's (and grpc-go's) default gRPC receive limit: 4 MiB.
+pub const COLLECTOR_MAX_RECV_MSG_SIZE: usize = 4 * 1024 * 1024;
 
 impl Default for SinkOptions {
     fn default() -> Self {
@@ -184,6 +209,7 @@ impl Default for SinkOptions {
             grpc: local,
             http: local,
             record: true,
+            max_message_bytes: None,
         }
     }
 }
@@ -216,6 +242,7 @@ enum Decision {
 
 pub(crate) struct Shared {
     record: bool,
+    max_message_bytes: Option<usize>,
     received: Mutex<Received>,
     requests: Mutex<Vec<RequestRecord>>,
     totals: [AtomicU64; 3],
@@ -242,9 +269,10 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shared {
-    fn new(record: bool, shutdown: CancellationToken) -> Self {
+    fn new(record: bool, max_message_bytes: Option<usize>, shutdown: CancellationToken) -> Self {
         Self {
             record,
+            max_message_bytes,
             received: Mutex::default(),
             requests: Mutex::default(),
             totals: Default::default(),
@@ -301,20 +329,30 @@ impl Shared {
         }
     }
 
-    /// Handles one decoded request: waits out stalls, records, answers.
+    /// Handles one decoded request of `bytes` bytes: refuses it when too large, else waits
+    /// out stalls, records, answers.
     pub(crate) async fn handle(
         &self,
         protocol: Protocol,
         signal: Signal,
         headers: Vec<(String, String)>,
         batch: Batch,
+        bytes: usize,
     ) -> Answer {
         let at = Instant::now();
         let items = batch.item_count();
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.bump();
         let guard = InFlight(self);
-        let answer = match self.decide().await {
+        let too_large = self
+            .max_message_bytes
+            .filter(|limit| bytes > *limit)
+            .map(|limit| Answer::TooLarge { bytes, limit });
+        let decision = match too_large {
+            Some(answer) => Some(Decision::Refuse(answer)),
+            None => self.decide().await,
+        };
+        let answer = match decision {
             None => Answer::ShuttingDown,
             Some(Decision::Refuse(a)) => a,
             Some(Decision::Record(a)) => {
@@ -330,7 +368,7 @@ impl Shared {
                 a
             }
         };
-        tracing::debug!(?protocol, %signal, items, ?answer, "otlp sink answered");
+        tracing::debug!(?protocol, %signal, items, bytes, ?answer, "otlp sink answered");
         self.push_record(RequestRecord {
             protocol,
             signal,
@@ -338,6 +376,7 @@ impl Shared {
             answered_at: Instant::now(),
             headers,
             items,
+            bytes,
             answer: answer.clone(),
         });
         drop(guard);
@@ -361,6 +400,7 @@ impl Shared {
             answered_at: now,
             headers,
             items: 0,
+            bytes: 0,
             answer: answer.clone(),
         });
         self.bump();
@@ -436,7 +476,11 @@ impl OtlpSink {
         let grpc_addr = grpc_listener.local_addr().map_err(SinkError::LocalAddr)?;
         let http_addr = http_listener.local_addr().map_err(SinkError::LocalAddr)?;
         let token = CancellationToken::new();
-        let shared = Arc::new(Shared::new(options.record, token.clone()));
+        let shared = Arc::new(Shared::new(
+            options.record,
+            options.max_message_bytes,
+            token.clone(),
+        ));
         let tasks = vec![
             tokio::spawn(grpc::serve(grpc_listener, shared.clone(), token.clone())),
             tokio::spawn(http::serve(http_listener, shared.clone(), token.clone())),

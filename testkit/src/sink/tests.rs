@@ -458,3 +458,68 @@ async fn wait_for_wakes_on_arrival() {
         .await;
     assert!(reqs.windows(2).all(|w| w[0].at <= w[1].at));
 }
+
+#[tokio::test]
+async fn a_size_limit_refuses_longer_requests_as_grpc_go_and_http_413_and_records_sizes() {
+    let small = traces("svc", &["small"]);
+    let big = traces("svc", &[&"x".repeat(2000)]);
+    let limit = 1000;
+    assert!(small.encoded_len() <= limit && big.encoded_len() > limit);
+    let sink = OtlpSink::start_with(SinkOptions {
+        max_message_bytes: Some(limit),
+        ..SinkOptions::default()
+    })
+    .await
+    .unwrap();
+
+    // gRPC, gzip-compressed: the limit applies to the decompressed message, as in grpc-go.
+    let mut client = trace_client(&sink)
+        .await
+        .send_compressed(CompressionEncoding::Gzip);
+    client.export(small.clone()).await.expect("under the limit");
+    let status = client
+        .export(big.clone())
+        .await
+        .expect_err("over the limit");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.get_details_retry_info().is_none(), "{status:?}");
+    assert_eq!(
+        status.message(),
+        format!(
+            "grpc: received message larger than max ({} vs. {limit})",
+            big.encoded_len()
+        )
+    );
+
+    // HTTP: 413 with a google.rpc.Status body.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/traces", sink.http_endpoint()))
+        .header("content-type", "application/x-protobuf")
+        .body(big.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+    assert!(body.message.contains("larger than max"), "{body:?}");
+
+    let reqs = sink.requests();
+    let seen: Vec<(Protocol, usize, &Answer)> = reqs
+        .iter()
+        .map(|r| (r.protocol, r.bytes, &r.answer))
+        .collect();
+    let too_large = Answer::TooLarge {
+        bytes: big.encoded_len(),
+        limit,
+    };
+    assert_eq!(
+        seen,
+        [
+            (Protocol::Grpc, small.encoded_len(), &Answer::Accepted),
+            (Protocol::Grpc, big.encoded_len(), &too_large),
+            (Protocol::Http, big.encoded_len(), &too_large),
+        ]
+    );
+    assert_eq!(sink.received().span_names(), ["small"]);
+    sink.shutdown().await;
+}

@@ -26,9 +26,14 @@ const MAX_ERROR_LEN: usize = 1024;
 
 /// Serves on `listener` until `shutdown` is cancelled, then lets the open connections finish
 /// their requests (at most [`SHUTDOWN_GRACE`]); see [`hpcotel_exporters::http_server`].
-pub(super) async fn serve(listener: TcpListener, status: Arc<Status>, shutdown: CancellationToken) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    status: Arc<Status>,
+    drop_window: Duration,
+    shutdown: CancellationToken,
+) {
     let handler: Arc<hpcotel_exporters::http_server::Handler> =
-        Arc::new(move |req: &Request<Incoming>| handle(&status, req));
+        Arc::new(move |req: &Request<Incoming>| handle(&status, drop_window, req));
     hpcotel_exporters::http_server::serve(
         listener,
         "health check endpoint",
@@ -39,7 +44,11 @@ pub(super) async fn serve(listener: TcpListener, status: Arc<Status>, shutdown: 
     .await;
 }
 
-fn handle(status: &Status, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(
+    status: &Status,
+    drop_window: Duration,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path != HEALTHZ_PATH && path != READYZ_PATH {
         return text(
@@ -57,35 +66,58 @@ fn handle(status: &Status, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return self::json(StatusCode::OK, &json!({ "status": "ok" }));
     }
     let report = status.report();
-    let code = if report.ready() {
+    let code = if report.ready(drop_window) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    self::json(code, &readiness(&report))
+    self::json(code, &readiness(&report, drop_window))
 }
 
-/// The `/readyz` body for `report`.
-pub(super) fn readiness(report: &Report) -> Value {
+/// Seconds since `t`, to a tenth.
+fn seconds_since(t: std::time::Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 10.0).round() / 10.0
+}
+
+/// The `/readyz` body for `report`, exporters that dropped data less than `drop_window` ago
+/// reported `dropping`.
+pub(super) fn readiness(report: &Report, drop_window: Duration) -> Value {
     let exporters: Map<String, Value> = report
         .exporters
         .iter()
         .map(|e| {
-            let value = match &e.failure {
-                None => json!({ "status": "ok" }),
-                Some(f) => json!({
+            let mut value = match (&e.failure, e.recent_drop(drop_window)) {
+                (Some(f), _) => json!({
                     "status": "failing",
                     "reason": f.reason,
                     "error": redact(&f.error),
-                    "failing_for_seconds": (f.since.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                    "failing_for_seconds": seconds_since(f.since),
                     "failed_batches": f.batches,
                 }),
+                (None, Some(d)) => json!({
+                    "status": "dropping",
+                    "reason": d.reason,
+                    "signal": d.signal.as_str(),
+                    "last_drop_seconds_ago": seconds_since(d.last),
+                }),
+                (None, None) => json!({ "status": "ok" }),
             };
+            if !e.dropped.is_empty() {
+                let mut per_reason: Map<String, Value> = Map::new();
+                for d in &e.dropped {
+                    let n = per_reason
+                        .get(&d.reason)
+                        .and_then(Value::as_u64)
+                        .unwrap_or(0);
+                    per_reason.insert(d.reason.clone(), json!(n + d.items));
+                }
+                value["dropped"] = Value::Object(per_reason);
+            }
             (e.id.to_string(), value)
         })
         .collect();
     json!({
-        "status": if report.ready() { "ready" } else { "not_ready" },
+        "status": if report.ready(drop_window) { "ready" } else { "not_ready" },
         "phase": report.phase.as_str(),
         "pipelines": report.pipelines,
         "exporters": exporters,
@@ -149,6 +181,8 @@ mod tests {
     use super::*;
     use crate::service::Phase;
 
+    const WINDOW: Duration = super::super::DEFAULT_DROP_WINDOW;
+
     #[test]
     fn credentials_in_urls_are_redacted() {
         assert_eq!(
@@ -175,12 +209,12 @@ mod tests {
             telemetry.register(ComponentKind::Exporter, id.clone());
         }
         let status = Status::new(vec!["traces".into()], ids, telemetry.clone());
-        let body = readiness(&status.report());
+        let body = readiness(&status.report(), WINDOW);
         assert_eq!(body["status"], "not_ready");
         assert_eq!(body["phase"], "starting");
 
         status.set_phase(Phase::Running);
-        let body = readiness(&status.report());
+        let body = readiness(&status.report(), WINDOW);
         assert_eq!(body["status"], "ready");
         assert_eq!(body["pipelines"], json!(["traces"]));
         assert_eq!(body["exporters"]["debug"], json!({ "status": "ok" }));
@@ -189,7 +223,7 @@ mod tests {
             .find(ComponentKind::Exporter, "otlp/tempo")
             .unwrap()
             .export_failed("permanent", "HTTP 400: POST https://u:p@tempo/v1/traces");
-        let body = readiness(&status.report());
+        let body = readiness(&status.report(), WINDOW);
         assert_eq!(body["status"], "not_ready");
         assert_eq!(body["phase"], "running");
         let tempo = &body["exporters"]["otlp/tempo"];
@@ -200,5 +234,35 @@ mod tests {
             "HTTP 400: POST https://[redacted]@tempo/v1/traces"
         );
         assert_eq!(tempo["failed_batches"], 1);
+    }
+
+    #[test]
+    fn readiness_body_names_a_dropping_exporter_its_reason_and_counts() {
+        use hpcotel_core::{Counter, Signal};
+        let telemetry = Telemetry::default();
+        let id: ComponentId = "otlp/tempo".parse().unwrap();
+        let stats = telemetry.register(ComponentKind::Exporter, id.clone());
+        let status = Status::new(vec!["traces".into()], vec![id], telemetry);
+        status.set_phase(Phase::Running);
+        stats.add_with_reason(Signal::Traces, Counter::Dropped, "queue_full", 200);
+        stats.add_with_reason(Signal::Logs, Counter::Dropped, "queue_full", 5);
+        stats.add_with_reason(Signal::Traces, Counter::Dropped, "too_large", 1);
+        let body = readiness(&status.report(), WINDOW);
+        assert_eq!(body["status"], "not_ready");
+        let tempo = &body["exporters"]["otlp/tempo"];
+        assert_eq!(tempo["status"], "dropping", "{body}");
+        assert_eq!(tempo["reason"], "too_large", "the latest drop: {body}");
+        assert_eq!(tempo["signal"], "traces", "{body}");
+        assert_eq!(
+            tempo["dropped"],
+            json!({ "queue_full": 205, "too_large": 1 }),
+            "{body}"
+        );
+        assert!(tempo["last_drop_seconds_ago"].as_f64().unwrap() < 60.0);
+        // drop_window 0s: ready, the drops still listed.
+        let body = readiness(&status.report(), Duration::ZERO);
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["exporters"]["otlp/tempo"]["status"], "ok");
+        assert_eq!(body["exporters"]["otlp/tempo"]["dropped"]["too_large"], 1);
     }
 }

@@ -12,6 +12,11 @@ pub const DEFAULT_SEND_BATCH_SIZE: usize = 8192;
 pub const DEFAULT_SEND_BATCH_MAX_SIZE: usize = DEFAULT_SEND_BATCH_SIZE;
 /// Default for `timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Default for `send_batch_max_bytes`: 3.5 MiB, an eighth under the 4 MiB that grpc-go and
+/// the OpenTelemetry Collector's OTLP gRPC receiver take by default (and the `otlp`
+/// exporters' `max_request_size`), so that a default batch fits a default downstream
+/// collector with room for what it adds (resource attributes) before its own next hop.
+pub const DEFAULT_SEND_BATCH_MAX_BYTES: usize = 4 * 1024 * 1024 - 512 * 1024;
 
 /// `processors.batch`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +39,14 @@ pub struct Config {
     /// valid every config that sets only `send_batch_size`, and no batch is sent larger
     /// than the size that triggers sending.
     pub send_batch_max_size: usize,
+    /// Longest batch sent on, in bytes of its encoded OTLP request (uncompressed protobuf,
+    /// what a backend's message limit is checked against): a batch that would be longer,
+    /// merged here or received whole, is cut into batches that fit, in order, packed
+    /// greedily, and the remainder is held like the remainder of an item cut. An item whose
+    /// request alone is longer goes on in a batch of its own (the exporter then refuses it,
+    /// counted). 0 = no bound in bytes. Default: 3670016 (3.5 MiB, under the 4 MiB default
+    /// message limit of grpc-go and the OpenTelemetry Collector).
+    pub send_batch_max_bytes: usize,
     /// How long the first item of a batch may wait before the batch is sent regardless of
     /// size. 0 = no waiting: batches pass straight through, only cut to
     /// `send_batch_max_size`. Default: 200ms.
@@ -46,6 +59,7 @@ impl Default for Config {
         Self {
             send_batch_size: DEFAULT_SEND_BATCH_SIZE,
             send_batch_max_size: DEFAULT_SEND_BATCH_MAX_SIZE,
+            send_batch_max_bytes: DEFAULT_SEND_BATCH_MAX_BYTES,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -58,6 +72,7 @@ impl Default for Config {
 struct RawConfig {
     send_batch_size: usize,
     send_batch_max_size: Option<usize>,
+    send_batch_max_bytes: usize,
     #[serde(with = "humantime_serde")]
     timeout: Duration,
 }
@@ -67,6 +82,7 @@ impl Default for RawConfig {
         Self {
             send_batch_size: DEFAULT_SEND_BATCH_SIZE,
             send_batch_max_size: None,
+            send_batch_max_bytes: DEFAULT_SEND_BATCH_MAX_BYTES,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -87,6 +103,7 @@ impl TryFrom<RawConfig> for Config {
         Ok(Self {
             send_batch_size: raw.send_batch_size,
             send_batch_max_size,
+            send_batch_max_bytes: raw.send_batch_max_bytes,
             timeout: raw.timeout,
         })
     }

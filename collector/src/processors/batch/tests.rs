@@ -61,6 +61,7 @@ async fn sends_when_size_is_reached_keeping_order() {
         send_batch_size: 3,
         send_batch_max_size: 3,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(spans(&["a", "b"])).await.unwrap();
     tx.send(spans(&["c"])).await.unwrap();
@@ -77,6 +78,7 @@ async fn sends_a_partial_batch_when_the_timeout_passes() {
         send_batch_size: 100,
         send_batch_max_size: 100,
         timeout: Duration::from_millis(200),
+        ..Config::default()
     });
     let t0 = tokio::time::Instant::now();
     tx.send(spans(&["only"])).await.unwrap();
@@ -96,6 +98,7 @@ async fn flushes_what_it_holds_when_input_closes() {
         send_batch_size: 100,
         send_batch_max_size: 100,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(spans(&["x"])).await.unwrap();
     tx.send(spans(&["y", "z"])).await.unwrap();
@@ -148,6 +151,7 @@ async fn cuts_merged_batches_to_send_batch_max_size_keeping_order() {
         send_batch_size: 3,
         send_batch_max_size: 4,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(spans(&["a", "b"])).await.unwrap();
     tx.send(spans(&["c", "d", "e", "f", "g"])).await.unwrap();
@@ -166,6 +170,7 @@ async fn cuts_a_single_batch_larger_than_the_max_into_max_sized_batches() {
         send_batch_size: 3,
         send_batch_max_size: 4,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(numbered("s", 0..13)).await.unwrap();
     // 13 = 4 + 4 + 4 + 1: the 1 left over is below send_batch_size, so it is held.
@@ -188,6 +193,7 @@ async fn a_batch_of_exactly_the_max_goes_whole() {
         send_batch_size: 3,
         send_batch_max_size: 4,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(numbered("s", 0..4)).await.unwrap();
     tx.send(numbered("t", 0..8)).await.unwrap();
@@ -207,6 +213,7 @@ async fn the_remainder_of_a_cut_waits_its_own_timeout() {
         send_batch_size: 3,
         send_batch_max_size: 4,
         timeout: Duration::from_millis(200),
+        ..Config::default()
     });
     let t0 = tokio::time::Instant::now();
     tx.send(spans(&["a"])).await.unwrap();
@@ -232,6 +239,7 @@ async fn zero_timeout_passes_batches_through_cut_to_the_max() {
         send_batch_size: 3,
         send_batch_max_size: 4,
         timeout: Duration::ZERO,
+        ..Config::default()
     });
     tx.send(spans(&["a"])).await.unwrap();
     tx.send(numbered("s", 0..9)).await.unwrap();
@@ -254,6 +262,7 @@ async fn zero_max_size_sends_merged_batches_whole() {
         send_batch_size: 3,
         send_batch_max_size: 0,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(spans(&["a", "b"])).await.unwrap();
     tx.send(numbered("s", 0..5)).await.unwrap();
@@ -270,6 +279,7 @@ async fn timeout_only_batching_still_cuts_to_the_max() {
         send_batch_size: 0,
         send_batch_max_size: 4,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(spans(&["a", "b", "c"])).await.unwrap();
     tx.send(spans(&["d", "e", "f", "g", "h", "i"]))
@@ -315,6 +325,7 @@ async fn cuts_metrics_inside_a_metric_keeping_its_metadata() {
         send_batch_size: 2,
         send_batch_max_size: 2,
         timeout: Duration::from_secs(3600),
+        ..Config::default()
     });
     tx.send(batch(0..5)).await.unwrap();
     drop(tx);
@@ -401,4 +412,138 @@ service:
         "t.yaml: processors.batch: send_batch_max_size (999) must be 0 or at least \
          send_batch_size (1000)"
     );
+}
+
+/// One span named `name` carrying a `payload` attribute of `bytes` bytes.
+fn sized(name: &str, bytes: usize) -> Batch {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    Batch::Traces(vec![ResourceSpans {
+        scope_spans: vec![ScopeSpans {
+            spans: vec![Span {
+                name: name.into(),
+                attributes: vec![KeyValue {
+                    key: "payload".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("x".repeat(bytes))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }])
+}
+
+/// Closes the input and returns every batch sent, with its request length.
+async fn close_and_collect_batches(
+    tx: channel::Sender,
+    mut rx: channel::Receiver,
+    task: tokio::task::JoinHandle<()>,
+) -> Vec<Batch> {
+    drop(tx);
+    task.await.unwrap();
+    let mut out = Vec::new();
+    while let Some(b) = rx.recv().await {
+        out.push(b);
+    }
+    out
+}
+
+#[tokio::test]
+async fn five_1_mib_spans_go_out_in_batches_under_the_default_send_batch_max_bytes() {
+    const MIB: usize = 1024 * 1024;
+    let (tx, rx, task) = start(Config {
+        timeout: Duration::from_secs(3600),
+        ..Config::default()
+    });
+    for i in 0..5 {
+        tx.send(sized(&format!("s{i}"), MIB)).await.unwrap();
+    }
+    let out = close_and_collect_batches(tx, rx, task).await;
+    let sent: Vec<(Vec<String>, usize)> = out.iter().map(|b| (names(b), b.encoded_len())).collect();
+    let batches: Vec<Vec<String>> = sent.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(
+        batches,
+        [vec!["s0", "s1", "s2"], vec!["s3", "s4"]],
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter()
+            .all(|(_, len)| *len <= DEFAULT_SEND_BATCH_MAX_BYTES),
+        "{sent:?}"
+    );
+    const { assert!(DEFAULT_SEND_BATCH_MAX_BYTES < 4 * MIB) };
+}
+
+#[tokio::test]
+async fn an_item_longer_than_send_batch_max_bytes_goes_on_alone_in_order() {
+    let max = sized("a", 100).encoded_len() * 3;
+    let (tx, rx, task) = start(Config {
+        send_batch_max_bytes: max,
+        timeout: Duration::from_secs(3600),
+        ..Config::default()
+    });
+    tx.send(sized("a", 100)).await.unwrap();
+    tx.send(sized("huge", 10 * max)).await.unwrap();
+    tx.send(sized("b", 100)).await.unwrap();
+    tx.send(sized("c", 100)).await.unwrap();
+    let out = close_and_collect_batches(tx, rx, task).await;
+    let got: Vec<Vec<String>> = out.iter().map(names).collect();
+    assert_eq!(got, [vec!["a"], vec!["huge"], vec!["b", "c"]]);
+    assert!(out[1].encoded_len() > max);
+    assert!(out[0].encoded_len() <= max && out[2].encoded_len() <= max);
+}
+
+#[tokio::test]
+async fn a_batch_cut_to_send_batch_max_size_is_also_cut_to_send_batch_max_bytes() {
+    let one = sized("x", 100).encoded_len();
+    let (tx, rx, task) = start(Config {
+        send_batch_size: 4,
+        send_batch_max_size: 4,
+        // Two spans fit, three do not.
+        send_batch_max_bytes: 2 * one + one / 2,
+        timeout: Duration::from_secs(3600),
+    });
+    let mut batch = sized("s0", 100);
+    for i in 1..6 {
+        batch.append(sized(&format!("s{i}"), 100)).unwrap();
+    }
+    tx.send(batch).await.unwrap();
+    let got = close_and_collect(tx, rx, task).await;
+    assert_eq!(got, [vec!["s0", "s1"], vec!["s2", "s3"], vec!["s4", "s5"]]);
+}
+
+#[tokio::test]
+async fn zero_send_batch_max_bytes_does_not_cut_by_size() {
+    let (tx, rx, task) = start(Config {
+        send_batch_max_bytes: 0,
+        timeout: Duration::from_secs(3600),
+        ..Config::default()
+    });
+    for i in 0..3 {
+        tx.send(sized(&format!("s{i}"), 2 * 1024 * 1024))
+            .await
+            .unwrap();
+    }
+    let got = close_and_collect(tx, rx, task).await;
+    assert_eq!(got, [vec!["s0", "s1", "s2"]]);
+}
+
+#[test]
+fn send_batch_max_bytes_defaults_to_3_5_mib_and_reads_back() {
+    let parse = |yaml: &str| serde_yaml::from_str::<Config>(yaml).unwrap();
+    assert_eq!(
+        parse("{}").send_batch_max_bytes,
+        DEFAULT_SEND_BATCH_MAX_BYTES
+    );
+    assert_eq!(DEFAULT_SEND_BATCH_MAX_BYTES, 3_670_016);
+    assert_eq!(parse("send_batch_max_bytes: 0").send_batch_max_bytes, 0);
+    let c = parse("send_batch_max_bytes: 1000000");
+    let yaml = serde_yaml::to_string(&c).unwrap();
+    assert!(yaml.contains("send_batch_max_bytes: 1000000"), "{yaml}");
+    assert_eq!(parse(&yaml), c);
+    let e = serde_yaml::from_str::<Config>("send_batch_max_bytes: -1").unwrap_err();
+    assert!(e.to_string().contains("send_batch_max_bytes"), "{e}");
 }

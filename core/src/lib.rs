@@ -33,4 +33,4 @@ pub use config::{BearerAuthConfig, HostPort, Secret, TlsClientConfig, TlsServerC
 pub use opentelemetry_proto::tonic as proto;
 pub use pipeline::{Output, Outputs, SendError};
 pub use signal::{Batch, Signal, metric_point_count};
-pub use telemetry::{ComponentStats, Counter, ExportFailure, ReasonCount, Telemetry};
+pub use telemetry::{ComponentStats, Counter, ExportFailure, MemoryUse, ReasonCount, Telemetry};

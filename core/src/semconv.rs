@@ -40,6 +40,10 @@ pub const HPCOTEL_REASON: &str = "hpcotel.reason";
 pub const METRIC_HPCOTEL_RECEIVER_ACCEPTED: &str = "hpcotel.receiver.accepted";
 /// `hpcotel.receiver.refused` (counter, `{item}`): items a receiver turned away, by reason.
 pub const METRIC_HPCOTEL_RECEIVER_REFUSED: &str = "hpcotel.receiver.refused";
+/// `hpcotel.receiver.corrected` (counter, `{item}`): items a receiver accepted after
+/// correcting what they claimed, by reason (`identity`: their `k8s.pod.*` claim was not the
+/// connection's pod).
+pub const METRIC_HPCOTEL_RECEIVER_CORRECTED: &str = "hpcotel.receiver.corrected";
 /// `hpcotel.processor.dropped` (counter, `{item}`): items a processor discarded, by reason.
 pub const METRIC_HPCOTEL_PROCESSOR_DROPPED: &str = "hpcotel.processor.dropped";
 /// `hpcotel.exporter.sent` (counter, `{item}`): items an exporter delivered.
@@ -53,6 +57,10 @@ pub const METRIC_HPCOTEL_EXPORTER_DROPPED: &str = "hpcotel.exporter.dropped";
 pub const METRIC_HPCOTEL_EXPORTER_QUEUE_SIZE: &str = "hpcotel.exporter.queue.size";
 /// `hpcotel.exporter.queue.capacity` (gauge, `{item}`): an export queue's capacity.
 pub const METRIC_HPCOTEL_EXPORTER_QUEUE_CAPACITY: &str = "hpcotel.exporter.queue.capacity";
+/// `hpcotel.identity.source` (resource attribute): where the `k8s.pod.*` identity of data an
+/// OTLP receiver took from a pod came from: `connection` (the peer address is that pod's)
+/// or `attributes` (the data's own claim, unverified: the peer is not a pod of this node).
+pub const HPCOTEL_IDENTITY_SOURCE: &str = "hpcotel.identity.source";
 
 // --- OpenTelemetry semantic conventions: system metrics (host receiver) ---
 

@@ -39,6 +39,8 @@ pub enum Counter {
     Accepted,
     /// Items a receiver turned away (client told to retry, no pipeline, or invalid items).
     Refused,
+    /// Items a receiver accepted after correcting what they claimed (their pod identity).
+    Corrected,
     /// Items an exporter delivered.
     Sent,
     /// Items in export attempts that failed (each failed attempt counts).
@@ -48,9 +50,10 @@ pub enum Counter {
 }
 
 impl Counter {
-    const ALL: [Counter; 5] = [
+    const ALL: [Counter; 6] = [
         Counter::Accepted,
         Counter::Refused,
+        Counter::Corrected,
         Counter::Sent,
         Counter::SendFailed,
         Counter::Dropped,
@@ -61,6 +64,7 @@ impl Counter {
         match self {
             Counter::Accepted => "accepted",
             Counter::Refused => "refused",
+            Counter::Corrected => "corrected",
             Counter::Sent => "sent",
             Counter::SendFailed => "send_failed",
             Counter::Dropped => "dropped",
@@ -105,13 +109,28 @@ type Reasons = BTreeMap<(Signal, Counter, String), (u64, Instant)>;
 pub struct ComponentStats {
     kind: ComponentKind,
     id: ComponentId,
-    counters: [[AtomicU64; 5]; 3],
+    counters: [[AtomicU64; Counter::ALL.len()]; 3],
     reasons: Mutex<Reasons>,
     queue_size: AtomicI64,
     queue_capacity: AtomicI64,
     /// Whether `failure` is set: lets a success skip the mutex on the hot path.
     failing: AtomicBool,
     failure: Mutex<Option<ExportFailure>>,
+    /// A receiver's memory budget: bytes held, the budget (-1: none), when it last refused.
+    memory_used: AtomicI64,
+    memory_limit: AtomicI64,
+    memory_refused: Mutex<Option<Instant>>,
+}
+
+/// A receiver's memory budget for requests in flight (see [`ComponentStats::memory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Bytes held by requests in flight.
+    pub used: u64,
+    /// The budget, bytes.
+    pub limit: u64,
+    /// When it last refused a request for want of room.
+    pub last_refusal: Option<Instant>,
 }
 
 impl ComponentStats {
@@ -125,6 +144,9 @@ impl ComponentStats {
             queue_capacity: AtomicI64::new(-1),
             failing: AtomicBool::new(false),
             failure: Mutex::new(None),
+            memory_used: AtomicI64::new(0),
+            memory_limit: AtomicI64::new(-1),
+            memory_refused: Mutex::new(None),
         }
     }
 
@@ -208,6 +230,33 @@ impl ComponentStats {
                 self.queue_size.load(Ordering::Relaxed).max(0) as u64,
                 cap as u64,
             )
+        })
+    }
+
+    /// Records a receiver's memory budget use: `used` of `limit` bytes held.
+    pub fn set_memory(&self, used: usize, limit: usize) {
+        self.memory_used.store(used as i64, Ordering::Relaxed);
+        self.memory_limit.store(limit as i64, Ordering::Relaxed);
+    }
+
+    /// Records that a receiver refused a request because its memory budget was full.
+    pub fn memory_refused(&self) {
+        *self
+            .memory_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// The receiver's memory budget use, if it has a budget.
+    pub fn memory(&self) -> Option<MemoryUse> {
+        let limit = self.memory_limit.load(Ordering::Relaxed);
+        (limit >= 0).then(|| MemoryUse {
+            used: self.memory_used.load(Ordering::Relaxed).max(0) as u64,
+            limit: limit as u64,
+            last_refusal: *self
+                .memory_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
         })
     }
 
@@ -368,7 +417,7 @@ impl Telemetry {
 
 /// Every metric the self-telemetry can emit: (name, description). Counters are `{item}`
 /// cumulative monotonic sums, the queue metrics `{item}` gauges.
-pub const SELF_METRICS: [(&str, &str); 8] = [
+pub const SELF_METRICS: [(&str, &str); 9] = [
     (
         semconv::METRIC_HPCOTEL_RECEIVER_ACCEPTED,
         "Items a receiver handed to its pipelines.",
@@ -376,6 +425,10 @@ pub const SELF_METRICS: [(&str, &str); 8] = [
     (
         semconv::METRIC_HPCOTEL_RECEIVER_REFUSED,
         "Items a receiver turned away (client told to retry, no pipeline, or invalid items), by reason.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_RECEIVER_CORRECTED,
+        "Items a receiver accepted after correcting what they claimed (their pod identity), by reason.",
     ),
     (
         semconv::METRIC_HPCOTEL_PROCESSOR_DROPPED,
@@ -418,6 +471,7 @@ pub fn counter_metric(kind: ComponentKind, counter: Counter) -> Option<&'static 
     let name = match (kind, counter) {
         (K::Receiver, C::Accepted) => semconv::METRIC_HPCOTEL_RECEIVER_ACCEPTED,
         (K::Receiver, C::Refused) => semconv::METRIC_HPCOTEL_RECEIVER_REFUSED,
+        (K::Receiver, C::Corrected) => semconv::METRIC_HPCOTEL_RECEIVER_CORRECTED,
         (K::Processor, C::Dropped) => semconv::METRIC_HPCOTEL_PROCESSOR_DROPPED,
         (K::Exporter, C::Sent) => semconv::METRIC_HPCOTEL_EXPORTER_SENT,
         (K::Exporter, C::SendFailed) => semconv::METRIC_HPCOTEL_EXPORTER_SEND_FAILED,

@@ -96,13 +96,18 @@ impl ReceiverConfig {
     }
 
     /// Builds the receiver: binds its sockets, opens what it needs. Receivers that learn
-    /// metadata (the gpu receiver's PodResources) write it to `catalog`.
+    /// metadata (the gpu receiver's PodResources) write it to `catalog`; the otlp receiver
+    /// reads pod IPs from it (identity from the connection).
     pub async fn build(
         &self,
         catalog: &Catalog,
     ) -> Result<Box<dyn Receiver>, hpcotel_core::ComponentError> {
         Ok(match self {
-            Self::Otlp(c) => Box::new(otlp_receiver::OtlpReceiver::bind(c).await?),
+            Self::Otlp(c) => Box::new(
+                otlp_receiver::OtlpReceiver::bind(c)
+                    .await?
+                    .with_catalog(catalog.clone()),
+            ),
             Self::Host(c) => Box::new(host::HostReceiver::new(c)?),
             Self::Gpu(c) => {
                 // Loading and initialising NVML blocks (seconds on some nodes).

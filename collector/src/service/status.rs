@@ -9,13 +9,18 @@
 //! drops the `hpcotel.exporter.dropped` counts, each with when it last grew
 //! ([`ComponentStats::reason_counts`](hpcotel_core::ComponentStats::reason_counts)). A
 //! [`Report`] is a consistent-enough snapshot of all three, taken per request: a few atomic
-//! loads and two locks per exporter.
+//! loads and two locks per exporter. Receivers with a memory budget (`otlp`) report its use
+//! and when it last refused a request ([`ComponentStats::memory`](hpcotel_core::ComponentStats::memory));
+//! one that refused within [`MEMORY_PRESSURE_WINDOW`] is "at its memory budget" and the
+//! collector not ready, so that a Service sends new clients elsewhere.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use hpcotel_core::{ComponentId, ComponentKind, Counter, ExportFailure, ReasonCount, Telemetry};
+use hpcotel_core::{
+    ComponentId, ComponentKind, Counter, ExportFailure, MemoryUse, ReasonCount, Telemetry,
+};
 use hpcotel_exporters::queue::{
     REASON_PANIC, REASON_PERMANENT, REASON_RETRIES_EXHAUSTED, REASON_RETRY_DISABLED,
     REASON_SHUTDOWN,
@@ -29,6 +34,29 @@ const FAILING_REASONS: [&str; 4] = [
     REASON_RETRY_DISABLED,
     REASON_PANIC,
 ];
+
+/// How long after a receiver last refused a request for want of memory it counts as at its
+/// memory budget (not ready). Short: such refusals are retried by clients, not data lost.
+pub const MEMORY_PRESSURE_WINDOW: Duration = Duration::from_secs(5);
+
+/// One receiver with a memory budget in a [`Report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiverReport {
+    /// The receiver's config id.
+    pub id: ComponentId,
+    /// Its budget's use.
+    pub memory: MemoryUse,
+}
+
+impl ReceiverReport {
+    /// Whether it refused a request for want of memory less than
+    /// [`MEMORY_PRESSURE_WINDOW`] ago.
+    pub fn at_memory_budget(&self) -> bool {
+        self.memory
+            .last_refusal
+            .is_some_and(|t| t.elapsed() < MEMORY_PRESSURE_WINDOW)
+    }
+}
 
 /// Where the collector is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,17 +134,21 @@ pub struct Report {
     pub pipelines: Vec<String>,
     /// Every exporter a pipeline uses, sorted by id.
     pub exporters: Vec<ExporterReport>,
+    /// Every receiver with a memory budget, in registration order.
+    pub receivers: Vec<ReceiverReport>,
 }
 
 impl Report {
-    /// Ready: every pipeline runs, no exporter is failing, and none dropped data less than
-    /// `drop_window` ago (see [`ExporterReport::recent_drop`]).
+    /// Ready: every pipeline runs, no exporter is failing, none dropped data less than
+    /// `drop_window` ago (see [`ExporterReport::recent_drop`]), and no receiver is at its
+    /// memory budget ([`ReceiverReport::at_memory_budget`]).
     pub fn ready(&self, drop_window: Duration) -> bool {
         self.phase == Phase::Running
             && self
                 .exporters
                 .iter()
                 .all(|e| e.failure.is_none() && e.recent_drop(drop_window).is_none())
+            && !self.receivers.iter().any(ReceiverReport::at_memory_budget)
     }
 }
 
@@ -168,10 +200,21 @@ impl Status {
                 }
             })
             .collect();
+        let receivers = components
+            .iter()
+            .filter(|c| c.kind() == ComponentKind::Receiver)
+            .filter_map(|c| {
+                Some(ReceiverReport {
+                    id: c.id().clone(),
+                    memory: c.memory()?,
+                })
+            })
+            .collect();
         Report {
             phase: self.phase(),
             pipelines: self.pipelines.clone(),
             exporters,
+            receivers,
         }
     }
 }
@@ -182,6 +225,31 @@ mod tests {
 
     /// A drop window for the tests: the health check's default.
     const DROP_WINDOW: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_receiver_that_refused_for_memory_just_now_is_not_ready() {
+        let telemetry = Telemetry::default();
+        let otlp: ComponentId = "otlp".parse().unwrap();
+        let stats = telemetry.register(ComponentKind::Receiver, otlp.clone());
+        let status = Status::new(vec!["traces".into()], vec![], telemetry);
+        status.set_phase(Phase::Running);
+        assert!(status.report().receivers.is_empty(), "no budget, no report");
+        stats.set_memory(1 << 20, 64 << 20);
+        let report = status.report();
+        assert!(report.ready(DROP_WINDOW));
+        assert_eq!(report.receivers[0].id, otlp);
+        assert_eq!(
+            (
+                report.receivers[0].memory.used,
+                report.receivers[0].memory.limit
+            ),
+            (1 << 20, 64 << 20)
+        );
+        stats.memory_refused();
+        let report = status.report();
+        assert!(report.receivers[0].at_memory_budget());
+        assert!(!report.ready(DROP_WINDOW), "{report:?}");
+    }
 
     #[test]
     fn ready_only_while_running_with_no_failing_exporter() {

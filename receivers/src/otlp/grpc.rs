@@ -1,8 +1,14 @@
 //! OTLP/gRPC: the three generated collector services on one tonic server.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hpcotel_core::{Batch, SendError};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -21,75 +27,136 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Server, ServerTlsConfig};
+use tonic::service::Routes;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use super::budget::{BodyError, Charge, MeteredBody, ReadRules};
 use super::config::GrpcConfig;
-use super::receiver::{Error, Outcome, Result, SHUTDOWN_GRACE, Shared, refusal_message};
+use super::receiver::{AdmitError, Outcome, Result, Shared, refusal_message};
+use super::server;
 use super::validate::{Invalid, response};
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then drains in-flight
-/// requests (at most [`SHUTDOWN_GRACE`]).
+/// requests (at most [`super::receiver::SHUTDOWN_GRACE`]).
+///
+/// The three generated services are routed by tonic and served by the shared connection
+/// layer ([`server`]), which bounds connections, streams and idle time; each request's body
+/// is a [`MeteredBody`] charging the memory budget and enforcing the read deadlines, its
+/// [`Charge`] and peer address passed to the handler in the request's extensions.
 pub(super) async fn serve(
     listener: TcpListener,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     cfg: &GrpcConfig,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let limit = cfg.max_recv_msg_size_bytes();
-    let handler = Arc::new(Handler { shared });
-    let mut server =
-        Server::builder().layer(tower::util::MapResponseLayer::new(oversized_is_permanent));
-    if let Some(tls) = tls {
-        server = server.tls_config(tls).map_err(Error::Grpc)?;
-    }
-    let router = server
-        .add_service(
-            TraceServiceServer::from_arc(handler.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            MetricsServiceServer::from_arc(handler.clone())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        )
-        .add_service(
-            LogsServiceServer::from_arc(handler)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit),
-        );
-    // Small OTLP answers must not wait on Nagle's algorithm.
-    let incoming = TcpListenerStream::new(listener).map(|accepted| {
-        accepted.inspect(|stream| {
-            let _ = stream.set_nodelay(true);
-        })
+    let handler = Arc::new(Handler {
+        shared: shared.clone(),
     });
-    let serving = router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
-    tokio::pin!(serving);
-    tokio::select! {
-        r = &mut serving => return r.map_err(Error::Grpc),
-        () = shutdown.cancelled() => {}
-    }
-    // Shutdown asked: the server stops accepting and waits for its connections to finish.
-    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
-        Ok(r) => r.map_err(Error::Grpc)?,
-        Err(_) => tracing::warn!(
-            grace = ?SHUTDOWN_GRACE,
-            "OTLP/gRPC connections still open after the shutdown grace period; closing them"
-        ),
-    }
+    let routes = Routes::new(
+        TraceServiceServer::from_arc(handler.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        MetricsServiceServer::from_arc(handler.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        LogsServiceServer::from_arc(handler)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(limit),
+    )
+    .prepare();
+    let l = server::Listener {
+        protocol: "gRPC",
+        listener,
+        tls,
+        versions: server::Versions::Http2,
+        limits: shared.limits.clone(),
+    };
+    // The wire message may be up to `limit` bytes plus its 5-byte gRPC frame header; a
+    // compressed message is smaller on the wire than `limit`.
+    let rules = ReadRules::from(&shared.limits);
+    server::serve(l, shutdown, move |peer| GrpcService {
+        routes: routes.clone(),
+        shared: shared.clone(),
+        peer,
+        max: limit.saturating_add(GRPC_FRAME_HEADER),
+        rules,
+    })
+    .await;
     Ok(())
+}
+
+/// Bytes of the gRPC length-prefixed message header.
+const GRPC_FRAME_HEADER: usize = 5;
+
+/// The peer address of a request's connection, in its extensions.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+/// tonic's routes behind a metered body, for one connection.
+#[derive(Clone)]
+struct GrpcService {
+    routes: Routes,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    max: usize,
+    rules: ReadRules,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for GrpcService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let charge = Charge::new(self.shared.budget.clone(), self.peer.ip());
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(Peer(self.peer));
+        parts.extensions.insert(charge.clone());
+        let retry_after = self.shared.retry_after;
+        let shared = self.shared.clone();
+        let body = MeteredBody::new(body, charge, 0, self.max, self.rules)
+            .map_err(move |e| body_status(&shared, e, retry_after));
+        let req = http::Request::from_parts(parts, tonic::body::Body::new(body));
+        let mut routes = self.routes.clone();
+        Box::pin(async move {
+            let response = tower::Service::call(&mut routes, req).await?;
+            Ok(oversized_is_permanent(response))
+        })
+    }
+}
+
+/// The status a failed body read is answered with (tonic finds it in the error's chain).
+fn body_status(shared: &Shared, e: BodyError, retry_after: std::time::Duration) -> Status {
+    match e {
+        BodyError::Exhausted(x) => {
+            shared.note_exhausted(x);
+            Status::with_error_details(
+                Code::ResourceExhausted,
+                x.to_string(),
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            )
+        }
+        e @ (BodyError::TimedOut(_) | BodyError::TooSlow { .. }) => {
+            Status::deadline_exceeded(e.to_string())
+        }
+        // Permanent, as an oversized message (see `oversized_is_permanent`).
+        e @ BodyError::TooLarge(_) => Status::resource_exhausted(e.to_string()),
+        e @ BodyError::Read(_) => Status::cancelled(e.to_string()),
+    }
 }
 
 /// tonic refuses a message over `max_decoding_message_size` with OUT_OF_RANGE, which the
@@ -120,12 +187,23 @@ struct Handler {
 impl Handler {
     /// Authenticates, checks ids, hands over, and maps a refusal to the OTLP-specified
     /// status; `Ok(Some(..))`: some items were refused (a partial success).
-    async fn export<T>(
+    async fn export<T: Message>(
         &self,
         request: Request<T>,
         to_batch: impl FnOnce(T) -> Batch,
     ) -> Result<Option<Invalid>, Status> {
-        let peer = request.remote_addr();
+        let Some(&Peer(peer_addr)) = request.extensions().get::<Peer>() else {
+            return Err(Status::internal(
+                "request without its connection's peer address",
+            ));
+        };
+        let peer = Some(peer_addr);
+        // The body's charge: held until the request is answered.
+        let charge = request
+            .extensions()
+            .get::<Charge>()
+            .cloned()
+            .unwrap_or_else(|| Charge::new(self.shared.budget.clone(), peer_addr.ip()));
         let authorization = request
             .metadata()
             .get("authorization")
@@ -136,9 +214,15 @@ impl Handler {
                 "missing or wrong bearer token (send 'authorization: Bearer <token>')",
             ));
         }
-        let batch = to_batch(request.into_inner());
+        let message = request.into_inner();
+        let encoded_len = message.encoded_len();
+        let batch = to_batch(message);
         let signal = batch.signal();
-        match self.shared.admit(batch).await {
+        match self
+            .shared
+            .admit(batch, peer_addr, &charge, encoded_len)
+            .await
+        {
             Ok(Outcome::Accepted) => Ok(None),
             Ok(Outcome::Partial(i)) => {
                 tracing::debug!(peer = ?peer, %signal, refused = i.items, reason = %i.message, "OTLP/gRPC request partly refused: malformed ids");
@@ -151,7 +235,15 @@ impl Handler {
                     i.items, i.message
                 )))
             }
-            Err(e) => {
+            Err(AdmitError::Exhausted(x)) => {
+                self.shared.note_exhausted(x);
+                Err(Status::with_error_details(
+                    Code::ResourceExhausted,
+                    x.to_string(),
+                    ErrorDetails::with_retry_info(Some(self.shared.retry_after)),
+                ))
+            }
+            Err(AdmitError::Send(e)) => {
                 let message = refusal_message(e);
                 match e {
                     SendError::NoPipeline(_) => {

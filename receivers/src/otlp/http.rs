@@ -21,28 +21,25 @@ use std::convert::Infallible;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use hpcotel_core::{Batch, SendError, Signal};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tonic::Code;
 
+use super::budget::{BodyError, Charge, MeteredBody, ReadRules};
 use super::config::HttpConfig;
-use super::receiver::{Outcome, SHUTDOWN_GRACE, Shared, refusal_message};
-use super::tls::HTTP_HANDSHAKE_TIMEOUT;
+use super::receiver::{Outcome, Shared, refusal_message};
+use super::server;
 use super::validate::{Invalid, response};
 
 /// `Content-Type` of OTLP/HTTP protobuf bodies.
@@ -50,12 +47,8 @@ pub(super) const PROTOBUF: &str = "application/x-protobuf";
 /// `Content-Type` of OTLP/HTTP JSON bodies.
 pub(super) const JSON: &str = "application/json";
 
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again, so
-/// the loop does not spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-
 /// Serves OTLP/HTTP on `listener` until `shutdown` is cancelled, then lets in-flight
-/// requests finish (at most [`SHUTDOWN_GRACE`]).
+/// requests finish (at most [`super::receiver::SHUTDOWN_GRACE`]).
 pub(super) async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -64,95 +57,25 @@ pub(super) async fn serve(
     shutdown: CancellationToken,
 ) {
     let state = Arc::new(State {
-        shared,
         max_body: cfg.max_request_body_size,
+        rules: ReadRules::from(&shared.limits),
+        shared,
     });
-    let connections = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "OTLP/HTTP accept failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
-                    }
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let (tls, state, shutdown) = (tls.clone(), state.clone(), shutdown.clone());
-        connections.spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, state, shutdown).await,
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(HTTP_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                    let stream = tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        r = handshake => match r {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "OTLP/HTTP TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "OTLP/HTTP TLS handshake timed out");
-                                return;
-                            }
-                        },
-                    };
-                    serve_connection(stream, peer, state, shutdown).await
-                }
-            }
-        });
-    }
-    // Stop accepting at once, then wait for the open connections to finish their requests.
-    drop(listener);
-    connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace = ?SHUTDOWN_GRACE,
-            open = connections.len(),
-            "OTLP/HTTP connections still open after the shutdown grace period; closing them"
-        );
-    }
-}
-
-/// Serves one connection; on shutdown, finishes the request in progress and closes.
-async fn serve_connection<I>(
-    io: I,
-    peer: SocketAddr,
-    state: Arc<State>,
-    shutdown: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
-    });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    // With a timer, hyper enforces its HTTP/1 header read timeout (30 s) against slow clients.
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    let l = server::Listener {
+        protocol: "HTTP",
+        listener,
+        tls,
+        versions: server::Versions::Both,
+        limits: state.shared.limits.clone(),
     };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "OTLP/HTTP connection ended with an error");
-    }
+    server::serve(l, shutdown, move |peer| {
+        let state = state.clone();
+        hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(state.handle(req, peer).await) }
+        })
+    })
+    .await;
 }
 
 /// How a body is encoded.
@@ -216,12 +139,13 @@ impl Refusal {
 struct State {
     shared: Arc<Shared>,
     max_body: usize,
+    rules: ReadRules,
 }
 
 impl State {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         let encoding = Encoding::from_content_type(req.headers().get(header::CONTENT_TYPE));
-        match self.process(req).await {
+        match self.process(req, peer).await {
             Ok((signal, enc, refused)) => {
                 if let Some(i) = &refused {
                     tracing::debug!(%peer, %signal, refused = i.items, reason = %i.message, "OTLP/HTTP request partly refused: malformed ids");
@@ -246,6 +170,7 @@ impl State {
     async fn process(
         &self,
         req: Request<Incoming>,
+        peer: SocketAddr,
     ) -> Result<(Signal, Encoding, Option<Invalid>), Refusal> {
         let signal = match req.uri().path() {
             "/v1/traces" => Signal::Traces,
@@ -320,32 +245,65 @@ impl State {
             return Err(Refusal::too_large(self.max_body));
         }
 
-        let body = match Limited::new(req.into_body(), self.max_body).collect().await {
+        // Everything this request holds is charged to the memory budget before it is
+        // held: the declared length up front (so an upload that cannot fit is refused
+        // before it is read), the rest as it arrives, then its decompressed and decoded
+        // forms. The charge is given back when the answer is sent.
+        let charge = Charge::new(self.shared.budget.clone(), peer.ip());
+        let prepaid = declared.map_or(0, |n| n as usize);
+        charge.add(prepaid).map_err(|e| self.exhausted(e))?;
+        let body = MeteredBody::new(
+            req.into_body(),
+            charge.clone(),
+            prepaid,
+            self.max_body,
+            self.rules,
+        );
+        let body = match body.collect().await {
             Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(Refusal::too_large(self.max_body));
+            Err(BodyError::TooLarge(_)) => return Err(Refusal::too_large(self.max_body)),
+            Err(BodyError::Exhausted(e)) => return Err(self.exhausted(e)),
+            Err(e @ (BodyError::TimedOut(_) | BodyError::TooSlow { .. })) => {
+                return Err(Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Code::DeadlineExceeded,
+                    e.to_string(),
+                ));
             }
-            Err(e) => {
-                return Err(Refusal::bad_request(format!(
-                    "could not read the request body: {e}"
-                )));
-            }
+            Err(e @ BodyError::Read(_)) => return Err(Refusal::bad_request(e.to_string())),
         };
         let body = if gzip {
-            gunzip(&body, self.max_body)?
+            gunzip(&body, self.max_body, &charge).map_err(|e| match e {
+                Gunzip::Refused(r) => r,
+                Gunzip::Exhausted(e) => self.exhausted(e),
+            })?
         } else {
             body
         };
         let batch = decode(signal, encoding, &body).map_err(Refusal::bad_request)?;
-        match self.shared.admit(batch).await {
+        let encoded_len = body.len();
+        drop(body);
+        match self.shared.admit(batch, peer, &charge, encoded_len).await {
             Ok(Outcome::Accepted) => Ok((signal, encoding, None)),
             Ok(Outcome::Partial(i)) => Ok((signal, encoding, Some(i))),
             Ok(Outcome::Invalid(i)) => Err(Refusal::bad_request(format!(
                 "every item was refused ({} in all); first: {}",
                 i.items, i.message
             ))),
-            Err(e) => Err(self.refusal(e, signal)),
+            Err(super::receiver::AdmitError::Exhausted(e)) => Err(self.exhausted(e)),
+            Err(super::receiver::AdmitError::Send(e)) => Err(self.refusal(e, signal)),
         }
+    }
+
+    /// The answer to a request the memory budget has no room for: retryable (429 with
+    /// `Retry-After`), as a full pipeline.
+    fn exhausted(&self, e: super::budget::Exhausted) -> Refusal {
+        self.shared.note_exhausted(e);
+        Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::ResourceExhausted,
+            e.to_string(),
+        )
     }
 
     fn refusal(&self, e: SendError, signal: Signal) -> Refusal {
@@ -439,25 +397,58 @@ fn partial_success_json(signal: Signal, i: &Invalid) -> String {
         .to_string()
 }
 
-/// Decompresses a gzip body (one or more members), refusing output beyond `max` bytes so
-/// that a small "zip bomb" cannot exhaust memory.
-fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
-    flate2::read::MultiGzDecoder::new(body)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| Refusal::bad_request(format!("could not decompress the gzip body: {e}")))?;
+/// Why a gzip body was not decompressed.
+enum Gunzip {
+    Refused(Refusal),
+    Exhausted(super::budget::Exhausted),
+}
+
+/// Decompresses a gzip body (one or more members) in steps, charging each step's output
+/// to `charge` and refusing output beyond `max` bytes, so that a small "zip bomb" can
+/// neither exhaust memory nor outgrow the budget.
+fn gunzip(body: &[u8], max: usize, charge: &Charge) -> Result<Bytes, Gunzip> {
+    const STEP: usize = 64 * 1024;
+    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(max as u64 + 1);
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        charge.add(STEP).map_err(Gunzip::Exhausted)?;
+        let len = out.len();
+        out.resize(len + STEP, 0);
+        let n = read_full(&mut decoder, &mut out[len..]).map_err(|e| {
+            Gunzip::Refused(Refusal::bad_request(format!(
+                "could not decompress the gzip body: {e}"
+            )))
+        })?;
+        out.truncate(len + n);
+        if n < STEP {
+            break;
+        }
+    }
     if out.len() > max {
-        return Err(Refusal::new(
+        return Err(Gunzip::Refused(Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::ResourceExhausted,
             format!(
                 "decompressed request body exceeds the limit of {max} bytes \
                  (max_request_body_size)"
             ),
-        ));
+        )));
     }
     Ok(out.into())
+}
+
+/// Reads until `buf` is full or the reader ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// Decodes an `Export*ServiceRequest` of `signal` into the batch it carries.

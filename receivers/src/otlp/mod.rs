@@ -17,18 +17,22 @@
 //! port in use or a missing certificate stops start-up; [`hpcotel_core::Receiver::run`]
 //! serves until shutdown, then lets in-flight requests finish and hand over their data.
 
+mod budget;
 mod config;
 mod grpc;
 mod http;
+mod identity;
 mod json;
 mod receiver;
+mod server;
 mod tls;
 mod validate;
 
 pub use config::{
     Config, DEFAULT_GRPC_HOST, DEFAULT_GRPC_PORT, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT,
     DEFAULT_MAX_RECV_MSG_SIZE_MIB, DEFAULT_MAX_REQUEST_BODY_SIZE, DEFAULT_PIPELINE_WAIT,
-    DEFAULT_RETRY_AFTER, GrpcConfig, HttpConfig, Protocols,
+    DEFAULT_RETRY_AFTER, GrpcConfig, HttpConfig, Identity, IdentitySource, Limits, OnConflict,
+    Protocols,
 };
 pub use receiver::{Error, OtlpReceiver, Result, SHUTDOWN_GRACE};
 

@@ -7,13 +7,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hpcotel_core::{
-    Batch, ComponentError, HostPort, Outputs, Receiver, ReceiverContext, Secret, SendError,
+    Batch, Catalog, ComponentError, Counter, HostPort, Outputs, Receiver, ReceiverContext, Secret,
+    SendError,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::config::Config;
-use super::{grpc, http, tls};
+use super::budget::{Budget, Charge, Exhausted};
+use super::config::{Config, Identity, Limits};
+use super::{grpc, http, identity, tls};
+
+/// Bytes charged to the memory budget for a request's decoded form, per byte of its
+/// (decompressed) protobuf encoding. Decoded OTLP is larger than its encoding (every
+/// attribute becomes a `KeyValue` with its own allocations); 2 is an estimate for typical
+/// spans, logs and metric points, not a bound.
+pub(super) const DECODED_BYTES_PER_ENCODED_BYTE: usize = 2;
+/// At most one "memory budget full" warning per this long.
+const EXHAUSTED_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// How long `run` waits, after shutdown was asked for, for in-flight requests to finish
 /// before it gives up on them and returns. The collector bounds it further: receivers get
@@ -63,8 +73,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// it through [`hpcotel_core::Receiver::run`].
 pub struct OtlpReceiver {
     config: Config,
-    grpc: Option<(TcpListener, Option<tonic::transport::ServerTlsConfig>)>,
+    grpc: Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
     http: Option<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
+    catalog: Catalog,
 }
 
 impl std::fmt::Debug for OtlpReceiver {
@@ -84,7 +95,7 @@ impl OtlpReceiver {
         let grpc = match &config.protocols.grpc {
             None => None,
             Some(g) => {
-                let tls = g.tls.as_ref().map(tls::grpc_server_config).transpose()?;
+                let tls = g.tls.as_ref().map(tls::grpc_acceptor).transpose()?;
                 Some((listen("gRPC", &g.endpoint).await?, tls))
             }
         };
@@ -99,7 +110,15 @@ impl OtlpReceiver {
             config: config.clone(),
             grpc,
             http,
+            catalog: Catalog::new(),
         })
+    }
+
+    /// Reads pod identities from `catalog` (see `identity` in the config): without one,
+    /// the receiver knows no pods and stamps no identity.
+    pub fn with_catalog(mut self, catalog: Catalog) -> OtlpReceiver {
+        self.catalog = catalog;
+        self
     }
 
     /// The addresses actually bound, `(grpc, http)`; `None` for a protocol not enabled.
@@ -125,12 +144,51 @@ async fn listen(protocol: &'static str, endpoint: &HostPort) -> Result<TcpListen
 #[async_trait]
 impl Receiver for OtlpReceiver {
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        let OtlpReceiver { config, grpc, http } = *self;
+        let OtlpReceiver {
+            config,
+            grpc,
+            http,
+            catalog,
+        } = *self;
+        let largest = [
+            config
+                .protocols
+                .grpc
+                .as_ref()
+                .map(|g| g.max_recv_msg_size_bytes()),
+            config
+                .protocols
+                .http
+                .as_ref()
+                .map(|h| h.max_request_body_size),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        let cgroup = super::budget::cgroup_memory_limit();
+        let limit = config.limits.memory_budget_bytes(cgroup, largest);
+        tracing::info!(
+            receiver = %ctx.id,
+            memory_budget_mib = limit / (1024 * 1024),
+            cgroup_memory_limit = ?cgroup,
+            "otlp receiver memory budget for requests in flight"
+        );
+        let budget = Budget::new(
+            limit,
+            config.limits.per_client_percent,
+            Some(ctx.outputs.stats().clone()),
+        );
         let shared = Arc::new(Shared {
             outputs: ctx.outputs,
             auth: config.auth.as_ref().map(|a| a.token.clone()),
             pipeline_wait: config.pipeline_wait,
             retry_after: config.retry_after,
+            budget,
+            limits: config.limits.clone(),
+            identity: config.identity.clone(),
+            catalog,
+            last_exhausted_warning: std::sync::Mutex::new(None),
         });
         // A child token: when one protocol stops on its own (an error), the other stops too,
         // without cancelling anything beyond this receiver.
@@ -173,6 +231,25 @@ pub(super) struct Shared {
     pub pipeline_wait: Duration,
     /// Delay suggested to clients told to retry.
     pub retry_after: Duration,
+    /// The memory budget for requests in flight.
+    pub budget: Arc<Budget>,
+    /// Connection and request limits.
+    pub limits: Limits,
+    /// Where pod identity comes from.
+    pub identity: Identity,
+    /// Pod IPs of this node.
+    pub catalog: Catalog,
+    /// When the last "memory budget full" warning was logged.
+    last_exhausted_warning: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Why [`Shared::admit`] did not hand a request over.
+#[derive(Debug)]
+pub(super) enum AdmitError {
+    /// The memory budget has no room for its decoded form.
+    Exhausted(Exhausted),
+    /// The pipeline refused it.
+    Send(SendError),
 }
 
 /// What became of a request's items that were not all handed over.
@@ -188,23 +265,89 @@ pub(super) enum Outcome {
 }
 
 impl Shared {
-    /// Checks a request's ids ([`super::validate`]), counts what is refused (`refused`,
-    /// reason `invalid`) and hands the rest to the pipelines.
-    pub async fn admit(&self, mut batch: Batch) -> Result<Outcome, SendError> {
+    /// Admits a decoded request from `peer`: charges its decoded form to the memory budget
+    /// (`encoded_len`: its protobuf size), checks its ids ([`super::validate`]; what is
+    /// refused is counted, reason `invalid`), sets its pod identity from the connection
+    /// ([`super::identity`]; corrections and refusals counted, reason `identity`), and
+    /// hands the rest to the pipelines.
+    pub async fn admit(
+        &self,
+        mut batch: Batch,
+        peer: SocketAddr,
+        charge: &Charge,
+        encoded_len: usize,
+    ) -> Result<Outcome, AdmitError> {
+        charge
+            .add(encoded_len.saturating_mul(DECODED_BYTES_PER_ENCODED_BYTE))
+            .map_err(AdmitError::Exhausted)?;
         let signal = batch.signal();
+        let stats = self.outputs.stats();
         let invalid = super::validate::retain_valid(&mut batch);
         if let Some(i) = &invalid {
-            self.outputs.stats().add_with_reason(
-                signal,
-                hpcotel_core::Counter::Refused,
-                "invalid",
-                i.items,
+            stats.add_with_reason(signal, Counter::Refused, "invalid", i.items);
+        }
+        if let Some(i) = invalid.as_ref().filter(|i| i.kept == 0) {
+            return Ok(Outcome::Invalid(i.clone()));
+        }
+        let applied = identity::apply(
+            &mut batch,
+            &self.catalog.snapshot(),
+            peer.ip(),
+            &self.identity,
+        );
+        if applied.corrected > 0 {
+            stats.add_with_reason(signal, Counter::Corrected, "identity", applied.corrected);
+        }
+        if applied.refused > 0 {
+            stats.add_with_reason(signal, Counter::Refused, "identity", applied.refused);
+        }
+        if let Some((claimed, actual)) = &applied.example {
+            tracing::debug!(
+                %peer, %signal, claimed = %claimed, pod = %actual,
+                corrected = applied.corrected, refused = applied.refused,
+                "OTLP data claimed another pod than the connection's"
             );
         }
-        match invalid {
-            Some(i) if i.kept == 0 => Ok(Outcome::Invalid(i)),
-            Some(i) => self.hand_over(batch).await.map(|()| Outcome::Partial(i)),
-            None => self.hand_over(batch).await.map(|()| Outcome::Accepted),
+        let refused = match (invalid, applied.refused) {
+            (i, 0) => i,
+            (i, n) => {
+                let message = format!(
+                    "{n} items claimed another pod than the connection's ({}; \
+                     identity.on_conflict: refuse)",
+                    applied.example.map(|(c, _)| c).unwrap_or_default()
+                );
+                Some(super::validate::Invalid {
+                    items: n + i.as_ref().map_or(0, |i| i.items),
+                    kept: batch.item_count() as u64,
+                    message: i.map_or(message, |i| i.message),
+                })
+            }
+        };
+        if let Some(i) = refused.as_ref().filter(|i| i.kept == 0) {
+            return Ok(Outcome::Invalid(i.clone()));
+        }
+        self.hand_over(batch).await.map_err(AdmitError::Send)?;
+        Ok(match refused {
+            Some(i) => Outcome::Partial(i),
+            None => Outcome::Accepted,
+        })
+    }
+
+    /// Notes a request refused for want of memory: a warning at most every
+    /// [`EXHAUSTED_WARN_EVERY`].
+    pub fn note_exhausted(&self, e: Exhausted) {
+        self.outputs.stats().memory_refused();
+        let mut last = self
+            .last_exhausted_warning
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= EXHAUSTED_WARN_EVERY) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(
+                in_use = self.budget.used(),
+                limit = self.budget.limit(),
+                "OTLP request refused, retry asked: {e}"
+            );
         }
     }
 

@@ -2349,3 +2349,355 @@ async fn http_malformed_ids_are_refused_with_partial_success_in_protobuf_and_jso
     );
     h.stop().await;
 }
+
+// ---------------------------------------------------------------- limits and identity
+
+#[test]
+fn limits_parse_with_defaults_and_bad_values_are_explained() {
+    let c: Config = serde_yaml::from_str("limits: { memory_mib: 32, idle_timeout: 5s }").unwrap();
+    assert_eq!(c.limits.memory_mib, Some(32));
+    assert_eq!(c.limits.idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.limits.read_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.max_connections, 1024);
+    assert_eq!(c.limits.max_concurrent_streams, 32);
+    assert_eq!(c.identity.source, IdentitySource::Connection);
+    assert_eq!(c.identity.on_conflict, OnConflict::Replace);
+    for (yaml, message) in [
+        (
+            "limits: { per_client_percent: 0 }",
+            "expected a percentage from 1 to 100, got 0",
+        ),
+        ("limits: { per_client_percent: 101 }", "got 101"),
+        (
+            "limits: { max_connections: 0 }",
+            "expected at least 1, got 0",
+        ),
+        (
+            "limits: { max_concurrent_streams: 0 }",
+            "expected at least 1, got 0",
+        ),
+        ("limits: { idle: 5s }", "unknown field `idle`"),
+        ("identity: { source: pod }", "unknown variant `pod`"),
+    ] {
+        let e = serde_yaml::from_str::<Config>(yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(message), "{yaml}: {e}");
+    }
+}
+
+#[test]
+fn the_memory_budget_follows_the_cgroup_limit_unless_set() {
+    let mut l = Limits::default();
+    const MIB: usize = 1024 * 1024;
+    // The chart's 256 MiB limit: a quarter.
+    assert_eq!(
+        l.memory_budget_bytes(Some(256 * MIB as u64), 4 * MIB),
+        64 * MIB
+    );
+    assert_eq!(l.memory_budget_bytes(None, 4 * MIB), 64 * MIB);
+    // Never less than two of the largest request.
+    assert_eq!(
+        l.memory_budget_bytes(Some(16 * MIB as u64), 4 * MIB),
+        8 * MIB
+    );
+    l.memory_mib = Some(100);
+    assert_eq!(
+        l.memory_budget_bytes(Some(256 * MIB as u64), 4 * MIB),
+        100 * MIB
+    );
+}
+
+mod identity_at_the_door {
+    use super::*;
+    use hpcotel_core::catalog::{PodMeta, Snapshot};
+    use hpcotel_core::{PodRef, semconv};
+    use std::net::IpAddr;
+
+    fn snapshot() -> Snapshot {
+        let mut s = Snapshot::default();
+        for (ns, name, ip) in [
+            ("team-b", "scraper-0", "10.0.0.3"),
+            ("team-a", "victim-0", "10.0.0.4"),
+        ] {
+            let uid = format!("uid-{name}");
+            s.pods.insert(
+                uid.clone(),
+                PodMeta {
+                    pod: PodRef {
+                        namespace: ns.into(),
+                        name: name.into(),
+                        container: None,
+                        uid: Some(uid.clone()),
+                    },
+                    ip: Some(ip.into()),
+                    node: Some("node-1".into()),
+                    owner: None,
+                    created_unix_nano: None,
+                    annotations: Default::default(),
+                    labels: Default::default(),
+                    instance_label: None,
+                },
+            );
+            s.pods_by_ip.insert(ip.into(), uid);
+        }
+        s
+    }
+
+    /// Two resources: one claiming the victim, one claiming nothing but a forged source.
+    fn batch() -> Batch {
+        let mut t = traces("svc", &["a", "b"]);
+        let mut second = t.resource_spans[0].clone();
+        t.resource_spans[0]
+            .resource
+            .as_mut()
+            .unwrap()
+            .attributes
+            .extend([
+                string_kv("k8s.namespace.name", "team-a"),
+                string_kv("k8s.pod.name", "victim-0"),
+            ]);
+        second
+            .resource
+            .as_mut()
+            .unwrap()
+            .attributes
+            .push(string_kv(semconv::HPCOTEL_IDENTITY_SOURCE, "connection"));
+        t.resource_spans.push(second);
+        Batch::Traces(t.resource_spans)
+    }
+
+    fn resource_attr(b: &Batch, i: usize, key: &str) -> Option<String> {
+        let Batch::Traces(rs) = b else { unreachable!() };
+        let attrs = &rs[i].resource.as_ref()?.attributes;
+        let values: Vec<_> = attrs.iter().filter(|kv| kv.key == key).collect();
+        assert!(values.len() <= 1, "{key} set twice: {values:?}");
+        match attr(attrs, key)? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            v => panic!("{key}: {v:?}"),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_pods_claim_of_another_pod_is_replaced_by_its_own_identity() {
+        let mut b = batch();
+        let cfg = Identity::default();
+        let applied = super::super::identity::apply(&mut b, &snapshot(), ip("10.0.0.3"), &cfg);
+        assert_eq!(applied.corrected, 2, "the claiming resource's 2 spans");
+        assert_eq!(applied.refused, 0);
+        assert_eq!(
+            applied.example,
+            Some(("team-a/victim-0".into(), "team-b/scraper-0".into()))
+        );
+        for i in 0..2 {
+            assert_eq!(
+                resource_attr(&b, i, "k8s.namespace.name").as_deref(),
+                Some("team-b")
+            );
+            assert_eq!(
+                resource_attr(&b, i, "k8s.pod.name").as_deref(),
+                Some("scraper-0")
+            );
+            assert_eq!(
+                resource_attr(&b, i, "k8s.pod.uid").as_deref(),
+                Some("uid-scraper-0")
+            );
+            assert_eq!(
+                resource_attr(&b, i, semconv::HPCOTEL_IDENTITY_SOURCE).as_deref(),
+                Some("connection")
+            );
+        }
+        // An IPv4-mapped IPv6 peer (a dual-stack listener) is the same pod.
+        let mut b = batch();
+        super::super::identity::apply(&mut b, &snapshot(), ip("::ffff:10.0.0.3"), &cfg);
+        assert_eq!(
+            resource_attr(&b, 0, "k8s.pod.name").as_deref(),
+            Some("scraper-0")
+        );
+    }
+
+    #[test]
+    fn with_refuse_the_claiming_resource_is_dropped_and_counted() {
+        let mut b = batch();
+        let cfg = Identity {
+            on_conflict: OnConflict::Refuse,
+            ..Identity::default()
+        };
+        let applied = super::super::identity::apply(&mut b, &snapshot(), ip("10.0.0.3"), &cfg);
+        assert_eq!((applied.corrected, applied.refused), (0, 2));
+        assert_eq!(
+            b.resource_count(),
+            1,
+            "only the resource that claimed nothing is left"
+        );
+        assert_eq!(
+            resource_attr(&b, 0, "k8s.pod.name").as_deref(),
+            Some("scraper-0")
+        );
+    }
+
+    #[test]
+    fn a_peer_that_is_no_pod_keeps_its_claims_marked_unverified() {
+        let mut b = batch();
+        let applied = super::super::identity::apply(
+            &mut b,
+            &snapshot(),
+            ip("192.168.1.10"),
+            &Identity::default(),
+        );
+        assert_eq!(applied, Default::default());
+        assert_eq!(
+            resource_attr(&b, 0, "k8s.pod.name").as_deref(),
+            Some("victim-0")
+        );
+        for i in 0..2 {
+            // The forged "connection" is overwritten.
+            assert_eq!(
+                resource_attr(&b, i, semconv::HPCOTEL_IDENTITY_SOURCE).as_deref(),
+                Some("attributes")
+            );
+        }
+        // `source: attributes` never looks at the peer.
+        let mut b = batch();
+        let cfg = Identity {
+            source: IdentitySource::Attributes,
+            ..Identity::default()
+        };
+        super::super::identity::apply(&mut b, &snapshot(), ip("10.0.0.3"), &cfg);
+        assert_eq!(
+            resource_attr(&b, 0, "k8s.pod.name").as_deref(),
+            Some("victim-0")
+        );
+    }
+
+    #[test]
+    fn without_a_catalog_nothing_is_stamped() {
+        let mut b = batch();
+        let before = b.clone();
+        super::super::identity::apply(
+            &mut b,
+            &Snapshot::default(),
+            ip("10.0.0.3"),
+            &Identity::default(),
+        );
+        assert_eq!(b, before);
+    }
+}
+
+mod metered_body {
+    use super::super::budget::{BodyError, Budget, Charge, Exhausted, MeteredBody, ReadRules};
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use hyper::body::Frame;
+    use std::convert::Infallible;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    type Item = Result<Frame<Bytes>, Infallible>;
+    type Tx = tokio::sync::mpsc::Sender<Item>;
+    /// A body fed frame by frame through a channel.
+    type Fed = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Item>>;
+
+    fn body(
+        budget: &std::sync::Arc<Budget>,
+        prepaid: usize,
+        rules: ReadRules,
+    ) -> (Tx, MeteredBody<Fed>, Charge) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let charge = Charge::new(budget.clone(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        charge.add(prepaid).unwrap();
+        let stream =
+            http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        (
+            tx,
+            MeteredBody::new(stream, charge.clone(), prepaid, 1 << 20, rules),
+            charge,
+        )
+    }
+
+    const RULES: ReadRules = ReadRules {
+        timeout: Duration::from_secs(10),
+        min_rate: 1000,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stalls_is_cut_off_by_its_rate_and_one_that_trickles_by_the_timeout() {
+        let budget = Budget::new(1 << 20, 100, None);
+        // 3,000 bytes at once, then nothing: under 1,000 bytes/s from 3 s on.
+        let (tx, mut b, _charge) = body(&budget, 0, RULES);
+        tx.send(Ok(Frame::data(Bytes::from(vec![0; 3000]))))
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(b.frame().await.unwrap().is_ok());
+        match b.frame().await {
+            Some(Err(BodyError::TooSlow { received: 3000, .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        let at = started.elapsed();
+        assert!(
+            at >= Duration::from_secs(3) && at < Duration::from_millis(3100),
+            "{at:?}"
+        );
+        drop(tx);
+
+        // 2,000 bytes/s keeps the rate but not the 10 s deadline.
+        let (tx, mut b, _charge) = body(&budget, 0, RULES);
+        let feeder = tokio::spawn(async move {
+            loop {
+                if tx
+                    .send(Ok(Frame::data(Bytes::from(vec![0; 200]))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let e = loop {
+            match b.frame().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break e,
+                None => panic!("ended"),
+            }
+        };
+        assert!(matches!(e, BodyError::TimedOut(_)), "{e:?}");
+        assert!(started.elapsed() >= Duration::from_secs(10));
+        assert!(e.to_string().contains("within 10s (read_timeout)"), "{e}");
+        feeder.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_are_charged_beyond_what_was_prepaid_and_refused_past_the_budget() {
+        let budget = Budget::new(10_000, 100, None);
+        let (tx, mut b, charge) = body(&budget, 4000, RULES);
+        assert_eq!(budget.used(), 4000);
+        // Within the declared length: nothing more is charged.
+        tx.send(Ok(Frame::data(Bytes::from(vec![0; 4000]))))
+            .await
+            .unwrap();
+        assert!(b.frame().await.unwrap().is_ok());
+        assert_eq!(budget.used(), 4000);
+        // Beyond it (a lying Content-Length): charged, then refused at the budget.
+        tx.send(Ok(Frame::data(Bytes::from(vec![0; 5000]))))
+            .await
+            .unwrap();
+        assert!(b.frame().await.unwrap().is_ok());
+        assert_eq!(budget.used(), 9000);
+        tx.send(Ok(Frame::data(Bytes::from(vec![0; 5000]))))
+            .await
+            .unwrap();
+        match b.frame().await {
+            Some(Err(BodyError::Exhausted(Exhausted::Receiver { limit: 10_000 }))) => {}
+            other => panic!("{other:?}"),
+        }
+        drop((b, charge));
+        assert_eq!(budget.used(), 0, "everything given back with the request");
+    }
+}

@@ -7,12 +7,8 @@ use std::sync::Arc;
 use hpcotel_core::TlsServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use super::receiver::{Error, Result};
-
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::TlsFile {
@@ -38,32 +34,21 @@ fn certs(protocol: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stat
     Ok(certs)
 }
 
-/// The tonic TLS settings for the gRPC server. The files are checked here (certificates and
-/// key parse) so that mistakes surface at start-up rather than at the first connection.
-pub(super) fn grpc_server_config(cfg: &TlsServerConfig) -> Result<ServerTlsConfig> {
-    // Parse with rustls first: tonic reports bad PEM only when the server starts.
-    http_server_config("gRPC", cfg)?;
-    let identity = Identity::from_pem(read(&cfg.cert_file)?, read(&cfg.key_file)?);
-    let mut tls = ServerTlsConfig::new()
-        .identity(identity)
-        .timeout(HANDSHAKE_TIMEOUT);
-    if let Some(ca) = &cfg.client_ca_file {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(tls)
+/// The rustls acceptor for the gRPC server (ALPN h2 only: gRPC is HTTP/2).
+pub(super) fn grpc_acceptor(cfg: &TlsServerConfig) -> Result<tokio_rustls::TlsAcceptor> {
+    let mut config = server_config("gRPC", cfg)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The rustls acceptor for the HTTP server (ALPN h2 and http/1.1).
 pub(super) fn http_acceptor(cfg: &TlsServerConfig) -> Result<tokio_rustls::TlsAcceptor> {
-    let mut config = http_server_config("HTTP", cfg)?;
+    let mut config = server_config("HTTP", cfg)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-fn http_server_config(
-    protocol: &'static str,
-    cfg: &TlsServerConfig,
-) -> Result<rustls::ServerConfig> {
+fn server_config(protocol: &'static str, cfg: &TlsServerConfig) -> Result<rustls::ServerConfig> {
     let bad = |reason: String| Error::Tls { protocol, reason };
     let chain = certs(protocol, &cfg.cert_file)?;
     let key = PrivateKeyDer::from_pem_slice(&read(&cfg.key_file)?)
@@ -98,6 +83,3 @@ fn http_server_config(
         ))
     })
 }
-
-/// The TLS handshake timeout, shared with the HTTP accept loop.
-pub(super) const HTTP_HANDSHAKE_TIMEOUT: std::time::Duration = HANDSHAKE_TIMEOUT;

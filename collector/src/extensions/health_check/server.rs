@@ -116,11 +116,27 @@ pub(super) fn readiness(report: &Report, drop_window: Duration) -> Value {
             (e.id.to_string(), value)
         })
         .collect();
+    let receivers: Map<String, Value> = report
+        .receivers
+        .iter()
+        .map(|r| {
+            let mut value = json!({
+                "status": if r.at_memory_budget() { "at_memory_budget" } else { "ok" },
+                "memory_in_use_bytes": r.memory.used,
+                "memory_budget_bytes": r.memory.limit,
+            });
+            if let Some(t) = r.memory.last_refusal {
+                value["last_refusal_seconds_ago"] = json!(seconds_since(t));
+            }
+            (r.id.to_string(), value)
+        })
+        .collect();
     json!({
         "status": if report.ready(drop_window) { "ready" } else { "not_ready" },
         "phase": report.phase.as_str(),
         "pipelines": report.pipelines,
         "exporters": exporters,
+        "receivers": receivers,
     })
 }
 

@@ -16,7 +16,10 @@
 //! does a resource with none of them.
 //!
 //! **What is added**, each only when known, only when listed in `attributes`, and never over
-//! an attribute the resource already has (the workload's own SDK knows better):
+//! an attribute the resource already has (the workload's own SDK knows better) — except on
+//! a resource the otlp receiver marked `hpcotel.identity.source=connection` (its pod
+//! verified from the connection's peer address), where the Catalog's values replace the
+//! data's own claims, so that a pod cannot claim another's workload or revision:
 //! `k8s.pod.uid`, `k8s.pod.name`, `k8s.namespace.name`, `k8s.node.name`; the workload names
 //! of the pod's direct owner and of the top of its owner chain (`k8s.replicaset.name`,
 //! `k8s.deployment.name`, `k8s.job.name`, `k8s.cronjob.name`, `k8s.statefulset.name`,
@@ -31,10 +34,9 @@
 //! knows no pods. Nothing is held between batches and nothing is dropped or counted: every
 //! batch is sent on, enriched, in order, awaiting the output when it is full.
 //!
-//! **Known gap.** The OpenTelemetry Collector's `k8sattributes` processor can also associate
-//! data with a pod by the peer address of the connection it arrived on. hpcotel's receivers
-//! do not stamp that address on the data yet, so an SDK that sets none of the attributes
-//! above is not enriched.
+//! **Identity.** The otlp receiver sets `k8s.pod.*` from the connection's peer address when
+//! it is a pod of this node (see its `identity` setting), so OTLP data is found by its
+//! verified `k8s.pod.uid` first.
 
 mod config;
 mod processor;

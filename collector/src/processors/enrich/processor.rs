@@ -171,9 +171,16 @@ impl<'s> Enricher<'s> {
             .added
             .entry(uid)
             .or_insert_with(|| pod_attributes(snapshot, uid, allowed));
+        // Data whose pod the receiver verified from the connection gets the Catalog's
+        // word over its own claims (a pod cannot claim another's workload or revision);
+        // otherwise the resource's own attributes win (the workload's SDK knows better).
+        let verified = telemetry::attr_str(&resource.attributes, semconv::HPCOTEL_IDENTITY_SOURCE)
+            == Some("connection");
         for kv in attrs.iter() {
-            if !resource.attributes.iter().any(|a| a.key == kv.key) {
-                resource.attributes.push(kv.clone());
+            match resource.attributes.iter_mut().find(|a| a.key == kv.key) {
+                Some(existing) if verified => *existing = kv.clone(),
+                Some(_) => {}
+                None => resource.attributes.push(kv.clone()),
             }
         }
     }

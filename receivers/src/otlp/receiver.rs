@@ -351,10 +351,11 @@ impl Shared {
         }
     }
 
-    /// Hands a request's data to the pipelines. A request without resources succeeds
-    /// without touching them.
+    /// Hands a request's data to the pipelines. A request without items (no resources, or
+    /// resources and scopes without spans, data points or log records) succeeds without
+    /// touching them, as the Collector's OTLP receiver answers it.
     pub async fn hand_over(&self, batch: Batch) -> Result<(), SendError> {
-        if batch.resource_count() == 0 {
+        if batch.is_empty() {
             return Ok(());
         }
         self.outputs.send_within(batch, self.pipeline_wait).await

@@ -459,6 +459,36 @@ async fn grpc_empty_request_succeeds_without_a_batch() {
         .await
         .expect("empty export succeeds");
     h.assert_nothing_queued(Signal::Traces);
+    // Resources and scopes without a span: nothing to forward either.
+    let mut hollow = traces("svc", &["a"]);
+    hollow.resource_spans[0].scope_spans[0].spans.clear();
+    h.trace_client()
+        .await
+        .export(hollow)
+        .await
+        .expect("an export without spans succeeds");
+    h.assert_nothing_queued(Signal::Traces);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn odd_but_valid_values_are_forwarded_as_they_came() {
+    let mut h = Harness::all(8).await;
+    let mut req = traces("svc", &["", "b"]);
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    // An unknown span kind and status code (a newer SDK's), a span without a name.
+    spans[1].kind = 42;
+    spans[1].status = Some(proto::trace::v1::Status {
+        message: "odd".into(),
+        code: 9,
+    });
+    let sent = req.clone();
+    let resp = h.trace_client().await.export(req).await.expect("accepted");
+    assert_eq!(resp.into_inner().partial_success, None);
+    let Batch::Traces(got) = h.next(Signal::Traces).await else {
+        panic!("not traces")
+    };
+    assert_eq!(got, sent.resource_spans);
     h.stop().await;
 }
 
@@ -1752,10 +1782,12 @@ async fn http_full_pipeline_is_429_with_retry_after() {
     };
     let mut h = Harness::start(config, 1, &Signal::ALL).await;
     let url = h.http_url("/v1/logs");
+    // The first request fills the one-batch pipeline.
     let resp = post(
         &url,
         "application/json",
-        br#"{"resourceLogs":[{}]}"#.to_vec(),
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"fills"}}]}]}]}"#
+            .to_vec(),
         &[],
     )
     .await;

@@ -21,6 +21,7 @@ pub mod config;
 pub mod metric_set;
 pub mod pipeline;
 pub mod semconv;
+pub mod server;
 pub mod signal;
 pub mod telemetry;
 

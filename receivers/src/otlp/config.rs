@@ -183,6 +183,19 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// The bounds the shared connection layer enforces.
+    pub fn connections(&self) -> hpcotel_core::server::Limits {
+        hpcotel_core::server::Limits {
+            idle_timeout: self.idle_timeout,
+            max_connection_age: self.max_connection_age,
+            max_connections: self.max_connections,
+            max_concurrent_streams: self.max_concurrent_streams,
+            request_timeout: self.read_timeout,
+        }
+    }
+}
+
 fn percent<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     let n = u8::deserialize(d)?;
     if !(1..=100).contains(&n) {

@@ -38,14 +38,13 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::budget::{BodyError, Charge, MeteredBody, ReadRules};
 use super::config::GrpcConfig;
 use super::receiver::{AdmitError, Outcome, Result, Shared, refusal_message};
-use super::server;
 use super::validate::{Invalid, response};
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` is cancelled, then drains in-flight
 /// requests (at most [`super::receiver::SHUTDOWN_GRACE`]).
 ///
 /// The three generated services are routed by tonic and served by the shared connection
-/// layer ([`server`]), which bounds connections, streams and idle time; each request's body
+/// layer ([`hpcotel_core::server`]), which bounds connections, streams and idle time; each request's body
 /// is a [`MeteredBody`] charging the memory budget and enforcing the read deadlines, its
 /// [`Charge`] and peer address passed to the handler in the request's extensions.
 pub(super) async fn serve(
@@ -78,17 +77,18 @@ pub(super) async fn serve(
             .max_decoding_message_size(limit),
     )
     .prepare();
-    let l = server::Listener {
-        protocol: "gRPC",
+    let l = hpcotel_core::server::Listener {
+        what: "OTLP/gRPC",
         listener,
         tls,
-        versions: server::Versions::Http2,
-        limits: shared.limits.clone(),
+        versions: hpcotel_core::server::Versions::Http2,
+        limits: shared.limits.connections(),
+        grace: super::receiver::SHUTDOWN_GRACE,
     };
     // The wire message may be up to `limit` bytes plus its 5-byte gRPC frame header; a
     // compressed message is smaller on the wire than `limit`.
     let rules = ReadRules::from(&shared.limits);
-    server::serve(l, shutdown, move |peer| GrpcService {
+    hpcotel_core::server::serve(l, shutdown, move |peer| GrpcService {
         routes: routes.clone(),
         shared: shared.clone(),
         peer,

@@ -39,7 +39,6 @@ use tonic::Code;
 use super::budget::{BodyError, Charge, MeteredBody, ReadRules};
 use super::config::HttpConfig;
 use super::receiver::{Outcome, Shared, refusal_message};
-use super::server;
 use super::validate::{Invalid, response};
 
 /// `Content-Type` of OTLP/HTTP protobuf bodies.
@@ -61,14 +60,15 @@ pub(super) async fn serve(
         rules: ReadRules::from(&shared.limits),
         shared,
     });
-    let l = server::Listener {
-        protocol: "HTTP",
+    let l = hpcotel_core::server::Listener {
+        what: "OTLP/HTTP",
         listener,
         tls,
-        versions: server::Versions::Both,
-        limits: state.shared.limits.clone(),
+        versions: hpcotel_core::server::Versions::Both,
+        limits: state.shared.limits.connections(),
+        grace: super::receiver::SHUTDOWN_GRACE,
     };
-    server::serve(l, shutdown, move |peer| {
+    hpcotel_core::server::serve(l, shutdown, move |peer| {
         let state = state.clone();
         hyper::service::service_fn(move |req| {
             let state = state.clone();

@@ -24,7 +24,6 @@ mod http;
 mod identity;
 mod json;
 mod receiver;
-mod server;
 mod tls;
 mod validate;
 

@@ -1,14 +1,20 @@
-//! The connection layer both protocols share: an accept loop that bounds the number of open
-//! connections, completes TLS handshakes within a deadline, and serves each connection with
-//! hyper under the receiver's [`Limits`]: HTTP/2 streams per connection, a header read
+//! The connection layer of every server hpcotel runs (the OTLP receiver's gRPC and HTTP
+//! ports, the Prometheus endpoint, the health check): an accept loop that bounds the number
+//! of open connections, completes TLS handshakes within a deadline, and serves each
+//! connection with hyper under its [`Limits`]: HTTP/2 streams per connection, a header read
 //! timeout, and an idle watchdog that closes a connection with no request in progress for
 //! `idle_timeout` (and, when set, one older than `max_connection_age`). At
 //! `max_connections`, a new connection makes room by closing the connection idle the
 //! longest, so that idle connections cannot lock working clients out; when every open
 //! connection has a request in progress, the new one is closed at once.
 //!
-//! One loop for gRPC and HTTP, so that a hostile client meets the same bounds on either
-//! port; the protocol-specific part is the hyper service each connection is given.
+//! One loop for every port, so that a hostile client meets the same bounds on each; what a
+//! port serves is the hyper service each connection is given.
+//!
+//! Contract: [`serve`] runs until `shutdown` is cancelled, then stops accepting, lets open
+//! connections finish their requests for at most the listener's `grace`, and returns. It
+//! never returns early: a failed `accept` (out of file descriptors) is logged and retried
+//! after a pause.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,13 +34,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::Limits;
-use super::receiver::SHUTDOWN_GRACE;
-
 /// How long a client may take to complete the TLS handshake.
-pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's headers (HTTP/1; hyper's own default).
-pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection being closed (idle, too old, over the limit at shutdown) may take
 /// to finish its GOAWAY exchange before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -51,9 +54,25 @@ const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 2 * 1024 * 1024;
 
+/// Bounds on a listener's connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection this old is closed once its requests are answered; `None`: no limit.
+    pub max_connection_age: Option<Duration>,
+    /// Most connections open at once; see the module doc for what a new one beyond does.
+    pub max_connections: usize,
+    /// Most HTTP/2 streams in progress at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// How long, at the longest, a request in progress may still take when its connection
+    /// is closed for its age (its body's read timeout).
+    pub request_timeout: Duration,
+}
+
 /// Which protocols a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Versions {
+pub enum Versions {
     /// HTTP/2 only (gRPC).
     Http2,
     /// HTTP/1.1 and HTTP/2 (prior knowledge or ALPN).
@@ -61,13 +80,19 @@ pub(super) enum Versions {
 }
 
 /// What a listener is and how it serves.
-pub(super) struct Listener {
-    /// `gRPC` or `HTTP`, for logs.
-    pub protocol: &'static str,
+pub struct Listener {
+    /// What it serves, for logs (`OTLP/gRPC`, `Prometheus endpoint`).
+    pub what: &'static str,
+    /// The bound socket.
     pub listener: TcpListener,
+    /// Serve TLS with this acceptor; `None`: plaintext.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The HTTP versions it speaks.
     pub versions: Versions,
+    /// Its connections' bounds.
     pub limits: Limits,
+    /// How long open connections may take to finish their requests at shutdown.
+    pub grace: Duration,
 }
 
 /// Requests in progress on one connection and when it last had none.
@@ -178,8 +203,8 @@ where
 
 /// Serves `l` until `shutdown` is cancelled, giving each connection the service
 /// `make(peer)`; then stops accepting and lets open connections finish their requests (at
-/// most [`SHUTDOWN_GRACE`]).
-pub(super) async fn serve<S, B, F>(l: Listener, shutdown: CancellationToken, make: F)
+/// most the listener's `grace`).
+pub async fn serve<S, B, F>(l: Listener, shutdown: CancellationToken, make: F)
 where
     F: Fn(SocketAddr) -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -190,11 +215,12 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Listener {
-        protocol,
+        what,
         listener,
         tls,
         versions,
         limits,
+        grace,
     } = l;
     let builder = Arc::new(builder(versions, &limits));
     let registry = Arc::new(std::sync::Mutex::new(Registry::default()));
@@ -207,7 +233,7 @@ where
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(protocol, error = %e, "OTLP accept failed");
+                    tracing::warn!(endpoint = what, error = %e, "accept failed");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
@@ -226,12 +252,12 @@ where
             turned_away += 1;
             if last_limit_warning.is_none_or(|t| t.elapsed() >= LIMIT_WARN_EVERY) {
                 tracing::warn!(
-                    protocol,
+                    endpoint = what,
                     %peer,
                     max_connections = limits.max_connections,
                     turned_away,
-                    "OTLP connection limit reached with every connection busy; closing new \
-                     connections (limits.max_connections)"
+                    "connection limit reached with every connection busy; closing new \
+                     connections (max_connections)"
                 );
                 last_limit_warning = Some(Instant::now());
             }
@@ -250,6 +276,7 @@ where
             let stop = Stop {
                 shutdown: &shutdown,
                 evict: &evict,
+                grace,
             };
             let service = Tracked {
                 inner: service,
@@ -269,10 +296,10 @@ where
                             connection(s, peer, &builder, service, &activity, &limits, stop).await
                         }
                         Some(Ok(Err(e))) => {
-                            tracing::debug!(protocol, %peer, error = %e, "OTLP TLS handshake failed")
+                            tracing::debug!(endpoint = what, %peer, error = %e, "TLS handshake failed")
                         }
                         Some(Err(_)) => {
-                            tracing::debug!(protocol, %peer, "OTLP TLS handshake timed out")
+                            tracing::debug!(endpoint = what, %peer, "TLS handshake timed out")
                         }
                         None => {}
                     }
@@ -287,15 +314,15 @@ where
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            protocol,
-            grace = ?SHUTDOWN_GRACE,
+            endpoint = what,
+            grace = ?grace,
             open = connections.len(),
-            "OTLP connections still open after the shutdown grace period; closing them"
+            "connections still open after the shutdown grace period; closing them"
         );
     }
 }
@@ -318,16 +345,18 @@ fn builder(versions: Versions, limits: &Limits) -> Builder<TokioExecutor> {
     b
 }
 
-/// What can stop a connection from outside: shutdown, or eviction to make room.
+/// What can stop a connection from outside: shutdown (then it has `grace` to finish its
+/// requests), or eviction to make room.
 #[derive(Clone, Copy)]
 struct Stop<'a> {
     shutdown: &'a CancellationToken,
     evict: &'a CancellationToken,
+    grace: Duration,
 }
 
 /// Serves one connection until it ends, is idle past `idle_timeout`, is older than
 /// `max_connection_age`, or shutdown: then closes it gracefully (requests in progress are
-/// answered), dropping it after [`CLOSE_GRACE`] (or, at shutdown, [`SHUTDOWN_GRACE`]).
+/// answered), dropping it after [`CLOSE_GRACE`] (or, at shutdown, `grace`).
 async fn connection<I, S, B>(
     io: I,
     peer: SocketAddr,
@@ -361,7 +390,7 @@ async fn connection<I, S, B>(
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "OTLP connection ended with an error");
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 return;
             }
@@ -381,15 +410,56 @@ async fn connection<I, S, B>(
             }
         }
     };
-    tracing::debug!(%peer, reason = why, "closing OTLP connection");
+    tracing::debug!(%peer, reason = why, "closing connection");
     conn.as_mut().graceful_shutdown();
     let grace = match why {
-        "shutdown" => SHUTDOWN_GRACE,
+        "shutdown" => stop.grace,
         // Requests in progress get their whole read timeout to finish.
-        "max_connection_age" => limits.read_timeout + CLOSE_GRACE,
+        "max_connection_age" => limits.request_timeout + CLOSE_GRACE,
         _ => CLOSE_GRACE,
     };
     if let Ok(Err(e)) = tokio::time::timeout(grace, conn.as_mut()).await {
-        tracing::debug!(%peer, error = %e, "OTLP connection ended with an error");
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_limit_the_longest_idle_connection_makes_room_and_busy_ones_never_do() {
+        let mut r = Registry::default();
+        let (a, _, a_evict) = r.admit(2).unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let (_, b_activity, b_evict) = r.admit(2).unwrap();
+        // Full: the new one evicts `a`, idle the longest.
+        let (c, _, c_evict) = r.admit(2).unwrap();
+        assert!(a_evict.is_cancelled() && !b_evict.is_cancelled());
+        assert!(!r.open.contains_key(&a) && r.open.contains_key(&c));
+        // `b` busy, `c` idle: `c` goes, however recent.
+        let _b_busy = InFlight::start(&b_activity);
+        let (_, d_activity, d_evict) = r.admit(2).unwrap();
+        assert!(c_evict.is_cancelled() && !b_evict.is_cancelled());
+        // Everything busy: the new connection is refused, nobody evicted.
+        let _d_busy = InFlight::start(&d_activity);
+        assert!(r.admit(2).is_none());
+        assert!(!b_evict.is_cancelled() && !d_evict.is_cancelled());
+        assert_eq!(r.open.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_from_its_last_request_on() {
+        let a = Activity::new();
+        let timeout = Duration::from_secs(30);
+        assert_eq!(a.idle_deadline(timeout), Some(a.opened + timeout));
+        let req = InFlight::start(&a);
+        assert_eq!(a.idle_deadline(timeout), None, "busy");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        drop(req);
+        assert_eq!(
+            a.idle_deadline(timeout),
+            Some(a.opened + Duration::from_secs(5) + timeout)
+        );
     }
 }

@@ -7,6 +7,7 @@
 pub mod gpu;
 pub mod host;
 pub mod kubernetes;
+pub mod kubernetes_logs;
 pub mod otlp;
 
 use hpcotel_core::semconv;

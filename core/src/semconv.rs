@@ -138,6 +138,15 @@ pub const K8S_POD_NAME: &str = "k8s.pod.name";
 pub const K8S_POD_UID: &str = "k8s.pod.uid";
 /// `k8s.container.name`.
 pub const K8S_CONTAINER_NAME: &str = "k8s.container.name";
+/// `k8s.container.restart_count`: which run of the container (its log file's `<n>.log`).
+pub const K8S_CONTAINER_RESTART_COUNT: &str = "k8s.container.restart_count";
+/// `log.iostream` (log record attribute): `stdout` or `stderr`.
+pub const LOG_IOSTREAM: &str = "log.iostream";
+/// `log.file.path` (log record attribute): the container log file a record was read from.
+pub const LOG_FILE_PATH: &str = "log.file.path";
+/// `hpcotel.log.truncated_bytes` (log record attribute, int): bytes cut from a container
+/// log line longer than the `kubernetes_logs` receiver's `max_record_size`.
+pub const HPCOTEL_LOG_TRUNCATED_BYTES: &str = "hpcotel.log.truncated_bytes";
 /// `k8s.pod.ip`: the pod's IP address; the `enrich` processor finds pods by it.
 pub const K8S_POD_IP: &str = "k8s.pod.ip";
 /// `k8s.replicaset.name`: the ReplicaSet in the pod's owner chain.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hpcotel_core::{Catalog, ComponentId, Exporter, Processor, Receiver, Signal};
 use hpcotel_exporters::queue::{QueueConfig, RetryConfig};
 use hpcotel_exporters::{debug, file, otlp as otlp_exporter, prometheus};
-use hpcotel_receivers::{gpu, host, kubernetes, otlp as otlp_receiver};
+use hpcotel_receivers::{gpu, host, kubernetes, kubernetes_logs, otlp as otlp_receiver};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -53,11 +53,14 @@ pub enum ReceiverConfig {
     Gpu(gpu::Config),
     /// `kubernetes`: pods, owners and Argo CD Applications, into the Catalog.
     Kubernetes(kubernetes::Config),
+    /// `kubernetes_logs`: the node's container log files.
+    KubernetesLogs(kubernetes_logs::Config),
 }
 
 impl ReceiverConfig {
     /// Receiver types, as written in config.
-    pub const KINDS: &'static [&'static str] = &["otlp", "host", "gpu", "kubernetes"];
+    pub const KINDS: &'static [&'static str] =
+        &["otlp", "host", "gpu", "kubernetes", "kubernetes_logs"];
 
     /// Parses the section of a receiver of type `kind`.
     pub fn parse(kind: &str, value: Value) -> Result<Self, (String, String)> {
@@ -74,6 +77,7 @@ impl ReceiverConfig {
                 c.validate().map_err(|(k, m)| (k.to_owned(), m))?;
                 Self::Kubernetes(c)
             }
+            "kubernetes_logs" => Self::KubernetesLogs(section(value)?),
             other => return Err(unknown("receiver", other, Self::KINDS)),
         })
     }
@@ -84,6 +88,7 @@ impl ReceiverConfig {
             Self::Otlp(_) => &Signal::ALL,
             Self::Host(_) => &[Signal::Metrics],
             Self::Gpu(_) => &[Signal::Metrics, Signal::Logs],
+            Self::KubernetesLogs(_) => &[Signal::Logs],
             // A node agent feeds the Catalog only and runs whenever defined; the cluster
             // instance emits rollout traces.
             Self::Kubernetes(c)
@@ -119,6 +124,7 @@ impl ReceiverConfig {
             Self::Kubernetes(c) => {
                 Box::new(kubernetes::KubernetesReceiver::new(c, catalog.clone()).await?)
             }
+            Self::KubernetesLogs(c) => Box::new(kubernetes_logs::KubernetesLogsReceiver::new(c)),
         })
     }
 }

@@ -1,11 +1,35 @@
-//! Container logs (issue 14, in progress): the building blocks of a receiver that tails the
-//! kubelet's container log files under `/var/log/pods/<namespace>_<pod>_<uid>/<container>/
-//! <restart>.log` and emits each line as an OTLP log record with the pod's attributes.
+//! The `kubernetes_logs` receiver: tails the kubelet's container log files under
+//! `<root>/<namespace>_<pod>_<uid>/<container>/<restart>.log` (default root `/var/log/pods`)
+//! and emits each line as an OTLP log record.
 //!
-//! What exists so far is [`parse`]: the CRI and Docker json-file line formats (detected per
-//! file), partial lines joined into records up to a maximum size (what is cut is counted),
-//! and severity read from a JSON level field or a plain line's leading level word. The
-//! receiver itself (tailing, checkpoints, rotation, selection, lifecycle records) is not
-//! built yet, and no config can enable it.
+//! Emits, per file, one `ResourceLogs` with `k8s.namespace.name`, `k8s.pod.name`,
+//! `k8s.pod.uid`, `k8s.container.name` and `k8s.container.restart_count`; per line a
+//! `LogRecord` with the runtime's time, our observed time, `log.iostream`, `log.file.path`,
+//! a map body for a JSON object line (severity from its `level`/`severity`/`lvl`/`log.level`)
+//! or a string body (severity from a leading level word), and `hpcotel.log.truncated_bytes`
+//! on a line cut at `max_record_size`. Records then go through `enrich` like every signal.
+//!
+//! - [`parse`]: the CRI and Docker json-file line formats (detected per file), partial lines
+//!   joined per stream, severities.
+//! - [`tail`]: following files through rotation (rename, copy-truncate, recreation), by
+//!   device + inode + fingerprint.
+//! - [`checkpoint`]: offsets on disk, written atomically, advanced once records are handed
+//!   to the pipelines; reading waits while the pipeline is full (the files are the buffer).
+//!
+//! Not yet (issue 14): offsets advanced only on the exporters' acknowledgement (a crash
+//! loses what was in the pipelines' memory), multi-line stack traces, per-pod rate limits,
+//! selection by pod label or annotation.
 
+pub mod checkpoint;
+mod config;
 pub mod parse;
+mod receiver;
+pub mod tail;
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    Config, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_FLUSH_TIMEOUT, DEFAULT_MAX_RECORD_SIZE,
+    DEFAULT_POLL_INTERVAL, DEFAULT_READ_CHUNK, DEFAULT_ROOT, DEFAULT_STATE_DIR, StartAt,
+};
+pub use receiver::KubernetesLogsReceiver;

@@ -13,6 +13,8 @@
 //!   joined per stream, severities.
 //! - [`tail`]: following files through rotation (rename, copy-truncate, recreation), by
 //!   device + inode + fingerprint.
+//! - [`multiline`]: stack traces and error blocks (Python, JVM, Go, CUDA, NCCL, rules of
+//!   your own) joined into one record per block, per stream.
 //! - [`checkpoint`]: offsets on disk, written atomically, advanced once records are handed
 //!   to the pipelines; reading waits while the pipeline is full (the files are the buffer).
 //!
@@ -22,6 +24,7 @@
 
 pub mod checkpoint;
 mod config;
+pub mod multiline;
 pub mod parse;
 mod receiver;
 pub mod tail;

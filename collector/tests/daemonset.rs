@@ -10,7 +10,12 @@
 //! - bad values fail at render time, naming the key (`values.schema.json`);
 //! - `daemonset/manifests/hpcotel.yaml` is byte for byte what `daemonset/render.sh` renders;
 //! - the rendered hpcotel configs pass `hpcotel validate` with exactly the environment their
-//!   pod spec provides, and the pod spec provides what they need (ports, mounts, hostPID);
+//!   pod spec provides, and the pod spec provides what they need (ports, mounts, hostPID;
+//!   every absolute path of the rendered config on a volume);
+//! - container logs (`containerLogs`): `receivers.kubernetes_logs` in the agents' logs pipeline
+//!   through enrich, `/var/log/pods` a read-only hostPath, `HPCOTEL_POD_UID` from the downward
+//!   API, the offsets on the writable `stateDir`; none of it when disabled or in the cluster
+//!   Deployment;
 //! - the ClusterRoles and Roles bound to each workload's ServiceAccount grant exactly the
 //!   (group, resource, verb) that `hpcotel_receivers::kubernetes::rbac::RULES` lists for the
 //!   workload's rendered configuration: no more, no less — also after `kubectl kustomize`
@@ -433,6 +438,18 @@ fn bad_values_fail_at_render_time_naming_the_key() {
             &["--set", "networkPolicy.otlp.from[0].nodeSelector.x=y"],
             "networkPolicy.otlp.from.0: Additional property nodeSelector is not allowed",
         ),
+        (
+            &["--set", "containerLogs.startAt=middle"],
+            "containerLogs.startAt must be one of the following",
+        ),
+        (
+            &["--set", "containerLogs.excludeNamespaces[0]=Kube_System"],
+            "containerLogs.excludeNamespaces.0: Does not match pattern",
+        ),
+        (
+            &["--set", "containerLogs.enable=false"],
+            "containerLogs: Additional property enable is not allowed",
+        ),
     ];
     let chart = chart();
     for (args, expected) in cases {
@@ -837,6 +854,7 @@ fn check_pod_fits_config(w: &Workload, docs: &[Value]) {
     // State: the rollouts state file and the file exporter write below a mounted volume.
     for path in [
         "receivers.kubernetes.rollouts.state_file",
+        "receivers.kubernetes_logs.state_dir",
         "exporters.file.path",
     ] {
         if let Some(file) = str_at(&config, path) {
@@ -853,6 +871,94 @@ fn check_pod_fits_config(w: &Workload, docs: &[Value]) {
             );
         }
     }
+    // Every absolute path the rendered config names (a file or directory to read or write, a
+    // socket) is on a volume of the pod.
+    let rendered: Value = serde_yaml::from_str(&w.config).unwrap();
+    let mut paths = Vec::new();
+    absolute_paths(&rendered, "config", &mut paths);
+    for (key, path) in &paths {
+        assert!(
+            volume_for(&format!("{path}/")).is_some(),
+            "{what}: {key} {path} is on no volume of the pod"
+        );
+    }
+    // Container logs: the node's /var/log/pods read-only, the offsets on the writable stateDir
+    // (above), root to read the root-owned 0640 files, and the pod's own UID to skip itself.
+    let pod_uid_env = seq(c, "env")
+        .iter()
+        .find(|e| str_at(e, "name") == Some("HPCOTEL_POD_UID"));
+    let log_mount = seq(c, "volumeMounts")
+        .iter()
+        .find(|m| str_at(m, "mountPath") == Some("/var/log/pods"));
+    if let Some(logs) = at(&config, "receivers.kubernetes_logs") {
+        assert_eq!(
+            w.kind, "DaemonSet",
+            "{what}: container logs in the node agents only"
+        );
+        let root = str_at(logs, "root").unwrap();
+        assert_eq!(root, "/var/log/pods", "{what}");
+        let (mount_path, volume) = volume_for(&format!("{root}/"))
+            .unwrap_or_else(|| panic!("{what}: kubernetes_logs.root {root} is on no volume"));
+        assert_eq!(mount_path, root, "{what}: the log tree itself is mounted");
+        assert_eq!(str_at(volume, "hostPath.path"), Some(root), "{what}");
+        assert_eq!(str_at(volume, "hostPath.type"), Some("Directory"), "{what}");
+        assert_eq!(
+            at(log_mount.unwrap(), "readOnly"),
+            Some(&Value::Bool(true)),
+            "{what}: the node's logs are mounted read-only"
+        );
+        assert_eq!(
+            at(&w.pod, "securityContext.runAsUser").and_then(Value::as_u64),
+            Some(0),
+            "{what}: the kubelet's log files are root's, 0640"
+        );
+        let env_ = pod_uid_env.unwrap_or_else(|| panic!("{what}: no HPCOTEL_POD_UID"));
+        assert_eq!(
+            str_at(env_, "valueFrom.fieldRef.fieldPath"),
+            Some("metadata.uid"),
+            "{what}: HPCOTEL_POD_UID from the downward API"
+        );
+        // The receiver skips exactly the pod's own UID.
+        assert_eq!(
+            str_at(logs, "exclude_pod_uid"),
+            env.get("HPCOTEL_POD_UID").copied(),
+            "{what}: exclude_pod_uid"
+        );
+        // In the logs pipeline, behind enrich when the Catalog is there.
+        let pipeline = at(&config, "service.pipelines.logs")
+            .unwrap_or_else(|| panic!("{what}: no logs pipeline"));
+        assert!(
+            seq(pipeline, "receivers").contains(&Value::from("kubernetes_logs")),
+            "{what}: kubernetes_logs in the logs pipeline"
+        );
+        if at(&config, "receivers.kubernetes").is_some() {
+            assert_eq!(
+                seq(pipeline, "processors").first(),
+                Some(&Value::from("enrich")),
+                "{what}: container logs go through enrich"
+            );
+        }
+        for (signal, p) in at(&config, "service.pipelines")
+            .and_then(Value::as_mapping)
+            .unwrap()
+        {
+            if signal.as_str() != Some("logs") {
+                assert!(
+                    !seq(p, "receivers").contains(&Value::from("kubernetes_logs")),
+                    "{what}: kubernetes_logs in {signal:?}"
+                );
+            }
+        }
+    } else {
+        assert!(
+            log_mount.is_none(),
+            "{what}: /var/log/pods without container logs"
+        );
+        assert!(
+            pod_uid_env.is_none(),
+            "{what}: HPCOTEL_POD_UID without container logs"
+        );
+    }
     // The API server is reached with the pod's token exactly when the receiver is there.
     let k8s = at(&config, "receivers.kubernetes").is_some();
     assert_eq!(
@@ -860,6 +966,25 @@ fn check_pod_fits_config(w: &Workload, docs: &[Value]) {
         Some(&Value::Bool(k8s)),
         "{what}"
     );
+}
+
+/// (dotted key, value) of every string below `v` that is an absolute path.
+fn absolute_paths(v: &Value, key: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(s) if s.starts_with('/') => out.push((key.to_owned(), s.clone())),
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                let k = k.as_str().unwrap_or_default();
+                absolute_paths(v, &format!("{key}.{k}"), out);
+            }
+        }
+        Value::Sequence(s) => {
+            for (i, v) in s.iter().enumerate() {
+                absolute_paths(v, &format!("{key}.{i}"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// (source kind, object name, key, path) of every item of a volume: a `projected` volume's
@@ -906,6 +1031,8 @@ fn the_pods_provide_what_their_config_needs_with_least_privilege() {
         "receivers.gpu.podResources.enabled=false",
         "exporters.file.enabled=true,cluster.deployment.enabled=true",
         "receivers.otlp.hostPort=false,receivers.otlp.service.enabled=true",
+        "containerLogs.enabled=false",
+        "containerLogs.enabled=false,cluster.deployment.enabled=true",
     ] {
         let docs = documents(&template(None, &["--set", set]));
         for w in workloads(&docs) {
@@ -921,6 +1048,13 @@ fn the_pods_provide_what_their_config_needs_with_least_privilege() {
             "receivers.gpu.processes=false" => assert!(at(pod, "hostPID").is_none()),
             "receivers.gpu.podResources.enabled=false" => {
                 assert!(!volumes.contains("pod-resources"), "{volumes:?}")
+            }
+            "containerLogs.enabled=false" => {
+                assert!(!volumes.contains("container-logs"), "{volumes:?}")
+            }
+            // Neither leader election, container logs nor the file exporter: no state.
+            "containerLogs.enabled=false,cluster.deployment.enabled=true" => {
+                assert!(!volumes.contains("state"), "{volumes:?}")
             }
             _ => {}
         }
@@ -979,6 +1113,7 @@ fn the_pods_provide_what_their_config_needs_with_least_privilege() {
                 "POD_NAME",
                 "POD_NAMESPACE",
                 "POD_UID",
+                "HPCOTEL_POD_UID",
             ] {
                 assert!(env.contains(needed), "{needed} from the downward API");
             }
@@ -988,6 +1123,12 @@ fn the_pods_provide_what_their_config_needs_with_least_privilege() {
                     .iter()
                     .any(|m| str_at(m, "mountPath") == Some("/var/lib/kubelet/pod-resources")),
                 "the PodResources socket's directory is mounted"
+            );
+            assert!(
+                seq(c, "volumeMounts")
+                    .iter()
+                    .any(|m| str_at(m, "mountPath") == Some("/var/log/pods")),
+                "the node's container logs are mounted"
             );
             assert_eq!(at(pod, "hostPID"), Some(&Value::Bool(true)));
             let res = at(c, "resources").unwrap();
@@ -1627,4 +1768,148 @@ fn receiver_tls_variants_and_the_cluster_deployment_policy_render_valid_and_clos
             .iter()
             .any(|d| kind(d) == "NetworkPolicy")
     );
+}
+
+#[test]
+fn container_logs_render_in_the_node_agents_and_not_when_disabled() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("default values", &[]),
+        (
+            "excluded namespaces, from the beginning, another stateDir",
+            &[
+                "--set",
+                "containerLogs.excludeNamespaces={kube-system,monitoring}",
+                "--set",
+                "containerLogs.startAt=beginning",
+                "--set",
+                "stateDir=/data/hpcotel",
+            ],
+        ),
+        (
+            "the cluster Deployment",
+            &["--set", "cluster.deployment.enabled=true"],
+        ),
+        ("disabled", &["--set", "containerLogs.enabled=false"]),
+    ];
+    for (what, extra) in cases {
+        let mut lint = vec!["lint", "--strict", chart, "--namespace", NAMESPACE];
+        lint.extend(*extra);
+        helm(&lint);
+        let yaml = template(None, extra);
+        validate_objects(&yaml, what);
+        let docs = documents(&yaml);
+        let workloads = workloads(&docs);
+        for w in &workloads {
+            let out = w.hpcotel(&["validate"]);
+            assert!(
+                out.status.success(),
+                "{what}: {} {}: hpcotel validate failed:\n{}{}\n{}",
+                w.kind,
+                w.name,
+                text(&out.stdout),
+                text(&out.stderr),
+                w.config
+            );
+            check_pod_fits_config(w, &docs);
+        }
+        let agent = workload(&workloads, "DaemonSet");
+        let config: Value = serde_yaml::from_str(&agent.config).unwrap();
+        let c = agent.container();
+        let mount = seq(c, "volumeMounts")
+            .iter()
+            .find(|m| str_at(m, "name") == Some("container-logs"));
+        let volume = seq(&agent.pod, "volumes")
+            .iter()
+            .find(|v| str_at(v, "name") == Some("container-logs"));
+        let uid_env = seq(c, "env")
+            .iter()
+            .find(|e| str_at(e, "name") == Some("HPCOTEL_POD_UID"));
+        let logs_receivers = seq(&config, "service.pipelines.logs.receivers");
+        if *what == "disabled" {
+            assert!(at(&config, "receivers.kubernetes_logs").is_none(), "{what}");
+            assert!(
+                !logs_receivers.contains(&Value::from("kubernetes_logs")),
+                "{what}"
+            );
+            assert!(mount.is_none() && volume.is_none(), "{what}");
+            assert!(uid_env.is_none(), "{what}");
+            assert!(!agent.config.contains("/var/log/pods"), "{what}");
+            continue;
+        }
+        // The receiver as the chart writes it into the ConfigMap.
+        let (state_dir, start_at, excluded): (&str, &str, &[&str]) = match *what {
+            "excluded namespaces, from the beginning, another stateDir" => (
+                "/data/hpcotel/kubernetes_logs",
+                "beginning",
+                &["kube-system", "monitoring"],
+            ),
+            _ => ("/var/lib/hpcotel/kubernetes_logs", "end", &[]),
+        };
+        let expected: Value = serde_yaml::from_str(&format!(
+            "{{root: /var/log/pods, state_dir: {state_dir}, start_at: {start_at}, \
+             exclude_namespaces: {excluded:?}}}"
+        ))
+        .unwrap();
+        assert_eq!(
+            at(&config, "receivers.kubernetes_logs"),
+            Some(&expected),
+            "{what}"
+        );
+        // In the logs pipeline only, behind enrich like every other log.
+        assert!(
+            logs_receivers.contains(&Value::from("kubernetes_logs")),
+            "{what}: {logs_receivers:?}"
+        );
+        assert_eq!(
+            seq(&config, "service.pipelines.logs.processors"),
+            [Value::from("enrich"), Value::from("batch")],
+            "{what}"
+        );
+        // The node's log tree, read-only, and the pod's UID from the downward API.
+        let mount = mount.unwrap_or_else(|| panic!("{what}: no container-logs mount"));
+        assert_eq!(str_at(mount, "mountPath"), Some("/var/log/pods"), "{what}");
+        assert_eq!(at(mount, "readOnly"), Some(&Value::Bool(true)), "{what}");
+        let volume = volume.unwrap();
+        assert_eq!(str_at(volume, "hostPath.path"), Some("/var/log/pods"));
+        assert_eq!(str_at(volume, "hostPath.type"), Some("Directory"));
+        assert_eq!(
+            uid_env.and_then(|e| str_at(e, "valueFrom.fieldRef.fieldPath")),
+            Some("metadata.uid"),
+            "{what}"
+        );
+        // The offsets on the writable stateDir hostPath (mounted even without leader election).
+        let state = seq(&agent.pod, "volumes")
+            .iter()
+            .find(|v| str_at(v, "name") == Some("state"))
+            .unwrap_or_else(|| panic!("{what}: no state volume"));
+        assert_eq!(
+            str_at(state, "hostPath.path").map(|p| p.trim_end_matches('/')),
+            Some(state_dir.trim_end_matches("/kubernetes_logs")),
+            "{what}"
+        );
+        // Never in the cluster Deployment.
+        for w in workloads.iter().filter(|w| w.kind == "Deployment") {
+            assert!(!w.config.contains("kubernetes_logs"), "{what}: {}", w.name);
+            let c = w.container();
+            assert!(
+                !seq(c, "env")
+                    .iter()
+                    .any(|e| str_at(e, "name") == Some("HPCOTEL_POD_UID")),
+                "{what}: {}",
+                w.name
+            );
+            assert!(
+                !seq(&w.pod, "volumes")
+                    .iter()
+                    .any(|v| at(v, "hostPath").is_some()),
+                "{what}: {}: no host access",
+                w.name
+            );
+        }
+        if *what == "the cluster Deployment" {
+            assert!(workloads.iter().any(|w| w.kind == "Deployment"), "{what}");
+        }
+    }
 }

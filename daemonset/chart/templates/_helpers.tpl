@@ -83,6 +83,9 @@ app.kubernetes.io/part-of: hpcotel
 {{- printf "HPCOTEL_OTLP_HEADER_%s" (. | upper | replace "-" "_") -}}
 {{- end -}}
 
+{{/* The kubelet's pod log tree: read-only hostPath at the same path in the pod (containerLogs). */}}
+{{- define "hpcotel.containerLogsRoot" -}}/var/log/pods{{- end -}}
+
 {{/* Where the receiver's TLS files are mounted (the projected volume "receiver-tls"). */}}
 {{- define "hpcotel.receiverTLSDir" -}}/etc/hpcotel-tls{{- end -}}
 
@@ -184,6 +187,13 @@ app.kubernetes.io/part-of: hpcotel
 {{- $logs = append $logs "gpu" -}}
 {{- end -}}
 {{- end -}}
+{{- with $v.containerLogs -}}
+{{- if .enabled -}}
+{{- /* exclude_pod_uid is left to its default, $HPCOTEL_POD_UID, which the DaemonSet sets. */ -}}
+{{- $_ := set $receivers "kubernetes_logs" (dict "root" (include "hpcotel.containerLogsRoot" $) "state_dir" (printf "%s/kubernetes_logs" (trimSuffix "/" $v.stateDir)) "start_at" .startAt "exclude_namespaces" .excludeNamespaces) -}}
+{{- $logs = append $logs "kubernetes_logs" -}}
+{{- end -}}
+{{- end -}}
 {{- $processors := dict "batch" dict -}}
 {{- $procs := list "batch" -}}
 {{- with $v.receivers.kubernetes -}}
@@ -228,7 +238,7 @@ app.kubernetes.io/part-of: hpcotel
 {{- end -}}
 {{- end -}}
 {{- if not $pipelines -}}
-{{- fail "hpcotel: no pipeline: enable at least one of receivers.otlp, receivers.host, receivers.gpu and at least one of exporters.otlp, exporters.prometheus, exporters.file, exporters.debug" -}}
+{{- fail "hpcotel: no pipeline: enable at least one of receivers.otlp, receivers.host, receivers.gpu, containerLogs and at least one of exporters.otlp, exporters.prometheus, exporters.file, exporters.debug" -}}
 {{- end -}}
 {{- $config := dict "receivers" $receivers "processors" $processors "exporters" $exporters "extensions" (dict "health_check" (dict "endpoint" (printf "%s:%d" $bind (int $v.healthCheck.port)))) "service" (dict "extensions" (list "health_check") "pipelines" $pipelines) -}}
 {{- toYaml (mustMergeOverwrite $config (deepCopy $v.config)) -}}

@@ -18,6 +18,21 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 const WAIT: Duration = Duration::from_secs(30);
+const PYTHON: &str = "Traceback (most recent call last):
+  File \"train.py\", line 3, in <module>
+    main()
+ValueError: bad shape";
+const JAVA: &str = "java.lang.IllegalStateException: boom
+\tat com.example.Main.run(Main.java:10)
+\tat com.example.Main.main(Main.java:5)
+Caused by: java.io.IOException: disk full
+\t... 2 more";
+const GO: &str = "panic: runtime error: index out of range [3] with length 3
+
+goroutine 1 [running]:
+main.main()
+\t/app/main.go:12 +0x1d
+exit status 2";
 const T: &str = "2026-12-07T06:00:00.123456789Z";
 const T_NANOS: u64 = 1_796_623_200_123_456_789;
 
@@ -107,6 +122,12 @@ async fn cri_and_docker_lines_arrive_with_exact_bodies_severities_and_attributes
         r#"{T} stderr F {{"level":"ERROR","msg":"boom","step":3,"ok":false}}"#
     )
     .unwrap();
+    // Stack traces: each one record.
+    for block in [PYTHON, JAVA, GO] {
+        for l in block.lines() {
+            writeln!(text, "{T} stderr F {l}").unwrap();
+        }
+    }
     text.extend_from_slice(format!("{T} stdout F bad ").as_bytes());
     text.extend_from_slice(b"\xff bytes\n");
     // The container died before its newline.
@@ -126,7 +147,7 @@ async fn cri_and_docker_lines_arrive_with_exact_bodies_severities_and_attributes
     let sink = OtlpSink::start().await;
     let _hpcotel = start(&root, &state, &sink, "beginning");
     let r = sink
-        .wait_for("9 log records", WAIT, |r| r.log_record_count() >= 9)
+        .wait_for("12 log records", WAIT, |r| r.log_record_count() >= 12)
         .await;
     let got = records(&r);
     let find = |pod: &str, start: &str| {
@@ -221,7 +242,8 @@ async fn cri_and_docker_lines_arrive_with_exact_bodies_severities_and_attributes
     assert_eq!(restarts, Some(Value::IntValue(2)));
     println!(
         "container logs: {} records from a CRI and a Docker json-file log; the 3 MiB line cut to \
-         1 MiB (truncated_bytes {}), JSON as a map body with severity ERROR",
+         1 MiB (truncated_bytes {}), JSON as a map body with severity ERROR, a Python \
+         traceback, a Java exception and a Go panic one record each",
         got.len(),
         cut.unwrap()
     );
@@ -229,7 +251,7 @@ async fn cri_and_docker_lines_arrive_with_exact_bodies_severities_and_attributes
         .iter()
         .map(|(p, l)| (p, body(l).map(|b| b.chars().take(40).collect::<String>())))
         .collect();
-    assert_eq!(got.len(), 9, "{short:?}");
+    assert_eq!(got.len(), 12, "{short:?}");
 }
 
 /// Writes `n` CRI lines `<tag>-<i>` to `path`, `per_second` a second, calling `rotate`

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::multiline::MultilineConfig;
+
 /// Default root of the kubelet's pod log tree.
 pub const DEFAULT_ROOT: &str = "/var/log/pods";
 /// Default directory of the offsets checkpoint.
@@ -81,6 +83,9 @@ pub struct Config {
     /// when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exclude_pod_uid: Option<String>,
+    /// Stack traces and error blocks as one record: built-in rules (Python, JVM, Go, CUDA,
+    /// NCCL), each on by default, and your own; see the README.
+    pub multiline: MultilineConfig,
 }
 
 impl Default for Config {
@@ -99,6 +104,7 @@ impl Default for Config {
             exclude_pod_uid: std::env::var("HPCOTEL_POD_UID")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            multiline: MultilineConfig::default(),
         }
     }
 }

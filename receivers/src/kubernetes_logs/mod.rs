@@ -19,8 +19,8 @@
 //!   to the pipelines; reading waits while the pipeline is full (the files are the buffer).
 //!
 //! Not yet (issue 14): offsets advanced only on the exporters' acknowledgement (a crash
-//! loses what was in the pipelines' memory), multi-line stack traces, per-pod rate limits,
-//! selection by pod label or annotation.
+//! loses what was in the pipelines' memory), per-pod rate limits, selection by pod label or
+//! annotation.
 
 pub mod checkpoint;
 mod config;

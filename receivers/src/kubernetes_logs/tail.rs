@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use super::checkpoint::{Entry, Offsets};
 use super::config::{Config, StartAt};
+use super::multiline::Multiline;
 use super::parse::{Format, Joiner, Line, Record, Stream};
 
 /// Bytes of a file's start kept as its fingerprint.
@@ -100,6 +101,10 @@ struct Tracked {
     joiner: Joiner,
     /// Where the open partial record of each stream started.
     open_start: [Option<u64>; 2],
+    /// Stack traces and error blocks joined into one record.
+    multiline: Multiline,
+    /// Where the oldest record `multiline` holds started.
+    held_start: Option<u64>,
     fingerprint: Vec<u8>,
     /// No longer at a current path (rotated or deleted): read to the end, then let go.
     rotated: bool,
@@ -111,6 +116,7 @@ impl Tracked {
         let unfinished = self.offset - self.pending.len() as u64;
         self.open_start
             .iter()
+            .chain(std::iter::once(&self.held_start))
             .flatten()
             .copied()
             .fold(unfinished, u64::min)
@@ -227,6 +233,12 @@ impl Tailer {
                     format: None,
                     joiner: Joiner::new(self.config.max_record_size),
                     open_start: [None, None],
+                    multiline: Multiline::new(
+                        &self.config.multiline,
+                        self.config.max_record_size,
+                        self.config.flush_timeout,
+                    ),
+                    held_start: None,
                     fingerprint,
                     rotated: false,
                 },
@@ -260,17 +272,23 @@ impl Tailer {
                         }
                         t.pending.extend_from_slice(&rest);
                         t.offset = at;
-                        complete_lines(t, &mut step);
+                        complete_lines(t, now, &mut step);
                         let tail = std::mem::take(&mut t.pending);
                         if !tail.is_empty() {
-                            handle_line(t, at - tail.len() as u64, &tail, &mut step);
+                            handle_line(t, at - tail.len() as u64, &tail, now, &mut step);
                         }
-                        for record in t.joiner.flush() {
+                        let flushed = t.joiner.flush();
+                        t.open_start = [None, None];
+                        for record in flushed {
+                            emit(t, record, at, now, &mut step);
+                        }
+                        for record in t.multiline.flush_all() {
                             step.records.push(Read {
                                 source: t.source.clone(),
                                 record,
                             });
                         }
+                        t.held_start = None;
                         rest.len()
                     }
                     None => 0,
@@ -298,23 +316,36 @@ impl Tailer {
             }
             t.pending.extend_from_slice(&buf[..n]);
             t.offset += n as u64;
-            complete_lines(t, &mut step);
+            complete_lines(t, now, &mut step);
             // A line without its newline (or an unfinished partial line) that waited long
             // enough is sent as it is.
             let quiet = now.duration_since(t.last_growth) >= flush_timeout;
             if quiet && !t.pending.is_empty() {
                 let line = std::mem::take(&mut t.pending);
                 let line_start = t.offset - line.len() as u64;
-                handle_line(t, line_start, &line, &mut step);
+                handle_line(t, line_start, &line, now, &mut step);
             }
             if quiet {
-                for record in t.joiner.flush() {
-                    step.records.push(Read {
-                        source: t.source.clone(),
-                        record,
-                    });
-                }
+                let flushed = t.joiner.flush();
+                let at = t.offset;
                 t.open_start = [None, None];
+                for record in flushed {
+                    emit(t, record, at, now, &mut step);
+                }
+            }
+            let due = if t.rotated && quiet {
+                t.multiline.flush_all()
+            } else {
+                t.multiline.flush_due(now)
+            };
+            for record in due {
+                step.records.push(Read {
+                    source: t.source.clone(),
+                    record,
+                });
+            }
+            if t.multiline.held_lines() == 0 {
+                t.held_start = None;
             }
             if t.rotated && t.offset >= len && quiet {
                 done.push(*id);
@@ -347,7 +378,7 @@ impl Tailer {
 }
 
 /// Handles every complete line in `t.pending`, leaving the bytes after the last newline.
-fn complete_lines(t: &mut Tracked, step: &mut Step) {
+fn complete_lines(t: &mut Tracked, now: Instant, step: &mut Step) {
     let start = t.offset - t.pending.len() as u64;
     let pending = std::mem::take(&mut t.pending);
     let mut consumed = 0;
@@ -356,6 +387,7 @@ fn complete_lines(t: &mut Tracked, step: &mut Step) {
             t,
             start + consumed as u64,
             &pending[consumed..consumed + nl],
+            now,
             step,
         );
         consumed += nl + 1;
@@ -364,7 +396,7 @@ fn complete_lines(t: &mut Tracked, step: &mut Step) {
 }
 
 /// Parses one line (without its newline) into the file's joiner.
-fn handle_line(t: &mut Tracked, line_start: u64, line: &[u8], step: &mut Step) {
+fn handle_line(t: &mut Tracked, line_start: u64, line: &[u8], now: Instant, step: &mut Step) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let format = *t.format.get_or_insert_with(|| Format::detect(line));
     let parsed = match format.parse(line) {
@@ -385,11 +417,23 @@ fn handle_line(t: &mut Tracked, line_start: u64, line: &[u8], step: &mut Step) {
         t.open_start[slot] = Some(line_start);
     }
     if let Some(record) = t.joiner.push(parsed) {
-        t.open_start[slot] = None;
+        let start = t.open_start[slot].take().unwrap_or(line_start);
+        emit(t, record, start, now, step);
+    }
+}
+
+/// Passes a whole line (that started at `start`) through the multi-line combiner.
+fn emit(t: &mut Tracked, record: Record, start: u64, now: Instant, step: &mut Step) {
+    for record in t.multiline.push(record, now) {
         step.records.push(Read {
             source: t.source.clone(),
             record,
         });
+    }
+    if t.multiline.held_lines() == 0 {
+        t.held_start = None;
+    } else if t.held_start.is_none() {
+        t.held_start = Some(start);
     }
 }
 

@@ -394,6 +394,54 @@ pub const K8S_OBJECT_FIELDPATH: &str = "k8s.object.fieldpath";
 /// `k8s.object.api_version`: the involved object's API version.
 pub const K8S_OBJECT_API_VERSION: &str = "k8s.object.api_version";
 
+// --- Pod lifecycle logs (receivers.kubernetes, mode: node) ---
+
+/// `event_name` of a container termination record (the kubelet's `state.terminated` or
+/// `lastState.terminated`).
+pub const EVENT_K8S_CONTAINER_TERMINATED: &str = "hpcotel.k8s.container.terminated";
+/// `event_name` of a container restart record (`restartCount` went up).
+pub const EVENT_K8S_CONTAINER_RESTARTED: &str = "hpcotel.k8s.container.restarted";
+/// `event_name` of a container waiting record (`state.waiting` with a reason such as
+/// `CrashLoopBackOff` or `ImagePullBackOff`).
+pub const EVENT_K8S_CONTAINER_WAITING: &str = "hpcotel.k8s.container.waiting";
+/// `event_name` of a container readiness change record (`ready` flipped).
+pub const EVENT_K8S_CONTAINER_READINESS: &str = "hpcotel.k8s.container.readiness";
+/// `k8s.container.status.state` (development): `terminated` | `running` | `waiting`.
+pub const K8S_CONTAINER_STATUS_STATE: &str = "k8s.container.status.state";
+/// `k8s.container.status.reason` (development): the reason of the container's state
+/// (`OOMKilled`, `Error`, `Completed`, `CrashLoopBackOff`, `ImagePullBackOff`, ...).
+pub const K8S_CONTAINER_STATUS_REASON: &str = "k8s.container.status.reason";
+/// `k8s.container.status.last_terminated_reason` (development): the reason of the
+/// container's previous termination (`lastState.terminated.reason`).
+pub const K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON: &str =
+    "k8s.container.status.last_terminated_reason";
+/// `container.id` (development): the runtime's container id, without the `containerd://`
+/// (`<type>://`) prefix the API writes.
+pub const CONTAINER_ID: &str = "container.id";
+/// `hpcotel.k8s.container.exit_code` (int): the terminated container's exit code.
+pub const HPCOTEL_K8S_CONTAINER_EXIT_CODE: &str = "hpcotel.k8s.container.exit_code";
+/// `hpcotel.k8s.container.signal` (int): the signal that ended the container, when the API
+/// says (the kubelet leaves `signal` unset today; an exit code above 128 conventionally
+/// means 128 + the signal).
+pub const HPCOTEL_K8S_CONTAINER_SIGNAL: &str = "hpcotel.k8s.container.signal";
+/// `hpcotel.k8s.container.started_at`: when the terminated container had started
+/// (RFC 3339, as the API writes it).
+pub const HPCOTEL_K8S_CONTAINER_STARTED_AT: &str = "hpcotel.k8s.container.started_at";
+/// `hpcotel.k8s.container.finished_at`: when the container terminated (RFC 3339).
+pub const HPCOTEL_K8S_CONTAINER_FINISHED_AT: &str = "hpcotel.k8s.container.finished_at";
+/// `hpcotel.k8s.container.message`: the kubelet's message about the state: a termination
+/// message (with `terminationMessagePolicy: FallbackToLogsOnError`, the log's last lines)
+/// or why the container waits (`back-off 10s restarting failed container=...`).
+pub const HPCOTEL_K8S_CONTAINER_MESSAGE: &str = "hpcotel.k8s.container.message";
+/// `hpcotel.k8s.container.ready` (bool): the container's readiness after a change.
+pub const HPCOTEL_K8S_CONTAINER_READY: &str = "hpcotel.k8s.container.ready";
+/// `hpcotel.k8s.container.log_tail`: the last lines the terminated container wrote, when a
+/// container-log source is wired to the lifecycle records.
+pub const HPCOTEL_K8S_CONTAINER_LOG_TAIL: &str = "hpcotel.k8s.container.log_tail";
+/// `hpcotel.k8s.pod.deleting` (bool): `true` on a termination of a pod being deleted (a
+/// rollout or scale-down stopping it), not a failure of its own.
+pub const HPCOTEL_K8S_POD_DELETING: &str = "hpcotel.k8s.pod.deleting";
+
 // --- KEDA condition changes (receivers.kubernetes, cluster output) ---
 
 /// `hpcotel.keda.condition.type`: Ready | Active | Fallback | Paused.

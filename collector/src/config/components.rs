@@ -89,14 +89,27 @@ impl ReceiverConfig {
             Self::Host(_) => &[Signal::Metrics],
             Self::Gpu(_) => &[Signal::Metrics, Signal::Logs],
             Self::KubernetesLogs(_) => &[Signal::Logs],
-            // A node agent feeds the Catalog only and runs whenever defined; the cluster
-            // instance emits rollout traces.
+            // A node agent feeds the Catalog and runs whenever defined (see `runs_unlisted`),
+            // with pod lifecycle logs when a logs pipeline lists it; the cluster instance
+            // emits rollout traces.
             Self::Kubernetes(c)
                 if c.mode == kubernetes::Mode::Cluster || c.leader_election.is_some() =>
             {
                 &[Signal::Traces, Signal::Logs]
             }
+            Self::Kubernetes(c) if c.lifecycle_logs => &[Signal::Logs],
             Self::Kubernetes(_) => &[],
+        }
+    }
+
+    /// True for a receiver that runs whenever it is defined, listed in a pipeline or not:
+    /// one that produces no signal, and a kubernetes node agent without leader election
+    /// (it fills the Catalog the enrich processor reads; its lifecycle logs go only to the
+    /// logs pipelines that list it).
+    pub fn runs_unlisted(&self) -> bool {
+        match self {
+            Self::Kubernetes(c) => c.mode == kubernetes::Mode::Node && c.leader_election.is_none(),
+            other => other.signals().is_empty(),
         }
     }
 

@@ -402,7 +402,7 @@ impl Config {
         out.extend(
             self.receivers
                 .iter()
-                .filter(|(k, c)| !r.contains(k) && !c.signals().is_empty())
+                .filter(|(k, c)| !r.contains(k) && !c.runs_unlisted())
                 .map(|(k, _)| format!("receivers.{k}")),
         );
         out.extend(

@@ -218,10 +218,10 @@ impl Collector {
             }
         }
         drop(exporter_queues);
-        // Receivers that only feed the Catalog (kubernetes) run whenever they are defined;
-        // they are in no pipeline.
+        // Receivers that feed the Catalog (a kubernetes node agent) run whenever they are
+        // defined, in a pipeline or not.
         for (id, r) in &config.receivers {
-            if r.signals().is_empty() {
+            if r.runs_unlisted() {
                 receiver_outputs.entry(id.clone()).or_insert_with(|| {
                     Outputs::new(telemetry.register(ComponentKind::Receiver, id.clone()))
                 });

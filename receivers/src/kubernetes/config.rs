@@ -135,6 +135,11 @@ pub struct Config {
     pub mode: Mode,
     /// Argo CD Applications.
     pub argocd: ArgoCdConfig,
+    /// `mode: node`, when the receiver is listed in a logs pipeline: the lifecycle of this
+    /// node's pods (container terminations, restarts, waiting reasons such as
+    /// `CrashLoopBackOff`, readiness changes) as one log record per transition. A `mode:
+    /// cluster` instance watches no pods and ignores it. Default: `true`.
+    pub lifecycle_logs: bool,
     /// Rollout traces (emitted in `cluster` mode, or by the node agent holding the Lease).
     pub rollouts: RolloutsConfig,
     /// Node agents elect one of them over a Lease to emit the cluster-scoped output (rollout
@@ -156,6 +161,7 @@ impl Default for Config {
             node_name: std::env::var(NODE_NAME_ENV).ok().filter(|n| !n.is_empty()),
             mode: Mode::default(),
             argocd: ArgoCdConfig::default(),
+            lifecycle_logs: true,
             rollouts: RolloutsConfig::default(),
             leader_election: None,
         }

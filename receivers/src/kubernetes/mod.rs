@@ -4,7 +4,9 @@
 //! StatefulSet, DaemonSet) and keeps all of it in the Catalog, where the `enrich` processor
 //! reads the pod → workload → Application → revision chain.
 //!
-//! A node agent emits no signal (it runs without a pipeline). The cluster output — rollout
+//! A node agent runs whether or not a pipeline lists it; listed in a logs pipeline, it emits
+//! the lifecycle of this node's pods — container terminations, restarts, waiting reasons and
+//! readiness changes — as log records ([`lifecycle`], `lifecycle_logs`). The cluster output — rollout
 //! traces ([`rollout`], [`tracker`]), Event logs ([`events`]) and KEDA condition logs
 //! ([`keda`]) — comes from the `mode: cluster` instance or the node agent holding the Lease
 //! ([`lease`]). Only the fields correlation
@@ -18,6 +20,7 @@ mod convert;
 pub mod events;
 pub mod keda;
 pub mod lease;
+pub mod lifecycle;
 pub mod rbac;
 mod receiver;
 pub mod rollout;

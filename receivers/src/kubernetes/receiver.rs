@@ -1,6 +1,7 @@
 //! [`KubernetesReceiver`]: kube-runtime watchers (with backoff) on this node's pods and on
 //! Argo CD Applications; owners fetched lazily and cached; everything published to the
-//! Catalog.
+//! Catalog. The pod watch also turns container status changes into lifecycle log records
+//! ([`lifecycle`](super::lifecycle)) when a logs pipeline lists the receiver.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use futures::StreamExt;
 use hpcotel_core::catalog::{ObjectRef, Workload};
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry::{self, kv, unix_nanos};
-use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext};
+use hpcotel_core::{Batch, Catalog, ComponentError, Outputs, Receiver, ReceiverContext, Signal};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
@@ -30,11 +31,17 @@ use super::convert;
 use super::events;
 use super::keda;
 use super::lease::{self, Exported, Takeover};
+use super::lifecycle::Lifecycle;
 use super::tracker::Tracker;
 use super::{Error, Result};
 
 /// `service.name` of rollout traces (what one searches for in Tempo).
 pub const ROLLOUT_SERVICE_NAME: &str = "argocd";
+
+/// How long the pod watch waits for room in the logs pipelines for one pod update's lifecycle
+/// records before it refuses them (counted as refused, reason `pipeline_full`): the watch
+/// also keeps the Catalog current for every other signal, so it must not stall.
+const LIFECYCLE_SEND_WAIT: Duration = Duration::from_millis(250);
 
 /// How long one owner read may take before the pod watch moves on.
 const OWNER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -101,7 +108,8 @@ pub async fn client(config: &Config) -> Result<Client> {
 }
 
 /// The kubernetes receiver; build it with [`KubernetesReceiver::new`], run it as a
-/// [`Receiver`]. It emits no signal: it fills the Catalog.
+/// [`Receiver`]. It fills the Catalog; a node agent listed in a logs pipeline emits pod
+/// lifecycle logs, the cluster instance (or Lease holder) the cluster output.
 pub struct KubernetesReceiver {
     config: Config,
     catalog: Catalog,
@@ -193,12 +201,24 @@ impl Receiver for KubernetesReceiver {
         let mut tasks = tokio::task::JoinSet::new();
         let cluster = config.mode == Mode::Cluster;
         if !cluster {
+            let lifecycle = if !config.lifecycle_logs {
+                None
+            } else if ctx.outputs.handles(Signal::Logs) {
+                Some((
+                    Lifecycle::new(unix_nanos(SystemTime::now())),
+                    ctx.outputs.clone(),
+                ))
+            } else {
+                tracing::debug!(receiver = %ctx.id, "pod lifecycle logs off: no logs pipeline lists this receiver");
+                None
+            };
             tasks.spawn(watch_pods(
                 client.clone(),
                 config.node_name.clone(),
                 catalog.clone(),
                 owners,
                 label_key.clone(),
+                lifecycle,
             ));
         }
         // Cluster duties (rollout traces, Event logs), handed to the pipelines by this task:
@@ -564,6 +584,7 @@ async fn watch_pods(
     catalog: Catalog,
     owners: Arc<Owners>,
     label_key: Arc<str>,
+    mut lifecycle: Option<(Lifecycle, Outputs)>,
 ) {
     let api: Api<Pod> = Api::all(client);
     let mut cfg = watcher::Config::default();
@@ -578,14 +599,26 @@ async fn watch_pods(
     // During a (re)list: the pods seen so far; swapped in whole at InitDone, so pods deleted
     // while the watch was down disappear and none is lost.
     let mut relist: Option<Vec<hpcotel_core::catalog::PodMeta>> = None;
+    // Lifecycle records of a (re)list, sent once the Catalog knows its pods (so the enrich
+    // processor finds them).
+    let mut relisted: Vec<ResourceLogs> = Vec::new();
     while let Some(event) = health.next(&mut stream).await {
-        match event {
-            Event::Init => relist = Some(Vec::new()),
+        let records = match event {
+            Event::Init => {
+                relist = Some(Vec::new());
+                relisted.clear();
+                if let Some((l, _)) = &mut lifecycle {
+                    l.relisting();
+                }
+                Vec::new()
+            }
             Event::InitApply(p) => {
+                relisted.extend(observe(&mut lifecycle, &p));
                 if let Some(meta) = convert::pod_meta(&p, &label_key) {
                     owners.ensure(meta.owner.clone()).await;
                     relist.get_or_insert_with(Vec::new).push(meta);
                 }
+                Vec::new()
             }
             Event::InitDone => {
                 let pods = relist.take().unwrap_or_default();
@@ -603,19 +636,47 @@ async fn watch_pods(
                     }
                 });
                 owners.prune(&referenced).await;
+                if let Some((l, _)) = &mut lifecycle {
+                    l.listed();
+                }
+                std::mem::take(&mut relisted)
             }
             Event::Apply(p) => {
                 if let Some(meta) = convert::pod_meta(&p, &label_key) {
                     owners.ensure(meta.owner.clone()).await;
                     catalog.update(|s| insert_pod(s, meta));
                 }
+                observe(&mut lifecycle, &p)
             }
             Event::Delete(p) => {
+                // Its last status may still show a termination not seen before.
+                let records = observe(&mut lifecycle, &p);
+                if let Some((l, _)) = &mut lifecycle {
+                    l.forget(&p);
+                }
                 if let Some(uid) = p.metadata.uid {
                     catalog.update(|s| remove_pod(s, &uid));
                 }
+                records
+            }
+        };
+        if let (false, Some((_, outputs))) = (records.is_empty(), &lifecycle) {
+            let n = records.len();
+            if let Err(e) = outputs
+                .send_within(Batch::Logs(records), LIFECYCLE_SEND_WAIT)
+                .await
+            {
+                tracing::warn!(records = n, error = %e, "pod lifecycle records not delivered");
             }
         }
+    }
+}
+
+/// The lifecycle records of a pod update, when lifecycle logs are on.
+fn observe(lifecycle: &mut Option<(Lifecycle, Outputs)>, p: &Pod) -> Vec<ResourceLogs> {
+    match lifecycle {
+        Some((l, _)) => l.observe(p, unix_nanos(SystemTime::now())),
+        None => Vec::new(),
     }
 }
 

@@ -1098,3 +1098,167 @@ pub fn events_v1_event(
     }
     e
 }
+
+/// A container's `state` (or `lastState`) while running, as the kubelet writes it
+/// (`core/v1` `ContainerStateRunning`).
+pub fn running_state(started_at: &str) -> Value {
+    json!({"running": {"startedAt": started_at}})
+}
+
+/// A container's `state` while waiting (`ContainerStateWaiting`): `reason` as the kubelet
+/// names it (`ContainerCreating`, `CrashLoopBackOff`, `ImagePullBackOff`, `ErrImagePull`,
+/// `CreateContainerConfigError`, `RunContainerError`, ...) and its `message` — for a crash
+/// loop the kubelet's `back-off <delay> restarting failed container=<name>
+/// pod=<pod>_<namespace>(<uid>)` (`kuberuntime_manager.go` `doBackOff`); none for
+/// `ContainerCreating`.
+pub fn waiting_state(reason: &str, message: Option<&str>) -> Value {
+    let mut w = json!({"reason": reason});
+    if let Some(m) = message {
+        w["message"] = json!(m);
+    }
+    json!({"waiting": w})
+}
+
+/// A container's `state` (or `lastState`) once terminated (`ContainerStateTerminated`), as
+/// the kubelet fills it from the runtime (`kubelet_pods.go` `convertContainerStatus`):
+/// `exitCode`, `reason` (`OOMKilled`, `Error`, `Completed`, `ContainerCannotRun`, ...), the
+/// termination `message` when there is one, `startedAt`, `finishedAt` and the dead
+/// container's `containerID`. `signal` is left out: the kubelet never sets it (an OOM kill
+/// shows as exit code 137 = 128 + SIGKILL).
+pub fn terminated_state(
+    exit_code: i32,
+    reason: &str,
+    message: Option<&str>,
+    started_at: &str,
+    finished_at: &str,
+    container_id: &str,
+) -> Value {
+    let mut t = json!({
+        "exitCode": exit_code,
+        "reason": reason,
+        "startedAt": started_at,
+        "finishedAt": finished_at,
+        "containerID": container_id,
+    });
+    if let Some(m) = message {
+        t["message"] = json!(m);
+    }
+    json!({"terminated": t})
+}
+
+/// One `status.containerStatuses[]` entry as the kubelet writes it (`core/v1`
+/// `ContainerStatus`): `state`, `lastState` (`{}` until a run has ended), `ready`,
+/// `restartCount`, `started` (true only while running), and the latest container's
+/// `containerID` — in a crash-loop back-off still the dead one's, which `lastState` names
+/// too. An empty `container_id` is a container never created (waiting for its image): no
+/// `containerID`, and `imageID` is `""`.
+pub fn container_status(
+    name: &str,
+    state: Value,
+    last_state: Option<Value>,
+    ready: bool,
+    restart_count: i32,
+    container_id: &str,
+) -> Value {
+    let running = state.get("running").is_some();
+    let mut s = json!({
+        "name": name,
+        "state": state,
+        "lastState": last_state.unwrap_or_else(|| json!({})),
+        "ready": ready,
+        "restartCount": restart_count,
+        "image": "registry.example.com/app:1.0",
+        "imageID": "",
+        "started": running,
+    });
+    if !container_id.is_empty() {
+        s["imageID"] = json!(
+            "registry.example.com/app@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+        );
+        s["containerID"] = json!(container_id);
+    }
+    s
+}
+
+/// `pod` (a [`pod`] fixture) with a graceful deletion under way, as the API server writes
+/// it on a DELETE with the default grace period: `deletionTimestamp` (when the grace period
+/// ends) and `deletionGracePeriodSeconds: 30`. Pass the result to [`with_container_status`]
+/// for the kubelet's status once the container stopped.
+pub fn being_deleted(mut pod: Value, deletion_timestamp: &str) -> Value {
+    pod["metadata"]["deletionTimestamp"] = json!(deletion_timestamp);
+    pod["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    pod
+}
+
+/// `pod` (a [`pod`] fixture, one container) with `status` (a [`container_status`]) as its
+/// container's, and the pod status the kubelet derives from it (`pkg/kubelet/status`
+/// `generate.go`, `kubelet_pods.go` `getPhase`):
+/// - ready: `Ready` and `ContainersReady` `True`;
+/// - not ready: both `False`, reason `ContainersNotReady`, message `containers with unready
+///   status: [<name>]`, since the termination that ended readiness (else since the state's
+///   start);
+/// - phase `Pending` while the container never ran, else `Running` (a crash loop stays
+///   `Running`); for a pod being deleted ([`being_deleted`]) whose container terminated, the
+///   terminal phase — `Succeeded` for exit code 0, else `Failed` — with both conditions
+///   `False`, reason `PodCompleted` / `PodFailed`.
+pub fn with_container_status(mut pod: Value, status: Value) -> Value {
+    let name = status["name"].as_str().unwrap_or_default().to_string();
+    let ready = status["ready"].as_bool().unwrap_or(false);
+    let terminated = status.pointer("/state/terminated").cloned();
+    let last_terminated = status.pointer("/lastState/terminated").cloned();
+    let ever_ran = status.pointer("/state/running").is_some()
+        || terminated.is_some()
+        || last_terminated.is_some();
+    let deleting = pod.pointer("/metadata/deletionTimestamp").is_some();
+    let since = terminated
+        .as_ref()
+        .or(last_terminated.as_ref().filter(|_| !ready))
+        .and_then(|t| t["finishedAt"].as_str())
+        .or_else(|| {
+            status
+                .pointer("/state/running/startedAt")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or(FIXTURE_TIME)
+        .to_string();
+    let (phase, reason, message) = match (&terminated, deleting) {
+        (Some(t), true) if t["exitCode"].as_i64() == Some(0) => {
+            ("Succeeded", Some("PodCompleted"), None)
+        }
+        (Some(_), true) => ("Failed", Some("PodFailed"), None),
+        _ if ready => ("Running", None, None),
+        _ => (
+            if ever_ran { "Running" } else { "Pending" },
+            Some("ContainersNotReady"),
+            Some(format!("containers with unready status: [{name}]")),
+        ),
+    };
+    let st = &mut pod["status"];
+    st["phase"] = json!(phase);
+    st["containerStatuses"] = json!([status]);
+    if let Some(conditions) = st["conditions"].as_array_mut() {
+        for c in conditions.iter_mut() {
+            let t = c["type"].as_str().unwrap_or_default();
+            if t != "Ready" && t != "ContainersReady" {
+                continue;
+            }
+            let c = c.as_object_mut().expect("a condition is an object");
+            c.remove("reason");
+            c.remove("message");
+            match reason {
+                None => {
+                    c.insert("status".into(), json!("True"));
+                }
+                Some(r) => {
+                    c.insert("status".into(), json!("False"));
+                    c.insert("reason".into(), json!(r));
+                    c.insert("lastTransitionTime".into(), json!(since));
+                    if let Some(m) = &message {
+                        c.insert("message".into(), json!(m));
+                    }
+                }
+            }
+        }
+    }
+    pod
+}

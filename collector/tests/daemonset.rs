@@ -16,6 +16,10 @@
 //!   through enrich, `/var/log/pods` a read-only hostPath, `HPCOTEL_POD_UID` from the downward
 //!   API, the offsets on the writable `stateDir`; none of it when disabled or in the cluster
 //!   Deployment;
+//! - pod lifecycle logs (`receivers.kubernetes.lifecycleLogs`): every agent's `kubernetes`
+//!   receiver (`mode: node`) in its logs pipeline with `lifecycle_logs: true`, with leader
+//!   election, with the cluster Deployment and without cluster output; off when disabled
+//!   (listed only for the leader's Event logs, the Catalog still filled);
 //! - the ClusterRoles and Roles bound to each workload's ServiceAccount grant exactly the
 //!   (group, resource, verb) that `hpcotel_receivers::kubernetes::rbac::RULES` lists for the
 //!   workload's rendered configuration: no more, no less — also after `kubectl kustomize`
@@ -449,6 +453,10 @@ fn bad_values_fail_at_render_time_naming_the_key() {
         (
             &["--set", "containerLogs.enable=false"],
             "containerLogs: Additional property enable is not allowed",
+        ),
+        (
+            &["--set", "receivers.kubernetes.lifecycleLogs=yes"],
+            "receivers.kubernetes.lifecycleLogs: Invalid type. Expected: boolean, given: string",
         ),
     ];
     let chart = chart();
@@ -1910,6 +1918,102 @@ fn container_logs_render_in_the_node_agents_and_not_when_disabled() {
         }
         if *what == "the cluster Deployment" {
             assert!(workloads.iter().any(|w| w.kind == "Deployment"), "{what}");
+        }
+    }
+}
+
+#[test]
+fn pod_lifecycle_logs_are_on_in_every_agent_unless_disabled() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    // (what, --set, lifecycle logs on, the agent elects a leader)
+    let cases: &[(&str, &str, bool, bool)] = &[
+        ("default values", "", true, true),
+        (
+            "the cluster Deployment",
+            "cluster.deployment.enabled=true",
+            true,
+            false,
+        ),
+        ("no cluster output", "cluster.enabled=false", true, false),
+        (
+            "disabled, leader election",
+            "receivers.kubernetes.lifecycleLogs=false",
+            false,
+            true,
+        ),
+        (
+            "disabled, the cluster Deployment",
+            "receivers.kubernetes.lifecycleLogs=false,cluster.deployment.enabled=true",
+            false,
+            false,
+        ),
+    ];
+    for (what, set, on, leader) in cases {
+        let extra: Vec<&str> = if set.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--set", set]
+        };
+        let mut lint = vec!["lint", "--strict", chart, "--namespace", NAMESPACE];
+        lint.extend(&extra);
+        helm(&lint);
+        let yaml = template(None, &extra);
+        validate_objects(&yaml, what);
+        let docs = documents(&yaml);
+        let workloads = workloads(&docs);
+        for w in &workloads {
+            let out = w.hpcotel(&["validate"]);
+            assert!(
+                out.status.success(),
+                "{what}: {} {}: hpcotel validate failed:\n{}{}\n{}",
+                w.kind,
+                w.name,
+                text(&out.stdout),
+                text(&out.stderr),
+                w.config
+            );
+            check_pod_fits_config(w, &docs);
+        }
+        let agent = workload(&workloads, "DaemonSet");
+        let config: Value = serde_yaml::from_str(&agent.config).unwrap();
+        // The receiver is always there (the Catalog for enrich), in node mode, and says
+        // what it does about lifecycle logs.
+        let receivers = agent.kubernetes_receivers();
+        assert_eq!(receivers.len(), 1, "{what}: one kubernetes receiver");
+        let k8s = &receivers[0];
+        assert_eq!(k8s.mode, kubernetes::Mode::Node, "{what}");
+        assert_eq!(k8s.lifecycle_logs, *on, "{what}: lifecycle_logs");
+        assert_eq!(
+            k8s.leader_election.is_some(),
+            *leader,
+            "{what}: leader_election"
+        );
+        assert_eq!(
+            at(&config, "receivers.kubernetes.lifecycle_logs"),
+            Some(&Value::Bool(*on)),
+            "{what}: lifecycle_logs written into the ConfigMap"
+        );
+        // Listed in the logs pipeline (what turns the records on) when on, or for the
+        // leader's Event and KEDA logs; behind enrich, so each record gets its revision.
+        let logs = seq(&config, "service.pipelines.logs.receivers");
+        assert_eq!(
+            logs.contains(&Value::from("kubernetes")),
+            *on || *leader,
+            "{what}: {logs:?}"
+        );
+        assert_eq!(
+            seq(&config, "service.pipelines.logs.processors").first(),
+            Some(&Value::from("enrich")),
+            "{what}"
+        );
+        // Lifecycle logs add no permission: the node's pod watch is there already.
+        check_rbac(what, &docs);
+        // The cluster Deployment watches no pods and has no lifecycle logs to give.
+        for w in workloads.iter().filter(|w| w.kind == "Deployment") {
+            for r in w.kubernetes_receivers() {
+                assert_eq!(r.mode, kubernetes::Mode::Cluster, "{what}: {}", w.name);
+            }
         }
     }
 }

@@ -18,6 +18,14 @@
 //!   the resource attributes the dashboards use.
 //! - LogQL and TraceQL: the attribute names (Loki: dots as `_`, as its OTLP ingestion stores
 //!   them; Tempo: dotted) must be names defined in `core/src/semconv.rs`.
+//! - The rollout dashboard's crash panels (*Container terminations by reason*, *Waiting
+//!   reasons*, *Crashing pods' logs*) are run on what hpcotel exports: the real binary with
+//!   the kubernetes receiver (node mode, pod lifecycle logs) on the fake API server and the
+//!   kubernetes_logs receiver on a pod log tree, through enrich, into testkit's OTLP sink; each
+//!   record is stored as Loki's OTLP ingestion stores it (index labels, structured metadata
+//!   with dots as `_`) and the queries are evaluated on them by a small LogQL evaluator (the
+//!   subset they use; anything else is an error): every name they use is on the records, and
+//!   they select exactly the crashed pod's records of the revision asked for.
 //!
 //! Needs `/usr/bin/promtool` (Debian package `prometheus`; `scripts/test.sh` installs it).
 
@@ -27,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Hpcotel, free_port};
+use common::{Hpcotel, free_port, rfc3339};
 use hpcotel_core::semconv;
 use hpcotel_exporters::prometheus::sanitize_label_name;
 use hpcotel_mpi::op;
@@ -36,6 +44,8 @@ use hpcotel_mpi::settings::Settings;
 use hpcotel_testkit::kube::{FakeApiServer, fixtures};
 use hpcotel_testkit::nvml::{Event, FakeNvml, Scenario};
 use hpcotel_testkit::podresources::{FakeKubelet, FakePod};
+use hpcotel_testkit::sink::{OtlpSink, any_value_string};
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -139,9 +149,24 @@ fn repo_path(rel: &str) -> PathBuf {
 
 /// Every name `core/src/semconv.rs` defines, as a set.
 fn semconv_set() -> BTreeSet<String> {
-    let names: BTreeSet<String> = common::semconv_names().into_iter().collect();
+    let mut names: BTreeSet<String> = common::semconv_names().into_iter().collect();
+    // `common::semconv_names` reads one-line declarations; a long one rustfmt wraps
+    // (`pub const X: &str =` and the value on the next line) is read here.
+    let src = common::repo_file("core/src/semconv.rs");
+    let lines: Vec<&str> = src.lines().map(str::trim).collect();
+    for pair in lines.windows(2) {
+        if pair[0].starts_with("pub const ")
+            && pair[0].ends_with(": &str =")
+            && let Some(value) = pair[1]
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix("\";"))
+        {
+            names.insert(value.to_string());
+        }
+    }
     assert!(names.len() > 100, "parsed only {} names", names.len());
     assert!(names.contains(semconv::VCS_REF_HEAD_REVISION));
+    assert!(names.contains(semconv::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON));
     names
 }
 
@@ -863,7 +888,8 @@ fn dashboard_queries(name: &str, dash: &Value, errors: &mut Vec<String>) -> Vec<
 enum Tok {
     Ident(String),
     Str(String),
-    Num,
+    /// A number or a duration (`17`, `0.5`, `5m`), as written.
+    Num(String),
     /// A Grafana variable outside a string (`$__rate_interval`).
     Var,
     Op(String),
@@ -918,12 +944,13 @@ fn lex(q: &str) -> Result<Vec<Tok>, String> {
         } else if c.is_ascii_digit()
             || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
         {
+            let start = i;
             while i < chars.len()
                 && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '.' | '_'))
             {
                 i += 1;
             }
-            out.push(Tok::Num);
+            out.push(Tok::Num(chars[start..i].iter().collect()));
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
             while i < chars.len()
@@ -1608,7 +1635,7 @@ async fn dashboards_query_only_what_hpcotel_exports() {
     );
 
     // Every dashboard was read: the queries of all three languages were checked.
-    for (lang, at_least) in [("Prometheus", 60), ("Loki", 10), ("Tempo", 6)] {
+    for (lang, at_least) in [("Prometheus", 60), ("Loki", 13), ("Tempo", 6)] {
         let n = checked.get(lang).copied().unwrap_or(0);
         assert!(
             n >= at_least,
@@ -1981,4 +2008,1080 @@ fn logql_and_traceql_names_are_extracted() {
         substitute_variables("rate(a{b=~\"$c\"}[$__rate_interval])"),
         "rate(a{b=~\"x\"}[5m])"
     );
+}
+
+// ----------------------------------------------------------------------------------------
+// LogQL on Loki entries: the rollout dashboard's crash panels run on hpcotel's records
+// ----------------------------------------------------------------------------------------
+
+/// One log record as Loki's OTLP ingestion stores it (Loki 3, default `otlp_config`): the
+/// resource attributes of [`LOKI_DEFAULT_INDEX_ATTRIBUTES`] as index labels (`service_name`
+/// `unknown_service` without `service.name`), every other resource and record attribute as
+/// structured metadata, with dots as `_`, plus what Loki adds (severity, trace context).
+#[derive(Debug, Clone, Default)]
+struct LokiEntry {
+    /// Index labels.
+    stream: BTreeMap<String, String>,
+    /// Index labels and structured metadata: what a label filter sees.
+    fields: BTreeMap<String, String>,
+    /// The body.
+    line: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every record of `logs` as a [`LokiEntry`].
+fn loki_entries(logs: &[ResourceLogs]) -> Vec<LokiEntry> {
+    let mut out = Vec::new();
+    for rl in logs {
+        let mut base = LokiEntry::default();
+        let resource = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes[..]);
+        for kv in resource {
+            let Some(value) = kv.value.as_ref().and_then(any_value_string) else {
+                continue;
+            };
+            let name = sanitize_label_name(&kv.key);
+            if LOKI_DEFAULT_INDEX_ATTRIBUTES.contains(&kv.key.as_str()) {
+                base.stream.insert(name.clone(), value.clone());
+            }
+            base.fields.insert(name, value);
+        }
+        if !base.stream.contains_key("service_name") {
+            base.stream
+                .insert("service_name".into(), "unknown_service".into());
+            base.fields
+                .insert("service_name".into(), "unknown_service".into());
+        }
+        for sl in &rl.scope_logs {
+            for r in &sl.log_records {
+                let mut e = base.clone();
+                for kv in &r.attributes {
+                    if let Some(value) = kv.value.as_ref().and_then(any_value_string) {
+                        e.fields.insert(sanitize_label_name(&kv.key), value);
+                    }
+                }
+                if r.severity_number != 0 {
+                    e.fields
+                        .insert("severity_number".into(), r.severity_number.to_string());
+                }
+                if !r.severity_text.is_empty() {
+                    e.fields
+                        .insert("severity_text".into(), r.severity_text.clone());
+                }
+                if !r.trace_id.is_empty() {
+                    e.fields.insert("trace_id".into(), hex(&r.trace_id));
+                }
+                if !r.span_id.is_empty() {
+                    e.fields.insert("span_id".into(), hex(&r.span_id));
+                }
+                e.line = r
+                    .body
+                    .as_ref()
+                    .and_then(any_value_string)
+                    .unwrap_or_default();
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+/// A LogQL label filter expression.
+#[derive(Debug, Clone, PartialEq)]
+enum LabelFilter {
+    /// `label op "value"`: `=`, `!=`, `=~`, `!~`; a missing label is `""`.
+    Str {
+        label: String,
+        op: String,
+        value: String,
+    },
+    /// `label op number`: `==`, `!=`, `>`, `>=`, `<`, `<=`; a missing label fails it.
+    Num {
+        label: String,
+        op: String,
+        value: f64,
+    },
+    And(Box<LabelFilter>, Box<LabelFilter>),
+    Or(Box<LabelFilter>, Box<LabelFilter>),
+}
+
+/// A log query: `{matchers} | filter | filter …` (label filter stages only).
+#[derive(Debug, Clone, PartialEq)]
+struct LogQuery {
+    selector: Vec<(String, String, String)>,
+    stages: Vec<LabelFilter>,
+}
+
+/// The LogQL the crash panels use: a log query, or `sum by (labels)
+/// (count_over_time(<log query> [range]))`.
+#[derive(Debug, Clone, PartialEq)]
+enum Logql {
+    Logs(LogQuery),
+    CountBy { by: Vec<String>, query: LogQuery },
+}
+
+/// A regex as Loki applies it (anchored at both ends), for the patterns the dashboards use:
+/// `.+`, `.*`, or literal alternatives (`aaa|bbb`).
+fn logql_regex_matches(re: &str, value: &str) -> Result<bool, String> {
+    match re {
+        ".+" => Ok(!value.is_empty()),
+        ".*" => Ok(true),
+        _ => {
+            let alternatives: Vec<&str> = re.split('|').collect();
+            if alternatives.iter().all(|a| {
+                !a.is_empty()
+                    && a.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+            }) {
+                Ok(alternatives.contains(&value))
+            } else {
+                Err(format!(
+                    "regex {re:?} is beyond this evaluator (.+, .* or literal alternatives)"
+                ))
+            }
+        }
+    }
+}
+
+struct LogqlParser {
+    toks: Vec<Tok>,
+    at: usize,
+}
+
+impl LogqlParser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.at)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.at).cloned();
+        self.at += 1;
+        t
+    }
+
+    fn expect_op(&mut self, op: &str) -> Result<(), String> {
+        match self.next() {
+            Some(Tok::Op(o)) if o == op => Ok(()),
+            other => Err(format!("expected {op:?}, found {other:?}")),
+        }
+    }
+
+    fn expect_ident(&mut self, word: &str) -> Result<(), String> {
+        match self.next() {
+            Some(Tok::Ident(w)) if w == word => Ok(()),
+            other => Err(format!("expected {word:?}, found {other:?}")),
+        }
+    }
+
+    fn ident(&mut self) -> Result<String, String> {
+        match self.next() {
+            Some(Tok::Ident(w)) => Ok(w),
+            other => Err(format!("expected a name, found {other:?}")),
+        }
+    }
+
+    fn query(&mut self) -> Result<Logql, String> {
+        let q = if matches!(self.peek(), Some(Tok::Ident(w)) if w == "sum") {
+            self.next();
+            self.expect_ident("by")?;
+            self.expect_op("(")?;
+            let mut by = vec![self.ident()?];
+            while matches!(self.peek(), Some(Tok::Op(o)) if o == ",") {
+                self.next();
+                by.push(self.ident()?);
+            }
+            self.expect_op(")")?;
+            self.expect_op("(")?;
+            self.expect_ident("count_over_time")?;
+            self.expect_op("(")?;
+            let query = self.log_query()?;
+            self.expect_op("[")?;
+            match self.next() {
+                Some(Tok::Num(_)) => {}
+                other => return Err(format!("expected a range, found {other:?}")),
+            }
+            self.expect_op("]")?;
+            self.expect_op(")")?;
+            self.expect_op(")")?;
+            Logql::CountBy { by, query }
+        } else {
+            Logql::Logs(self.log_query()?)
+        };
+        match self.peek() {
+            None => Ok(q),
+            Some(t) => Err(format!("unexpected {t:?} after the query")),
+        }
+    }
+
+    fn log_query(&mut self) -> Result<LogQuery, String> {
+        self.expect_op("{")?;
+        let mut selector = Vec::new();
+        loop {
+            let label = self.ident()?;
+            let op = match self.next() {
+                Some(Tok::Op(o)) if MATCH_OPS.contains(&o.as_str()) => o,
+                other => return Err(format!("expected a matcher after {label}, found {other:?}")),
+            };
+            let value = match self.next() {
+                Some(Tok::Str(v)) => v,
+                other => {
+                    return Err(format!(
+                        "expected a string after {label}{op}, found {other:?}"
+                    ));
+                }
+            };
+            selector.push((label, op, value));
+            match self.next() {
+                Some(Tok::Op(o)) if o == "," => continue,
+                Some(Tok::Op(o)) if o == "}" => break,
+                other => return Err(format!("expected , or }}, found {other:?}")),
+            }
+        }
+        let mut stages = Vec::new();
+        while matches!(self.peek(), Some(Tok::Op(o)) if o == "|") {
+            self.next();
+            stages.push(self.or_filter()?);
+        }
+        Ok(LogQuery { selector, stages })
+    }
+
+    fn or_filter(&mut self) -> Result<LabelFilter, String> {
+        let mut left = self.and_filter()?;
+        while matches!(self.peek(), Some(Tok::Ident(w)) if w == "or") {
+            self.next();
+            left = LabelFilter::Or(Box::new(left), Box::new(self.and_filter()?));
+        }
+        Ok(left)
+    }
+
+    fn and_filter(&mut self) -> Result<LabelFilter, String> {
+        let mut left = self.primary_filter()?;
+        while matches!(self.peek(), Some(Tok::Ident(w)) if w == "and")
+            || matches!(self.peek(), Some(Tok::Op(o)) if o == ",")
+        {
+            self.next();
+            left = LabelFilter::And(Box::new(left), Box::new(self.primary_filter()?));
+        }
+        Ok(left)
+    }
+
+    fn primary_filter(&mut self) -> Result<LabelFilter, String> {
+        if matches!(self.peek(), Some(Tok::Op(o)) if o == "(") {
+            self.next();
+            let f = self.or_filter()?;
+            self.expect_op(")")?;
+            return Ok(f);
+        }
+        let label = self.ident()?;
+        if [
+            "json",
+            "logfmt",
+            "regexp",
+            "pattern",
+            "unpack",
+            "line_format",
+            "label_format",
+            "unwrap",
+            "keep",
+            "drop",
+            "decolorize",
+            "__error__",
+        ]
+        .contains(&label.as_str())
+        {
+            return Err(format!(
+                "{label} is beyond this evaluator (label filters only)"
+            ));
+        }
+        let op = match self.next() {
+            Some(Tok::Op(o)) if COMPARE_OPS.contains(&o.as_str()) => o,
+            other => {
+                return Err(format!(
+                    "expected a comparison after {label}, found {other:?}"
+                ));
+            }
+        };
+        match self.next() {
+            Some(Tok::Str(value)) if MATCH_OPS.contains(&op.as_str()) => {
+                if op.contains('~') {
+                    logql_regex_matches(&value, "")?;
+                }
+                Ok(LabelFilter::Str { label, op, value })
+            }
+            Some(Tok::Num(n)) if op != "=" && op != "=~" && op != "!~" => {
+                let value = n
+                    .parse::<f64>()
+                    .map_err(|_| format!("{label} {op} {n}: not a number (durations and bytes are beyond this evaluator)"))?;
+                Ok(LabelFilter::Num { label, op, value })
+            }
+            other => Err(format!("{label} {op}: unexpected {other:?}")),
+        }
+    }
+}
+
+fn parse_logql(expr: &str) -> Result<Logql, String> {
+    let mut p = LogqlParser {
+        toks: lex(expr)?,
+        at: 0,
+    };
+    p.query().map_err(|e| format!("{e} in {expr:?}"))
+}
+
+impl LabelFilter {
+    /// Whether `e` passes, as Loki's label filter stages decide; an error where Loki would set
+    /// `__error__` (a number that does not parse).
+    fn matches(&self, e: &LokiEntry) -> Result<bool, String> {
+        match self {
+            LabelFilter::Str { label, op, value } => {
+                let v = e.fields.get(label).map_or("", String::as_str);
+                Ok(match op.as_str() {
+                    "=" => v == value,
+                    "!=" => v != value,
+                    "=~" => logql_regex_matches(value, v)?,
+                    "!~" => !logql_regex_matches(value, v)?,
+                    _ => unreachable!(),
+                })
+            }
+            LabelFilter::Num { label, op, value } => {
+                let Some(v) = e.fields.get(label) else {
+                    return Ok(false);
+                };
+                let v: f64 = v
+                    .parse()
+                    .map_err(|_| format!("{label}={v:?} is not a number: Loki sets __error__"))?;
+                Ok(match op.as_str() {
+                    "==" => v == *value,
+                    "!=" => v != *value,
+                    ">" => v > *value,
+                    ">=" => v >= *value,
+                    "<" => v < *value,
+                    "<=" => v <= *value,
+                    _ => unreachable!(),
+                })
+            }
+            LabelFilter::And(a, b) => Ok(a.matches(e)? && b.matches(e)?),
+            LabelFilter::Or(a, b) => Ok(a.matches(e)? || b.matches(e)?),
+        }
+    }
+
+    fn labels(&self, out: &mut Vec<String>) {
+        match self {
+            LabelFilter::Str { label, .. } | LabelFilter::Num { label, .. } => {
+                out.push(label.clone())
+            }
+            LabelFilter::And(a, b) | LabelFilter::Or(a, b) => {
+                a.labels(out);
+                b.labels(out);
+            }
+        }
+    }
+}
+
+impl LogQuery {
+    fn select<'e>(&self, entries: &'e [LokiEntry]) -> Result<Vec<&'e LokiEntry>, String> {
+        // Loki refuses a selector whose every matcher matches the empty string.
+        let not_empty = |(_, op, v): &(String, String, String)| match op.as_str() {
+            "=" => !v.is_empty(),
+            "=~" => logql_regex_matches(v, "").is_ok_and(|m| !m),
+            _ => false,
+        };
+        if !self.selector.iter().any(not_empty) {
+            return Err("the stream selector needs a matcher that does not match empty".into());
+        }
+        let mut out = Vec::new();
+        'entries: for e in entries {
+            for (label, op, value) in &self.selector {
+                let v = e.stream.get(label).map_or("", String::as_str);
+                let ok = match op.as_str() {
+                    "=" => v == value,
+                    "!=" => v != value,
+                    "=~" => logql_regex_matches(value, v)?,
+                    "!~" => !logql_regex_matches(value, v)?,
+                    _ => unreachable!(),
+                };
+                if !ok {
+                    continue 'entries;
+                }
+            }
+            for stage in &self.stages {
+                if !stage.matches(e)? {
+                    continue 'entries;
+                }
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Every name the query reads: stream labels and label filter names.
+    fn names(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.selector.iter().map(|(l, _, _)| l.clone()).collect();
+        for s in &self.stages {
+            s.labels(&mut out);
+        }
+        out
+    }
+}
+
+/// `expr` with the dashboard's variables set: `$application`, `$revision`, `$baseline` from
+/// `values`, Grafana's intervals and ranges as `1h`.
+fn with_variables(expr: &str, values: &[(&str, &str)]) -> String {
+    let mut out = expr.to_string();
+    for (name, value) in values.iter().copied().chain([
+        ("__interval", "1h"),
+        ("__range", "1h"),
+        ("__rate_interval", "1h"),
+    ]) {
+        out = out
+            .replace(&format!("${{{name}}}"), value)
+            .replace(&format!("${name}"), value);
+    }
+    assert!(!out.contains('$'), "a variable left in {out:?}");
+    out
+}
+
+/// Series of `sum by (…) (count_over_time(…))` on `entries`: the `by` labels' values (`""`
+/// where absent) → count.
+fn count_by(q: &Logql, entries: &[LokiEntry]) -> Result<BTreeMap<Vec<String>, usize>, String> {
+    let Logql::CountBy { by, query } = q else {
+        return Err(format!("not a metric query: {q:?}"));
+    };
+    let mut out = BTreeMap::new();
+    for e in query.select(entries)? {
+        let key = by
+            .iter()
+            .map(|l| e.fields.get(l).cloned().unwrap_or_default())
+            .collect();
+        *out.entry(key).or_default() += 1;
+    }
+    Ok(out)
+}
+
+/// The panel of `dash` titled `title` (rows' panels included).
+fn panel<'d>(dash: &'d Value, title: &str) -> &'d Value {
+    let mut panels: Vec<&Value> = Vec::new();
+    for p in dash["panels"].as_array().into_iter().flatten() {
+        panels.push(p);
+        panels.extend(p["panels"].as_array().into_iter().flatten());
+    }
+    panels
+        .into_iter()
+        .find(|p| p["title"] == title)
+        .unwrap_or_else(|| panic!("no panel {title:?}"))
+}
+
+/// The rollout dashboard's crash panels: (title, panel type, its one Loki target).
+const CRASH_PANELS: &[(&str, &str)] = &[
+    ("Container terminations by reason", "timeseries"),
+    ("Waiting reasons", "table"),
+    ("Crashing pods' logs", "logs"),
+];
+
+/// The crash panels' queries, after checking each panel is where and what it should be.
+fn crash_panel_queries() -> Vec<(&'static str, String, Vec<String>)> {
+    let dash = dashboards()
+        .into_iter()
+        .find(|(name, _)| name == "rollout-troubleshooting.json")
+        .expect("the rollout dashboard")
+        .1;
+    // In their own row, after the rollout's logs and before the GPUs.
+    let titles: Vec<&str> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    let row = titles
+        .iter()
+        .position(|t| *t == "Crashes of the rollout")
+        .expect("a row \"Crashes of the rollout\"");
+    assert_eq!(dash["panels"][row]["type"], "row");
+    assert_eq!(
+        titles[row + 1..row + 4],
+        [
+            "Container terminations by reason",
+            "Waiting reasons",
+            "Crashing pods' logs"
+        ]
+    );
+    let mut out = Vec::new();
+    for (title, kind_) in CRASH_PANELS {
+        let p = panel(&dash, title);
+        assert_eq!(p["type"], *kind_, "{title}");
+        assert_eq!(p["datasource"]["uid"], "${loki}", "{title}");
+        let targets = p["targets"].as_array().unwrap();
+        assert_eq!(targets.len(), 1, "{title}");
+        let t = &targets[0];
+        let expected_query_type = if *kind_ == "table" {
+            "instant"
+        } else {
+            "range"
+        };
+        assert_eq!(t["queryType"], expected_query_type, "{title}");
+        let legend = template_refs(t["legendFormat"].as_str().unwrap_or_default());
+        out.push((*title, t["expr"].as_str().unwrap().to_string(), legend));
+    }
+    out
+}
+
+/// `ml/<rs>-1` of ReplicaSet `rs` on node-1, its container `main` in `status`.
+fn crash_pod(
+    rs: &str,
+    ip: &str,
+    status: serde_json::Value,
+    deleting: Option<&str>,
+) -> serde_json::Value {
+    let name = format!("{rs}-1");
+    let mut p = fixtures::pod(
+        "ml",
+        &name,
+        &format!("uid-{name}"),
+        "node-1",
+        Some(("ReplicaSet", rs, &format!("uid-{rs}"))),
+        ip,
+        &[],
+        &[],
+    );
+    if let Some(at) = deleting {
+        p = fixtures::being_deleted(p, at);
+    }
+    fixtures::with_container_status(p, status)
+}
+
+fn container_id(n: u32) -> String {
+    format!("containerd://{n:064x}")
+}
+
+/// Appends CRI lines (`stream`, text) to `<root>/ml_<pod>_uid-<pod>/main/<run>.log`.
+fn write_container_log(root: &Path, pod: &str, run: u32, lines: &[(&str, &str)]) {
+    use std::io::Write;
+    let dir = root.join(format!("ml_{pod}_uid-{pod}")).join("main");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{run}.log")))
+        .unwrap();
+    let now = humantime::format_rfc3339_nanos(SystemTime::now());
+    for (stream, text) in lines {
+        writeln!(f, "{now} {stream} F {text}").unwrap();
+    }
+}
+
+/// The container lines of the crash scenario: (pod, run, stream, text).
+const CRASH_LINES: &[(&str, u32, &str, &str)] = &[
+    ("trainer-b-1", 0, "stdout", "INFO starting epoch 1"),
+    (
+        "trainer-b-1",
+        0,
+        "stderr",
+        "ERROR CUDA out of memory. Tried to allocate 20.00 GiB",
+    ),
+    (
+        "trainer-b-1",
+        1,
+        "stdout",
+        "INFO resuming from checkpoint 40",
+    ),
+    ("trainer-a-1", 0, "stdout", "INFO serving on :8080"),
+    (
+        "trainer-a-1",
+        0,
+        "stderr",
+        "ERROR request failed: upstream timeout",
+    ),
+];
+
+/// Application `train` (aaa, then bbb syncing): bbb's pod is OOM-killed, restarted, killed
+/// again and backs off (CrashLoopBackOff); aaa's pod is stopped by the rollout (exit 143,
+/// being deleted). The real hpcotel watches it (kubernetes, node mode, pod lifecycle logs)
+/// and tails both pods' container logs (kubernetes_logs), through enrich; every record it
+/// exports, as Loki stores it.
+async fn crash_scenario() -> Vec<LokiEntry> {
+    let api = FakeApiServer::start().await;
+    common::apply_train_app(&api);
+    for (rs, created) in [
+        ("trainer-a", "2026-11-25T06:00:05Z"),
+        ("trainer-b", "2026-11-25T07:00:13Z"),
+    ] {
+        api.apply(fixtures::replicaset(
+            "ml",
+            rs,
+            &format!("uid-{rs}"),
+            Some(("trainer", "uid-dep")),
+            created,
+        ));
+    }
+    let a_running = fixtures::container_status(
+        "main",
+        fixtures::running_state("2026-11-25T06:00:20Z"),
+        None,
+        true,
+        0,
+        &container_id(0xa0),
+    );
+    api.apply(crash_pod("trainer-a", "10.0.0.11", a_running, None));
+    let b_started = rfc3339(SystemTime::now() - Duration::from_secs(15));
+    let b_running = fixtures::container_status(
+        "main",
+        fixtures::running_state(&b_started),
+        None,
+        true,
+        0,
+        &container_id(0xb0),
+    );
+    api.apply(crash_pod("trainer-b", "10.0.0.12", b_running, None));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (root, state) = (dir.path().join("pods"), dir.path().join("state"));
+    std::fs::create_dir_all(&root).unwrap();
+    let sink = OtlpSink::start().await;
+    let hpcotel = Hpcotel::start(&format!(
+        r#"
+receivers:
+  kubernetes:
+    auth_type: none
+    endpoint: "{api}"
+    node_name: node-1
+  kubernetes_logs:
+    root: "{root}"
+    state_dir: "{state}"
+    start_at: beginning
+    poll_interval: 50ms
+processors:
+  enrich:
+exporters:
+  otlp: {{ endpoint: "{sink}" }}
+service:
+  telemetry: {{ metrics: {{ level: none }} }}
+  pipelines:
+    logs: {{ receivers: [kubernetes, kubernetes_logs], processors: [enrich], exporters: [otlp] }}
+"#,
+        api = api.url(),
+        root = root.display(),
+        state = state.display(),
+        sink = sink.grpc_endpoint(),
+    ));
+    let watched = |plural: &str| {
+        api.requests().iter().any(|r| {
+            r.verb == hpcotel_testkit::kube::Verb::Watch && r.plural == plural && r.status == 200
+        })
+    };
+    let deadline = Instant::now() + WAIT;
+    while !(watched("pods") && watched("applications")) {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver never watched pods and applications:\n{}",
+            hpcotel.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Run 0 of both pods writes; bbb's is OOM-killed.
+    for (pod, run, stream, text) in CRASH_LINES.iter().filter(|l| l.1 == 0) {
+        write_container_log(&root, pod, *run, &[(stream, text)]);
+    }
+    let kill = |run: u32, started: &str| {
+        fixtures::terminated_state(
+            137,
+            "OOMKilled",
+            None,
+            started,
+            &rfc3339(SystemTime::now()),
+            &container_id(0xb0 + run),
+        )
+    };
+    let first_kill = kill(0, &b_started);
+    api.apply(crash_pod(
+        "trainer-b",
+        "10.0.0.12",
+        fixtures::container_status(
+            "main",
+            first_kill.clone(),
+            None,
+            false,
+            0,
+            &container_id(0xb0),
+        ),
+        None,
+    ));
+    // The kubelet restarts it at once (run 1), which writes, and is OOM-killed again.
+    let run_1 = rfc3339(SystemTime::now());
+    api.apply(crash_pod(
+        "trainer-b",
+        "10.0.0.12",
+        fixtures::container_status(
+            "main",
+            fixtures::running_state(&run_1),
+            Some(first_kill.clone()),
+            true,
+            1,
+            &container_id(0xb1),
+        ),
+        None,
+    ));
+    for (pod, run, stream, text) in CRASH_LINES.iter().filter(|l| l.1 == 1) {
+        write_container_log(&root, pod, *run, &[(stream, text)]);
+    }
+    let second_kill = kill(1, &run_1);
+    api.apply(crash_pod(
+        "trainer-b",
+        "10.0.0.12",
+        fixtures::container_status(
+            "main",
+            second_kill.clone(),
+            Some(first_kill),
+            false,
+            1,
+            &container_id(0xb1),
+        ),
+        None,
+    ));
+    // Then it backs off.
+    let back_off = fixtures::waiting_state(
+        "CrashLoopBackOff",
+        Some("back-off 10s restarting failed container=main pod=trainer-b-1_ml(uid-trainer-b-1)"),
+    );
+    api.apply(crash_pod(
+        "trainer-b",
+        "10.0.0.12",
+        fixtures::container_status(
+            "main",
+            back_off,
+            Some(second_kill),
+            false,
+            1,
+            &container_id(0xb1),
+        ),
+        None,
+    ));
+    // The rollout stops aaa's pod: SIGTERM, exit code 143.
+    let stopped = fixtures::terminated_state(
+        143,
+        "Error",
+        None,
+        "2026-11-25T06:00:20Z",
+        &rfc3339(SystemTime::now()),
+        &container_id(0xa0),
+    );
+    api.apply(crash_pod(
+        "trainer-a",
+        "10.0.0.11",
+        fixtures::container_status("main", stopped, None, false, 0, &container_id(0xa0)),
+        Some(&rfc3339(SystemTime::now() + Duration::from_secs(30))),
+    ));
+
+    let received = sink
+        .wait_for("the crash scenario's records", WAIT, |r| {
+            let entries = loki_entries(&r.logs);
+            let has = |pred: &dyn Fn(&LokiEntry) -> bool| entries.iter().any(pred);
+            CRASH_LINES.iter().all(|(_, _, _, text)| {
+                has(&|e: &LokiEntry| {
+                    e.line == *text && e.fields.contains_key("vcs_ref_head_revision")
+                })
+            }) && has(&|e: &LokiEntry| {
+                e.fields
+                    .get("k8s_pod_name")
+                    .is_some_and(|p| p == "trainer-a-1")
+                    && e.fields.contains_key("hpcotel_k8s_pod_deleting")
+            }) && has(&|e: &LokiEntry| {
+                e.fields
+                    .get("k8s_container_status_reason")
+                    .is_some_and(|r| r == "CrashLoopBackOff")
+            })
+        })
+        .await;
+    drop(hpcotel);
+    loki_entries(&received.logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_dashboards_crash_panels_select_the_crashed_pods_records() {
+    let queries = crash_panel_queries();
+    let entries = crash_scenario().await;
+    for e in &entries {
+        println!(
+            "{:<14} {:<12} run {} {:<5} {:<7} | {}",
+            e.fields.get("k8s_pod_name").map_or("", String::as_str),
+            e.fields
+                .get("vcs_ref_head_revision")
+                .map_or("", String::as_str),
+            e.fields
+                .get("k8s_container_restart_count")
+                .map_or("", String::as_str),
+            e.fields.get("severity_text").map_or("", String::as_str),
+            e.fields
+                .get("log_iostream")
+                .map_or("lifecycle", String::as_str),
+            e.line
+        );
+    }
+    // Every name the panels use is on records hpcotel exported, as Loki stores them.
+    let present: BTreeSet<&String> = entries.iter().flat_map(|e| e.fields.keys()).collect();
+    let variables = [
+        ("application", "train"),
+        ("baseline", "aaa"),
+        ("revision", "bbb"),
+    ];
+    let mut results = BTreeMap::new();
+    for (title, expr, legend) in &queries {
+        let q = parse_logql(&with_variables(expr, &variables))
+            .unwrap_or_else(|e| panic!("{title}: {e}"));
+        let (mut names, query) = match &q {
+            Logql::Logs(query) => (Vec::new(), query),
+            Logql::CountBy { by, query } => (by.clone(), query),
+        };
+        names.extend(query.names());
+        names.extend(legend.iter().cloned());
+        for n in &names {
+            assert!(
+                present.contains(n),
+                "{title}: {n} is on none of the records hpcotel exported (as Loki stores them: {present:?})"
+            );
+        }
+        results.insert(*title, q);
+    }
+    let key = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // Terminations: bbb's two OOM kills; aaa's pod stopped by the rollout is not a crash.
+    let terminations = count_by(&results["Container terminations by reason"], &entries).unwrap();
+    assert_eq!(
+        terminations,
+        BTreeMap::from([(key(&["bbb", "OOMKilled"]), 2)]),
+        "Container terminations by reason"
+    );
+
+    // Waiting: bbb's container backing off after its OOM kill.
+    let waiting = count_by(&results["Waiting reasons"], &entries).unwrap();
+    assert_eq!(
+        waiting,
+        BTreeMap::from([(
+            key(&[
+                "bbb",
+                "ml",
+                "trainer-b-1",
+                "main",
+                "CrashLoopBackOff",
+                "OOMKilled"
+            ]),
+            1
+        )]),
+        "Waiting reasons"
+    );
+
+    // Logs: bbb's error line, every line of its restarted run and its two termination
+    // records; not its INFO line before the crash, not aaa's pod, no other lifecycle record.
+    let Logql::Logs(logs) = &results["Crashing pods' logs"] else {
+        panic!("Crashing pods' logs is a log query");
+    };
+    let selected: BTreeSet<String> = logs
+        .select(&entries)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.line.clone())
+        .collect();
+    let expected: BTreeSet<String> = [
+        "ERROR CUDA out of memory. Tried to allocate 20.00 GiB",
+        "INFO resuming from checkpoint 40",
+        "container main terminated: OOMKilled, exit code 137 (restart 0)",
+        "container main terminated: OOMKilled, exit code 137 (restart 1)",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(selected, expected, "Crashing pods' logs");
+    println!(
+        "terminations {terminations:?}; waiting {waiting:?}; crashing pods' logs: {} records of {}",
+        selected.len(),
+        entries.len()
+    );
+}
+
+#[test]
+fn the_crash_panels_name_the_lifecycle_and_container_log_attributes() {
+    // Offline: the queries parse and use hpcotel's names for what they select on.
+    let l = sanitize_label_name;
+    let needed: &[(&str, &[String])] = &[
+        (
+            "Container terminations by reason",
+            &[
+                l(semconv::K8S_CONTAINER_STATUS_REASON),
+                l(semconv::K8S_CONTAINER_STATUS_STATE),
+                l(semconv::HPCOTEL_K8S_POD_DELETING),
+                l(semconv::VCS_REF_HEAD_REVISION),
+                l(semconv::HPCOTEL_ARGOCD_APPLICATION),
+            ],
+        ),
+        (
+            "Waiting reasons",
+            &[
+                l(semconv::K8S_CONTAINER_STATUS_REASON),
+                l(semconv::K8S_CONTAINER_STATUS_STATE),
+                l(semconv::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON),
+                l(semconv::K8S_POD_NAME),
+                l(semconv::K8S_CONTAINER_NAME),
+                l(semconv::VCS_REF_HEAD_REVISION),
+            ],
+        ),
+        (
+            "Crashing pods' logs",
+            &[
+                l(semconv::LOG_IOSTREAM),
+                l(semconv::HPCOTEL_K8S_CONTAINER_EXIT_CODE),
+                l(semconv::K8S_CONTAINER_RESTART_COUNT),
+                l(semconv::VCS_REF_HEAD_REVISION),
+                l(semconv::HPCOTEL_ARGOCD_APPLICATION),
+                "severity_number".to_string(),
+            ],
+        ),
+    ];
+    let queries = crash_panel_queries();
+    let ex = small_export();
+    for (title, expr, legend) in &queries {
+        let mut errors = Vec::new();
+        check_logql(title, expr, legend, &ex, &mut errors);
+        assert!(errors.is_empty(), "{errors:#?}");
+        let q = parse_logql(&with_variables(
+            expr,
+            &[("application", "a"), ("baseline", "b"), ("revision", "c")],
+        ))
+        .unwrap_or_else(|e| panic!("{title}: {e}"));
+        let (mut names, query) = match &q {
+            Logql::Logs(query) => (Vec::new(), query),
+            Logql::CountBy { by, query } => (by.clone(), query),
+        };
+        names.extend(query.names());
+        let wanted = needed.iter().find(|(t, _)| t == title).unwrap().1;
+        for n in wanted {
+            assert!(names.contains(n), "{title} does not use {n}: {expr}");
+        }
+    }
+    // The two metric panels group by reason and revision.
+    for (title, expr, _) in &queries[..2] {
+        let Ok(Logql::CountBy { by, .. }) = parse_logql(&with_variables(
+            expr,
+            &[("application", "a"), ("baseline", "b"), ("revision", "c")],
+        )) else {
+            panic!("{title} is a count by");
+        };
+        assert!(
+            by.contains(&l(semconv::K8S_CONTAINER_STATUS_REASON)),
+            "{title}"
+        );
+        assert!(by.contains(&l(semconv::VCS_REF_HEAD_REVISION)), "{title}");
+    }
+}
+
+#[test]
+fn the_logql_evaluator_follows_loki() {
+    let entry = |pairs: &[(&str, &str)]| {
+        let fields: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let stream = fields
+            .iter()
+            .filter(|(k, _)| *k == "k8s_namespace_name")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        LokiEntry {
+            stream,
+            fields,
+            line: pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    };
+    let entries = vec![
+        entry(&[
+            ("k8s_namespace_name", "ml"),
+            ("severity_number", "17"),
+            ("rev", "b"),
+        ]),
+        entry(&[
+            ("k8s_namespace_name", "ml"),
+            ("severity_number", "9"),
+            ("restarts", "2"),
+            ("rev", "b"),
+        ]),
+        entry(&[("k8s_namespace_name", "ml"), ("rev", "a")]),
+        entry(&[("k8s_namespace_name", "ml"), ("severity_number", "x")]),
+        entry(&[("k8s_namespace_name", "")]),
+    ];
+    let select = |q: &str| -> Result<Vec<usize>, String> {
+        let Logql::Logs(q) = parse_logql(q)? else {
+            return Err("metric".into());
+        };
+        let picked = q.select(&entries[..3])?;
+        Ok(entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| picked.iter().any(|p| std::ptr::eq(*p, *e)))
+            .map(|(i, _)| i)
+            .collect())
+    };
+    // A missing label: "" for string filters, false for numeric ones; `or` of two stages,
+    // `and` binding tighter, stages in a row all apply.
+    assert_eq!(
+        select(r#"{k8s_namespace_name=~".+"} | severity_number >= 17"#),
+        Ok(vec![0])
+    );
+    assert_eq!(
+        select(r#"{k8s_namespace_name=~".+"} | severity_number >= 17 or restarts > 0"#),
+        Ok(vec![0, 1])
+    );
+    assert_eq!(
+        select(r##"{k8s_namespace_name=~".+"} | restarts="""##),
+        Ok(vec![0, 2])
+    );
+    assert_eq!(
+        select(r#"{k8s_namespace_name=~".+"} | rev=~"a|b" | restarts > 0 or rev="a""#),
+        Ok(vec![1, 2])
+    );
+    assert_eq!(
+        select(r#"{k8s_namespace_name="ml"} | rev="b" and severity_number < 10 or rev="a""#),
+        Ok(vec![1, 2])
+    );
+    assert_eq!(
+        select(r#"{k8s_namespace_name="ml"} | rev="b" and (severity_number < 10 or rev="a")"#),
+        Ok(vec![1])
+    );
+    // A number that does not parse is Loki's __error__: an error here.
+    let Logql::Logs(q) = parse_logql(r#"{k8s_namespace_name="ml"} | severity_number > 1"#).unwrap()
+    else {
+        unreachable!()
+    };
+    assert!(q.select(&entries).unwrap_err().contains("__error__"));
+    // A metric query counts per `by` labels.
+    let counts = count_by(
+        &parse_logql(
+            r#"sum by (rev) (count_over_time({k8s_namespace_name=~".+"} | rev!="" [5m]))"#,
+        )
+        .unwrap(),
+        &entries[..3],
+    )
+    .unwrap();
+    assert_eq!(
+        counts,
+        BTreeMap::from([(vec!["a".to_string()], 1), (vec!["b".to_string()], 2)])
+    );
+    // What it does not understand is an error, not a guess.
+    for bad in [
+        r#"{k8s_namespace_name=~".+"} | json"#,
+        r#"{k8s_namespace_name=~".+"} |= "x""#,
+        r#"{k8s_namespace_name=~".+"} | rev=~"a.*b""#,
+        r#"{k8s_namespace_name=~".+"} | duration > 5s"#,
+        r#"rate({k8s_namespace_name=~".+"}[5m])"#,
+        r#"{k8s_namespace_name=~".*"}"#,
+    ] {
+        let r = parse_logql(bad).and_then(|q| match q {
+            Logql::Logs(q) => q.select(&entries).map(|_| ()),
+            Logql::CountBy { .. } => Ok(()),
+        });
+        assert!(r.is_err(), "{bad} should be rejected");
+    }
 }

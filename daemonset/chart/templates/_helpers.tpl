@@ -202,11 +202,16 @@ app.kubernetes.io/part-of: hpcotel
 {{- if .argocd.environmentLabel -}}
 {{- $_ := set $argocd "environment_label" .argocd.environmentLabel -}}
 {{- end -}}
-{{- $k8s := dict "auth_type" "serviceAccount" "mode" "node" "node_name" "${env:K8S_NODE_NAME}" "argocd" $argocd -}}
-{{- if include "hpcotel.leaderElection" $ -}}
+{{- $k8s := dict "auth_type" "serviceAccount" "mode" "node" "node_name" "${env:K8S_NODE_NAME}" "argocd" $argocd "lifecycle_logs" .lifecycleLogs -}}
+{{- $leader := include "hpcotel.leaderElection" $ -}}
+{{- if $leader -}}
 {{- $_ := set $k8s "leader_election" (dict "lease_name" (include "hpcotel.clusterName" $) "lease_namespace" "${env:POD_NAMESPACE}" "identity" "${env:K8S_NODE_NAME}") -}}
 {{- $_ := set $k8s "rollouts" (dict "state_file" (printf "%s/rollouts.json" (trimSuffix "/" $v.stateDir))) -}}
 {{- $traces = append $traces "kubernetes" -}}
+{{- end -}}
+{{- /* In the logs pipeline for the pod lifecycle logs of this node (lifecycle_logs), whether or
+       not this agent may emit the cluster output; unlisted, it still fills the Catalog. */ -}}
+{{- if or $leader .lifecycleLogs -}}
 {{- $logs = append $logs "kubernetes" -}}
 {{- end -}}
 {{- $_ := set $receivers "kubernetes" $k8s -}}

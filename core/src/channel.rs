@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc};
 
+use crate::ack::Acks;
 use crate::signal::Batch;
 
 /// The largest capacity a channel may have, in items.
@@ -45,9 +46,11 @@ impl<T: Items + Sync> Items for Arc<T> {
     }
 }
 
-/// A batch in the channel, with the capacity it holds until it is taken out.
+/// A batch in the channel, with its acknowledgements ([`crate::ack`]) and the capacity it
+/// holds until it is taken out.
 struct Slot<T> {
     batch: T,
+    acks: Acks,
     _units: OwnedSemaphorePermit,
 }
 
@@ -119,9 +122,16 @@ impl<T> Permit<T> {
     /// Hands the batch back when the receiver was closed or dropped after the reservation
     /// was made, so the caller can count it instead of losing it.
     pub fn send(self, batch: T) -> Result<(), (Closed, T)> {
+        self.send_acked(batch, Acks::none())
+    }
+
+    /// [`Permit::send`] with the batch's acknowledgements, which travel beside it. When the
+    /// batch is handed back its acks are dropped unsettled (the hand-over is lost).
+    pub fn send_acked(self, batch: T, acks: Acks) -> Result<(), (Closed, T)> {
         self.tx
             .send(Slot {
                 batch,
+                acks,
                 _units: self.units,
             })
             .map_err(|e| (Closed, e.0.batch))
@@ -173,8 +183,13 @@ impl<T: Items> Sender<T> {
 
     /// Waits for room, then sends `batch`. On [`Closed`] the batch is handed back.
     pub async fn send(&self, batch: T) -> Result<(), (Closed, T)> {
+        self.send_acked(batch, Acks::none()).await
+    }
+
+    /// [`Sender::send`] with the batch's acknowledgements ([`Permit::send_acked`]).
+    pub async fn send_acked(&self, batch: T, acks: Acks) -> Result<(), (Closed, T)> {
         match self.reserve(batch.items()).await {
-            Ok(permit) => permit.send(batch),
+            Ok(permit) => permit.send_acked(batch, acks),
             Err(e) => Err((e, batch)),
         }
     }
@@ -211,13 +226,27 @@ pub struct Receiver<T = Batch> {
 impl<T> Receiver<T> {
     /// The next batch, waiting for one; `None` once every sender is gone and the channel is
     /// empty. Taking a batch out gives its room back to the senders.
+    ///
+    /// The batch's acknowledgements are dropped unsettled (marked lost): a stage that passes
+    /// data on uses [`Receiver::recv_acked`].
     pub async fn recv(&mut self) -> Option<T> {
         self.rx.recv().await.map(|slot| slot.batch)
     }
 
-    /// The next batch if one is waiting now.
+    /// [`Receiver::recv`] with the batch's acknowledgements, for the stage to pass on with
+    /// what it makes of the batch, or to settle.
+    pub async fn recv_acked(&mut self) -> Option<(T, Acks)> {
+        self.rx.recv().await.map(|slot| (slot.batch, slot.acks))
+    }
+
+    /// The next batch if one is waiting now (its acks dropped, as [`Receiver::recv`]).
     pub fn try_recv(&mut self) -> Option<T> {
         self.rx.try_recv().ok().map(|slot| slot.batch)
+    }
+
+    /// [`Receiver::try_recv`] with the batch's acknowledgements.
+    pub fn try_recv_acked(&mut self) -> Option<(T, Acks)> {
+        self.rx.try_recv().ok().map(|slot| (slot.batch, slot.acks))
     }
 
     /// Stops the channel: senders waiting for room and later sends get [`Closed`]; what is

@@ -14,6 +14,7 @@
 //! - [`metric_set`]: the builder receivers that sample use for their OTLP metrics.
 //! - [`semconv`]: every attribute and metric name hpcotel emits, defined once.
 
+pub mod ack;
 pub mod catalog;
 pub mod channel;
 pub mod component;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod signal;
 pub mod telemetry;
 
+pub use ack::{AckSource, Acks, Settled};
 pub use catalog::{Catalog, Correlation, PodRef};
 pub use component::{
     ComponentError, ComponentId, ComponentKind, ExportError, ExportOutcome, Exporter, Processor,

@@ -13,6 +13,7 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::ack::Acks;
 use crate::channel::{self, Permit, TryReserveError};
 use crate::signal::{Batch, Signal};
 use crate::telemetry::{ComponentStats, Counter};
@@ -63,17 +64,18 @@ impl Output {
     /// was reserved (only a stage killed at the end of a failed shutdown) makes the whole
     /// hand-over [`SendError::Closed`], so the client is told to retry and nothing is
     /// counted as accepted that a pipeline did not get.
-    fn deliver(permits: Vec<Permit>, batch: Batch) -> Result<(), SendError> {
+    /// Each pipeline gets a clone of `acks`.
+    fn deliver(permits: Vec<Permit>, batch: Batch, acks: Acks) -> Result<(), SendError> {
         let n = permits.len();
         let mut delivered = true;
-        let mut batch = Some(batch);
+        let mut batch = Some((batch, acks));
         for (i, permit) in permits.into_iter().enumerate() {
-            let b = if i + 1 == n {
+            let (b, a) = if i + 1 == n {
                 batch.take().expect("one batch per hand-over")
             } else {
                 batch.clone().expect("one batch per hand-over")
             };
-            delivered &= permit.send(b).is_ok();
+            delivered &= permit.send_acked(b, a).is_ok();
         }
         if delivered {
             Ok(())
@@ -91,15 +93,15 @@ impl Output {
                 Err(TryReserveError::Closed) => return Err(SendError::Closed),
             }
         }
-        Self::deliver(permits, batch)
+        Self::deliver(permits, batch, Acks::none())
     }
 
-    async fn send(&self, batch: Batch, items: usize) -> Result<(), SendError> {
+    async fn send(&self, batch: Batch, items: usize, acks: Acks) -> Result<(), SendError> {
         let mut permits = Vec::with_capacity(self.senders.len());
         for (_, s) in &self.senders {
             permits.push(s.reserve(items).await.map_err(|_| SendError::Closed)?);
         }
-        Self::deliver(permits, batch)
+        Self::deliver(permits, batch, acks)
     }
 }
 
@@ -202,7 +204,7 @@ impl Outputs {
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
             Err(e) => Err(e),
-            Ok(o) => match tokio::time::timeout(wait, o.send(batch, items)).await {
+            Ok(o) => match tokio::time::timeout(wait, o.send(batch, items, Acks::none())).await {
                 Ok(r) => r,
                 Err(_) => Err(SendError::Full),
             },
@@ -213,10 +215,17 @@ impl Outputs {
 
     /// Hands `batch` over, waiting as long as it takes for room in every pipeline.
     pub async fn send(&self, batch: Batch) -> Result<(), SendError> {
+        self.send_acked(batch, Acks::none()).await
+    }
+
+    /// [`Outputs::send`] for a source that can read its data again: `acks` travel with the
+    /// batch to the exporters, which settle them once it is delivered ([`crate::ack`]). On
+    /// an error they are dropped, so the hand-over is reported lost.
+    pub async fn send_acked(&self, batch: Batch, acks: Acks) -> Result<(), SendError> {
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
             Err(e) => Err(e),
-            Ok(o) => o.send(batch, items).await,
+            Ok(o) => o.send(batch, items, acks).await,
         };
         self.count(signal, items, &result);
         result

@@ -478,12 +478,14 @@ fn queue_ended(
 }
 
 /// Sends every batch from `rx` to every exporter queue. The exporters share the batch (an
-/// `Arc`): none of them copies it.
+/// `Arc`): none of them copies it. Each gets its own clone of the batch's acks.
 async fn fan_out(mut rx: channel::Receiver, targets: Vec<(ComponentId, QueueSender)>) {
-    while let Some(batch) = rx.recv().await {
+    while let Some((batch, acks)) = rx.recv_acked().await {
         let batch = std::sync::Arc::new(batch);
         for (_, q) in &targets {
-            q.send(batch.clone()).await;
+            q.send_acked(batch.clone(), acks.clone()).await;
         }
+        // Every exporter holds its own claim now; this one is done.
+        acks.settle();
     }
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures::FutureExt;
 
 use hpcotel_core::channel::{self, TryReserveError};
-use hpcotel_core::{Batch, ComponentId, ComponentStats, Counter, ExportError, Exporter, Signal};
+use hpcotel_core::{
+    Acks, Batch, ComponentId, ComponentStats, Counter, ExportError, Exporter, Signal,
+};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -152,6 +154,14 @@ impl QueueSender {
     /// Takes a `Batch` or an `Arc<Batch>`: a pipeline feeding several exporters hands each
     /// the same `Arc` instead of a copy.
     pub async fn send(&self, batch: impl Into<Arc<Batch>>) {
+        self.send_acked(batch, Acks::none()).await
+    }
+
+    /// [`QueueSender::send`] with the batch's acknowledgements ([`hpcotel_core::ack`]): they
+    /// are settled once the batch is delivered, or dropped for a counted reason other than
+    /// the shutdown deadline (rejected, permanent, too large, retries exhausted, queue full);
+    /// a batch dropped at the deadline leaves them unsettled, reported lost to their source.
+    pub async fn send_acked(&self, batch: impl Into<Arc<Batch>>, acks: Acks) {
         let batch: Arc<Batch> = batch.into();
         let shared = &self.shared;
         if shared.abort.is_cancelled() {
@@ -159,7 +169,7 @@ impl QueueSender {
             return;
         }
         match &self.mode {
-            Mode::Inline { .. } => deliver(shared, batch).await,
+            Mode::Inline { .. } => deliver(shared, batch, acks).await,
             Mode::Queued { tx, block_on_full } => {
                 let items = batch.item_count();
                 if *block_on_full {
@@ -169,7 +179,7 @@ impl QueueSender {
                         p = tx.reserve(items) => p.ok(),
                     };
                     let sent = match permit {
-                        Some(p) => p.send(batch),
+                        Some(p) => p.send_acked(batch, acks),
                         None => Err((channel::Closed, batch)),
                     };
                     if let Err((_, batch)) = sent {
@@ -178,7 +188,7 @@ impl QueueSender {
                 } else {
                     match tx.try_reserve(items) {
                         Ok(p) => {
-                            if let Err((_, batch)) = p.send(batch) {
+                            if let Err((_, batch)) = p.send_acked(batch, acks) {
                                 drop_batch(shared, &batch, REASON_SHUTDOWN);
                             }
                         }
@@ -186,6 +196,8 @@ impl QueueSender {
                             warn!(exporter = %shared.id, signal = %batch.signal(), items,
                                 "export queue full; dropping the batch");
                             drop_batch(shared, &batch, REASON_QUEUE_FULL);
+                            // Dropped by configuration (`block_on_full: false`), counted.
+                            acks.settle();
                         }
                         Err(TryReserveError::Closed) => {
                             drop_batch(shared, &batch, REASON_SHUTDOWN);
@@ -263,13 +275,13 @@ async fn worker(
             _ = shared.abort.cancelled() => return,
             b = async {
                 let mut rx = rx.lock().await;
-                let b = rx.recv().await;
+                let b = rx.recv_acked().await;
                 shared.stats.set_queue(rx.len(), capacity);
                 b
             } => b,
         };
-        let Some(batch) = next else { return };
-        deliver(&shared, batch).await;
+        let Some((batch, acks)) = next else { return };
+        deliver(&shared, batch, acks).await;
     }
 }
 
@@ -291,9 +303,11 @@ fn drop_batch(shared: &Shared, batch: &Batch, reason: &str) {
 /// Exports one batch as requests the exporter may send: cut to its `max_request_size` first
 /// (an item too large alone is dropped, counted `too_large`), and any request the backend
 /// refuses as too large sent again as two halves. Each request goes through
-/// [`deliver_one`], in order.
-async fn deliver(shared: &Shared, batch: Arc<Batch>) {
+/// [`deliver_one`], in order. Then `acks` are settled, unless the shutdown deadline cut
+/// delivery short (they are dropped then: lost, for their source to read again).
+async fn deliver(shared: &Shared, batch: Arc<Batch>, acks: Acks) {
     if batch.is_empty() {
+        acks.settle();
         return;
     }
     // A stack: the next request to send is last.
@@ -312,6 +326,9 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>) {
         if let Some(halves) = deliver_one(shared, request).await {
             work.extend(halves.into_iter().rev());
         }
+    }
+    if !shared.abort.is_cancelled() {
+        acks.settle();
     }
 }
 

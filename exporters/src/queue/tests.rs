@@ -719,3 +719,67 @@ async fn a_too_large_answer_is_met_with_halves_down_to_single_items() {
     );
     assert_eq!(stats.export_failure(), None);
 }
+
+/// Every outcome the source of `n` hand-overs hears, by id.
+fn outcomes(rx: &mut tokio::sync::mpsc::UnboundedReceiver<hpcotel_core::Settled>) -> Vec<bool> {
+    let mut got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+    got.sort_by_key(|s| s.id);
+    got.into_iter().map(|s| s.delivered).collect()
+}
+
+#[tokio::test]
+async fn acks_are_settled_on_delivery_and_on_counted_drops_but_not_at_the_deadline() {
+    // Delivered (after a retry), dropped as permanent, and split by max_request_size: all
+    // settled, so a file source may move its checkpoint past them.
+    let mock = Arc::new(Mock {
+        max_request_size: Some(len_of(&[100, 100]) + 8),
+        ..Default::default()
+    });
+    mock.push(Err(ExportError::Retryable {
+        reason: "unavailable".into(),
+        retry_after: None,
+    }));
+    mock.push(Ok(ExportOutcome::default()));
+    mock.push(Err(ExportError::Permanent {
+        reason: "HTTP 400".into(),
+    }));
+    let (mut source, mut settled) = hpcotel_core::AckSource::new();
+    let (tx, handle, _stats, _abort) = start(
+        &mock,
+        QueueConfig {
+            num_consumers: 1,
+            ..QueueConfig::default()
+        },
+        fast_retry(),
+    );
+    tx.send_acked(spans(2), source.next().1).await;
+    tx.send_acked(spans(2), source.next().1).await;
+    tx.send_acked(sized_spans(&[100, 100, 100, 100]), source.next().1)
+        .await;
+    drop(tx);
+    finish(handle).await;
+    assert!(mock.attempts().len() >= 5, "{:?}", mock.attempts());
+    assert_eq!(outcomes(&mut settled), vec![true, true, true]);
+
+    // At the shutdown deadline: one batch held by the exporter, one still queued. Neither
+    // was delivered, so the source hears "lost" for both and reads them again later.
+    let (mock, _gate) = Mock::gated();
+    let (tx, handle, _stats, abort) = start(
+        &mock,
+        QueueConfig {
+            num_consumers: 1,
+            ..QueueConfig::default()
+        },
+        fast_retry(),
+    );
+    tx.send_acked(spans(1), source.next().1).await;
+    tx.send_acked(spans(1), source.next().1).await;
+    wait_until("the worker to hold a batch", Duration::from_secs(5), || {
+        mock.in_flight.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    abort.cancel();
+    finish(handle).await;
+    drop(tx);
+    assert_eq!(outcomes(&mut settled), vec![false, false]);
+}

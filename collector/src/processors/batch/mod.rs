@@ -12,6 +12,10 @@
 //! exporter to refuse, counted. With a zero `timeout` batches pass straight through, only
 //! cut to `send_batch_max_size` and `send_batch_max_bytes`. Emits exactly what it receives,
 //! regrouped, in the same order; on input close it flushes what it holds.
+//!
+//! Acknowledgements ([`hpcotel_core::ack`]) follow the items: merged batches carry all their
+//! acks, and every piece cut from what is held carries a clone of the held acks, so a source
+//! hears "delivered" only once every piece holding its items was.
 
 mod config;
 #[cfg(test)]
@@ -21,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hpcotel_core::channel;
-use hpcotel_core::{Batch, ComponentError, ComponentStats, Processor};
+use hpcotel_core::{Acks, Batch, ComponentError, ComponentStats, Processor};
 use tokio::time::Instant;
 
 pub use config::{
@@ -55,35 +59,35 @@ impl Processor for BatchProcessor {
             send_batch_max_bytes: max_bytes,
             timeout,
         } = self.config;
-        // What is held: the batch, its items, and its request's length (0 when `max_bytes`
-        // is 0: not measured then).
-        let mut pending: Option<(Batch, usize, usize)> = None;
+        // What is held: the batch, its items, its request's length (0 when `max_bytes` is
+        // 0: not measured then), and its acks.
+        let mut pending: Option<(Batch, usize, usize, Acks)> = None;
         let mut deadline = Instant::now();
         loop {
             let next = if pending.is_some() {
                 tokio::select! {
                     biased;
-                    b = input.recv() => Some(b),
+                    b = input.recv_acked() => Some(b),
                     _ = tokio::time::sleep_until(deadline) => None,
                 }
             } else {
-                Some(input.recv().await)
+                Some(input.recv_acked().await)
             };
             match next {
                 // Timer fired.
                 None => {
-                    if let Some((b, _, _)) = pending.take() {
-                        send(&output, b).await?;
+                    if let Some((b, _, _, acks)) = pending.take() {
+                        send(&output, b, acks).await?;
                     }
                 }
                 // Input closed: flush and finish.
                 Some(None) => {
-                    if let Some((b, _, _)) = pending.take() {
-                        send(&output, b).await?;
+                    if let Some((b, _, _, acks)) = pending.take() {
+                        send(&output, b, acks).await?;
                     }
                     return Ok(());
                 }
-                Some(Some(batch)) => {
+                Some(Some((batch, acks))) => {
                     let items = batch.item_count();
                     // Request lengths add up when batches are appended, so what is held is
                     // measured once per arrival, not re-encoded.
@@ -92,21 +96,26 @@ impl Processor for BatchProcessor {
                     } else {
                         0
                     };
-                    let (mut held, mut count, mut held_bytes) = match pending.take() {
+                    let (mut held, mut count, mut held_bytes, held_acks) = match pending.take() {
                         None => {
                             deadline = Instant::now() + timeout;
-                            (batch, items, bytes)
+                            (batch, items, bytes, acks)
                         }
-                        Some((mut held, count, held_bytes)) => match held.append(batch) {
-                            Ok(()) => (held, count + items, held_bytes + bytes),
-                            // A pipeline carries one signal; a mismatch is a wiring bug,
-                            // but never lose data over it.
-                            Err(other) => {
-                                send(&output, held).await?;
-                                deadline = Instant::now() + timeout;
-                                (other, items, bytes)
+                        Some((mut held, count, held_bytes, mut held_acks)) => {
+                            match held.append(batch) {
+                                Ok(()) => {
+                                    held_acks.merge(acks);
+                                    (held, count + items, held_bytes + bytes, held_acks)
+                                }
+                                // A pipeline carries one signal; a mismatch is a wiring bug,
+                                // but never lose data over it.
+                                Err(other) => {
+                                    send(&output, held, held_acks).await?;
+                                    deadline = Instant::now() + timeout;
+                                    (other, items, bytes, acks)
+                                }
                             }
-                        },
+                        }
                     };
                     // Send full batches of `send_batch_max_size` from the front (each cut to
                     // `max_bytes` too). What was held before always fits in the first one
@@ -115,7 +124,7 @@ impl Processor for BatchProcessor {
                     if send_batch_max_size > 0 && count > send_batch_max_size {
                         while count > send_batch_max_size {
                             let front = held.take_items(send_batch_max_size);
-                            send_fitting(&output, front, max_bytes).await?;
+                            send_fitting(&output, front, max_bytes, held_acks.clone()).await?;
                             count -= send_batch_max_size;
                         }
                         deadline = Instant::now() + timeout;
@@ -131,7 +140,7 @@ impl Processor for BatchProcessor {
                             .pop()
                             .expect("split_to_fit returns at least one batch");
                         for (part, _) in parts {
-                            send(&output, part).await?;
+                            send(&output, part, held_acks.clone()).await?;
                         }
                         (held, held_bytes) = (last, last_bytes);
                         count = held.item_count();
@@ -143,9 +152,9 @@ impl Processor for BatchProcessor {
                         // One item too large alone: nothing can join it.
                         || (max_bytes > 0 && held_bytes > max_bytes)
                     {
-                        send(&output, held).await?;
+                        send(&output, held, held_acks).await?;
                     } else {
-                        pending = Some((held, count, held_bytes));
+                        pending = Some((held, count, held_bytes, held_acks));
                     }
                 }
             }
@@ -154,24 +163,26 @@ impl Processor for BatchProcessor {
 }
 
 /// Sends `batch`, cut into batches of at most `max_bytes` first when it is longer (and
-/// `max_bytes` is not 0).
+/// `max_bytes` is not 0); each part carries a clone of `acks`.
 async fn send_fitting(
     output: &channel::Sender,
     batch: Batch,
     max_bytes: usize,
+    acks: Acks,
 ) -> Result<(), ComponentError> {
     if max_bytes == 0 || batch.encoded_len() <= max_bytes {
-        return send(output, batch).await;
+        return send(output, batch, acks).await;
     }
     for (part, _) in batch.split_to_fit(max_bytes) {
-        send(output, part).await?;
+        send(output, part, acks.clone()).await?;
     }
+    acks.settle();
     Ok(())
 }
 
-async fn send(output: &channel::Sender, batch: Batch) -> Result<(), ComponentError> {
+async fn send(output: &channel::Sender, batch: Batch, acks: Acks) -> Result<(), ComponentError> {
     output
-        .send(batch)
+        .send_acked(batch, acks)
         .await
         .map_err(|_| "batch processor: downstream stage closed early".into())
 }

@@ -547,3 +547,41 @@ fn send_batch_max_bytes_defaults_to_3_5_mib_and_reads_back() {
     let e = serde_yaml::from_str::<Config>("send_batch_max_bytes: -1").unwrap_err();
     assert!(e.to_string().contains("send_batch_max_bytes"), "{e}");
 }
+
+#[tokio::test]
+async fn acks_follow_merged_and_cut_items_and_settle_once_every_piece_is_settled() {
+    let (tx, mut rx, task) = start(Config {
+        send_batch_size: 3,
+        send_batch_max_size: 4,
+        timeout: Duration::from_secs(3600),
+        ..Config::default()
+    });
+    let (mut source, mut settled) = hpcotel_core::AckSource::new();
+    tx.send_acked(spans(&["a", "b"]), source.next().1)
+        .await
+        .unwrap();
+    tx.send_acked(spans(&["c", "d", "e", "f", "g"]), source.next().1)
+        .await
+        .unwrap();
+    drop(tx);
+    task.await.unwrap();
+    // [a b c d] and [e f g]: hand-over 0 is in the first, hand-over 1 in both.
+    let (first, first_acks) = rx.recv_acked().await.unwrap();
+    let (second, second_acks) = rx.recv_acked().await.unwrap();
+    assert_eq!(
+        (names(&first), names(&second)),
+        (
+            vec!["a".to_owned(), "b".into(), "c".into(), "d".into()],
+            vec!["e".to_owned(), "f".into(), "g".into()]
+        )
+    );
+    second_acks.settle();
+    assert!(settled.try_recv().is_err(), "[a b c d] is not settled yet");
+    first_acks.settle();
+    let mut got: Vec<_> = std::iter::from_fn(|| settled.try_recv().ok()).collect();
+    got.sort_by_key(|s| s.id);
+    assert_eq!(
+        got.iter().map(|s| (s.id, s.delivered)).collect::<Vec<_>>(),
+        vec![(0, true), (1, true)]
+    );
+}

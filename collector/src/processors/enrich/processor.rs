@@ -44,11 +44,11 @@ impl Processor for EnrichProcessor {
         output: channel::Sender,
         _stats: Arc<ComponentStats>,
     ) -> Result<(), ComponentError> {
-        while let Some(mut batch) = input.recv().await {
+        while let Some((mut batch, acks)) = input.recv_acked().await {
             let snapshot = self.catalog.snapshot();
             enrich(&snapshot, &self.allowed, self.rollout_window, &mut batch);
             output
-                .send(batch)
+                .send_acked(batch, acks)
                 .await
                 .map_err(|_| "enrich processor: downstream stage closed early")?;
         }

@@ -2,7 +2,9 @@
 //! written as containerd (CRI) and Docker's json-file driver write it, and testkit's sink
 //! gets every line with its exact body, severity and attributes; through kubelet-style
 //! rotation while writing, copy-truncate, a recreated file and a collector restart, every
-//! line arrives exactly once.
+//! line arrives exactly once. With the kubernetes receiver on testkit's fake API server, pods
+//! are selected by their labels and annotations (known at start or only later) and limited
+//! per pod, the drops counted in the self-telemetry.
 
 mod common;
 
@@ -11,11 +13,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::Hpcotel;
 use common::otlp::attr_str;
+use common::{Hpcotel, free_port};
+use hpcotel_core::semconv;
+use hpcotel_testkit::kube::{FakeApiServer, Verb, fixtures};
 use hpcotel_testkit::sink::{OtlpSink, Received, any_value_string};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::metrics::v1::number_data_point;
 
 const WAIT: Duration = Duration::from_secs(30);
 const PYTHON: &str = "Traceback (most recent call last):
@@ -45,6 +51,8 @@ receivers:
     state_dir: "{state}"
     start_at: {start_at}
     poll_interval: 50ms
+    # No kubernetes receiver here: no pod metadata to wait for at start.
+    pod_metadata_wait: 0s
 exporters:
   otlp: {{ endpoint: "{sink}" }}
 service:
@@ -399,4 +407,290 @@ async fn a_restarted_collector_resumes_where_it_left() {
         .wait_for("all 4000", WAIT, |r| counts(r, "resume").len() >= 4_000)
         .await;
     assert_exactly_once(&r, "resume", 4_000);
+}
+
+/// Pod `ns/name` (uid `uid-<name>`) on node-1 with `labels` and `annotations`.
+fn node_pod(
+    ns: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) -> serde_json::Value {
+    fixtures::pod(
+        ns,
+        name,
+        &format!("uid-{name}"),
+        "node-1",
+        None,
+        "10.0.0.20",
+        annotations,
+        labels,
+    )
+}
+
+/// The latest `hpcotel.receiver.refused{hpcotel.reason=rate_limited}` of `kubernetes_logs`.
+fn rate_limited(r: &Received) -> i64 {
+    r.metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .filter(|m| m.name == semconv::METRIC_HPCOTEL_RECEIVER_REFUSED)
+        .filter_map(|m| match &m.data {
+            Some(Data::Sum(s)) => s.data_points.iter().find(|p| {
+                attr_str(&p.attributes, semconv::HPCOTEL_REASON) == Some("rate_limited")
+                    && attr_str(&p.attributes, semconv::HPCOTEL_COMPONENT_ID)
+                        == Some("kubernetes_logs")
+            }),
+            _ => None,
+        })
+        .filter_map(|p| match p.value {
+            Some(number_data_point::Value::AsInt(v)) => Some(v),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_selected_by_labels_and_annotations_and_limited_per_pod() {
+    const RATE: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let (root, state) = (dir.path().join("pods"), dir.path().join("state"));
+    let api = FakeApiServer::start().await;
+    for p in [
+        node_pod("ml", "quiet-0", &[("team", "ml")], &[]),
+        node_pod("ml", "chatty-0", &[("team", "ml")], &[]),
+        node_pod(
+            "ml",
+            "optout-0",
+            &[("team", "ml")],
+            &[("hpcotel.io/logs", "false")],
+        ),
+        node_pod("ml", "nolog-0", &[("team", "ml"), ("logging", "off")], &[]),
+        node_pod(
+            "hpcotel",
+            "hpcotel-agent-x",
+            &[
+                ("app.kubernetes.io/name", "hpcotel"),
+                ("app.kubernetes.io/component", "cluster"),
+            ],
+            &[],
+        ),
+        node_pod("ml", "marker-0", &[], &[]),
+        node_pod("ml", "marker-1", &[], &[]),
+    ] {
+        api.apply(p);
+    }
+    // The pods already there at start, each with lines written before it.
+    let path = |ns: &str, pod: &str| log_path(&root, ns, pod, "main", 0);
+    let (quiet, chatty) = (path("ml", "quiet-0"), path("ml", "chatty-0"));
+    let (optout, nolog) = (path("ml", "optout-0"), path("ml", "nolog-0"));
+    let own = path("hpcotel", "hpcotel-agent-x");
+    for (p, tag) in [
+        (&quiet, "quiet"),
+        (&optout, "optout"),
+        (&nolog, "nolog"),
+        (&own, "own"),
+    ] {
+        for i in 0..20 {
+            append(p, format!("{T} stdout F {tag}-pre-{i}\n").as_bytes());
+        }
+    }
+    append(&chatty, b"");
+
+    let sink = OtlpSink::start().await;
+    let metrics = OtlpSink::start().await;
+    let started = std::time::Instant::now();
+    let hpcotel = Hpcotel::start(&format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      grpc: {{ endpoint: "127.0.0.1:{otlp}" }}
+  kubernetes:
+    auth_type: none
+    endpoint: "{api}"
+    node_name: node-1
+  kubernetes_logs:
+    root: "{root}"
+    state_dir: "{state}"
+    start_at: beginning
+    poll_interval: 50ms
+    exclude_pod_labels: ["logging=off"]
+    # Long enough that a late pod is read because it became known, never by timing out.
+    pod_metadata_wait: 60s
+    rate_limit: {{ lines_per_second: {RATE}, burst: 1s }}
+exporters:
+  otlp: {{ endpoint: "{sink}" }}
+  otlp/self: {{ endpoint: "{metrics}" }}
+service:
+  telemetry: {{ metrics: {{ level: basic, interval: 200ms }} }}
+  pipelines:
+    logs: {{ receivers: [kubernetes_logs], exporters: [otlp] }}
+    metrics: {{ receivers: [otlp], exporters: [otlp/self] }}
+"#,
+        otlp = free_port(),
+        api = api.url(),
+        root = root.display(),
+        state = state.display(),
+        sink = sink.grpc_endpoint(),
+        metrics = metrics.grpc_endpoint(),
+    ));
+    assert!(
+        api.wait_until(WAIT, |a| a.requests().iter().any(|r| r.verb == Verb::Watch
+            && r.plural == "pods"
+            && r.status == 200))
+            .await,
+        "the kubernetes receiver never watched pods"
+    );
+
+    // A chatty pod and a quiet one on the same node, the excluded ones writing too. The
+    // chatty one's lines carry the time they are written, as the runtime stamps them (the
+    // limit counts per second of that time, or of the wall clock when it lags).
+    const CHATTY: usize = 3_000;
+    const QUIET: usize = 150;
+    let none = |_: &Path, _: usize| {};
+    let chatty_writer = {
+        let p = chatty.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            for i in 0..CHATTY {
+                let now = humantime::format_rfc3339_nanos(std::time::SystemTime::now());
+                append(&p, format!("{now} stdout F chatty-{i}\n").as_bytes());
+                // Pace the writer (not synchronisation: the rate under test), 1000 a second.
+                let due = started + Duration::from_millis(i as u64 + 1);
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })
+    };
+    let writers: Vec<_> = [
+        (quiet.clone(), "quiet", QUIET, 50),
+        (optout.clone(), "optout", 150, 50),
+        (nolog.clone(), "nolog", 150, 50),
+        (own.clone(), "own", 150, 50),
+    ]
+    .into_iter()
+    .map(|(p, tag, n, rate)| {
+        std::thread::spawn(move || write_lines(&p, tag, n, rate, usize::MAX, &none))
+    })
+    .chain([chatty_writer])
+    .collect();
+
+    // Pods whose files appear before the Catalog knows them: one that will say it opted out,
+    // one that will not. Once a later pod's line arrived, a look at the tree saw them both.
+    let (late, lateout) = (path("ml", "late-0"), path("ml", "lateout-0"));
+    for (p, tag) in [(&lateout, "lateout"), (&late, "late")] {
+        for i in 0..20 {
+            append(p, format!("{T} stdout F {tag}-{i}\n").as_bytes());
+        }
+    }
+    append(
+        &path("ml", "marker-0"),
+        format!("{T} stdout F marker-0\n").as_bytes(),
+    );
+    sink.wait_for("marker-0", WAIT, |r| counts(r, "marker").contains_key(&0))
+        .await;
+    assert!(
+        counts(&sink.received(), "late").is_empty(),
+        "read before it was known"
+    );
+    // Now the API server knows them, the opted-out one first.
+    api.apply(node_pod(
+        "ml",
+        "lateout-0",
+        &[],
+        &[("hpcotel.io/logs", "false")],
+    ));
+    api.apply(node_pod("ml", "late-0", &[], &[]));
+    sink.wait_for("late-0's lines", WAIT, |r| counts(r, "late").len() >= 20)
+        .await;
+
+    for w in writers {
+        w.join().unwrap();
+    }
+    // A look at the tree after everything above: what was not read by now never will be.
+    append(
+        &path("ml", "marker-1"),
+        format!("{T} stdout F marker-1\n").as_bytes(),
+    );
+    sink.wait_for("the quiet pod's lines and marker-1", WAIT, |r| {
+        counts(r, "quiet").len() >= QUIET && counts(r, "marker").contains_key(&1)
+    })
+    .await;
+    let pre = |r: &Received, tag: &str| {
+        let prefix = format!("{tag}-pre-");
+        r.log_bodies()
+            .iter()
+            .filter(|b| b.starts_with(&prefix))
+            .count()
+    };
+    // Every chatty line is delivered or counted as dropped, exactly.
+    let deadline = std::time::Instant::now() + WAIT;
+    let (delivered, dropped) = loop {
+        let delivered = counts(&sink.received(), "chatty").len();
+        let dropped = rate_limited(&metrics.received());
+        if delivered as i64 + dropped == CHATTY as i64 || std::time::Instant::now() > deadline {
+            break (delivered, dropped);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let r = sink.received();
+    let warnings: Vec<String> = hpcotel
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("pod over its rate limit"))
+        .map(str::to_owned)
+        .collect();
+    println!(
+        "selection: quiet-0 {} of {} lines (+{} of 20 written before start), late-0 {} of 20 \
+         (its files seen before the API server knew it), opted-out optout-0 {}, lateout-0 {}, \
+         label-excluded nolog-0 {}, hpcotel's own pod {}; rate limit {RATE}/s, burst 1 s: \
+         chatty-0 wrote {CHATTY} at 1000/s, {delivered} delivered ({:.0}/s over the {elapsed:.1} \
+         s since start), hpcotel.receiver.refused{{reason=rate_limited}} = {dropped}; {} \
+         warning(s)",
+        counts(&r, "quiet").len(),
+        QUIET,
+        pre(&r, "quiet"),
+        counts(&r, "late").len(),
+        counts(&r, "optout").len() + pre(&r, "optout"),
+        counts(&r, "lateout").len(),
+        counts(&r, "nolog").len() + pre(&r, "nolog"),
+        counts(&r, "own").len() + pre(&r, "own"),
+        delivered as f64 / elapsed,
+        warnings.len(),
+    );
+    assert_exactly_once(&r, "quiet", QUIET);
+    assert_eq!(
+        pre(&r, "quiet"),
+        20,
+        "the quiet pod's lines from before the start"
+    );
+    assert_exactly_once(&r, "late", 20);
+    for tag in ["optout", "lateout", "nolog", "own"] {
+        assert_eq!(counts(&r, tag).len() + pre(&r, tag), 0, "{tag}: read");
+    }
+    // The bucket: its burst, then the rate; never more than burst + rate × time.
+    assert!(delivered >= RATE, "{delivered}: less than the burst");
+    assert!(
+        (delivered as f64) <= RATE as f64 * (1.0 + elapsed),
+        "{delivered} in {elapsed:.1} s: over the limit"
+    );
+    assert!(
+        counts(&r, "chatty").values().all(|n| *n == 1),
+        "a chatty line twice"
+    );
+    assert_eq!(
+        delivered as i64 + dropped,
+        CHATTY as i64,
+        "delivered + dropped"
+    );
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning per pod per minute: {warnings:?}"
+    );
+    assert!(warnings[0].contains("chatty-0"), "{}", warnings[0]);
 }

@@ -115,7 +115,8 @@ impl ReceiverConfig {
 
     /// Builds the receiver: binds its sockets, opens what it needs. Receivers that learn
     /// metadata (the gpu receiver's PodResources) write it to `catalog`; the otlp receiver
-    /// reads pod IPs from it (identity from the connection).
+    /// reads pod IPs from it (identity from the connection), kubernetes_logs pod labels and
+    /// annotations (which pods' logs are read).
     pub async fn build(
         &self,
         catalog: &Catalog,
@@ -137,7 +138,10 @@ impl ReceiverConfig {
             Self::Kubernetes(c) => {
                 Box::new(kubernetes::KubernetesReceiver::new(c, catalog.clone()).await?)
             }
-            Self::KubernetesLogs(c) => Box::new(kubernetes_logs::KubernetesLogsReceiver::new(c)),
+            Self::KubernetesLogs(c) => Box::new(kubernetes_logs::KubernetesLogsReceiver::new(
+                c,
+                catalog.clone(),
+            )),
         })
     }
 }

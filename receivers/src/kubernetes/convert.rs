@@ -1,5 +1,6 @@
-//! API objects → the Catalog's types. Only what correlation reads is kept; nothing of the
-//! raw objects (and so none of their `managedFields`) is cached.
+//! API objects → the Catalog's types. Only what correlation and log selection read is kept
+//! (a pod's labels, and of its annotations the ones they name); nothing of the raw objects
+//! (and so none of their `managedFields`) is cached.
 
 use std::collections::BTreeMap;
 
@@ -18,8 +19,9 @@ pub const RESOURCE_ANNOTATION_PREFIX: &str = "resource.opentelemetry.io/";
 /// What the Deployment controller writes on a ReplicaSet it reused for a later revision (the
 /// revisions it ran before).
 pub const REVISION_HISTORY_ANNOTATION: &str = "deployment.kubernetes.io/revision-history";
-/// Label carrying a workload's version (`service.version` fallback).
-pub const VERSION_LABEL: &str = "app.kubernetes.io/version";
+/// Prefix of hpcotel's own pod annotations (`hpcotel.io/logs`, read by the kubernetes_logs
+/// receiver's selection).
+pub const HPCOTEL_ANNOTATION_PREFIX: &str = "hpcotel.io/";
 
 fn unix_nanos(t: &Time) -> Option<u64> {
     u64::try_from(t.0.as_nanosecond()).ok()
@@ -92,8 +94,11 @@ pub fn pod_meta(pod: &Pod, instance_label_key: &str) -> Option<PodMeta> {
                 || k == TRACKING_ID_ANNOTATION
                 || k == INSTALLATION_ID_ANNOTATION
                 || k == HELM_RELEASE_ANNOTATION
+                || k.starts_with(HPCOTEL_ANNOTATION_PREFIX)
         }),
-        labels: kept(meta.labels.as_ref(), |k| k == VERSION_LABEL),
+        // Every label (a node's pods only): correlation reads `app.kubernetes.io/version`,
+        // the kubernetes_logs receiver's label selectors may name any.
+        labels: meta.labels.clone().unwrap_or_default(),
         instance_label: meta
             .labels
             .as_ref()

@@ -7,14 +7,18 @@
 //!     state_dir: /var/lib/hpcotel/kubernetes_logs
 //!     start_at: end
 //!     exclude_namespaces: [kube-system]
+//!     include_pod_labels: ["app.kubernetes.io/part-of=training"]
+//!     exclude_pod_labels: ["logging=off", "tier in (debug, canary)"]
+//!     rate_limit: { lines_per_second: 10000, bytes_per_second: 16777216, burst: 2s }
 //! ```
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::multiline::MultilineConfig;
+use super::select::{LabelSelector, PodGate};
 
 /// Default root of the kubelet's pod log tree.
 pub const DEFAULT_ROOT: &str = "/var/log/pods";
@@ -30,6 +34,15 @@ pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default most bytes read from one file before the next file gets its turn.
 pub const DEFAULT_READ_CHUNK: usize = 256 * 1024;
+/// Default longest wait for the Catalog to know a pod before its logs are read without its
+/// labels and annotations.
+pub const DEFAULT_POD_METADATA_WAIT: Duration = Duration::from_secs(5);
+/// Default most records (lines; a joined stack trace counts once) per second per pod.
+pub const DEFAULT_RATE_LIMIT_LINES_PER_SECOND: u64 = 10_000;
+/// Default most bytes of records per second per pod (16 MiB/s).
+pub const DEFAULT_RATE_LIMIT_BYTES_PER_SECOND: u64 = 16 * 1024 * 1024;
+/// Default burst: a pod's bucket holds this long's worth of its rate.
+pub const DEFAULT_RATE_LIMIT_BURST: Duration = Duration::from_secs(2);
 
 /// Where reading starts in a file the checkpoint does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,8 +89,39 @@ pub struct Config {
     pub include_namespaces: Vec<String>,
     /// Never these namespaces. Default: none.
     pub exclude_namespaces: Vec<String>,
+    /// Only containers of these names; empty (default) = all.
+    pub include_containers: Vec<String>,
     /// Never containers of these names. Default: none.
     pub exclude_containers: Vec<String>,
+    /// Only pods whose labels match one of these selectors (Kubernetes label selector
+    /// syntax: `key=value`, `key!=value`, `key in (a,b)`, `key notin (a,b)`, `key`, `!key`,
+    /// requirements joined by `,` all holding). Empty (default) = all pods. A pod the Catalog
+    /// does not know (no `kubernetes` receiver, or the API server unreachable) matches none,
+    /// so it is not read until it is known — then from its files' first byte.
+    pub include_pod_labels: Vec<LabelSelector>,
+    /// Never pods whose labels match one of these selectors (syntax as
+    /// `include_pod_labels`). Default: none.
+    pub exclude_pod_labels: Vec<LabelSelector>,
+    /// Never pods labelled `app.kubernetes.io/name: hpcotel`: every pod the chart runs (the
+    /// node agents and the cluster Deployment), so no hpcotel reads another's logs and none
+    /// loops back. A chart installed with `nameOverride` labels its pods with that name: add
+    /// it to `exclude_pod_labels`. Default `true`.
+    pub exclude_hpcotel_pods: bool,
+    /// Longest the receiver waits for the Catalog (filled by the `kubernetes` receiver in
+    /// node mode) to know a pod before reading its logs without its labels and annotations:
+    /// a new pod's files are left unopened meanwhile and read from their first byte once it
+    /// is known or the wait is over (nothing of a starting pod is lost, and a pod that opted
+    /// out is not read); at start, the first look at the tree waits as long for the pods
+    /// already there. A pod read unknown that turns out to be excluded has its lines dropped
+    /// from then on. While the Catalog holds no pod at all (no `kubernetes` receiver) new pods
+    /// are read at once; set `0s` without a `kubernetes` receiver to skip the wait at start
+    /// too. Duration, default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub pod_metadata_wait: Duration,
+    /// Per-pod rate limit (a token bucket per pod, all its containers together); records
+    /// over it are dropped and counted in `hpcotel.receiver.refused{hpcotel.reason=rate_limited}`,
+    /// with one warning per pod per minute naming it.
+    pub rate_limit: RateLimitConfig,
     /// Never the pod of this UID: the collector's own (the chart sets it from the downward
     /// API), so its logs do not loop back through it. Default `${env:HPCOTEL_POD_UID}`
     /// when set.
@@ -86,6 +130,43 @@ pub struct Config {
     /// Stack traces and error blocks as one record: built-in rules (Python, JVM, Go, CUDA,
     /// NCCL), each on by default, and your own; see the README.
     pub multiline: MultilineConfig,
+    /// Runtime, not configuration: what the Catalog says of pods, read by
+    /// [`Config::selects`]. Attached by the receiver; equal to any other.
+    #[serde(skip)]
+    pub(crate) gate: PodGate,
+}
+
+/// `rate_limit`: the most each pod may send, as a token bucket per pod. Time is the records'
+/// own (the runtime's timestamps): what is limited is how fast a pod writes, so a backlog
+/// read after a stalled backend or a restart passes at the rate it was written; records
+/// whose timestamps stand still count by the wall clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Most records per second per pod (a record is a line, or a joined stack trace); `0`
+    /// = no limit on records. Default 10000.
+    pub lines_per_second: u64,
+    /// Most bytes of record bodies per second per pod; `0` = no limit on bytes. Default
+    /// 16777216 (16 MiB/s).
+    pub bytes_per_second: u64,
+    /// How much a pod may send at once after being quiet: each bucket holds this long's
+    /// worth of its rate (a record longer than a whole bucket passes when the bucket is
+    /// full). More than 0. Duration, default `2s`.
+    #[serde(
+        serialize_with = "humantime_serde::serialize",
+        deserialize_with = "more_than_zero"
+    )]
+    pub burst: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            lines_per_second: DEFAULT_RATE_LIMIT_LINES_PER_SECOND,
+            bytes_per_second: DEFAULT_RATE_LIMIT_BYTES_PER_SECOND,
+            burst: DEFAULT_RATE_LIMIT_BURST,
+        }
+    }
 }
 
 impl Default for Config {
@@ -100,22 +181,27 @@ impl Default for Config {
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             include_namespaces: Vec::new(),
             exclude_namespaces: Vec::new(),
+            include_containers: Vec::new(),
             exclude_containers: Vec::new(),
+            include_pod_labels: Vec::new(),
+            exclude_pod_labels: Vec::new(),
+            exclude_hpcotel_pods: true,
+            pod_metadata_wait: DEFAULT_POD_METADATA_WAIT,
+            rate_limit: RateLimitConfig::default(),
             exclude_pod_uid: std::env::var("HPCOTEL_POD_UID")
                 .ok()
                 .filter(|s| !s.is_empty()),
             multiline: MultilineConfig::default(),
+            gate: PodGate::default(),
         }
     }
 }
 
-impl Config {
-    /// Whether a container's logs are read.
-    pub fn selects(&self, namespace: &str, pod_uid: &str, container: &str) -> bool {
-        (self.include_namespaces.is_empty()
-            || self.include_namespaces.iter().any(|n| n == namespace))
-            && !self.exclude_namespaces.iter().any(|n| n == namespace)
-            && !self.exclude_containers.iter().any(|c| c == container)
-            && self.exclude_pod_uid.as_deref() != Some(pod_uid)
+/// A duration written as humantime (`2s`, `500ms`) that must be more than zero.
+fn more_than_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let v: Duration = humantime_serde::deserialize(d)?;
+    if v.is_zero() {
+        return Err(serde::de::Error::custom("expected more than 0s"));
     }
+    Ok(v)
 }

@@ -1,19 +1,27 @@
-//! The receiver: the tailer on a blocking thread, its records as OTLP logs, the checkpoint.
+//! The receiver: the tailer on a blocking thread, selection by what the Catalog knows of
+//! pods, per-pod rate limits, its records as OTLP logs, the checkpoint.
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use hpcotel_core::proto::common::v1::{AnyValue, ArrayValue, KeyValue, KeyValueList, any_value};
 use hpcotel_core::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use hpcotel_core::proto::resource::v1::Resource;
-use hpcotel_core::telemetry::{kv, scope, unix_nanos};
-use hpcotel_core::{Batch, ComponentError, Receiver, ReceiverContext, semconv};
+use hpcotel_core::telemetry::{Counter, kv, scope, unix_nanos};
+use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext, Signal, semconv};
 
 use super::checkpoint;
 use super::config::{Config, DEFAULT_READ_CHUNK};
 use super::parse::{self, Record};
+use super::rate::{RATE_LIMITED, RateLimiter};
+use super::select::PodGate;
 use super::tail::{Read, Source, Tailer};
+
+/// How long a pod whose lines stopped being sent (no longer selected) is remembered, so
+/// that it is logged once, not at every step.
+const STOPPED_RETENTION: Duration = Duration::from_secs(600);
 
 /// The `kubernetes_logs` receiver; see the module doc.
 #[derive(Debug)]
@@ -22,11 +30,12 @@ pub struct KubernetesLogsReceiver {
 }
 
 impl KubernetesLogsReceiver {
-    /// A receiver of `config`. Nothing is opened until it runs.
-    pub fn new(config: &Config) -> KubernetesLogsReceiver {
-        KubernetesLogsReceiver {
-            config: config.clone(),
-        }
+    /// A receiver of `config`, selecting pods by what `catalog` knows of them (labels,
+    /// annotations; the `kubernetes` receiver fills it). Nothing is opened until it runs.
+    pub fn new(config: &Config, catalog: Catalog) -> KubernetesLogsReceiver {
+        let mut config = config.clone();
+        config.gate = PodGate::new(catalog, config.pod_metadata_wait);
+        KubernetesLogsReceiver { config }
     }
 }
 
@@ -42,7 +51,12 @@ impl Receiver for KubernetesLogsReceiver {
         let state_dir = config.state_dir.clone();
         let offsets = checkpoint::load(&state_dir);
         tracing::info!(receiver = %ctx.id, root = %config.root.display(), resumed = offsets.files.len(), "kubernetes_logs: following container logs");
+        wait_for_known_pods(&config, &ctx).await;
         let (poll, checkpoint_every) = (config.poll_interval, config.checkpoint_interval);
+        // The receiver's view of the selection; it shares the tailer's gate on the Catalog.
+        let selection = config.clone();
+        let mut limiter = RateLimiter::new(&config.rate_limit);
+        let mut stopped: HashMap<String, Instant> = HashMap::new();
         let mut tailer = Some(Tailer::new(config, offsets));
         let mut last_scan: Option<Instant> = None;
         let mut last_checkpoint = Instant::now();
@@ -59,8 +73,12 @@ impl Receiver for KubernetesLogsReceiver {
             })
             .await
             .map_err(|e| -> ComponentError { format!("log tailer panicked: {e}").into() })?;
+            let now = Instant::now();
             if scan {
-                last_scan = Some(Instant::now());
+                last_scan = Some(now);
+                selection.gate.prune(now);
+                limiter.prune(now);
+                stopped.retain(|_, t| now.saturating_duration_since(*t) < STOPPED_RETENTION);
             }
             if step.unparsed > 0 {
                 tracing::debug!(
@@ -68,8 +86,42 @@ impl Receiver for KubernetesLogsReceiver {
                     "kubernetes_logs: lines not in their file's format, sent as they are"
                 );
             }
-            if !step.records.is_empty() {
-                let batch = Batch::Logs(to_resource_logs(step.records));
+            let records = unselected_dropped(&selection, step.records, &mut stopped, now);
+            // Per-pod rate limits. A record dropped here is settled as it is dropped: the
+            // checkpoint moves past it with the step's offsets, as past the records handed
+            // over, and it is never read again.
+            let read = records.len();
+            let records: Vec<Read> = records
+                .into_iter()
+                .filter(|r| {
+                    let (time, bytes) = (r.record.time_unix_nano, r.record.message.len());
+                    limiter.admit(&r.source, time, bytes, now)
+                })
+                .collect();
+            let limited = read - records.len();
+            if limited > 0 {
+                ctx.outputs.stats().add_with_reason(
+                    Signal::Logs,
+                    Counter::Refused,
+                    RATE_LIMITED,
+                    limited as u64,
+                );
+            }
+            for w in limiter.due_warnings(now) {
+                tracing::warn!(
+                    receiver = %ctx.id,
+                    namespace = %w.namespace,
+                    pod = %w.pod,
+                    uid = %w.uid,
+                    dropped = w.dropped,
+                    total = w.total,
+                    lines_per_second = selection.rate_limit.lines_per_second,
+                    bytes_per_second = selection.rate_limit.bytes_per_second,
+                    "kubernetes_logs: pod over its rate limit; lines dropped"
+                );
+            }
+            if !records.is_empty() {
+                let batch = Batch::Logs(to_resource_logs(records));
                 // Waits while the pipeline is full: the files are the buffer.
                 if ctx.outputs.send(batch).await.is_err() {
                     break;
@@ -95,6 +147,100 @@ impl Receiver for KubernetesLogsReceiver {
         }
         Ok(())
     }
+}
+
+/// Before the first look at the tree: waits, at most `pod_metadata_wait`, until the Catalog
+/// knows every pod already there (that the path rules select), so the first look decides
+/// with their labels and annotations (files there at the first start are read from their
+/// end with `start_at: end`, which a later look could not do). Pods still unknown then are
+/// read without them.
+async fn wait_for_known_pods(config: &Config, ctx: &ReceiverContext) {
+    let started = Instant::now();
+    let pods: Vec<String> = pod_uids(&config.root)
+        .into_iter()
+        .filter(|(ns, uid)| config.selects_path(ns, uid, None))
+        .map(|(_, uid)| uid)
+        .collect();
+    for uid in &pods {
+        config.gate.seen_at(uid, started);
+    }
+    let wait = config.pod_metadata_wait;
+    if pods.is_empty() || wait.is_zero() {
+        return;
+    }
+    let deadline = started + wait;
+    loop {
+        let unknown = config.gate.snapshot().map_or(0, |s| {
+            pods.iter().filter(|u| !s.pods.contains_key(*u)).count()
+        });
+        if unknown == 0 {
+            tracing::debug!(receiver = %ctx.id, pods = pods.len(), waited = ?started.elapsed(), "kubernetes_logs: the Catalog knows the pods already here");
+            return;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            tracing::info!(receiver = %ctx.id, pods = unknown, wait = ?wait, "kubernetes_logs: pods the Catalog does not know after pod_metadata_wait; reading them without their labels and annotations");
+            return;
+        }
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            () = tokio::time::sleep(config.poll_interval.min(deadline - now)) => {}
+        }
+    }
+}
+
+/// (namespace, UID) of every `<root>/<namespace>_<pod>_<uid>` directory.
+fn pod_uids(root: &Path) -> Vec<(String, String)> {
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .filter_map(|d| {
+            let name = d.file_name().into_string().ok()?;
+            let mut p = name.splitn(3, '_');
+            let (ns, pod, uid) = (p.next()?, p.next()?, p.next()?);
+            (!ns.is_empty() && !pod.is_empty() && !uid.is_empty())
+                .then(|| (ns.to_owned(), uid.to_owned()))
+        })
+        .collect()
+}
+
+/// `records` less those of pods no longer selected (the Catalog now says they opted out,
+/// or their labels changed, or they were read unknown and turn out excluded); logs each
+/// such pod once.
+fn unselected_dropped(
+    selection: &Config,
+    records: Vec<Read>,
+    stopped: &mut HashMap<String, Instant>,
+    now: Instant,
+) -> Vec<Read> {
+    let Some(snapshot) = selection.gate.snapshot() else {
+        return records;
+    };
+    let mut keep: HashMap<&str, bool> = HashMap::new();
+    for r in &records {
+        keep.entry(r.source.uid.as_str())
+            .or_insert_with(|| selection.still_selects(&snapshot, &r.source.uid));
+    }
+    if keep.values().all(|k| *k) {
+        for uid in keep.keys() {
+            stopped.remove(*uid);
+        }
+        return records;
+    }
+    for r in &records {
+        let uid = r.source.uid.as_str();
+        if keep[uid] {
+            stopped.remove(uid);
+        } else if stopped.insert(uid.to_owned(), now).is_none() {
+            tracing::info!(namespace = %r.source.namespace, pod = %r.source.pod, uid, "kubernetes_logs: pod no longer selected (opted out, or its labels changed); its lines are not sent");
+        }
+    }
+    let keep: HashMap<String, bool> = keep.into_iter().map(|(u, k)| (u.to_owned(), k)).collect();
+    records
+        .into_iter()
+        .filter(|r| keep[r.source.uid.as_str()])
+        .collect()
 }
 
 fn store(dir: &std::path::Path, t: &Tailer) {

@@ -10,10 +10,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::otlp::attr_str;
+use common::pod_logs::{T, append, counts, log_path, write_lines};
 use common::{Hpcotel, free_port};
 use hpcotel_core::semconv;
 use hpcotel_testkit::kube::{FakeApiServer, Verb, fixtures};
@@ -39,7 +40,6 @@ goroutine 1 [running]:
 main.main()
 \t/app/main.go:12 +0x1d
 exit status 2";
-const T: &str = "2026-12-07T06:00:00.123456789Z";
 const T_NANOS: u64 = 1_796_623_200_123_456_789;
 
 fn start(root: &Path, state: &Path, sink: &OtlpSink, start_at: &str) -> Hpcotel {
@@ -64,22 +64,6 @@ service:
         state = state.display(),
         sink = sink.grpc_endpoint()
     ))
-}
-
-/// `<root>/<ns>_<pod>_<uid>/<container>/<n>.log`, its directory created.
-fn log_path(root: &Path, ns: &str, pod: &str, container: &str, n: u32) -> PathBuf {
-    let dir = root.join(format!("{ns}_{pod}_uid-{pod}")).join(container);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{n}.log"))
-}
-
-fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 fn body(r: &LogRecord) -> Option<String> {
@@ -260,42 +244,6 @@ async fn cri_and_docker_lines_arrive_with_exact_bodies_severities_and_attributes
         .map(|(p, l)| (p, body(l).map(|b| b.chars().take(40).collect::<String>())))
         .collect();
     assert_eq!(got.len(), 12, "{short:?}");
-}
-
-/// Writes `n` CRI lines `<tag>-<i>` to `path`, `per_second` a second, calling `rotate`
-/// after every `rotate_every` lines.
-fn write_lines(
-    path: &Path,
-    tag: &str,
-    n: usize,
-    per_second: usize,
-    rotate_every: usize,
-    rotate: &dyn Fn(&Path, usize),
-) {
-    let started = std::time::Instant::now();
-    for i in 0..n {
-        if i > 0 && i % rotate_every == 0 {
-            rotate(path, i);
-        }
-        append(path, format!("{T} stdout F {tag}-{i}\n").as_bytes());
-        // Pace the writer (not synchronisation: the rate under test).
-        let due = started + Duration::from_secs_f64((i + 1) as f64 / per_second as f64);
-        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    }
-}
-
-/// Lines `<tag>-<i>` received, counted per i.
-fn counts(r: &Received, tag: &str) -> HashMap<usize, usize> {
-    let prefix = format!("{tag}-");
-    let mut c = HashMap::new();
-    for b in r.log_bodies() {
-        if let Some(i) = b.strip_prefix(&prefix).and_then(|i| i.parse().ok()) {
-            *c.entry(i).or_insert(0) += 1;
-        }
-    }
-    c
 }
 
 fn assert_exactly_once(r: &Received, tag: &str, n: usize) {

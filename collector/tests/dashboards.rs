@@ -149,21 +149,7 @@ fn repo_path(rel: &str) -> PathBuf {
 
 /// Every name `core/src/semconv.rs` defines, as a set.
 fn semconv_set() -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = common::semconv_names().into_iter().collect();
-    // `common::semconv_names` reads one-line declarations; a long one rustfmt wraps
-    // (`pub const X: &str =` and the value on the next line) is read here.
-    let src = common::repo_file("core/src/semconv.rs");
-    let lines: Vec<&str> = src.lines().map(str::trim).collect();
-    for pair in lines.windows(2) {
-        if pair[0].starts_with("pub const ")
-            && pair[0].ends_with(": &str =")
-            && let Some(value) = pair[1]
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix("\";"))
-        {
-            names.insert(value.to_string());
-        }
-    }
+    let names: BTreeSet<String> = common::semconv_names().into_iter().collect();
     assert!(names.len() > 100, "parsed only {} names", names.len());
     assert!(names.contains(semconv::VCS_REF_HEAD_REVISION));
     assert!(names.contains(semconv::K8S_CONTAINER_STATUS_LAST_TERMINATED_REASON));

@@ -12,12 +12,12 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::otlp::spans_request;
-use common::{Hpcotel, free_port};
+use common::{Hpcotel, PeakRss, free_port};
 use hpcotel_testkit::sink::OtlpSink;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
@@ -103,44 +103,7 @@ async fn warmed_up() -> (Node, u32, u64, PeakRss) {
 
 /// The process's resident set, bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kib * 1024
-}
-
-/// Samples `pid`'s RSS every 20 ms and keeps the peak, until dropped.
-struct PeakRss {
-    peak: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl PeakRss {
-    fn watch(pid: u32) -> PeakRss {
-        let peak = Arc::new(AtomicU64::new(rss(pid)));
-        let p = peak.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                p.fetch_max(rss(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        PeakRss { peak, task }
-    }
-
-    fn peak(&self) -> u64 {
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for PeakRss {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    common::proc_status_kib(pid, "VmRSS:") * 1024
 }
 
 async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {

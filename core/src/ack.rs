@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 /// The outcome of one hand-over, sent to its source once every holder is done with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settled {
-    /// The hand-over's id, as [`AckSource::next`] returned it.
+    /// The hand-over's id, as [`AckSource::hand_over`] returned it.
     pub id: u64,
     /// True when every holder settled it (delivered, or dropped for a counted reason that
     /// retrying cannot change); false when some holder dropped it unsettled (lost to a
@@ -120,7 +120,7 @@ impl AckSource {
     }
 
     /// The id and acks of the next hand-over. Ids count up from 0.
-    pub fn next(&mut self) -> (u64, Acks) {
+    pub fn hand_over(&mut self) -> (u64, Acks) {
         let id = self.next_id;
         self.next_id += 1;
         let token = Arc::new(Token {
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn settled_once_every_clone_is_settled() {
         let (mut src, mut rx) = AckSource::new();
-        let (id, acks) = src.next();
+        let (id, acks) = src.hand_over();
         let (a, b) = (acks.clone(), acks.clone());
         acks.settle();
         a.settle();
@@ -157,7 +157,7 @@ mod tests {
     #[test]
     fn a_clone_dropped_unsettled_makes_it_lost() {
         let (mut src, mut rx) = AckSource::new();
-        let (id, acks) = src.next();
+        let (id, acks) = src.hand_over();
         let lost = acks.clone();
         acks.settle();
         drop(lost);
@@ -173,8 +173,8 @@ mod tests {
     #[test]
     fn merged_acks_settle_each_hand_over() {
         let (mut src, mut rx) = AckSource::new();
-        let (a, mut acks) = src.next();
-        let (b, other) = src.next();
+        let (a, mut acks) = src.hand_over();
+        let (b, other) = src.hand_over();
         acks.merge(other);
         acks.settle();
         let mut got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();

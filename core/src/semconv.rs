@@ -44,6 +44,10 @@ pub const METRIC_HPCOTEL_RECEIVER_REFUSED: &str = "hpcotel.receiver.refused";
 /// correcting what they claimed, by reason (`identity`: their `k8s.pod.*` claim was not the
 /// connection's pod).
 pub const METRIC_HPCOTEL_RECEIVER_CORRECTED: &str = "hpcotel.receiver.corrected";
+/// `hpcotel.receiver.log.lost` (counter, `By`): bytes of a container log file that was gone
+/// (deleted, or compressed) before it was read to its end, per `k8s.namespace.name` and
+/// `k8s.pod.name` (at least this many: what had been seen past the checkpoint).
+pub const METRIC_HPCOTEL_RECEIVER_LOG_LOST: &str = "hpcotel.receiver.log.lost";
 /// `hpcotel.processor.dropped` (counter, `{item}`): items a processor discarded, by reason.
 pub const METRIC_HPCOTEL_PROCESSOR_DROPPED: &str = "hpcotel.processor.dropped";
 /// `hpcotel.exporter.sent` (counter, `{item}`): items an exporter delivered.

@@ -120,6 +120,9 @@ pub struct ComponentStats {
     memory_used: AtomicI64,
     memory_limit: AtomicI64,
     memory_refused: Mutex<Option<Instant>>,
+    /// A log receiver's bytes lost with files gone before they were read, per (namespace,
+    /// pod).
+    lost_bytes: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 /// A receiver's memory budget for requests in flight (see [`ComponentStats::memory`]).
@@ -147,7 +150,27 @@ impl ComponentStats {
             memory_used: AtomicI64::new(0),
             memory_limit: AtomicI64::new(-1),
             memory_refused: Mutex::new(None),
+            lost_bytes: Mutex::default(),
         }
+    }
+
+    /// Counts `bytes` of pod `namespace`/`pod`'s log lost: its file was gone before it was
+    /// read to its end (`hpcotel.receiver.log.lost`).
+    pub fn add_lost_bytes(&self, namespace: &str, pod: &str, bytes: u64) {
+        let mut m = self
+            .lost_bytes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *m.entry((namespace.to_owned(), pod.to_owned())).or_insert(0) += bytes;
+    }
+
+    /// Log bytes lost, per (namespace, pod).
+    pub fn lost_bytes(&self) -> Vec<((String, String), u64)> {
+        let m = self
+            .lost_bytes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// The component's id.
@@ -382,6 +405,25 @@ impl Telemetry {
                     .push(point(vec![comp], cap as i64, 0));
             }
         }
+        let lost: Vec<NumberDataPoint> = self
+            .components()
+            .iter()
+            .flat_map(|c| {
+                let comp = kv(semconv::HPCOTEL_COMPONENT_ID, c.id.to_string());
+                c.lost_bytes()
+                    .into_iter()
+                    .map(move |((ns, pod), n)| {
+                        let attrs = vec![
+                            comp.clone(),
+                            kv(semconv::K8S_NAMESPACE_NAME, ns),
+                            kv(semconv::K8S_POD_NAME, pod),
+                        ];
+                        (attrs, n)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .map(|(attrs, n)| point(attrs, n as i64, start_unix_nano))
+            .collect();
         let mut metrics: Vec<Metric> = sums
             .into_iter()
             .map(|(name, data_points)| Metric {
@@ -396,6 +438,20 @@ impl Telemetry {
                 ..Default::default()
             })
             .collect();
+        if !lost.is_empty() {
+            let name = semconv::METRIC_HPCOTEL_RECEIVER_LOG_LOST;
+            metrics.push(Metric {
+                name: name.into(),
+                unit: "By".into(),
+                description: description(name).into(),
+                data: Some(Data::Sum(Sum {
+                    data_points: lost,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            });
+        }
         metrics.extend(gauges.into_iter().map(|(name, data_points)| Metric {
             name: name.into(),
             unit: "{item}".into(),
@@ -415,9 +471,10 @@ impl Telemetry {
     }
 }
 
-/// Every metric the self-telemetry can emit: (name, description). Counters are `{item}`
-/// cumulative monotonic sums, the queue metrics `{item}` gauges.
-pub const SELF_METRICS: [(&str, &str); 9] = [
+/// Every metric the self-telemetry can emit: (name, description). Counters are cumulative
+/// monotonic sums in `{item}` (`hpcotel.receiver.log.lost` in bytes), the queue metrics
+/// `{item}` gauges.
+pub const SELF_METRICS: [(&str, &str); 10] = [
     (
         semconv::METRIC_HPCOTEL_RECEIVER_ACCEPTED,
         "Items a receiver handed to its pipelines.",
@@ -429,6 +486,10 @@ pub const SELF_METRICS: [(&str, &str); 9] = [
     (
         semconv::METRIC_HPCOTEL_RECEIVER_CORRECTED,
         "Items a receiver accepted after correcting what they claimed (their pod identity), by reason.",
+    ),
+    (
+        semconv::METRIC_HPCOTEL_RECEIVER_LOG_LOST,
+        "Bytes of container log files gone before they were read to their end, per pod (at least).",
     ),
     (
         semconv::METRIC_HPCOTEL_PROCESSOR_DROPPED,

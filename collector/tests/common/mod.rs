@@ -3,11 +3,13 @@
 #![allow(dead_code)]
 
 pub mod otlp;
+pub mod pod_logs;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -159,6 +161,35 @@ impl Proc {
         assert!(ok, "kill -TERM failed");
     }
 
+    /// Sends SIGKILL (`kill -9`: no shutdown, nothing flushed) and waits for the exit.
+    pub fn kill9(&mut self) {
+        let ok = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -KILL failed");
+        let _ = self.child.wait();
+    }
+
+    /// The resident set size now, bytes (`VmRSS` in /proc), or 0 once gone.
+    pub fn rss(&self) -> u64 {
+        proc_status_kib(self.child.id(), "VmRSS:") * 1024
+    }
+
+    /// Bytes the process has read with read(2) and the like so far (`rchar` in
+    /// /proc/<pid>/io): files and sockets.
+    pub fn read_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("rchar:").map(|v| v.trim().parse().ok()))
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits for the process to exit, panicking after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
@@ -190,6 +221,49 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Samples `pid`'s RSS every 20 ms and keeps the peak, until dropped.
+pub struct PeakRss {
+    peak: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> PeakRss {
+        let peak = Arc::new(AtomicU64::new(proc_status_kib(pid, "VmRSS:") * 1024));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                p.fetch_max(proc_status_kib(pid, "VmRSS:") * 1024, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        PeakRss { peak, task }
+    }
+
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakRss {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A `kB` field of /proc/<pid>/status (such as `VmRSS:`), 0 when absent.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// The Argo CD scenario several tests share: Application `train` (uid `uid-app`) deployed
@@ -286,15 +360,22 @@ pub fn repo_file(rel: &str) -> String {
 /// Every `pub const NAME: &str = "value";` value in `core/src/semconv.rs`, in file order.
 pub fn semconv_names() -> Vec<String> {
     let src = repo_file("core/src/semconv.rs");
-    let names: Vec<String> = src
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \""))
-        .map(|l| {
-            let value = l.split_once(": &str = \"").unwrap().1;
-            value.trim_end_matches("\";").to_string()
-        })
-        .collect();
+    let lines: Vec<&str> = src.lines().map(str::trim).collect();
+    let mut names = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.starts_with("pub const ") {
+            continue;
+        }
+        // `pub const X: &str = "v";`, or wrapped by rustfmt with the value on the next line.
+        let value = match l.split_once(": &str = \"") {
+            Some((_, v)) => Some(v),
+            None if l.ends_with(": &str =") => lines.get(i + 1).and_then(|n| n.strip_prefix('"')),
+            None => None,
+        };
+        if let Some(v) = value.and_then(|v| v.strip_suffix("\";")) {
+            names.push(v.to_string());
+        }
+    }
     assert!(names.len() > 20, "parsed only {} names", names.len());
     names
 }

@@ -752,9 +752,9 @@ async fn acks_are_settled_on_delivery_and_on_counted_drops_but_not_at_the_deadli
         },
         fast_retry(),
     );
-    tx.send_acked(spans(2), source.next().1).await;
-    tx.send_acked(spans(2), source.next().1).await;
-    tx.send_acked(sized_spans(&[100, 100, 100, 100]), source.next().1)
+    tx.send_acked(spans(2), source.hand_over().1).await;
+    tx.send_acked(spans(2), source.hand_over().1).await;
+    tx.send_acked(sized_spans(&[100, 100, 100, 100]), source.hand_over().1)
         .await;
     drop(tx);
     finish(handle).await;
@@ -772,8 +772,8 @@ async fn acks_are_settled_on_delivery_and_on_counted_drops_but_not_at_the_deadli
         },
         fast_retry(),
     );
-    tx.send_acked(spans(1), source.next().1).await;
-    tx.send_acked(spans(1), source.next().1).await;
+    tx.send_acked(spans(1), source.hand_over().1).await;
+    tx.send_acked(spans(1), source.hand_over().1).await;
     wait_until("the worker to hold a batch", Duration::from_secs(5), || {
         mock.in_flight.load(Ordering::SeqCst) == 1
     })

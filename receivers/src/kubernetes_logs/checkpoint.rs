@@ -1,6 +1,6 @@
 //! The offsets checkpoint: for each file being read, its identity (device, inode and a
-//! fingerprint of its first bytes) and the offset up to which its records were handed to
-//! the pipelines. Written atomically (a temporary file renamed over `offsets.json`), read at
+//! fingerprint of its first bytes) and the offset up to which its records were delivered
+//! (settled by the exporters; see `commit`). Written atomically (a temporary file renamed over `offsets.json`), read at
 //! start; a file whose identity no longer matches (a recreated file reusing an inode) starts
 //! from its first byte.
 
@@ -36,8 +36,13 @@ pub struct Entry {
     pub ino: u64,
     /// Its first bytes, hex (up to [`super::tail::FINGERPRINT_LEN`]).
     pub fingerprint: String,
-    /// Bytes handed to the pipelines.
+    /// Bytes whose records were delivered (or dropped for a counted reason).
     pub offset: u64,
+    /// Bytes read from it when this was written (at least `offset`): what was there past
+    /// `offset` is known lost if the file is gone at the next start. 0 in checkpoints
+    /// written before it was kept.
+    #[serde(default)]
+    pub read: u64,
 }
 
 /// The checkpoint's content.
@@ -75,6 +80,13 @@ pub fn store(dir: &Path, offsets: &Offsets) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(err)?;
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
     let bytes = serde_json::to_vec(offsets).map_err(|e| err(std::io::Error::other(e)))?;
-    std::fs::write(&tmp, bytes).map_err(err)?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&bytes).map_err(err)?;
+        // On disk before the rename makes it the checkpoint: after a power loss the file is
+        // the old checkpoint or the new one, never a torn one.
+        f.sync_all().map_err(err)?;
+    }
     std::fs::rename(&tmp, &path).map_err(err)
 }

@@ -15,8 +15,11 @@
 //!   device + inode + fingerprint.
 //! - [`multiline`]: stack traces and error blocks (Python, JVM, Go, CUDA, NCCL, rules of
 //!   your own) joined into one record per block, per stream.
-//! - [`checkpoint`]: offsets on disk, written atomically, advanced once records are handed
-//!   to the pipelines; reading waits while the pipeline is full (the files are the buffer).
+//! - [`checkpoint`]: offsets on disk, written atomically (fsynced, then renamed); reading
+//!   waits while the pipeline is full (the files are the buffer).
+//! - `commit`: the checkpoint advances only over hand-overs the exporters settled
+//!   (acknowledged end to end, [`hpcotel_core::ack`]), so a `kill -9` repeats at most what
+//!   was in flight and loses nothing.
 //! - [`select`]: which pods are read: path rules (namespaces, containers, the collector's
 //!   UID), then what the Catalog knows of the pod (opt-out annotation `hpcotel.io/logs:
 //!   "false"`, hpcotel's own pods, label selectors); a pod not known yet is waited for.
@@ -24,11 +27,9 @@
 //!   records over it are dropped, counted as
 //!   `hpcotel.receiver.refused{hpcotel.reason=rate_limited}`, and warned of once per pod per
 //!   minute.
-//!
-//! Not yet (issue 14): offsets advanced only on the exporters' acknowledgement (a crash
-//! loses what was in the pipelines' memory).
 
 pub mod checkpoint;
+mod commit;
 mod config;
 pub mod multiline;
 pub mod parse;

@@ -12,7 +12,8 @@ use hpcotel_core::proto::resource::v1::Resource;
 use hpcotel_core::telemetry::{Counter, kv, scope, unix_nanos};
 use hpcotel_core::{Batch, Catalog, ComponentError, Receiver, ReceiverContext, Signal, semconv};
 
-use super::checkpoint;
+use super::checkpoint::{self, Offsets};
+use super::commit::Committer;
 use super::config::{Config, DEFAULT_READ_CHUNK};
 use super::parse::{self, Record};
 use super::rate::{RATE_LIMITED, RateLimiter};
@@ -22,6 +23,9 @@ use super::tail::{Read, Source, Tailer};
 /// How long a pod whose lines stopped being sent (no longer selected) is remembered, so
 /// that it is logged once, not at every step.
 const STOPPED_RETENTION: Duration = Duration::from_secs(600);
+/// Longest the receiver waits at shutdown for the exporters to settle what it handed over
+/// (within the half of `service.shutdown_timeout` receivers get, 15 s by default).
+const SHUTDOWN_SETTLE_WAIT: Duration = Duration::from_secs(10);
 
 /// The `kubernetes_logs` receiver; see the module doc.
 #[derive(Debug)]
@@ -57,6 +61,7 @@ impl Receiver for KubernetesLogsReceiver {
         let selection = config.clone();
         let mut limiter = RateLimiter::new(&config.rate_limit);
         let mut stopped: HashMap<String, Instant> = HashMap::new();
+        let mut committer = Committer::new(offsets.clone());
         let mut tailer = Some(Tailer::new(config, offsets));
         let mut last_scan: Option<Instant> = None;
         let mut last_checkpoint = Instant::now();
@@ -64,7 +69,7 @@ impl Receiver for KubernetesLogsReceiver {
             let stopping = ctx.shutdown.is_cancelled();
             let mut t = tailer.take().expect("tailer");
             let scan = last_scan.is_none_or(|s| s.elapsed() >= poll);
-            let (t, step) = tokio::task::spawn_blocking(move || {
+            let (mut t, step) = tokio::task::spawn_blocking(move || {
                 if scan {
                     t.scan();
                 }
@@ -73,6 +78,14 @@ impl Receiver for KubernetesLogsReceiver {
             })
             .await
             .map_err(|e| -> ComponentError { format!("log tailer panicked: {e}").into() })?;
+            committer.poll();
+            for lost in t.take_lost() {
+                ctx.outputs.stats().add_lost_bytes(
+                    &lost.source.namespace,
+                    &lost.source.pod,
+                    lost.bytes,
+                );
+            }
             let now = Instant::now();
             if scan {
                 last_scan = Some(now);
@@ -88,8 +101,8 @@ impl Receiver for KubernetesLogsReceiver {
             }
             let records = unselected_dropped(&selection, step.records, &mut stopped, now);
             // Per-pod rate limits. A record dropped here is settled as it is dropped: the
-            // checkpoint moves past it with the step's offsets, as past the records handed
-            // over, and it is never read again.
+            // checkpoint moves past it with the step's offsets (handed over with the records
+            // that passed, or as a step that handed nothing over) and it is never read again.
             let read = records.len();
             let records: Vec<Read> = records
                 .into_iter()
@@ -120,15 +133,18 @@ impl Receiver for KubernetesLogsReceiver {
                     "kubernetes_logs: pod over its rate limit; lines dropped"
                 );
             }
-            if !records.is_empty() {
+            if records.is_empty() {
+                committer.read_nothing(t.offsets());
+            } else {
                 let batch = Batch::Logs(to_resource_logs(records));
+                let acks = committer.hand_over(t.offsets());
                 // Waits while the pipeline is full: the files are the buffer.
-                if ctx.outputs.send(batch).await.is_err() {
+                if ctx.outputs.send_acked(batch, acks).await.is_err() {
                     break;
                 }
             }
             if last_checkpoint.elapsed() >= checkpoint_every || stopping {
-                store(&state_dir, &t);
+                store(&state_dir, &mut committer);
                 last_checkpoint = Instant::now();
             }
             tailer = Some(t);
@@ -142,8 +158,17 @@ impl Receiver for KubernetesLogsReceiver {
                 }
             }
         }
-        if let Some(t) = &tailer {
-            store(&state_dir, t);
+        // What the pipelines deliver while they drain still moves the checkpoint.
+        let in_flight = committer
+            .settle_all(SHUTDOWN_SETTLE_WAIT, |o| write(&state_dir, o))
+            .await;
+        store(&state_dir, &mut committer);
+        if in_flight > 0 || committer.frozen() {
+            tracing::info!(
+                hand_overs = in_flight,
+                frozen = committer.frozen(),
+                "kubernetes_logs: records not delivered at shutdown; read again after a restart"
+            );
         }
         Ok(())
     }
@@ -243,8 +268,15 @@ fn unselected_dropped(
         .collect()
 }
 
-fn store(dir: &std::path::Path, t: &Tailer) {
-    if let Err(e) = checkpoint::store(dir, &t.offsets()) {
+/// Writes the safe offsets when they moved since the last write.
+fn store(dir: &std::path::Path, committer: &mut Committer) {
+    if let Some(o) = committer.take_dirty() {
+        write(dir, o);
+    }
+}
+
+fn write(dir: &std::path::Path, offsets: &Offsets) {
+    if let Err(e) = checkpoint::store(dir, offsets) {
         tracing::warn!(error = %e, "kubernetes_logs: offsets not checkpointed");
     }
 }

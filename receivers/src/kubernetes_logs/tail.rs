@@ -111,6 +111,34 @@ struct Tracked {
 }
 
 impl Tracked {
+    fn new(
+        config: &Config,
+        source: Source,
+        file: File,
+        offset: u64,
+        fingerprint: Vec<u8>,
+        rotated: bool,
+    ) -> Tracked {
+        Tracked {
+            source,
+            file,
+            offset,
+            pending: Vec::new(),
+            last_growth: Instant::now(),
+            format: None,
+            joiner: Joiner::new(config.max_record_size),
+            open_start: [None, None],
+            multiline: Multiline::new(
+                &config.multiline,
+                config.max_record_size,
+                config.flush_timeout,
+            ),
+            held_start: None,
+            fingerprint,
+            rotated,
+        }
+    }
+
     /// Where the first byte not yet handed over is.
     fn committed(&self) -> u64 {
         let unfinished = self.offset - self.pending.len() as u64;
@@ -129,6 +157,20 @@ pub struct Tailer {
     files: HashMap<(u64, u64), Tracked>,
     checkpoint: HashMap<(u64, u64), Entry>,
     scanned_once: bool,
+    /// No checkpoint at start: the node's first start, where `start_at` applies. With a
+    /// checkpoint, a file it does not know appeared while the collector was down and is
+    /// read from its first byte.
+    fresh: bool,
+    lost: Vec<Lost>,
+}
+
+/// A file gone before it was read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    /// Whose it was.
+    pub source: Source,
+    /// Bytes it had been seen to hold past its checkpoint: at least this many were lost.
+    pub bytes: u64,
 }
 
 impl std::fmt::Debug for Tailer {
@@ -155,6 +197,7 @@ impl Tailer {
     /// A tailer of `config.root`, resuming from `offsets`.
     pub fn new(config: Config, offsets: Offsets) -> Tailer {
         Tailer {
+            fresh: offsets.files.is_empty(),
             config,
             files: HashMap::new(),
             checkpoint: offsets
@@ -163,6 +206,7 @@ impl Tailer {
                 .map(|e| ((e.dev, e.ino), e))
                 .collect(),
             scanned_once: false,
+            lost: Vec::new(),
         }
     }
 
@@ -218,32 +262,64 @@ impl Tailer {
             });
             let offset = match resumed {
                 Some(e) => e.offset,
-                None if first && self.config.start_at == StartAt::End => len,
+                None if first && self.fresh && self.config.start_at == StartAt::End => len,
                 None => 0,
             };
             tracing::debug!(path = %path.display(), offset, "following log file");
-            self.files.insert(
-                id,
-                Tracked {
-                    source,
-                    file,
-                    offset,
-                    pending: Vec::new(),
-                    last_growth: Instant::now(),
-                    format: None,
-                    joiner: Joiner::new(self.config.max_record_size),
-                    open_start: [None, None],
-                    multiline: Multiline::new(
-                        &self.config.multiline,
-                        self.config.max_record_size,
-                        self.config.flush_timeout,
-                    ),
-                    held_start: None,
-                    fingerprint,
-                    rotated: false,
-                },
-            );
+            let t = Tracked::new(&self.config, source, file, offset, fingerprint, false);
+            self.files.insert(id, t);
         }
+        if first {
+            self.resume_rotated();
+        }
+    }
+
+    /// At the first look: the files the checkpoint knows that are no longer at their path.
+    /// One rotated while the collector was down (`0.log` renamed `0.log.<timestamp>`, not yet
+    /// compressed) is read from its checkpoint to its end, then let go; one that is gone
+    /// (deleted, or compressed) had bytes nobody read: it is reported lost, once.
+    fn resume_rotated(&mut self) {
+        for ((dev, ino), e) in std::mem::take(&mut self.checkpoint) {
+            let Some(source) = source(&self.config.root, &e.path) else {
+                continue;
+            };
+            if !self
+                .config
+                .selects(&source.namespace, &source.uid, &source.container)
+            {
+                continue;
+            }
+            let rotated = rotated_siblings(&e.path)
+                .into_iter()
+                .find(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == dev && m.ino() == ino));
+            let opened = rotated.and_then(|p| {
+                let file = File::open(&p).ok()?;
+                let fingerprint = fingerprint_of(&file);
+                let n = (e.fingerprint.len() / 2).min(fingerprint.len());
+                (hex(&fingerprint[..n]) == e.fingerprint[..n * 2]).then_some((p, file, fingerprint))
+            });
+            match opened {
+                Some((p, file, fingerprint)) => {
+                    tracing::info!(path = %p.display(), offset = e.offset, "log file rotated while the collector was down; reading it to its end");
+                    let t = Tracked::new(&self.config, source, file, e.offset, fingerprint, true);
+                    self.files.insert((dev, ino), t);
+                }
+                None => {
+                    let bytes = e.read.saturating_sub(e.offset);
+                    tracing::warn!(
+                        path = %e.path.display(), namespace = %source.namespace, pod = %source.pod,
+                        offset = e.offset, lost_bytes_at_least = bytes,
+                        "log file gone before it was read to its end (deleted or compressed while the collector was down)"
+                    );
+                    self.lost.push(Lost { source, bytes });
+                }
+            }
+        }
+    }
+
+    /// Files found gone before they were read to their end since the last call.
+    pub fn take_lost(&mut self) -> Vec<Lost> {
+        std::mem::take(&mut self.lost)
     }
 
     /// Reads at most `read_chunk` bytes from each file; returns the records completed.
@@ -370,6 +446,7 @@ impl Tailer {
                 ino,
                 fingerprint: hex(&t.fingerprint),
                 offset: t.committed(),
+                read: t.offset,
             })
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -440,17 +517,9 @@ fn emit(t: &mut Tracked, record: Record, start: u64, now: Instant, step: &mut St
 /// The copy a copytruncate left of `path`: a sibling `<name>.<suffix>` (not compressed)
 /// that starts with `fingerprint` and holds at least `offset` bytes.
 fn copy_of(path: &Path, fingerprint: &[u8], offset: u64) -> Option<File> {
-    let name = path.file_name()?.to_str()?;
-    let prefix = format!("{name}.");
-    let dir = std::fs::read_dir(path.parent()?).ok()?;
-    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = dir
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".gz"))
-        })
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+    let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = rotated_siblings(path)
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();
     // The newest copy first.
     candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
@@ -460,6 +529,26 @@ fn copy_of(path: &Path, fingerprint: &[u8], offset: u64) -> Option<File> {
         (len >= offset && !fingerprint.is_empty() && fingerprint_of(&f).starts_with(fingerprint))
             .then_some(f)
     })
+}
+
+/// The uncompressed rotated copies of `path` (`<n>.log.<suffix>`, not `.gz`) beside it.
+fn rotated_siblings(path: &Path) -> Vec<PathBuf> {
+    let (Some(name), Some(parent)) = (path.file_name().and_then(|n| n.to_str()), path.parent())
+    else {
+        return Vec::new();
+    };
+    let prefix = format!("{name}.");
+    let Ok(dir) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".gz"))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// `<root>/*/*/<n>.log`.
@@ -489,4 +578,98 @@ fn log_files(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    const T: &str = "2026-12-07T06:00:00.123456789Z";
+
+    fn append(path: &Path, lines: &[&str]) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for l in lines {
+            writeln!(f, "{T} stdout F {l}").unwrap();
+        }
+    }
+
+    fn bodies(step: &Step) -> Vec<String> {
+        step.records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.record.message).into_owned())
+            .collect()
+    }
+
+    fn config(root: &Path) -> Config {
+        Config {
+            root: root.to_owned(),
+            start_at: StartAt::End,
+            exclude_pod_uid: None,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_file_rotated_while_down_is_read_to_its_end_and_one_gone_is_reported_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let c = root.join("ml_rotated-0_uid-r/main");
+        std::fs::create_dir_all(&c).unwrap();
+        let log = c.join("0.log");
+        append(&log, &["one", "two"]);
+        let gone_dir = root.join("ml_gone-0_uid-g/main");
+        std::fs::create_dir_all(&gone_dir).unwrap();
+        let gone = gone_dir.join("0.log");
+        append(&gone, &["g1"]);
+
+        // The first run reads what is there, with `start_at: beginning` for this test.
+        let mut first = Tailer::new(
+            Config {
+                start_at: StartAt::Beginning,
+                ..config(root)
+            },
+            Offsets::default(),
+        );
+        first.scan();
+        let step = first.step(Instant::now(), 1 << 20);
+        assert_eq!(bodies(&step).len(), 3);
+        // Written, not read: the collector is killed now.
+        append(&log, &["three", "four"]);
+        append(&gone, &["g2"]);
+        let mut offsets = first.offsets();
+        // As if "g2" had been seen (read) but not delivered.
+        for e in &mut offsets.files {
+            if e.path == gone {
+                e.read = e.offset + 40;
+            }
+        }
+        drop(first);
+
+        // While it is down: kubelet rotates 0.log, the runtime opens a new one; the other
+        // pod's file is deleted.
+        std::fs::rename(&log, c.join("0.log.20261207-060001")).unwrap();
+        append(&log, &["five"]);
+        std::fs::remove_file(&gone).unwrap();
+
+        let mut second = Tailer::new(config(root), offsets);
+        second.scan();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.extend(bodies(&second.step(Instant::now(), 1 << 20)));
+        }
+        got.sort();
+        // The rotated copy from its checkpoint to its end; the new file from its first byte
+        // (a checkpoint exists, so `start_at: end` does not apply to it).
+        assert_eq!(got, ["five", "four", "three"]);
+        let lost = second.take_lost();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!((lost[0].source.pod.as_str(), lost[0].bytes), ("gone-0", 40));
+        assert!(second.take_lost().is_empty(), "reported once");
+    }
 }

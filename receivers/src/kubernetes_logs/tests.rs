@@ -75,6 +75,7 @@ fn the_checkpoint_round_trips_and_a_broken_one_is_empty() {
             ino: 2,
             fingerprint: "00ff".into(),
             offset: 42,
+            read: 50,
         }],
     };
     checkpoint::store(dir.path(), &o).unwrap();

@@ -557,10 +557,10 @@ async fn acks_follow_merged_and_cut_items_and_settle_once_every_piece_is_settled
         ..Config::default()
     });
     let (mut source, mut settled) = hpcotel_core::AckSource::new();
-    tx.send_acked(spans(&["a", "b"]), source.next().1)
+    tx.send_acked(spans(&["a", "b"]), source.hand_over().1)
         .await
         .unwrap();
-    tx.send_acked(spans(&["c", "d", "e", "f", "g"]), source.next().1)
+    tx.send_acked(spans(&["c", "d", "e", "f", "g"]), source.hand_over().1)
         .await
         .unwrap();
     drop(tx);

@@ -81,7 +81,8 @@ def line(p, i):
             f"{t} stdout F second half of the line\n")
 files = []
 for p in range(pods):
-    d = os.path.join(root, f"bench_pod-{p}_uid-{p}", "main")
+    # The container operator's path rule wants a hex UID, as the kubelet's are.
+    d = os.path.join(root, f"bench_pod-{p}_{p:08x}-0000-4000-8000-000000000000", "main")
     os.makedirs(d, exist_ok=True)
     files.append(open(os.path.join(d, "0.log"), "a", buffering=1 << 16))
 if rate <= 0:
@@ -123,8 +124,9 @@ for c in $COLLECTORS; do
   rm -rf "$WORK/pods" "$WORK/hpcotel-state"
   if [ "$RATE" -gt 0 ]; then
     for p in $(seq 0 $((PODS - 1))); do
-      mkdir -p "$WORK/pods/bench_pod-${p}_uid-${p}/main"
-      : > "$WORK/pods/bench_pod-${p}_uid-${p}/main/0.log"
+      d="$WORK/pods/bench_pod-${p}_$(printf %08x "$p")-0000-4000-8000-000000000000/main"
+      mkdir -p "$d"
+      : > "$d/0.log"
     done
   else
     log "writing $PODS files of $LINES lines under $WORK/pods"
@@ -143,6 +145,8 @@ receivers:
     root: $WORK/pods
     state_dir: $WORK/hpcotel-state
     start_at: beginning
+    # No kubernetes receiver feeds the Catalog here: no pod metadata to wait for.
+    pod_metadata_wait: 0s
 processors:
   batch:
 exporters:

@@ -27,6 +27,12 @@ const STOPPED_RETENTION: Duration = Duration::from_secs(600);
 /// (within the half of `service.shutdown_timeout` receivers get, 15 s by default).
 const SHUTDOWN_SETTLE_WAIT: Duration = Duration::from_secs(10);
 
+/// Most bytes one step of the tailer reads across all files (each file gets an equal share,
+/// at least [`MIN_READ_CHUNK`], at most `DEFAULT_READ_CHUNK`).
+const STEP_READ_BUDGET: usize = 1024 * 1024;
+/// Least bytes a file may read in one step.
+const MIN_READ_CHUNK: usize = 8 * 1024;
+
 /// The `kubernetes_logs` receiver; see the module doc.
 #[derive(Debug)]
 pub struct KubernetesLogsReceiver {
@@ -73,7 +79,12 @@ impl Receiver for KubernetesLogsReceiver {
                 if scan {
                     t.scan();
                 }
-                let step = t.step(Instant::now(), DEFAULT_READ_CHUNK);
+                // Each file gets its turn, and one step reads at most STEP_READ_BUDGET in
+                // all: what is decoded and handed over at once stays small however many
+                // files have a backlog.
+                let chunk =
+                    (STEP_READ_BUDGET / t.len().max(1)).clamp(MIN_READ_CHUNK, DEFAULT_READ_CHUNK);
+                let step = t.step(Instant::now(), chunk);
                 (t, step)
             })
             .await

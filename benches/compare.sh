@@ -5,10 +5,13 @@
 #   RATE=100000 BATCH=200 DURATION=20s CONCURRENCY=8 benches/compare.sh
 #   ROTEL_AGENT=/path/to/rotel-agent COLLECTORS="hpcotel" benches/compare.sh
 #
+#   RATE=40000 COMPRESSION=none benches/compare.sh   # both collectors exporting uncompressed
+#
 # For each collector: start it forwarding 127.0.0.1:24317 -> otlp-sink 127.0.0.1:14317, run
 # otlp-loadgen against it, wait for the sink to receive every accepted span, read the
-# collector's peak RSS (VmHWM), stop it, and print one table row. Exits non-zero when a
-# collector did not deliver every span it accepted.
+# collector's CPU time (utime + stime in /proc/PID/stat, from just before the load to the
+# last span delivered: loadgen and sink excluded) and peak RSS (VmHWM), stop it, and print
+# one table row. Exits non-zero when a collector did not deliver every span it accepted.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +22,7 @@ BATCH="${BATCH:-100}"             # spans per request
 DURATION="${DURATION:-10s}"
 CONCURRENCY="${CONCURRENCY:-4}"
 COLLECTORS="${COLLECTORS:-hpcotel rotel}"
+COMPRESSION="${COMPRESSION:-gzip}" # export compression of both collectors: gzip (their default) or none
 SINK_GRPC="127.0.0.1:14317"
 SINK_HTTP="127.0.0.1:14318"
 COLLECTOR_GRPC="127.0.0.1:24317"
@@ -52,6 +56,11 @@ sink_spans() { # last running total printed by otlp-sink
   echo "${line%% *}" | grep -E '^[0-9]+$' || echo 0
 }
 
+cpu_ticks() { # pid: utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat)
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+CLK_TCK="$(getconf CLK_TCK)"
+
 json_field() { # json key
   echo "$1" | sed -E "s/.*\"$2\":([0-9.]+).*/\1/"
 }
@@ -78,13 +87,13 @@ pids+=($!)
 wait_port "$SINK_GRPC" 10
 
 rows=()
-declare -A RESULT_RATE RESULT_RSS
+declare -A RESULT_RATE RESULT_RSS RESULT_CPU
 status=0
 
 for collector in $COLLECTORS; do
   case "$collector" in
     hpcotel)
-      cmd=("$HPCOTEL" run --config "$ROOT/benches/hpcotel-bench.yaml")
+      cmd=(env BENCH_COMPRESSION="$COMPRESSION" "$HPCOTEL" run --config "$ROOT/benches/hpcotel-bench.yaml")
       ;;
     rotel)
       rotel="$(find_rotel)"
@@ -95,6 +104,7 @@ for collector in $COLLECTORS; do
       cmd=("$rotel" start --otlp-grpc-endpoint "$COLLECTOR_GRPC"
            --otlp-http-endpoint 127.0.0.1:24318
            --exporter otlp --otlp-exporter-endpoint "http://$SINK_GRPC"
+           --otlp-exporter-compression "$COMPRESSION"
            --pid-file "$WORK/rotel.pid")
       ;;
     *) log "unknown collector '$collector'"; exit 2 ;;
@@ -110,6 +120,7 @@ for collector in $COLLECTORS; do
   fi
 
   before="$(sink_spans)"
+  ticks_before="$(cpu_ticks "$cpid")"
   log "loadgen: rate=$RATE batch=$BATCH duration=$DURATION concurrency=$CONCURRENCY"
   result="$("$LOADGEN" --endpoint "http://$COLLECTOR_GRPC" --rate "$RATE" --batch "$BATCH" \
     --duration "$DURATION" --concurrency "$CONCURRENCY")"
@@ -126,6 +137,7 @@ for collector in $COLLECTORS; do
     sleep 0.2
   done
 
+  ticks_after="$(cpu_ticks "$cpid")"
   # Peak RSS of the collector process (kB in VmHWM), read before it is stopped.
   rss_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$cpid/status" 2>/dev/null || echo 0)"
   kill -TERM "$cpid" 2>/dev/null || true
@@ -134,9 +146,12 @@ for collector in $COLLECTORS; do
   rate="$(json_field "$result" spans_per_s)"
   p99="$(json_field "$result" p99_ms)"
   rss_mib="$(awk -v k="$rss_kb" 'BEGIN {printf "%.1f", k / 1024}')"
+  cpu_us="$(awk -v t=$((ticks_after - ticks_before)) -v hz="$CLK_TCK" -v n="$delivered" \
+    'BEGIN {printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0)}')"
   RESULT_RATE[$collector]="$rate"
   RESULT_RSS[$collector]="$rss_mib"
-  rows+=("$(printf '%-8s %12s %10s %14s %22s' "$collector" "$rate" "$p99" "$rss_mib" "$delivered/$accepted")")
+  RESULT_CPU[$collector]="$cpu_us"
+  rows+=("$(printf '%-8s %12s %10s %12s %14s %22s' "$collector" "$rate" "$p99" "$cpu_us" "$rss_mib" "$delivered/$accepted")")
   if [ "$delivered" -lt "$accepted" ]; then
     log "$collector delivered $delivered of $accepted accepted spans"
     status=1
@@ -144,12 +159,14 @@ for collector in $COLLECTORS; do
 done
 
 echo
-printf '%-8s %12s %10s %14s %22s\n' collector spans/s "p99 ms" "peak RSS MiB" delivered/accepted
+echo "compression: $COMPRESSION, rate: $RATE spans/s (0 = unlimited), $CONCURRENCY connections, $BATCH spans/request"
+printf '%-8s %12s %10s %12s %14s %22s\n' collector spans/s "p99 ms" "CPU us/span" "peak RSS MiB" delivered/accepted
 for r in "${rows[@]}"; do echo "$r"; done
 if [ -n "${RESULT_RATE[hpcotel]:-}" ] && [ -n "${RESULT_RATE[rotel]:-}" ]; then
   awk -v a="${RESULT_RATE[hpcotel]}" -v b="${RESULT_RATE[rotel]}" \
       -v c="${RESULT_RSS[hpcotel]}" -v d="${RESULT_RSS[rotel]}" \
-      'BEGIN { printf "hpcotel/rotel: throughput x%.2f, peak RSS x%.2f\n", (b > 0 ? a / b : 0), (d > 0 ? c / d : 0) }'
+      -v e="${RESULT_CPU[hpcotel]}" -v f="${RESULT_CPU[rotel]}" \
+      'BEGIN { printf "hpcotel/rotel: throughput x%.2f, CPU per span x%.2f, peak RSS x%.2f\n", (b > 0 ? a / b : 0), (f > 0 ? e / f : 0), (d > 0 ? c / d : 0) }'
 fi
 echo "(raw results and logs in $WORK)"
 exit $status

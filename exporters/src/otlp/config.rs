@@ -40,7 +40,8 @@ pub struct Config {
     /// Default: unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logs_endpoint: Option<Endpoint>,
-    /// Request body compression: `none` or `gzip`. Default: `gzip`.
+    /// Request body compression: `none`, `gzip` or `zstd` (the Collector's names; gzip at
+    /// level 6, zstd at level 3). Default: `gzip`.
     pub compression: Compression,
     /// Extra request headers (gRPC metadata), e.g. `authorization: "Bearer ${env:TOKEN}"`.
     /// Values are secrets: never printed or logged. Default: none.
@@ -84,13 +85,34 @@ impl Default for Config {
 }
 
 /// Request body compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Uncompressed.
     None,
     /// gzip (gRPC `grpc-encoding: gzip`, HTTP `Content-Encoding: gzip`).
     Gzip,
+    /// Zstandard (gRPC `grpc-encoding: zstd`, HTTP `Content-Encoding: zstd`).
+    Zstd,
+}
+
+impl<'de> Deserialize<'de> for Compression {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            // The Collector reads an empty string as no compression too.
+            "none" | "" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            other @ ("snappy" | "deflate" | "zlib" | "lz4" | "x-snappy-framed") => {
+                Err(serde::de::Error::custom(format!(
+                    "compression '{other}' is not supported by hpcotel; use gzip, zstd or none"
+                )))
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "expected gzip, zstd or none, got '{other}'"
+            ))),
+        }
+    }
 }
 
 /// The scheme an [`Endpoint`] was written with.

@@ -33,7 +33,7 @@ pub(super) struct GrpcExporter {
     endpoint: TonicEndpoint,
     tls: Option<TlsConnector>,
     channel: OnceLock<Channel>,
-    gzip: bool,
+    compression: Option<CompressionEncoding>,
     headers: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
     timeout: Duration,
 }
@@ -43,7 +43,7 @@ impl std::fmt::Debug for GrpcExporter {
         f.debug_struct("GrpcExporter")
             .field("endpoint", &self.target)
             .field("tls", &self.tls.is_some())
-            .field("gzip", &self.gzip)
+            .field("compression", &self.compression)
             .field("headers", &self.headers.len())
             .field("timeout", &self.timeout)
             .finish()
@@ -128,7 +128,11 @@ impl GrpcExporter {
             endpoint,
             tls,
             channel: OnceLock::new(),
-            gzip: config.compression == Compression::Gzip,
+            compression: match config.compression {
+                Compression::None => None,
+                Compression::Gzip => Some(CompressionEncoding::Gzip),
+                Compression::Zstd => Some(CompressionEncoding::Zstd),
+            },
             headers,
             timeout: config.timeout,
         })
@@ -168,11 +172,11 @@ impl GrpcExporter {
     }
 
     pub(super) async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        let mut grpc = tonic::client::Grpc::new(self.channel());
-        if self.gzip {
-            grpc = grpc
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip);
+        let mut grpc = tonic::client::Grpc::new(self.channel())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        if let Some(encoding) = self.compression {
+            grpc = grpc.send_compressed(encoding);
         }
         grpc.ready().await.map_err(|e| ExportError::Retryable {
             reason: format!("cannot reach {}: {e}", self.target),

@@ -19,6 +19,10 @@ use super::tls::client_config;
 
 const USER_AGENT: &str = concat!("hpcotel/", env!("CARGO_PKG_VERSION"));
 const PROTOBUF: &str = "application/x-protobuf";
+/// gzip level of request bodies: 6, zlib's default and tonic's (the gRPC exporter's).
+const GZIP_LEVEL: u32 = 6;
+/// zstd level of request bodies: 3, zstd's default and tonic's (the gRPC exporter's).
+const ZSTD_LEVEL: i32 = 3;
 /// Longest error body quoted in a failure reason, in bytes.
 const MAX_QUOTED_BODY: usize = 512;
 
@@ -28,7 +32,7 @@ pub(super) struct HttpExporter {
     /// Per signal (index [`Signal::index`]): the URL to POST to, if any.
     urls: [Option<String>; 3],
     headers: HeaderMap,
-    gzip: bool,
+    compression: Compression,
 }
 
 fn url_of(field: &'static str, ep: &Endpoint) -> Result<()> {
@@ -95,7 +99,7 @@ impl HttpExporter {
             client,
             urls,
             headers,
-            gzip: config.compression == Compression::Gzip,
+            compression: config.compression,
         })
     }
 
@@ -114,13 +118,19 @@ impl HttpExporter {
             .post(url)
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, PROTOBUF);
-        req = if self.gzip {
-            req.header(CONTENT_ENCODING, "gzip")
-                .body(gzip(&body).map_err(|e| ExportError::Permanent {
-                    reason: format!("cannot gzip the request body: {e}"),
-                })?)
-        } else {
-            req.body(body)
+        let compressed = match self.compression {
+            Compression::None => None,
+            Compression::Gzip => Some(("gzip", gzip(&body))),
+            Compression::Zstd => Some(("zstd", zstd::bulk::compress(&body, ZSTD_LEVEL))),
+        };
+        req = match compressed {
+            None => req.body(body),
+            Some((name, Ok(compressed))) => req.header(CONTENT_ENCODING, name).body(compressed),
+            Some((name, Err(e))) => {
+                return Err(ExportError::Permanent {
+                    reason: format!("cannot {name}-compress the request body: {e}"),
+                });
+            }
         };
         let resp = req.send().await.map_err(|e| classify_reqwest(url, &e))?;
         let status = resp.status();
@@ -148,7 +158,7 @@ impl HttpExporter {
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::default(),
+        flate2::Compression::new(GZIP_LEVEL),
     );
     enc.write_all(body)?;
     enc.finish()

@@ -122,6 +122,24 @@ fn endpoint_shapes_are_validated_while_parsing() {
     assert!(!serde_yaml::to_string(&c).unwrap().contains("hunter2"));
     assert_eq!(Config::default().compression, Compression::Gzip);
     assert_eq!(Config::default().timeout, Duration::from_secs(10));
+    let compression = |v: &str| {
+        serde_yaml::from_str::<Config>(&format!("compression: {v}"))
+            .map(|c| c.compression)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(compression("zstd"), Ok(Compression::Zstd));
+    assert_eq!(compression("gzip"), Ok(Compression::Gzip));
+    assert_eq!(compression("\"\""), Ok(Compression::None));
+    let e = compression("snappy").unwrap_err();
+    assert!(
+        e.contains("'snappy' is not supported by hpcotel; use gzip, zstd or none"),
+        "{e}"
+    );
+    let e = compression("brotli").unwrap_err();
+    assert!(
+        e.contains("expected gzip, zstd or none, got 'brotli'"),
+        "{e}"
+    );
     let e = serde_yaml::from_str::<Config>("endpont: x:1").unwrap_err();
     assert!(e.to_string().contains("unknown field `endpont`"), "{e}");
 }
@@ -415,6 +433,40 @@ async fn grpc_delivers_exact_spans_with_headers_and_gzip() {
     exporter.export(&Batch::Logs(logs())).await.unwrap();
     sink.wait_for("2 log records", WAIT, |r| r.log_record_count() == 2)
         .await;
+}
+
+#[tokio::test]
+async fn zstd_requests_deliver_the_exact_items_over_both_protocols() {
+    for (protocol, header) in [
+        (Protocol::Grpc, "grpc-encoding"),
+        (Protocol::HttpProtobuf, "content-encoding"),
+    ] {
+        let sink = OtlpSink::start().await;
+        let endpoint = match protocol {
+            Protocol::Grpc => sink.grpc_endpoint(),
+            Protocol::HttpProtobuf => sink.http_endpoint(),
+        };
+        let c = Config {
+            compression: Compression::Zstd,
+            ..config(&endpoint)
+        };
+        let exporter = OtlpExporter::new(&c, protocol).unwrap();
+        exporter.export(&Batch::Traces(traces())).await.unwrap();
+        exporter.export(&Batch::Logs(logs())).await.unwrap();
+        let got = sink
+            .wait_for("3 spans and 2 log records", WAIT, |r| {
+                r.span_count() == 3 && r.log_record_count() == 2
+            })
+            .await;
+        assert_eq!(got.traces, traces(), "{protocol:?}");
+        assert_eq!(got.logs, logs(), "{protocol:?}");
+        let reqs = sink.requests();
+        assert!(
+            reqs.iter().all(|r| r.header(header) == Some("zstd")),
+            "{protocol:?}: {:?}",
+            reqs.iter().map(|r| r.header(header)).collect::<Vec<_>>()
+        );
+    }
 }
 
 #[tokio::test]

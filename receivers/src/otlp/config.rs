@@ -44,7 +44,7 @@ pub const DEFAULT_MAX_RECV_MSG_SIZE_MIB: usize = 4;
 pub const DEFAULT_HTTP_HOST: &str = "127.0.0.1";
 /// Default HTTP port, the OTLP/HTTP well-known port.
 pub const DEFAULT_HTTP_PORT: u16 = 4318;
-/// Default largest HTTP request body accepted, in bytes, both as sent and after gzip
+/// Default largest HTTP request body accepted, in bytes, both as sent and after gzip or zstd
 /// decompression: 4 MiB, the same as the gRPC default.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 4 * 1024 * 1024;
 /// Default time a request waits for room in a full pipeline before the client is told to
@@ -357,7 +357,7 @@ pub struct HttpConfig {
     /// Listen address, `host:port`. Default `127.0.0.1:4318` (loopback only); use
     /// `0.0.0.0:4318` to accept from the network.
     pub endpoint: HostPort,
-    /// Largest request body accepted, in bytes, both as received and after gzip
+    /// Largest request body accepted, in bytes, both as received and after gzip or zstd
     /// decompression; larger ones are answered 413. At least 1. Default 4194304 (4 MiB).
     #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub max_request_body_size: usize,

@@ -61,19 +61,25 @@ pub(super) async fn serve(
     let routes = Routes::new(
         TraceServiceServer::from_arc(handler.clone())
             .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
             .send_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
             .max_decoding_message_size(limit),
     )
     .add_service(
         MetricsServiceServer::from_arc(handler.clone())
             .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
             .send_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
             .max_decoding_message_size(limit),
     )
     .add_service(
         LogsServiceServer::from_arc(handler)
             .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
             .send_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
             .max_decoding_message_size(limit),
     )
     .prepare();

@@ -10,9 +10,9 @@
 //! | path other than the three | 404 |
 //! | method other than POST | 405, `Allow: POST` |
 //! | missing or wrong bearer token | 401, `WWW-Authenticate: Bearer` |
-//! | Content-Type not protobuf or JSON, Content-Encoding not gzip | 415 |
+//! | Content-Type not protobuf or JSON, Content-Encoding not gzip, zstd or identity | 415 |
 //! | body (or decompressed body) over `max_request_body_size` | 413 |
-//! | undecodable protobuf, invalid JSON, corrupt gzip | 400 |
+//! | undecodable protobuf, invalid JSON, corrupt gzip or zstd | 400 |
 //! | no pipeline of the signal uses this receiver | 501 |
 //! | pipeline full after `pipeline_wait` | 429, `Retry-After` |
 //! | shutting down | 503, `Retry-After` |
@@ -219,20 +219,22 @@ impl State {
                 },
             ));
         };
-        let gzip = match headers.get(header::CONTENT_ENCODING) {
-            None => false,
+        let coding = match headers.get(header::CONTENT_ENCODING) {
+            None => None,
             Some(v) => {
                 let v = String::from_utf8_lossy(v.as_bytes());
                 let v = v.trim();
                 if v.eq_ignore_ascii_case("gzip") {
-                    true
+                    Some(ContentCoding::Gzip)
+                } else if v.eq_ignore_ascii_case("zstd") {
+                    Some(ContentCoding::Zstd)
                 } else if v.is_empty() || v.eq_ignore_ascii_case("identity") {
-                    false
+                    None
                 } else {
                     return Err(Refusal::new(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         Code::InvalidArgument,
-                        format!("unsupported Content-Encoding '{v}'; use gzip or none"),
+                        format!("unsupported Content-Encoding '{v}'; use gzip, zstd or none"),
                     ));
                 }
             }
@@ -272,13 +274,14 @@ impl State {
             }
             Err(e @ BodyError::Read(_)) => return Err(Refusal::bad_request(e.to_string())),
         };
-        let body = if gzip {
-            gunzip(&body, self.max_body, &charge).map_err(|e| match e {
-                Gunzip::Refused(r) => r,
-                Gunzip::Exhausted(e) => self.exhausted(e),
-            })?
-        } else {
-            body
+        let body = match coding {
+            Some(coding) => {
+                decompress(coding, &body, self.max_body, &charge).map_err(|e| match e {
+                    Inflate::Refused(r) => r,
+                    Inflate::Exhausted(e) => self.exhausted(e),
+                })?
+            }
+            None => body,
         };
         let batch = decode(signal, encoding, &body).map_err(Refusal::bad_request)?;
         let encoded_len = body.len();
@@ -397,35 +400,92 @@ fn partial_success_json(signal: Signal, i: &Invalid) -> String {
         .to_string()
 }
 
-/// Why a gzip body was not decompressed.
-enum Gunzip {
+/// A request body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy)]
+enum ContentCoding {
+    Gzip,
+    Zstd,
+}
+
+impl ContentCoding {
+    fn name(self) -> &'static str {
+        match self {
+            ContentCoding::Gzip => "gzip",
+            ContentCoding::Zstd => "zstd",
+        }
+    }
+}
+
+/// Largest zstd window a request body may use: 2^24 bytes (16 MiB), twice what zstd's
+/// highest levels and the Collector's encoder use; more than any body up to the size limit
+/// needs.
+const ZSTD_MAX_WINDOW_LOG: u32 = 24;
+
+/// Why a compressed body was not decompressed.
+enum Inflate {
     Refused(Refusal),
     Exhausted(super::budget::Exhausted),
 }
 
-/// Decompresses a gzip body (one or more members) in steps, charging each step's output
-/// to `charge` and refusing output beyond `max` bytes, so that a small "zip bomb" can
-/// neither exhaust memory nor outgrow the budget.
-fn gunzip(body: &[u8], max: usize, charge: &Charge) -> Result<Bytes, Gunzip> {
+/// Decompresses a gzip (one or more members) or zstd (one or more frames) body in steps,
+/// charging each step's output to `charge` and refusing output beyond `max` bytes, so that
+/// a small "zip bomb" can neither exhaust memory nor outgrow the budget.
+fn decompress(
+    coding: ContentCoding,
+    body: &[u8],
+    max: usize,
+    charge: &Charge,
+) -> Result<Bytes, Inflate> {
+    let corrupt = |e: std::io::Error| {
+        Inflate::Refused(Refusal::bad_request(format!(
+            "could not decompress the {} body: {e}",
+            coding.name()
+        )))
+    };
+    let limit = max as u64 + 1;
+    let mut decoder: Box<dyn Read + '_> = match coding {
+        ContentCoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body).take(limit)),
+        ContentCoding::Zstd => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(body).map_err(corrupt)?;
+            // A frame may ask for a window of up to 128 MiB by default; a client's body never
+            // needs more than ZSTD_MAX_WINDOW_LOG (frames asking more are refused, 400).
+            d.window_log_max(ZSTD_MAX_WINDOW_LOG).map_err(corrupt)?;
+            Box::new(d.take(limit))
+        }
+    };
+    // Read in steps, each charged before it is held. The buffer grows by doubling but never
+    // past `max + 1` bytes, so one request holds at most that (and, while growing, the old
+    // and the new buffer).
     const STEP: usize = 64 * 1024;
-    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(max as u64 + 1);
-    let mut out: Vec<u8> = Vec::new();
+    let cap_max = max.saturating_add(1);
+    let mut out: Vec<u8> = Vec::with_capacity(STEP.min(cap_max));
+    let mut charged = 0usize;
     loop {
-        charge.add(STEP).map_err(Gunzip::Exhausted)?;
+        if out.len() == out.capacity() {
+            let mut want = (out.capacity() * 2).clamp(STEP, cap_max.max(STEP));
+            // Close to the limit: go straight to it rather than grow twice more.
+            if cap_max.saturating_sub(want) < want / 4 {
+                want = cap_max.max(want);
+            }
+            out.reserve_exact(want - out.len());
+        }
         let len = out.len();
-        out.resize(len + STEP, 0);
-        let n = read_full(&mut decoder, &mut out[len..]).map_err(|e| {
-            Gunzip::Refused(Refusal::bad_request(format!(
-                "could not decompress the gzip body: {e}"
-            )))
-        })?;
+        let room = out.capacity() - len;
+        if len + room > charged {
+            charge
+                .add(len + room - charged)
+                .map_err(Inflate::Exhausted)?;
+            charged = len + room;
+        }
+        out.resize(len + room, 0);
+        let n = read_full(&mut decoder, &mut out[len..]).map_err(corrupt)?;
         out.truncate(len + n);
-        if n < STEP {
+        if n < room || out.len() >= cap_max {
             break;
         }
     }
     if out.len() > max {
-        return Err(Gunzip::Refused(Refusal::new(
+        return Err(Inflate::Refused(Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::ResourceExhausted,
             format!(

@@ -1,5 +1,5 @@
 //! The `otlp` receiver: accepts OTLP traces, metrics and logs over gRPC (port 4317) and
-//! HTTP (port 4318, protobuf and JSON, optionally gzip-compressed), optionally over TLS and
+//! HTTP (port 4318, protobuf and JSON, optionally gzip- or zstd-compressed), optionally over TLS and
 //! behind a bearer token, and hands each request's `resource_spans` / `resource_metrics` /
 //! `resource_logs` to its pipelines as one [`hpcotel_core::Batch`], after the ids are
 //! checked (`validate`: items with malformed ids are refused and never forwarded).

@@ -435,18 +435,23 @@ async fn grpc_exports_of_each_signal_arrive_as_batches() {
 }
 
 #[tokio::test]
-async fn grpc_gzip_requests_are_accepted() {
+async fn grpc_gzip_and_zstd_requests_are_accepted() {
     let mut h = Harness::all(8).await;
-    let mut client = h
-        .trace_client()
-        .await
-        .send_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Gzip);
-    client
-        .export(traces("svc", &["compressed"]))
-        .await
-        .expect("gzip export");
-    assert_eq!(span_names(&h.next(Signal::Traces).await), ["compressed"]);
+    for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
+        let mut client = h
+            .trace_client()
+            .await
+            .send_compressed(encoding)
+            .accept_compressed(encoding);
+        client
+            .export(traces("svc", &[encoding.to_string().as_str()]))
+            .await
+            .unwrap_or_else(|e| panic!("{encoding} export: {e}"));
+        assert_eq!(
+            span_names(&h.next(Signal::Traces).await),
+            [encoding.to_string()]
+        );
+    }
     h.stop().await;
 }
 
@@ -1642,6 +1647,16 @@ async fn http_gzip_bodies_are_decompressed() {
     .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(span_names(&h.next(Signal::Traces).await), ["MPI_Allreduce"]);
+    // zstd, as the Collector's otlphttp exporter sends it with `compression: zstd`.
+    let resp = post(
+        &h.http_url("/v1/traces"),
+        "application/x-protobuf",
+        zstd::bulk::compress(&traces("svc", &["zstd"]).encode_to_vec(), 3).unwrap(),
+        &[("content-encoding", "zstd")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_names(&h.next(Signal::Traces).await), ["zstd"]);
     h.stop().await;
 }
 
@@ -1742,6 +1757,40 @@ async fn http_bad_requests_get_documented_statuses_and_the_server_keeps_serving(
     let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
     assert!(
         status.message.contains("decompressed"),
+        "{}",
+        status.message
+    );
+    // The same with zstd: 413.
+    let bomb = zstd::bulk::compress(&vec![0u8; 16 * 1024 * 1024], 3).unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    let resp = post(
+        &url,
+        "application/x-protobuf",
+        bomb,
+        &[("content-encoding", "zstd")],
+    )
+    .await;
+    assert_eq!(resp.status(), 413);
+    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+    assert!(
+        status.message.contains("decompressed"),
+        "{}",
+        status.message
+    );
+    // A corrupt zstd body: 400 naming the coding.
+    let resp = post(
+        &url,
+        "application/x-protobuf",
+        b"not zstd at all".to_vec(),
+        &[("content-encoding", "zstd")],
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+    assert!(
+        status
+            .message
+            .contains("could not decompress the zstd body"),
         "{}",
         status.message
     );

@@ -180,16 +180,19 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
         .add_service(
             TraceServiceServer::new(svc.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             MetricsServiceServer::new(svc.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             LogsServiceServer::new(svc)
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())

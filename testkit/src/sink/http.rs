@@ -1,4 +1,4 @@
-//! The sink's OTLP/HTTP endpoints: `POST /v1/traces|metrics|logs`, protobuf or JSON, gzip.
+//! The sink's OTLP/HTTP endpoints: `POST /v1/traces|metrics|logs`, protobuf or JSON, gzip or zstd.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -93,6 +93,11 @@ fn decode<Req: Message + Default + DeserializeOwned>(
                 .read_to_end(&mut out)
                 .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad gzip body: {e}")))?;
             inflated = out;
+            &inflated[..]
+        }
+        "zstd" => {
+            inflated = zstd::stream::decode_all(body)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("bad zstd body: {e}")))?;
             &inflated[..]
         }
         other => {

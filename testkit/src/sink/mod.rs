@@ -2,9 +2,9 @@
 //!
 //! [`OtlpSink::start`] binds two listeners on `127.0.0.1:0`:
 //! - gRPC: the `opentelemetry-proto` tonic `TraceService`, `MetricsService` and `LogsService`
-//!   (gzip-compressed requests accepted);
+//!   (gzip- and zstd-compressed requests accepted);
 //! - HTTP: `POST /v1/traces`, `/v1/metrics`, `/v1/logs` with `application/x-protobuf` or
-//!   `application/json` bodies, optionally `Content-Encoding: gzip`.
+//!   `application/json` bodies, optionally `Content-Encoding: gzip` or `zstd`.
 //!
 //! Every answered request is kept as a [`RequestRecord`] (protocol, signal, arrival time,
 //! headers, item count, answer) and the data of accepted requests as a [`Received`]

@@ -23,6 +23,8 @@ DURATION="${DURATION:-10s}"
 CONCURRENCY="${CONCURRENCY:-4}"
 COLLECTORS="${COLLECTORS:-hpcotel rotel}"
 COMPRESSION="${COMPRESSION:-gzip}" # export compression of both collectors: gzip (their default) or none
+COLLECTOR_CPUS="${COLLECTOR_CPUS:-}" # e.g. 0: pin the collector under test (taskset -c), loadgen and sink elsewhere
+OTHER_CPUS="${OTHER_CPUS:-}"         # e.g. 1: where loadgen and sink run when the collector is pinned
 SINK_GRPC="127.0.0.1:14317"
 SINK_HTTP="127.0.0.1:14318"
 COLLECTOR_GRPC="127.0.0.1:24317"
@@ -82,7 +84,9 @@ HPCOTEL="$TARGET_DIR/release/hpcotel"
 LOADGEN="$TARGET_DIR/release/otlp-loadgen"
 SINK="$TARGET_DIR/release/otlp-sink"
 
-"$SINK" --grpc "$SINK_GRPC" --http "$SINK_HTTP" --print-every 100ms >"$WORK/sink.out" 2>"$WORK/sink.err" &
+pin_other=()
+if [ -n "$OTHER_CPUS" ]; then pin_other=(taskset -c "$OTHER_CPUS"); fi
+"${pin_other[@]}" "$SINK" --grpc "$SINK_GRPC" --http "$SINK_HTTP" --print-every 100ms >"$WORK/sink.out" 2>"$WORK/sink.err" &
 pids+=($!)
 wait_port "$SINK_GRPC" 10
 
@@ -110,6 +114,7 @@ for collector in $COLLECTORS; do
     *) log "unknown collector '$collector'"; exit 2 ;;
   esac
 
+  if [ -n "$COLLECTOR_CPUS" ]; then cmd=(taskset -c "$COLLECTOR_CPUS" "${cmd[@]}"); fi
   log "starting $collector: ${cmd[*]}"
   "${cmd[@]}" >"$WORK/$collector.out" 2>"$WORK/$collector.err" &
   cpid=$!
@@ -122,7 +127,7 @@ for collector in $COLLECTORS; do
   before="$(sink_spans)"
   ticks_before="$(cpu_ticks "$cpid")"
   log "loadgen: rate=$RATE batch=$BATCH duration=$DURATION concurrency=$CONCURRENCY"
-  result="$("$LOADGEN" --endpoint "http://$COLLECTOR_GRPC" --rate "$RATE" --batch "$BATCH" \
+  result="$("${pin_other[@]}" "$LOADGEN" --endpoint "http://$COLLECTOR_GRPC" --rate "$RATE" --batch "$BATCH" \
     --duration "$DURATION" --concurrency "$CONCURRENCY")"
   echo "$collector $result" >>"$WORK/results.jsonl"
   log "$collector: $result"

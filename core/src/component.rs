@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::Outputs;
-use crate::signal::Batch;
+use crate::signal::{Batch, Signal};
 use crate::telemetry::ComponentStats;
 
 /// Error a component's `run` or `shutdown` ends with.
@@ -230,6 +230,18 @@ impl ExportError {
     }
 }
 
+/// A request an exporter [encoded](Exporter::encode) from a batch: the bytes it will send
+/// (serialized and, as the exporter is configured, compressed), with what the queue counts.
+#[derive(Debug, Clone)]
+pub struct EncodedRequest {
+    /// The signal of the batch it was made from.
+    pub signal: Signal,
+    /// Spans, metric data points or log records in it.
+    pub items: usize,
+    /// The request as it goes out.
+    pub body: bytes::Bytes,
+}
+
 /// A destination for telemetry, driven by an export queue.
 ///
 /// Contract:
@@ -255,6 +267,31 @@ pub trait Exporter: Send + Sync + 'static {
     /// a longer batch with [`Batch::split_to_fit`] and drops, counted with reason
     /// `too_large`, an item whose request alone is longer.
     fn max_request_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// The request this exporter would send for `batch`, encoded once for the queue to hold;
+    /// `None` (the default) when the exporter takes batches. An error drops the batch (it is
+    /// counted with the error's reason). See the trait contract.
+    fn encode(&self, _batch: &Batch) -> Option<Result<EncodedRequest, ExportError>> {
+        None
+    }
+
+    /// Sends one request that [`encode`](Exporter::encode) made, as `export` does a batch.
+    /// Only called on exporters whose `encode` returns `Some`.
+    async fn export_encoded(
+        &self,
+        _request: &EncodedRequest,
+    ) -> Result<ExportOutcome, ExportError> {
+        Err(ExportError::Permanent {
+            reason: "this exporter takes batches, not encoded requests".into(),
+        })
+    }
+
+    /// The batch an [`EncodedRequest`] of this exporter holds, decoded again: only needed
+    /// when the backend refused it as too large, to send it as two halves. `None` (the
+    /// default) drops it instead, counted `too_large`.
+    fn decode(&self, _request: &EncodedRequest) -> Option<Batch> {
         None
     }
 

@@ -29,8 +29,8 @@ pub mod telemetry;
 pub use ack::{AckSource, Acks, Settled};
 pub use catalog::{Catalog, Correlation, PodRef};
 pub use component::{
-    ComponentError, ComponentId, ComponentKind, ExportError, ExportOutcome, Exporter, Processor,
-    Receiver, ReceiverContext,
+    ComponentError, ComponentId, ComponentKind, EncodedRequest, ExportError, ExportOutcome,
+    Exporter, Processor, Receiver, ReceiverContext,
 };
 pub use config::{BearerAuthConfig, HostPort, Secret, TlsClientConfig, TlsServerConfig};
 pub use opentelemetry_proto::tonic as proto;

@@ -99,6 +99,24 @@ impl Batch {
         }
     }
 
+    /// The batch in an OTLP request of `signal` as [`encode_request`](Self::encode_request)
+    /// writes it (and as receivers get it): the decoder's error when it is not one.
+    pub fn decode_request(signal: Signal, request: &[u8]) -> Result<Batch, prost::DecodeError> {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use prost::Message as _;
+        Ok(match signal {
+            Signal::Traces => {
+                Batch::Traces(ExportTraceServiceRequest::decode(request)?.resource_spans)
+            }
+            Signal::Metrics => {
+                Batch::Metrics(ExportMetricsServiceRequest::decode(request)?.resource_metrics)
+            }
+            Signal::Logs => Batch::Logs(ExportLogsServiceRequest::decode(request)?.resource_logs),
+        })
+    }
+
     /// An empty batch of `signal`.
     pub fn empty(signal: Signal) -> Self {
         match signal {

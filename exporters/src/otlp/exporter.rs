@@ -3,9 +3,13 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use hpcotel_core::{Batch, ExportError, ExportOutcome, Exporter};
+use hpcotel_core::{Batch, EncodedRequest, ExportError, ExportOutcome, Exporter};
 
-use super::config::Config;
+use bytes::Bytes;
+use hpcotel_core::Signal;
+
+use super::compress::{decompress_request, encode_request};
+use super::config::{Compression, Config};
 use super::grpc::GrpcExporter;
 use super::http::HttpExporter;
 
@@ -97,6 +101,7 @@ pub struct OtlpExporter {
     inner: Inner,
     /// `max_request_size`; `None` for 0 (no limit).
     max_request_size: Option<usize>,
+    compression: Compression,
 }
 
 #[derive(Debug)]
@@ -117,7 +122,16 @@ impl OtlpExporter {
         Ok(OtlpExporter {
             inner,
             max_request_size: (config.max_request_size > 0).then_some(config.max_request_size),
+            compression: config.compression,
         })
+    }
+
+    /// Sends one request body, encoded and compressed as configured.
+    async fn send(&self, signal: Signal, body: Bytes) -> Result<ExportOutcome, ExportError> {
+        match &self.inner {
+            Inner::Grpc(g) => g.send(signal, body).await,
+            Inner::Http(h) => h.send(signal, body).await,
+        }
     }
 
     /// The protocol this exporter speaks.
@@ -132,14 +146,31 @@ impl OtlpExporter {
 #[async_trait]
 impl Exporter for OtlpExporter {
     async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        match &self.inner {
-            Inner::Grpc(g) => g.export(batch).await,
-            Inner::Http(h) => h.export(batch).await,
-        }
+        let body = encode_request(self.compression, batch)?;
+        self.send(batch.signal(), body).await
     }
 
     fn max_request_size(&self) -> Option<usize> {
         self.max_request_size
+    }
+
+    fn encode(&self, batch: &Batch) -> Option<Result<EncodedRequest, ExportError>> {
+        Some(
+            encode_request(self.compression, batch).map(|body| EncodedRequest {
+                signal: batch.signal(),
+                items: batch.item_count(),
+                body,
+            }),
+        )
+    }
+
+    async fn export_encoded(&self, request: &EncodedRequest) -> Result<ExportOutcome, ExportError> {
+        self.send(request.signal, request.body.clone()).await
+    }
+
+    fn decode(&self, request: &EncodedRequest) -> Option<Batch> {
+        let raw = decompress_request(self.compression, &request.body).ok()?;
+        Batch::decode_request(request.signal, &raw).ok()
     }
 }
 

@@ -1,41 +1,49 @@
 //! OTLP/gRPC: the `opentelemetry-proto` tonic clients over a lazily connected channel.
 
-use std::future::Future;
+use std::convert::Infallible;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hpcotel_core::{Batch, ExportError, ExportOutcome};
-use std::marker::PhantomData;
-
-use bytes::{BufMut, Bytes};
-use http::uri::PathAndQuery;
+use base64::Engine as _;
+use bytes::{Buf, Bytes};
+use hpcotel_core::{ExportError, ExportOutcome, Signal};
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, TE};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use rustls::pki_types::ServerName;
-use tonic::codec::CompressionEncoding;
-use tonic::codec::{Codec, EncodeBuf, Encoder};
-use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
-use tonic::{Code, Request, Response, Status};
-use tonic_prost::ProstDecoder;
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
+use tower::ServiceExt as _;
+use tracing::debug;
 
+use super::compress::decompress;
 use super::config::{Compression, Config, Scheme};
 use super::exporter::{Error, Result, outcome};
 use super::tls::{TlsConnector, client_config};
 
 const USER_AGENT: &str = concat!("hpcotel/", env!("CARGO_PKG_VERSION"));
 
+/// Sends each request as one gRPC message it framed itself over a tonic [`Channel`] (HTTP/2,
+/// connection management, TLS): the encoded (and compressed) request goes out as the bytes
+/// it already is, without the copy into tonic's encode buffer, and compression is ours
+/// (zlib-rs gzip, zstd) rather than tonic's. The answer is read as grpc-go writes it: the
+/// status in the trailers (or in the headers of a trailers-only answer), the message
+/// compressed or not.
 pub(super) struct GrpcExporter {
     target: String,
     endpoint: TonicEndpoint,
     tls: Option<TlsConnector>,
     channel: OnceLock<Channel>,
-    compression: Option<CompressionEncoding>,
-    headers: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+    compression: Compression,
+    headers: HeaderMap,
     timeout: Duration,
+    /// `grpc-timeout`, from `timeout`.
+    grpc_timeout: HeaderValue,
 }
 
 impl std::fmt::Debug for GrpcExporter {
@@ -115,26 +123,30 @@ impl GrpcExporter {
         } else {
             None
         };
-        let mut headers = Vec::with_capacity(config.headers.len());
+        let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            let key = AsciiMetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes())
+            let lower = name.to_ascii_lowercase();
+            // gRPC reserves `grpc-*` and binary (`-bin`) metadata takes base64: neither is a
+            // plain header value.
+            if lower.starts_with("grpc-") || lower.ends_with("-bin") {
+                return Err(Error::HeaderName { name: name.clone() });
+            }
+            let key = HeaderName::from_bytes(lower.as_bytes())
                 .map_err(|_| Error::HeaderName { name: name.clone() })?;
-            let value = AsciiMetadataValue::try_from(value.expose())
+            let mut value = HeaderValue::from_str(value.expose())
                 .map_err(|_| Error::HeaderValue { name: name.clone() })?;
-            headers.push((key, value));
+            value.set_sensitive(true);
+            headers.insert(key, value);
         }
         Ok(Self {
             target: ep.to_string(),
             endpoint,
             tls,
             channel: OnceLock::new(),
-            compression: match config.compression {
-                Compression::None => None,
-                Compression::Gzip => Some(CompressionEncoding::Gzip),
-                Compression::Zstd => Some(CompressionEncoding::Zstd),
-            },
+            compression: config.compression,
             headers,
             timeout: config.timeout,
+            grpc_timeout: grpc_timeout(config.timeout),
         })
     }
 
@@ -147,110 +159,192 @@ impl GrpcExporter {
             .clone()
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
-        let mut req = Request::new(message);
-        req.set_timeout(self.timeout);
-        let md = req.metadata_mut();
-        for (k, v) in &self.headers {
-            md.insert(k.clone(), v.clone());
-        }
-        req
-    }
-
-    async fn call<T>(
+    /// Sends one request message (encoded and compressed as configured) and reads the answer.
+    pub(super) async fn send(
         &self,
-        fut: impl Future<Output = Result<Response<T>, Status>>,
-    ) -> Result<T, ExportError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(status)) => Err(classify_status(&status)),
+        signal: Signal,
+        message: Bytes,
+    ) -> Result<ExportOutcome, ExportError> {
+        let path = match signal {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        };
+        let len = u32::try_from(message.len()).map_err(|_| ExportError::TooLarge {
+            reason: format!(
+                "a gRPC message is at most 4 GiB, this one is {} bytes",
+                message.len()
+            ),
+        })?;
+        let mut prefix = [0u8; 5];
+        prefix[0] = u8::from(self.compression != Compression::None);
+        prefix[1..].copy_from_slice(&len.to_be_bytes());
+        let frames = [
+            Ok::<_, Infallible>(Frame::data(Bytes::copy_from_slice(&prefix))),
+            Ok(Frame::data(message)),
+        ];
+        let body = tonic::body::Body::new(StreamBody::new(futures::stream::iter(frames)));
+        let mut req = http::Request::post(path)
+            .body(body)
+            .expect("a static path is a valid URI");
+        let h = req.headers_mut();
+        h.extend(self.headers.clone());
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert("grpc-timeout", self.grpc_timeout.clone());
+        h.insert(
+            "grpc-accept-encoding",
+            HeaderValue::from_static("gzip,zstd,identity"),
+        );
+        if let Some(name) = self.compression.encoding() {
+            h.insert("grpc-encoding", HeaderValue::from_static(name));
+        }
+        let call = async {
+            let unreachable = |e: &dyn std::fmt::Display| ExportError::Retryable {
+                reason: format!("cannot reach {}: {e}", self.target),
+                retry_after: None,
+            };
+            let resp = self
+                .channel()
+                .oneshot(req)
+                .await
+                .map_err(|e| unreachable(&crate::error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            // A trailers-only answer (every failure grpc-go sends) has its status here.
+            if let Some(status) = status_of(&parts.headers) {
+                return answer(signal, status, &parts.headers, Bytes::new());
+            }
+            if parts.status != http::StatusCode::OK {
+                let status = Status::new(
+                    code_of_http(parts.status),
+                    format!("HTTP {} without grpc-status", parts.status),
+                );
+                return Err(classify_status(&status));
+            }
+            let collected = body.collect().await.map_err(|e| ExportError::Retryable {
+                reason: format!("{}: the answer was cut off: {e}", self.target),
+                retry_after: None,
+            })?;
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            let data = collected.to_bytes();
+            let status = status_of(&trailers)
+                .unwrap_or_else(|| Status::unknown("the answer ended without grpc-status"));
+            answer(signal, status, &parts.headers, data)
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r,
             Err(_) => Err(ExportError::Retryable {
                 reason: format!("no answer from {} within {:?}", self.target, self.timeout),
                 retry_after: None,
             }),
         }
     }
+}
 
-    pub(super) async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        let mut grpc = tonic::client::Grpc::new(self.channel())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd);
-        if let Some(encoding) = self.compression {
-            grpc = grpc.send_compressed(encoding);
+/// The outcome of an answer with `status`: the partial success in its message when OK.
+fn answer(
+    signal: Signal,
+    status: Status,
+    headers: &HeaderMap,
+    data: Bytes,
+) -> Result<ExportOutcome, ExportError> {
+    if status.code() != Code::Ok {
+        return Err(classify_status(&status));
+    }
+    let message = match response_message(headers, data) {
+        Ok(m) => m,
+        Err(why) => {
+            // The backend said OK; what it said besides cannot change that.
+            debug!(error = %why, "could not read the OTLP/gRPC answer message");
+            return Ok(ExportOutcome::default());
         }
-        grpc.ready().await.map_err(|e| ExportError::Retryable {
-            reason: format!("cannot reach {}: {e}", self.target),
-            retry_after: None,
-        })?;
-        // The request is encoded straight from the borrowed batch and sent as is.
-        let request = self.request(Bytes::from(batch.encode_request()));
-        macro_rules! export {
-            ($path:literal, $response:ty, $rejected:ident) => {{
-                let path = PathAndQuery::from_static($path);
-                let codec = EncodedRequestCodec::<$response>::default();
-                let resp = self.call(grpc.unary(request, path, codec)).await?;
-                Ok(resp
-                    .partial_success
-                    .map(|p| outcome(p.$rejected, p.error_message))
-                    .unwrap_or_default())
-            }};
-        }
-        match batch {
-            Batch::Traces(_) => export!(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                ExportTraceServiceResponse,
-                rejected_spans
-            ),
-            Batch::Metrics(_) => export!(
-                "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-                ExportMetricsServiceResponse,
-                rejected_data_points
-            ),
-            Batch::Logs(_) => export!(
-                "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                ExportLogsServiceResponse,
-                rejected_log_records
-            ),
-        }
+    };
+    let partial = match signal {
+        Signal::Traces => ExportTraceServiceResponse::decode(message)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| outcome(p.rejected_spans, p.error_message)),
+        Signal::Metrics => ExportMetricsServiceResponse::decode(message)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| outcome(p.rejected_data_points, p.error_message)),
+        Signal::Logs => ExportLogsServiceResponse::decode(message)
+            .ok()
+            .and_then(|r| r.partial_success)
+            .map(|p| outcome(p.rejected_log_records, p.error_message)),
+    };
+    Ok(partial.unwrap_or_default())
+}
+
+/// The first message of a gRPC answer body, decompressed per its `grpc-encoding`.
+pub(super) fn response_message(headers: &HeaderMap, mut data: Bytes) -> Result<Bytes, String> {
+    if data.is_empty() {
+        return Ok(data);
+    }
+    if data.len() < 5 {
+        return Err(format!("a message frame of {} bytes", data.len()));
+    }
+    let compressed = data.get_u8() == 1;
+    let len = data.get_u32() as usize;
+    if data.len() < len {
+        return Err(format!("a message of {len} bytes cut at {}", data.len()));
+    }
+    let message = data.split_to(len);
+    if !compressed {
+        return Ok(message);
+    }
+    let encoding = headers
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    decompress(encoding, &message)
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
+}
+
+/// The status in `grpc-status`, `grpc-message` (percent-encoded) and
+/// `grpc-status-details-bin` (base64, padded or not) of `headers`, if any. Malformed details
+/// are left out rather than trusted.
+pub(super) fn status_of(headers: &HeaderMap) -> Option<Status> {
+    let code = Code::from_bytes(headers.get("grpc-status")?.as_bytes());
+    let message = headers
+        .get("grpc-message")
+        .map(|v| {
+            percent_encoding::percent_decode(v.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    let details = headers.get("grpc-status-details-bin").and_then(|v| {
+        let v = v.as_bytes();
+        let v = v.strip_suffix(b"==").or(v.strip_suffix(b"=")).unwrap_or(v);
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(v)
+            .ok()
+    });
+    Some(match details {
+        Some(d) => Status::with_details(code, message, d.into()),
+        None => Status::new(code, message),
+    })
+}
+
+/// The gRPC code for an HTTP status without grpc-status, per gRPC's
+/// "HTTP to gRPC Status Code Mapping".
+fn code_of_http(status: http::StatusCode) -> Code {
+    match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
     }
 }
 
-/// The gRPC codec of an export call: the request message goes out as the bytes it was
-/// already encoded to ([`Batch::encode_request`]), the response is decoded with prost.
-struct EncodedRequestCodec<R>(PhantomData<R>);
-
-impl<R> Default for EncodedRequestCodec<R> {
-    fn default() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<R: Message + Default + Send + 'static> Codec for EncodedRequestCodec<R> {
-    type Encode = Bytes;
-    type Decode = R;
-    type Encoder = EncodedEncoder;
-    type Decoder = ProstDecoder<R>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        EncodedEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        ProstDecoder::default()
-    }
-}
-
-/// Writes an already encoded message.
-struct EncodedEncoder;
-
-impl Encoder for EncodedEncoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
+/// `grpc-timeout` for `timeout`: milliseconds (at most 8 digits, as the spec allows).
+fn grpc_timeout(timeout: Duration) -> HeaderValue {
+    let ms = timeout.as_millis().clamp(1, 99_999_999);
+    HeaderValue::from_str(&format!("{ms}m")).expect("digits and a unit are a valid header")
 }
 
 /// Classifies a gRPC status per the OTLP specification: CANCELLED, DEADLINE_EXCEEDED,

@@ -1,9 +1,9 @@
 //! OTLP/HTTP with protobuf bodies: `POST <endpoint>/v1/{traces,metrics,logs}` via reqwest.
 
-use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
-use hpcotel_core::{Batch, ExportError, ExportOutcome, Signal};
+use bytes::Bytes;
+use hpcotel_core::{ExportError, ExportOutcome, Signal};
 use http::header::{
     CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
@@ -19,10 +19,6 @@ use super::tls::client_config;
 
 const USER_AGENT: &str = concat!("hpcotel/", env!("CARGO_PKG_VERSION"));
 const PROTOBUF: &str = "application/x-protobuf";
-/// gzip level of request bodies: 6, zlib's default and tonic's (the gRPC exporter's).
-const GZIP_LEVEL: u32 = 6;
-/// zstd level of request bodies: 3, zstd's default and tonic's (the gRPC exporter's).
-const ZSTD_LEVEL: i32 = 3;
 /// Longest error body quoted in a failure reason, in bytes.
 const MAX_QUOTED_BODY: usize = 512;
 
@@ -103,8 +99,12 @@ impl HttpExporter {
         })
     }
 
-    pub(super) async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        let signal = batch.signal();
+    /// POSTs one request body (encoded and compressed as configured) and reads the answer.
+    pub(super) async fn send(
+        &self,
+        signal: Signal,
+        body: Bytes,
+    ) -> Result<ExportOutcome, ExportError> {
         let Some(url) = &self.urls[signal.index()] else {
             return Err(ExportError::Permanent {
                 reason: format!(
@@ -112,26 +112,15 @@ impl HttpExporter {
                 ),
             });
         };
-        let body = batch.encode_request();
         let mut req = self
             .client
             .post(url)
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, PROTOBUF);
-        let compressed = match self.compression {
-            Compression::None => None,
-            Compression::Gzip => Some(("gzip", gzip(&body))),
-            Compression::Zstd => Some(("zstd", zstd::bulk::compress(&body, ZSTD_LEVEL))),
-        };
-        req = match compressed {
-            None => req.body(body),
-            Some((name, Ok(compressed))) => req.header(CONTENT_ENCODING, name).body(compressed),
-            Some((name, Err(e))) => {
-                return Err(ExportError::Permanent {
-                    reason: format!("cannot {name}-compress the request body: {e}"),
-                });
-            }
-        };
+        if let Some(name) = self.compression.encoding() {
+            req = req.header(CONTENT_ENCODING, name);
+        }
+        let req = req.body(body);
         let resp = req.send().await.map_err(|e| classify_reqwest(url, &e))?;
         let status = resp.status();
         let retry_after = resp
@@ -153,15 +142,6 @@ impl HttpExporter {
         let reason = format!("HTTP {status}: {}", error_message(&body));
         Err(classify_http(status.as_u16(), reason, retry_after))
     }
-}
-
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::new(GZIP_LEVEL),
-    );
-    enc.write_all(body)?;
-    enc.finish()
 }
 
 /// The partial success in a protobuf response body, if any (an empty or undecodable body

@@ -4,10 +4,12 @@
 //! [`OtlpExporter::new`] builds either from one [`Config`] and a [`Protocol`]; it implements
 //! [`Exporter`](hpcotel_core::Exporter) and sits behind an
 //! [`ExportQueue`](crate::queue::ExportQueue) (`sending_queue`, `retry_on_failure` in the
-//! same config). It sends each [`Batch`](hpcotel_core::Batch) as one
-//! `Export{Trace,Metrics,Logs}ServiceRequest`, gzip-compressed by default, with the
-//! configured headers, and classifies failures per the OTLP specification
-//! ([`classify_status`], [`classify_http`]): retryable ones carry the backend's
+//! same config). It [encodes](hpcotel_core::Exporter::encode) each
+//! [`Batch`](hpcotel_core::Batch) once, as the queue takes it, into one
+//! `Export{Trace,Metrics,Logs}ServiceRequest` compressed as configured (gzip by default,
+//! zstd, none), which the queue holds and every retry sends as is, with the configured
+//! headers (gRPC messages are framed here and sent over tonic's channel without a copy). It
+//! classifies failures per the OTLP specification ([`classify_status`], [`classify_http`]): retryable ones carry the backend's
 //! `google.rpc.RetryInfo` / `Retry-After` delay. A partial success becomes an
 //! [`ExportOutcome`](hpcotel_core::ExportOutcome) with the rejected count and message.
 //!
@@ -22,6 +24,7 @@
 //! `insecure_skip_verify` for tests. gRPC over TLS dials through hpcotel's own connector
 //! (so the HTTP/2 `:scheme` it sends is `http`); `tls.server_name` applies to gRPC only.
 
+mod compress;
 mod config;
 mod exporter;
 mod grpc;

@@ -469,6 +469,103 @@ async fn zstd_requests_deliver_the_exact_items_over_both_protocols() {
     }
 }
 
+#[test]
+fn grpc_status_headers_are_read_and_malformed_details_left_out() {
+    use ::http::HeaderValue;
+    use tonic_types::StatusExt as _;
+    let mut h = ::http::HeaderMap::new();
+    assert!(grpc::status_of(&h).is_none());
+    h.insert("grpc-status", HeaderValue::from_static("14"));
+    h.insert(
+        "grpc-message",
+        HeaderValue::from_static("backend%20restarting%3A%20100%25"),
+    );
+    let details = tonic::Status::with_error_details(
+        Code::Unavailable,
+        "x",
+        tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(7))),
+    );
+    use base64::Engine as _;
+    for engine in [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+    ] {
+        h.insert(
+            "grpc-status-details-bin",
+            HeaderValue::from_str(&engine.encode(details.details())).unwrap(),
+        );
+        let status = grpc::status_of(&h).unwrap();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "backend restarting: 100%");
+        assert_eq!(
+            classify_status(&status),
+            ExportError::Retryable {
+                reason: "gRPC status Unavailable: backend restarting: 100%".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
+    }
+    // Details that are not base64: the status stands without them (tonic would panic).
+    h.insert(
+        "grpc-status-details-bin",
+        HeaderValue::from_static("!!not base64!!"),
+    );
+    let status = grpc::status_of(&h).unwrap();
+    assert_eq!(
+        (status.code(), status.details()),
+        (Code::Unavailable, &b""[..])
+    );
+}
+
+#[test]
+fn grpc_answer_messages_are_read_plain_or_compressed() {
+    use bytes::Bytes;
+    use prost::Message as _;
+    let reply = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse {
+        partial_success: Some(
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
+                rejected_spans: 3,
+                error_message: "too old".into(),
+            },
+        ),
+    }
+    .encode_to_vec();
+    let frame = |flag: u8, m: &[u8]| {
+        let mut f = vec![flag];
+        f.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        f.extend_from_slice(m);
+        Bytes::from(f)
+    };
+    let mut headers = ::http::HeaderMap::new();
+    assert_eq!(
+        grpc::response_message(&headers, frame(0, &reply)).unwrap(),
+        reply
+    );
+    for (name, compressed) in [
+        ("gzip", {
+            use std::io::Write as _;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&reply).unwrap();
+            e.finish().unwrap()
+        }),
+        ("zstd", zstd::bulk::compress(&reply, 1).unwrap()),
+    ] {
+        headers.insert("grpc-encoding", ::http::HeaderValue::from_static(name));
+        assert_eq!(
+            grpc::response_message(&headers, frame(1, &compressed)).unwrap(),
+            reply,
+            "{name}"
+        );
+    }
+    let cut = grpc::response_message(&headers, frame(0, &reply).slice(..8)).unwrap_err();
+    assert!(cut.contains("cut at 3"), "{cut}");
+    assert!(
+        grpc::response_message(&headers, Bytes::new())
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn grpc_unavailable_with_retry_info_is_retryable_with_delay() {
     let sink = OtlpSink::start().await;

@@ -35,12 +35,14 @@ pub struct QueueConfig {
     /// Queue batches and export them from `num_consumers` background tasks. When false, the
     /// sender exports inline (with retry) in its own task. Default: true.
     pub enabled: bool,
-    /// What `queue_size` counts. Only `items` (spans, metric points, log records): the key
-    /// exists so that a Collector `sending_queue` section reads the same; its `requests` and
-    /// `bytes` sizers are refused with an explanation. Default: `items`.
+    /// What `queue_size` counts: `items` (spans, metric points, log records) or `bytes` (of
+    /// the requests held: an OTLP exporter queues each request encoded and compressed, as it
+    /// will be sent, so this is the memory the queue holds; for other exporters, the batch's
+    /// encoded length). The Collector's `requests` sizer is refused with an explanation.
+    /// Default: `items`.
     pub sizer: Sizer,
-    /// Capacity of the queue, in items (at least 1). A batch larger than the whole queue
-    /// waits for it to empty, then goes alone. Default: 50000.
+    /// Capacity of the queue, in the sizer's unit (at least 1). A request larger than the
+    /// whole queue waits for it to empty, then goes alone. Default: 50000.
     #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
     pub queue_size: usize,
     /// Number of concurrent export tasks (at least 1). Default: 4.
@@ -59,18 +61,21 @@ pub enum Sizer {
     /// Spans, metric data points, log records: what bounds memory whatever the batch sizes.
     #[default]
     Items,
+    /// Bytes of the queued requests as they will be sent (encoded and compressed).
+    Bytes,
 }
 
 impl<'de> Deserialize<'de> for Sizer {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match String::deserialize(d)?.as_str() {
             "items" => Ok(Sizer::Items),
-            other @ ("requests" | "bytes") => Err(serde::de::Error::custom(format!(
-                "hpcotel sizes queues in items only, got '{other}'; set queue_size to a number \
-                 of spans, metric points or log records"
-            ))),
+            "bytes" => Ok(Sizer::Bytes),
+            "requests" => Err(serde::de::Error::custom(
+                "hpcotel does not size queues in requests (a request may hold one span or \
+                 thousands); use 'items' or 'bytes'",
+            )),
             other => Err(serde::de::Error::custom(format!(
-                "expected 'items', got '{other}'"
+                "expected 'items' or 'bytes', got '{other}'"
             ))),
         }
     }

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use hpcotel_core::channel::{self, TryReserveError};
+use hpcotel_core::channel::{self, Items, TryReserveError};
 use hpcotel_core::{
-    Acks, Batch, ComponentId, ComponentStats, Counter, ExportError, Exporter, Signal,
+    Acks, Batch, ComponentId, ComponentStats, Counter, EncodedRequest, ExportError, ExportOutcome,
+    Exporter, Signal,
 };
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use super::backoff::next_wait;
-use super::config::{QueueConfig, RetryConfig};
+use super::config::{QueueConfig, RetryConfig, Sizer};
 
 /// Drop reason: the backend refused the batch for good.
 pub const REASON_PERMANENT: &str = "permanent";
@@ -55,12 +56,62 @@ struct Shared {
     abort: CancellationToken,
 }
 
+/// One request in the queue: a batch, or the request an encoding exporter made of it.
+#[derive(Clone)]
+enum Payload {
+    /// For exporters that take batches (and with the queue disabled).
+    Batch(Arc<Batch>),
+    /// For exporters that [encode](Exporter::encode): what will be sent, as bytes.
+    Encoded(Arc<EncodedRequest>),
+}
+
+impl Payload {
+    fn signal(&self) -> Signal {
+        match self {
+            Payload::Batch(b) => b.signal(),
+            Payload::Encoded(r) => r.signal,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items() == 0
+    }
+
+    /// What the payload weighs in the queue: its items, or the bytes it holds (an encoded
+    /// request's body; a batch's encoded length, for exporters that take batches).
+    fn weight(&self, sizer: Sizer) -> usize {
+        match (sizer, self) {
+            (Sizer::Items, p) => p.items(),
+            (Sizer::Bytes, Payload::Batch(b)) => b.encoded_len(),
+            (Sizer::Bytes, Payload::Encoded(r)) => r.body.len(),
+        }
+    }
+
+    /// Bytes of the request, for logs.
+    fn bytes(&self) -> usize {
+        match self {
+            Payload::Batch(b) => b.encoded_len(),
+            Payload::Encoded(r) => r.body.len(),
+        }
+    }
+}
+
+impl Items for Payload {
+    fn items(&self) -> usize {
+        match self {
+            Payload::Batch(b) => b.item_count(),
+            Payload::Encoded(r) => r.items,
+        }
+    }
+}
+
 #[derive(Clone)]
 enum Mode {
-    /// Batches go through the bounded channel to the workers.
+    /// Requests go through the bounded channel to the workers.
     Queued {
-        tx: channel::Sender<Arc<Batch>>,
+        tx: channel::Sender<Payload>,
         block_on_full: bool,
+        sizer: Sizer,
     },
     /// `sending_queue.enabled: false`: export in the sender's task. The channel carries
     /// nothing; it only tells the supervisor when the last sender is gone.
@@ -139,6 +190,7 @@ impl ExportQueue {
             mode: Mode::Queued {
                 tx,
                 block_on_full: queue.block_on_full,
+                sizer: queue.sizer,
             },
         };
         (sender, handle)
@@ -169,47 +221,81 @@ impl QueueSender {
             return;
         }
         match &self.mode {
-            Mode::Inline { .. } => deliver(shared, batch, acks).await,
-            Mode::Queued { tx, block_on_full } => {
-                let items = batch.item_count();
-                if *block_on_full {
-                    let permit = tokio::select! {
-                        biased;
-                        _ = shared.abort.cancelled() => None,
-                        p = tx.reserve(items) => p.ok(),
+            Mode::Inline { .. } => deliver(shared, Payload::Batch(batch), acks).await,
+            Mode::Queued {
+                tx,
+                block_on_full,
+                sizer,
+            } => {
+                let requests = prepare(shared, batch);
+                let last = requests.len().saturating_sub(1);
+                let mut acks = Some(acks);
+                for (i, payload) in requests.into_iter().enumerate() {
+                    // Each request of a cut batch holds a claim; the batch's own is settled
+                    // once every piece holds one.
+                    let piece_acks = if i == last {
+                        acks.take().unwrap_or_default()
+                    } else {
+                        acks.clone().unwrap_or_default()
                     };
-                    let sent = match permit {
-                        Some(p) => p.send_acked(batch, acks),
-                        None => Err((channel::Closed, batch)),
-                    };
-                    if let Err((_, batch)) = sent {
-                        drop_batch(shared, &batch, REASON_SHUTDOWN);
-                    }
-                } else {
-                    match tx.try_reserve(items) {
-                        Ok(p) => {
-                            if let Err((_, batch)) = p.send_acked(batch, acks) {
-                                drop_batch(shared, &batch, REASON_SHUTDOWN);
-                            }
-                        }
-                        Err(TryReserveError::Full) => {
-                            warn!(exporter = %shared.id, signal = %batch.signal(), items,
-                                "export queue full; dropping the batch");
-                            drop_batch(shared, &batch, REASON_QUEUE_FULL);
-                            // Dropped by configuration (`block_on_full: false`), counted.
-                            acks.settle();
-                        }
-                        Err(TryReserveError::Closed) => {
-                            drop_batch(shared, &batch, REASON_SHUTDOWN);
-                        }
-                    }
+                    self.enqueue(tx, *block_on_full, *sizer, payload, piece_acks)
+                        .await;
+                }
+                if let Some(acks) = acks {
+                    // Nothing left to send (every item dropped, counted).
+                    acks.settle();
                 }
                 shared.stats.set_queue(self.len(), self.capacity());
             }
         }
     }
 
-    /// Items waiting in the queue (0 when the queue is disabled).
+    async fn enqueue(
+        &self,
+        tx: &channel::Sender<Payload>,
+        block_on_full: bool,
+        sizer: Sizer,
+        payload: Payload,
+        acks: Acks,
+    ) {
+        let shared = &self.shared;
+        let weight = payload.weight(sizer);
+        if block_on_full {
+            let permit = tokio::select! {
+                biased;
+                _ = shared.abort.cancelled() => None,
+                p = tx.reserve(weight) => p.ok(),
+            };
+            let sent = match permit {
+                Some(p) => p.send_acked(payload, acks),
+                None => Err((channel::Closed, payload)),
+            };
+            if let Err((_, payload)) = sent {
+                drop_payload(shared, &payload, REASON_SHUTDOWN);
+            }
+        } else {
+            match tx.try_reserve(weight) {
+                Ok(p) => {
+                    if let Err((_, payload)) = p.send_acked(payload, acks) {
+                        drop_payload(shared, &payload, REASON_SHUTDOWN);
+                    }
+                }
+                Err(TryReserveError::Full) => {
+                    warn!(exporter = %shared.id, signal = %payload.signal(), items = payload.items(),
+                        "export queue full; dropping the batch");
+                    drop_payload(shared, &payload, REASON_QUEUE_FULL);
+                    // Dropped by configuration (`block_on_full: false`), counted.
+                    acks.settle();
+                }
+                Err(TryReserveError::Closed) => {
+                    drop_payload(shared, &payload, REASON_SHUTDOWN);
+                }
+            }
+        }
+    }
+
+    /// What waits in the queue, in the sizer's unit (items or bytes; 0 when the queue is
+    /// disabled).
     pub fn len(&self) -> usize {
         match &self.mode {
             Mode::Queued { tx, .. } => tx.len(),
@@ -222,7 +308,7 @@ impl QueueSender {
         self.len() == 0
     }
 
-    /// The queue's capacity in items (0 when the queue is disabled).
+    /// The queue's capacity in the sizer's unit (0 when the queue is disabled).
     pub fn capacity(&self) -> usize {
         match &self.mode {
             Mode::Queued { tx, .. } => tx.capacity(),
@@ -234,7 +320,7 @@ impl QueueSender {
 /// Runs the workers, then drains what the deadline left behind and shuts the exporter down.
 async fn supervise(
     shared: Arc<Shared>,
-    rx: Arc<Mutex<channel::Receiver<Arc<Batch>>>>,
+    rx: Arc<Mutex<channel::Receiver<Payload>>>,
     workers: usize,
     capacity: usize,
 ) {
@@ -250,9 +336,9 @@ async fn supervise(
     let mut rx = rx.lock().await;
     rx.close();
     let mut left = 0usize;
-    while let Some(batch) = rx.try_recv() {
-        left += batch.item_count();
-        drop_batch(&shared, &batch, REASON_SHUTDOWN);
+    while let Some(payload) = rx.try_recv() {
+        left += payload.items();
+        drop_payload(&shared, &payload, REASON_SHUTDOWN);
     }
     shared.stats.set_queue(0, capacity);
     if left > 0 {
@@ -264,11 +350,7 @@ async fn supervise(
 }
 
 /// One consumer: pulls batches until the queue is closed and empty, or the deadline passes.
-async fn worker(
-    shared: Arc<Shared>,
-    rx: Arc<Mutex<channel::Receiver<Arc<Batch>>>>,
-    capacity: usize,
-) {
+async fn worker(shared: Arc<Shared>, rx: Arc<Mutex<channel::Receiver<Payload>>>, capacity: usize) {
     loop {
         let next = tokio::select! {
             biased;
@@ -280,8 +362,8 @@ async fn worker(
                 b
             } => b,
         };
-        let Some((batch, acks)) = next else { return };
-        deliver(&shared, batch, acks).await;
+        let Some((payload, acks)) = next else { return };
+        deliver(&shared, payload, acks).await;
     }
 }
 
@@ -300,18 +382,23 @@ fn drop_batch(shared: &Shared, batch: &Batch, reason: &str) {
         .add_with_reason(batch.signal(), Counter::Dropped, reason, items);
 }
 
-/// Exports one batch as requests the exporter may send: cut to its `max_request_size` first
-/// (an item too large alone is dropped, counted `too_large`), and any request the backend
-/// refuses as too large sent again as two halves. Each request goes through
-/// [`deliver_one`], in order. Then `acks` are settled, unless the shutdown deadline cut
-/// delivery short (they are dropped then: lost, for their source to read again).
-async fn deliver(shared: &Shared, batch: Arc<Batch>, acks: Acks) {
+fn drop_payload(shared: &Shared, payload: &Payload, reason: &str) {
+    shared.stats.add_with_reason(
+        payload.signal(),
+        Counter::Dropped,
+        reason,
+        payload.items() as u64,
+    );
+}
+
+/// What `batch` is queued as: cut to the exporter's `max_request_size` first (items too
+/// large alone dropped, counted `too_large`), then each piece encoded when the exporter
+/// encodes (a piece it cannot encode is dropped, counted with the error's reason). In order.
+fn prepare(shared: &Shared, batch: Arc<Batch>) -> Vec<Payload> {
     if batch.is_empty() {
-        acks.settle();
-        return;
+        return vec![Payload::Batch(batch)];
     }
-    // A stack: the next request to send is last.
-    let mut work = match shared.exporter.max_request_size() {
+    let mut pieces = match shared.exporter.max_request_size() {
         Some(limit) => {
             let len = batch.encoded_len();
             if len > limit {
@@ -322,6 +409,59 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>, acks: Acks) {
         }
         None => vec![batch],
     };
+    pieces.reverse();
+    pieces
+        .into_iter()
+        .filter_map(|piece| encode(shared, piece))
+        .collect()
+}
+
+/// `piece` as the exporter wants it queued; `None` when it could not be encoded (dropped,
+/// counted).
+fn encode(shared: &Shared, piece: Arc<Batch>) -> Option<Payload> {
+    match shared.exporter.encode(&piece) {
+        None => Some(Payload::Batch(piece)),
+        Some(Ok(request)) => Some(Payload::Encoded(Arc::new(request))),
+        Some(Err(e)) => {
+            let (reason, why) = match &e {
+                ExportError::TooLarge { reason } => (REASON_TOO_LARGE, reason),
+                ExportError::Permanent { reason } | ExportError::Retryable { reason, .. } => {
+                    (REASON_PERMANENT, reason)
+                }
+            };
+            error!(exporter = %shared.id, signal = %piece.signal(), items = piece.item_count(),
+                error = %why, "cannot encode the batch; dropping it");
+            drop_batch(shared, &piece, reason);
+            None
+        }
+    }
+}
+
+/// Exports one queued request: a batch is first cut to the exporter's `max_request_size`
+/// (an item too large alone is dropped, counted `too_large`; an encoded request was cut
+/// before it was encoded), and any request the backend refuses as too large is sent again
+/// as two halves. Each request goes through [`deliver_one`], in order. Then `acks` are
+/// settled, unless the shutdown deadline cut delivery short (they are dropped then: lost,
+/// for their source to read again).
+async fn deliver(shared: &Shared, payload: Payload, acks: Acks) {
+    if payload.is_empty() {
+        acks.settle();
+        return;
+    }
+    // A stack: the next request to send is last.
+    let mut work = match payload {
+        Payload::Batch(batch) => match shared.exporter.max_request_size() {
+            Some(limit) if batch.encoded_len() > limit => {
+                let len = batch.encoded_len();
+                fitting_requests(shared, &batch, len, limit)
+                    .into_iter()
+                    .map(Payload::Batch)
+                    .collect()
+            }
+            _ => vec![Payload::Batch(batch)],
+        },
+        encoded => vec![encoded],
+    };
     while let Some(request) = work.pop() {
         if let Some(halves) = deliver_one(shared, request).await {
             work.extend(halves.into_iter().rev());
@@ -330,6 +470,24 @@ async fn deliver(shared: &Shared, batch: Arc<Batch>, acks: Acks) {
     if !shared.abort.is_cancelled() {
         acks.settle();
     }
+}
+
+/// `payload` in two halves of its items, front first, encoded again if it was; `None` when
+/// the exporter cannot decode what it encoded.
+fn halves(shared: &Shared, payload: &Payload) -> Option<Vec<Payload>> {
+    let mut back = match payload {
+        Payload::Batch(b) => (**b).clone(),
+        Payload::Encoded(r) => shared.exporter.decode(r)?,
+    };
+    let front = back.take_items(back.item_count() / 2);
+    let pieces = [Arc::new(front), Arc::new(back)];
+    Some(match payload {
+        Payload::Batch(_) => pieces.into_iter().map(Payload::Batch).collect(),
+        Payload::Encoded(_) => pieces
+            .into_iter()
+            .filter_map(|p| encode(shared, p))
+            .collect(),
+    })
 }
 
 /// `batch` (whose request is `len` bytes, more than `limit`) cut into requests of at most
@@ -358,14 +516,15 @@ fn fitting_requests(shared: &Shared, batch: &Batch, len: usize, limit: usize) ->
 }
 
 /// Exports one request, retrying retryable failures per the retry policy, and counts the
-/// outcome. The same batch is lent to every attempt: a retry copies nothing. Returns the two
-/// halves to send instead when the backend refused a request of several items as too large.
-async fn deliver_one(shared: &Shared, batch: Arc<Batch>) -> Option<Vec<Arc<Batch>>> {
-    if batch.is_empty() {
+/// outcome. The same batch (or encoded request) is lent to every attempt: a retry copies
+/// nothing. Returns the two halves to send instead when the backend refused a request of
+/// several items as too large.
+async fn deliver_one(shared: &Shared, payload: Payload) -> Option<Vec<Payload>> {
+    if payload.is_empty() {
         return None;
     }
-    let signal: Signal = batch.signal();
-    let items = batch.item_count() as u64;
+    let signal: Signal = payload.signal();
+    let items = payload.items() as u64;
     let stats = &shared.stats;
     let retry = &shared.retry;
     let started = Instant::now();
@@ -379,7 +538,7 @@ async fn deliver_one(shared: &Shared, batch: Arc<Batch>) -> Option<Vec<Arc<Batch
                     "shutdown deadline passed during export; dropping the batch");
                 return None;
             }
-            r = AssertUnwindSafe(shared.exporter.export(&batch)).catch_unwind() => match r {
+            r = AssertUnwindSafe(export(shared, &payload)).catch_unwind() => match r {
                 Ok(r) => r,
                 Err(panic) => {
                     let what = panic
@@ -413,13 +572,13 @@ async fn deliver_one(shared: &Shared, batch: Arc<Batch>) -> Option<Vec<Arc<Batch
             }
             Err(ExportError::TooLarge { reason }) => {
                 stats.add_with_reason(signal, Counter::SendFailed, REASON_TOO_LARGE, items);
-                let bytes = batch.encoded_len();
-                if items > 1 {
+                let bytes = payload.bytes();
+                if items > 1
+                    && let Some(halves) = halves(shared, &payload)
+                {
                     warn!(exporter = %shared.id, %signal, items, bytes, error = %reason,
                         "backend refused the request as too large; sending it again as two halves");
-                    let mut back = (*batch).clone();
-                    let front = back.take_items(batch.item_count() / 2);
-                    return Some(vec![Arc::new(front), Arc::new(back)]);
+                    return Some(halves);
                 }
                 stats.add_with_reason(signal, Counter::Dropped, REASON_TOO_LARGE, items);
                 warn!(exporter = %shared.id, %signal, items, bytes, error = %reason,
@@ -476,5 +635,13 @@ async fn deliver_one(shared: &Shared, batch: Arc<Batch>) -> Option<Vec<Arc<Batch
                 attempt = attempt.saturating_add(1);
             }
         }
+    }
+}
+
+/// One attempt at sending `payload`.
+async fn export(shared: &Shared, payload: &Payload) -> Result<ExportOutcome, ExportError> {
+    match payload {
+        Payload::Batch(b) => shared.exporter.export(b).await,
+        Payload::Encoded(r) => shared.exporter.export_encoded(r).await,
     }
 }

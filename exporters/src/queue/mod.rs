@@ -3,8 +3,12 @@
 //!
 //! [`ExportQueue::start`] takes an [`Exporter`](hpcotel_core::Exporter) and returns a
 //! [`QueueSender`] (what pipelines send [`Batch`](hpcotel_core::Batch)es to) and the queue's
-//! task. `num_consumers` workers pull batches from a bounded channel of `queue_size`
-//! items (spans, metric points, log records; see [`hpcotel_core::channel`]) and export them. Retryable failures are retried with exponential backoff and
+//! task. An exporter that [encodes](hpcotel_core::Exporter::encode) (the OTLP ones) has each
+//! batch cut to its `max_request_size` and encoded once, in the sender's task, and the queue
+//! holds the encoded requests; others get the batches. `num_consumers` workers pull requests
+//! from a bounded channel of `queue_size` items (spans, metric points, log records) or bytes
+//! (`sizer: bytes`; see [`hpcotel_core::channel`]) and export them. Retryable failures are
+//! retried with exponential backoff and
 //! jitter ([`backoff_delay`]); a delay asked for by the backend (gRPC `RetryInfo`, HTTP
 //! `Retry-After`) is waited out when it is longer than the backoff, even past
 //! `max_interval`, as long as the total stays within `max_elapsed_time`.

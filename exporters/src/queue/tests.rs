@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hpcotel_core::{
-    Batch, ComponentError, ComponentKind, ComponentStats, Counter, ExportError, ExportOutcome,
-    Exporter, Signal, Telemetry,
+    Batch, ComponentError, ComponentKind, ComponentStats, Counter, EncodedRequest, ExportError,
+    ExportOutcome, Exporter, Signal, Telemetry,
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tokio::sync::Semaphore;
@@ -47,6 +47,10 @@ struct Mock {
     backend_limit: Option<usize>,
     /// The span names of each attempt.
     names: Mutex<Vec<Vec<String>>>,
+    /// Encode batches (as an OTLP exporter does) and take them back as encoded requests.
+    encodes: bool,
+    /// Batches encoded.
+    encoded: AtomicUsize,
 }
 
 impl Mock {
@@ -71,6 +75,49 @@ impl Mock {
 #[async_trait]
 impl Exporter for Mock {
     async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
+        assert!(
+            !self.encodes,
+            "an encoding exporter is handed encoded requests"
+        );
+        self.attempt(batch).await
+    }
+
+    fn encode(&self, batch: &Batch) -> Option<Result<EncodedRequest, ExportError>> {
+        if !self.encodes {
+            return None;
+        }
+        self.encoded.fetch_add(1, Ordering::SeqCst);
+        Some(Ok(EncodedRequest {
+            signal: batch.signal(),
+            items: batch.item_count(),
+            body: batch.encode_request().into(),
+        }))
+    }
+
+    async fn export_encoded(&self, request: &EncodedRequest) -> Result<ExportOutcome, ExportError> {
+        let batch = self
+            .decode(request)
+            .expect("a request this exporter encoded");
+        assert_eq!(batch.item_count(), request.items);
+        self.attempt(&batch).await
+    }
+
+    fn decode(&self, request: &EncodedRequest) -> Option<Batch> {
+        Batch::decode_request(request.signal, &request.body).ok()
+    }
+
+    async fn shutdown(&self) -> Result<(), ComponentError> {
+        self.shut_down.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn max_request_size(&self) -> Option<usize> {
+        self.max_request_size
+    }
+}
+
+impl Mock {
+    async fn attempt(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
         self.attempts
             .lock()
             .unwrap()
@@ -100,15 +147,6 @@ impl Exporter for Mock {
                 .fetch_add(batch.item_count() - o.rejected as usize, Ordering::SeqCst);
         }
         answer
-    }
-
-    async fn shutdown(&self) -> Result<(), ComponentError> {
-        self.shut_down.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn max_request_size(&self) -> Option<usize> {
-        self.max_request_size
     }
 }
 
@@ -274,10 +312,18 @@ fn configs_parse_with_defaults_and_reject_bad_values() {
     assert!(e.to_string().contains("expected at least 1, got 0"), "{e}");
     let q: QueueConfig = serde_yaml::from_str("sizer: items").unwrap();
     assert_eq!(q.sizer, Sizer::Items);
+    let q: QueueConfig = serde_yaml::from_str("sizer: bytes\nqueue_size: 8388608").unwrap();
+    assert_eq!((q.sizer, q.queue_size), (Sizer::Bytes, 8 << 20));
     let e = serde_yaml::from_str::<QueueConfig>("sizer: requests").unwrap_err();
     assert!(
         e.to_string()
-            .contains("hpcotel sizes queues in items only, got 'requests'"),
+            .contains("hpcotel does not size queues in requests"),
+        "{e}"
+    );
+    let e = serde_yaml::from_str::<QueueConfig>("sizer: megabytes").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("expected 'items' or 'bytes', got 'megabytes'"),
         "{e}"
     );
     let e = serde_yaml::from_str::<QueueConfig>("size: 3").unwrap_err();
@@ -782,4 +828,103 @@ async fn acks_are_settled_on_delivery_and_on_counted_drops_but_not_at_the_deadli
     finish(handle).await;
     drop(tx);
     assert_eq!(outcomes(&mut settled), vec![false, false]);
+}
+
+#[tokio::test]
+async fn an_encoding_exporter_gets_each_batch_encoded_once_and_retries_resend_the_bytes() {
+    let mock = Arc::new(Mock {
+        encodes: true,
+        ..Default::default()
+    });
+    for _ in 0..2 {
+        mock.push(Err(ExportError::Retryable {
+            reason: "backend restarting".into(),
+            retry_after: None,
+        }));
+    }
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(spans(5)).await;
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(mock.attempts().len(), 3);
+    assert_eq!(mock.encoded.load(Ordering::SeqCst), 1, "encoded once");
+    let names = mock.names.lock().unwrap().clone();
+    assert!(
+        names.iter().all(|n| n == &span_names(&spans(5))),
+        "{names:?}"
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 5);
+}
+
+#[tokio::test]
+async fn encoded_requests_are_cut_to_max_request_size_before_encoding_and_halved_when_refused() {
+    // As a_batch_longer_than_max_request_size... and a_too_large_answer..., encoded.
+    let mock = Arc::new(Mock {
+        encodes: true,
+        max_request_size: Some(len_of(&[100; 4])),
+        backend_limit: Some(len_of(&[100; 2])),
+        ..Default::default()
+    });
+    let (tx, handle, stats, _abort) = start(&mock, QueueConfig::default(), fast_retry());
+    tx.send(sized_spans(&[100, 100, 100, 100, 100, 5000, 100, 100]))
+        .await;
+    drop(tx);
+    finish(handle).await;
+    let attempts: Vec<usize> = mock.attempts().iter().map(|(_, n)| *n).collect();
+    // Cut to fit 4 before queueing: [4][1][1 too large alone: dropped][2]. The 4 is refused:
+    // halves 2, 2 sent; 1 sent; 2 sent.
+    assert_eq!(attempts, [4, 2, 2, 1, 2]);
+    let names: Vec<String> = mock.names.lock().unwrap().concat();
+    assert_eq!(
+        names,
+        [
+            "s0", "s1", "s2", "s3", "s0", "s1", "s2", "s3", "s4", "s6", "s7"
+        ]
+    );
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 7);
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![(REASON_TOO_LARGE.to_owned(), 1)]
+    );
+    // Three pieces encoded before queueing, two halves after the refusal.
+    assert_eq!(mock.encoded.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn a_bytes_sized_queue_holds_at_most_its_bytes_of_encoded_requests() {
+    let (gated, gate) = Mock::gated();
+    let mock = Arc::new(Mock {
+        encodes: true,
+        gate: gated.gate.clone(),
+        ..Default::default()
+    });
+    let one = spans(10).encoded_len();
+    let queue = QueueConfig {
+        sizer: Sizer::Bytes,
+        queue_size: 3 * one,
+        num_consumers: 1,
+        block_on_full: false,
+        ..QueueConfig::default()
+    };
+    let (tx, handle, stats, _abort) = start(&mock, queue, fast_retry());
+    tx.send(spans(10)).await;
+    wait_until(
+        "the worker to hold the first request",
+        Duration::from_secs(5),
+        || mock.in_flight.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+    for _ in 0..3 {
+        tx.send(spans(10)).await;
+    }
+    assert_eq!((tx.len(), tx.capacity()), (3 * one, 3 * one), "bytes held");
+    tx.send(spans(10)).await;
+    assert_eq!(
+        stats.reasons(Signal::Traces, Counter::Dropped),
+        vec![("queue_full".to_owned(), 10)]
+    );
+    gate.add_permits(100);
+    drop(tx);
+    finish(handle).await;
+    assert_eq!(stats.get(Signal::Traces, Counter::Sent), 40);
 }

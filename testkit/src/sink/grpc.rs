@@ -181,18 +181,27 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Canc
             TraceServiceServer::new(svc.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
+                // Answers compressed when the client accepts it, as grpc-go servers do.
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             MetricsServiceServer::new(svc.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
+                // Answers compressed when the client accepts it, as grpc-go servers do.
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             LogsServiceServer::new(svc)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
+                // Answers compressed when the client accepts it, as grpc-go servers do.
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())

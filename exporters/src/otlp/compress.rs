@@ -1,0 +1,107 @@
+//! Request compression shared by both transports, and the decompression of the (small)
+//! answers a gRPC backend may compress.
+
+use std::io::{Read, Write as _};
+
+use bytes::Bytes;
+use hpcotel_core::{Batch, ExportError};
+
+use super::config::Compression;
+
+/// gzip level of requests: 6, zlib's default (and tonic's, grpc-go's).
+pub(super) const GZIP_LEVEL: u32 = 6;
+/// zstd level of requests: 3, zstd's default.
+pub(super) const ZSTD_LEVEL: i32 = 3;
+/// Longest answer message accepted from a backend once decompressed, in bytes: an
+/// `Export*ServiceResponse` is a count and a message.
+pub(super) const MAX_RESPONSE: usize = 1024 * 1024;
+
+impl Compression {
+    /// The `grpc-encoding` / `Content-Encoding` name; `None` for no compression.
+    pub(super) fn encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
+}
+
+/// The request for `batch`: encoded, then compressed as `compression` says.
+pub(super) fn encode_request(
+    compression: Compression,
+    batch: &Batch,
+) -> Result<Bytes, ExportError> {
+    let encoded = batch.encode_request();
+    if compression == Compression::None {
+        return Ok(encoded.into());
+    }
+    compress(compression, &encoded)
+        .map(Bytes::from)
+        .map_err(|e| ExportError::Permanent {
+            reason: format!("cannot compress the request: {e}"),
+        })
+}
+
+/// `body` compressed as `compression` says (a copy for `None`).
+pub(super) fn compress(compression: Compression, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    match compression {
+        Compression::None => Ok(body.to_vec()),
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4 + 64),
+                flate2::Compression::new(GZIP_LEVEL),
+            );
+            enc.write_all(body)?;
+            enc.finish()
+        }
+        Compression::Zstd => zstd::bulk::compress(body, ZSTD_LEVEL),
+    }
+}
+
+/// Decompresses an answer compressed with `encoding` (`gzip` or `zstd`), at most
+/// [`MAX_RESPONSE`] bytes of it.
+pub(super) fn decompress(encoding: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let limit = MAX_RESPONSE as u64 + 1;
+    match encoding {
+        "gzip" => flate2::read::GzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out)?,
+        "zstd" => zstd::stream::read::Decoder::new(body)?
+            .take(limit)
+            .read_to_end(&mut out)?,
+        other => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("unknown grpc-encoding '{other}'"),
+            ));
+        }
+    };
+    if out.len() > MAX_RESPONSE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("answer longer than {MAX_RESPONSE} bytes once decompressed"),
+        ));
+    }
+    Ok(out)
+}
+
+/// A request this exporter compressed, decompressed again (to cut it in halves when the
+/// backend refused it as too large). No limit: the bytes are our own.
+pub(super) fn decompress_request(
+    compression: Compression,
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() * 4);
+    match compression {
+        Compression::None => out.extend_from_slice(body),
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
+        }
+        Compression::Zstd => {
+            zstd::stream::read::Decoder::new(body)?.read_to_end(&mut out)?;
+        }
+    }
+    Ok(out)
+}

@@ -8,10 +8,6 @@ use hpcotel_core::{Batch, ExportError};
 
 use super::config::Compression;
 
-/// gzip level of requests: 6, zlib's default (and tonic's, grpc-go's).
-pub(super) const GZIP_LEVEL: u32 = 6;
-/// zstd level of requests: 3, zstd's default.
-pub(super) const ZSTD_LEVEL: i32 = 3;
 /// Longest answer message accepted from a backend once decompressed, in bytes: an
 /// `Export*ServiceResponse` is a count and a message.
 pub(super) const MAX_RESPONSE: usize = 1024 * 1024;
@@ -30,32 +26,37 @@ impl Compression {
 /// The request for `batch`: encoded, then compressed as `compression` says.
 pub(super) fn encode_request(
     compression: Compression,
+    level: i32,
     batch: &Batch,
 ) -> Result<Bytes, ExportError> {
     let encoded = batch.encode_request();
     if compression == Compression::None {
         return Ok(encoded.into());
     }
-    compress(compression, &encoded)
+    compress(compression, level, &encoded)
         .map(Bytes::from)
         .map_err(|e| ExportError::Permanent {
             reason: format!("cannot compress the request: {e}"),
         })
 }
 
-/// `body` compressed as `compression` says (a copy for `None`).
-pub(super) fn compress(compression: Compression, body: &[u8]) -> std::io::Result<Vec<u8>> {
+/// `body` compressed as `compression` says at `level` (a copy for `None`).
+pub(super) fn compress(
+    compression: Compression,
+    level: i32,
+    body: &[u8],
+) -> std::io::Result<Vec<u8>> {
     match compression {
         Compression::None => Ok(body.to_vec()),
         Compression::Gzip => {
             let mut enc = flate2::write::GzEncoder::new(
                 Vec::with_capacity(body.len() / 4 + 64),
-                flate2::Compression::new(GZIP_LEVEL),
+                flate2::Compression::new(level.clamp(0, 9) as u32),
             );
             enc.write_all(body)?;
             enc.finish()
         }
-        Compression::Zstd => zstd::bulk::compress(body, ZSTD_LEVEL),
+        Compression::Zstd => zstd::bulk::compress(body, level),
     }
 }
 

@@ -78,6 +78,9 @@ pub enum Error {
         #[source]
         source: rustls::Error,
     },
+    /// `compression_params.level` does not suit `compression`.
+    #[error("compression_params.level: {0}")]
+    CompressionLevel(String),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client")]
     HttpClient(#[source] reqwest::Error),
@@ -102,6 +105,8 @@ pub struct OtlpExporter {
     /// `max_request_size`; `None` for 0 (no limit).
     max_request_size: Option<usize>,
     compression: Compression,
+    /// `compression_params.level`, resolved for `compression`.
+    level: i32,
 }
 
 #[derive(Debug)]
@@ -115,6 +120,10 @@ impl OtlpExporter {
     /// clients. Touches no network (the gRPC channel connects on first export). Errors name
     /// the config field (and file) at fault.
     pub fn new(config: &Config, protocol: Protocol) -> Result<OtlpExporter> {
+        let level = config
+            .compression_params
+            .level_for(config.compression)
+            .map_err(Error::CompressionLevel)?;
         let inner = match protocol {
             Protocol::Grpc => Inner::Grpc(Box::new(GrpcExporter::new(config)?)),
             Protocol::HttpProtobuf => Inner::Http(HttpExporter::new(config)?),
@@ -123,6 +132,7 @@ impl OtlpExporter {
             inner,
             max_request_size: (config.max_request_size > 0).then_some(config.max_request_size),
             compression: config.compression,
+            level,
         })
     }
 
@@ -146,7 +156,7 @@ impl OtlpExporter {
 #[async_trait]
 impl Exporter for OtlpExporter {
     async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        let body = encode_request(self.compression, batch)?;
+        let body = encode_request(self.compression, self.level, batch)?;
         self.send(batch.signal(), body).await
     }
 
@@ -156,7 +166,7 @@ impl Exporter for OtlpExporter {
 
     fn encode(&self, batch: &Batch) -> Option<Result<EncodedRequest, ExportError>> {
         Some(
-            encode_request(self.compression, batch).map(|body| EncodedRequest {
+            encode_request(self.compression, self.level, batch).map(|body| EncodedRequest {
                 signal: batch.signal(),
                 items: batch.item_count(),
                 body,

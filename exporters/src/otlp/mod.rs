@@ -35,8 +35,8 @@ mod tls;
 mod tests;
 
 pub use config::{
-    Compression, Config, DEFAULT_COMPRESSION, DEFAULT_MAX_REQUEST_SIZE, DEFAULT_TIMEOUT, Endpoint,
-    Scheme,
+    Compression, CompressionParams, Config, DEFAULT_COMPRESSION, DEFAULT_GZIP_LEVEL,
+    DEFAULT_MAX_REQUEST_SIZE, DEFAULT_TIMEOUT, DEFAULT_ZSTD_LEVEL, Endpoint, Scheme,
 };
 pub use exporter::{Error, OtlpExporter, Protocol, Result};
 pub use grpc::classify_status;

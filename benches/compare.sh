@@ -6,6 +6,7 @@
 #   ROTEL_AGENT=/path/to/rotel-agent COLLECTORS="hpcotel" benches/compare.sh
 #
 #   RATE=40000 COMPRESSION=none benches/compare.sh   # both collectors exporting uncompressed
+#   SIGNAL=logs RATE=40000 benches/compare.sh         # log records (or metrics: data points)
 #
 # For each collector: start it forwarding 127.0.0.1:24317 -> otlp-sink 127.0.0.1:14317, run
 # otlp-loadgen against it, wait for the sink to receive every accepted span, read the
@@ -22,6 +23,7 @@ BATCH="${BATCH:-100}"             # spans per request
 DURATION="${DURATION:-10s}"
 CONCURRENCY="${CONCURRENCY:-4}"
 COLLECTORS="${COLLECTORS:-hpcotel rotel}"
+SIGNAL="${SIGNAL:-traces}"         # traces (spans), logs (log records) or metrics (data points)
 COMPRESSION="${COMPRESSION:-gzip}" # export compression of both collectors: gzip (their default) or none
 COLLECTOR_CPUS="${COLLECTOR_CPUS:-}" # e.g. 0: pin the collector under test (taskset -c), loadgen and sink elsewhere
 OTHER_CPUS="${OTHER_CPUS:-}"         # e.g. 1: where loadgen and sink run when the collector is pinned
@@ -51,11 +53,12 @@ wait_port() { # host:port timeout_s
   done
 }
 
-sink_spans() { # last running total printed by otlp-sink
-  local line
+sink_spans() { # last running total of the signal's items printed by otlp-sink
+  local key line
+  case "$SIGNAL" in logs) key=log_records ;; metrics) key=metric_points ;; *) key=spans ;; esac
   line="$(grep -E '^spans=' "$WORK/sink.out" | tail -n 1 || true)"
-  line="${line#spans=}"
-  echo "${line%% *}" | grep -E '^[0-9]+$' || echo 0
+  line="$(echo "$line" | tr ' ' '\n' | grep -E "^$key=" || true)"
+  echo "${line#*=}" | grep -E '^[0-9]+$' || echo 0
 }
 
 cpu_ticks() { # pid: utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat)
@@ -128,7 +131,7 @@ for collector in $COLLECTORS; do
   ticks_before="$(cpu_ticks "$cpid")"
   log "loadgen: rate=$RATE batch=$BATCH duration=$DURATION concurrency=$CONCURRENCY"
   result="$("${pin_other[@]}" "$LOADGEN" --endpoint "http://$COLLECTOR_GRPC" --rate "$RATE" --batch "$BATCH" \
-    --duration "$DURATION" --concurrency "$CONCURRENCY")"
+    --duration "$DURATION" --concurrency "$CONCURRENCY" --signal "$SIGNAL")"
   echo "$collector $result" >>"$WORK/results.jsonl"
   log "$collector: $result"
   accepted="$(json_field "$result" accepted_spans)"
@@ -164,14 +167,14 @@ for collector in $COLLECTORS; do
 done
 
 echo
-echo "compression: $COMPRESSION, rate: $RATE spans/s (0 = unlimited), $CONCURRENCY connections, $BATCH spans/request"
-printf '%-8s %12s %10s %12s %14s %22s\n' collector spans/s "p99 ms" "CPU us/span" "peak RSS MiB" delivered/accepted
+echo "signal: $SIGNAL, compression: $COMPRESSION, rate: $RATE items/s (0 = unlimited), $CONCURRENCY connections, $BATCH items/request"
+printf '%-8s %12s %10s %12s %14s %22s\n' collector items/s "p99 ms" "CPU us/item" "peak RSS MiB" delivered/accepted
 for r in "${rows[@]}"; do echo "$r"; done
 if [ -n "${RESULT_RATE[hpcotel]:-}" ] && [ -n "${RESULT_RATE[rotel]:-}" ]; then
   awk -v a="${RESULT_RATE[hpcotel]}" -v b="${RESULT_RATE[rotel]}" \
       -v c="${RESULT_RSS[hpcotel]}" -v d="${RESULT_RSS[rotel]}" \
       -v e="${RESULT_CPU[hpcotel]}" -v f="${RESULT_CPU[rotel]}" \
-      'BEGIN { printf "hpcotel/rotel: throughput x%.2f, CPU per span x%.2f, peak RSS x%.2f\n", (b > 0 ? a / b : 0), (f > 0 ? e / f : 0), (d > 0 ? c / d : 0) }'
+      'BEGIN { printf "hpcotel/rotel: throughput x%.2f, CPU per item x%.2f, peak RSS x%.2f\n", (b > 0 ? a / b : 0), (f > 0 ? e / f : 0), (d > 0 ? c / d : 0) }'
 fi
 echo "(raw results and logs in $WORK)"
 exit $status

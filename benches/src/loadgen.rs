@@ -1,21 +1,31 @@
-//! `otlp-loadgen`: an OTLP/gRPC span load generator.
+//! `otlp-loadgen`: an OTLP/gRPC load generator for spans, log records or metric points.
 //!
 //! `otlp-loadgen --endpoint http://127.0.0.1:4317 --rate 50000 --batch 100 --duration 10s
-//! --concurrency 4` sends realistic spans (HTTP server spans with a few attributes and random
-//! trace ids) at `rate` spans/s (0 = as fast as possible) from `concurrency` connections, counts
-//! accepted and refused (RESOURCE_EXHAUSTED / UNAVAILABLE) requests, and prints one JSON line:
-//! `{"sent_spans":..,"accepted_spans":..,"refused_spans":..,"errors":..,"elapsed_s":..,
-//! "spans_per_s":..,"p50_ms":..,"p99_ms":..}` where `spans_per_s` counts accepted spans and
-//! latencies are per request (hdrhistogram).
+//! --concurrency 4 [--signal traces|logs|metrics]` sends realistic items (HTTP server spans
+//! with a few attributes and random trace ids; log records of those requests; gauge and
+//! counter points of a few series) at `rate` items/s (0 = as fast as possible) from
+//! `concurrency` connections, counts accepted and refused (RESOURCE_EXHAUSTED / UNAVAILABLE)
+//! requests, and prints one JSON line: `{"signal":..,"sent_spans":..,"accepted_spans":..,
+//! "refused_spans":..,"errors":..,"elapsed_s":..,"spans_per_s":..,"p50_ms":..,"p99_ms":..}`
+//! where "spans" are the signal's items (the keys keep their first name), `spans_per_s`
+//! counts accepted items and latencies are per request (hdrhistogram).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
@@ -47,6 +57,9 @@ struct Args {
     /// Per-request timeout (e.g. `10s`).
     #[arg(long, default_value = "10s", value_parser = humantime_duration)]
     timeout: Duration,
+    /// What to send: `traces` (spans), `logs` (log records) or `metrics` (data points).
+    #[arg(long, default_value = "traces", value_parser = ["traces", "logs", "metrics"])]
+    signal: String,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -183,13 +196,176 @@ fn request(n: usize, rng: &mut impl Rng) -> ExportTraceServiceRequest {
     }
 }
 
+fn loadgen_resource() -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![
+            kv("service.name", s("loadgen")),
+            kv("service.version", s(env!("CARGO_PKG_VERSION"))),
+            kv("host.name", s("bench-host")),
+        ],
+        ..Default::default()
+    })
+}
+
+fn scope() -> Option<InstrumentationScope> {
+    Some(InstrumentationScope {
+        name: "otlp-loadgen".to_owned(),
+        ..Default::default()
+    })
+}
+
+/// One request of `n` log records: an access-log line per request span `request` makes, with
+/// its trace and span ids.
+fn logs_request(n: usize, rng: &mut impl Rng) -> ExportLogsServiceRequest {
+    let spans = request(n, rng);
+    let records = spans.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|sp| {
+            let error = sp.status.as_ref().is_some_and(|st| st.code != 0);
+            LogRecord {
+                time_unix_nano: sp.end_time_unix_nano,
+                observed_time_unix_nano: sp.end_time_unix_nano,
+                severity_number: if error {
+                    SeverityNumber::Error as i32
+                } else {
+                    SeverityNumber::Info as i32
+                },
+                severity_text: if error { "ERROR" } else { "INFO" }.to_owned(),
+                body: Some(AnyValue {
+                    value: Some(s(&format!(
+                        "{} took {} us",
+                        sp.name,
+                        (sp.end_time_unix_nano - sp.start_time_unix_nano) / 1000
+                    ))),
+                }),
+                attributes: sp.attributes.clone(),
+                trace_id: sp.trace_id.clone(),
+                span_id: sp.span_id.clone(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: loadgen_resource(),
+            scope_logs: vec![ScopeLogs {
+                scope: scope(),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// One request of `n` data points: gauges and counters of 10 series per metric, as a
+/// service's request metrics.
+fn metrics_request(n: usize, rng: &mut impl Rng) -> ExportMetricsServiceRequest {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let point = |i: usize, v: f64| NumberDataPoint {
+        attributes: vec![
+            kv("http.route", s(ROUTES[i % ROUTES.len()])),
+            kv("http.request.method", s(METHODS[i % METHODS.len()])),
+            kv("series", any_value::Value::IntValue((i % 10) as i64)),
+        ],
+        start_time_unix_nano: now.saturating_sub(60_000_000_000),
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsDouble(v)),
+        ..Default::default()
+    };
+    let mut metrics = Vec::new();
+    let mut left = n;
+    let mut m = 0usize;
+    while left > 0 {
+        let k = left.min(10);
+        let points: Vec<_> = (0..k)
+            .map(|i| point(i, rng.random_range(0.0..1000.0)))
+            .collect();
+        let data = if m.is_multiple_of(2) {
+            metric::Data::Gauge(Gauge {
+                data_points: points,
+            })
+        } else {
+            metric::Data::Sum(Sum {
+                data_points: points,
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            })
+        };
+        metrics.push(Metric {
+            name: format!("loadgen.metric.{m}"),
+            unit: "1".to_owned(),
+            data: Some(data),
+            ..Default::default()
+        });
+        left -= k;
+        m += 1;
+    }
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: loadgen_resource(),
+            scope_metrics: vec![ScopeMetrics {
+                scope: scope(),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// A client of one signal's service.
+enum Client {
+    Traces(TraceServiceClient<Channel>),
+    Logs(LogsServiceClient<Channel>),
+    Metrics(MetricsServiceClient<Channel>),
+}
+
+impl Client {
+    /// Sends `n` items; the rejected count of a partial success.
+    async fn send(&mut self, n: usize, rng: &mut SmallRng) -> Result<u64, tonic::Status> {
+        Ok(match self {
+            Client::Traces(c) => c
+                .export(request(n, rng))
+                .await?
+                .into_inner()
+                .partial_success
+                .map_or(0, |p| p.rejected_spans.max(0) as u64),
+            Client::Logs(c) => c
+                .export(logs_request(n, rng))
+                .await?
+                .into_inner()
+                .partial_success
+                .map_or(0, |p| p.rejected_log_records.max(0) as u64),
+            Client::Metrics(c) => c
+                .export(metrics_request(n, rng))
+                .await?
+                .into_inner()
+                .partial_success
+                .map_or(0, |p| p.rejected_data_points.max(0) as u64),
+        })
+    }
+}
+
 async fn worker(
     channel: Channel,
+    signal: String,
     batch: usize,
     period: Option<Duration>,
     until: Instant,
 ) -> Result<WorkerResult> {
-    let mut client = TraceServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let limit = 64 << 20;
+    let mut client = match signal.as_str() {
+        "logs" => Client::Logs(LogsServiceClient::new(channel).max_decoding_message_size(limit)),
+        "metrics" => {
+            Client::Metrics(MetricsServiceClient::new(channel).max_decoding_message_size(limit))
+        }
+        _ => Client::Traces(TraceServiceClient::new(channel).max_decoding_message_size(limit)),
+    };
     let mut rng = SmallRng::from_os_rng();
     let mut res = WorkerResult {
         sent_spans: 0,
@@ -210,21 +386,15 @@ async fn worker(
                 break;
             }
         }
-        let req = request(batch, &mut rng);
         let n = batch as u64;
         res.sent_spans += n;
         let started = Instant::now();
-        let answer = client.export(req).await;
+        let answer = client.send(batch, &mut rng).await;
         res.latency_us
             .saturating_record(started.elapsed().as_micros().max(1) as u64);
         match answer {
-            Ok(resp) => {
-                let rejected = resp
-                    .into_inner()
-                    .partial_success
-                    .map(|p| p.rejected_spans.max(0) as u64)
-                    .unwrap_or(0)
-                    .min(n);
+            Ok(rejected) => {
+                let rejected = rejected.min(n);
                 res.accepted_spans += n - rejected;
                 res.refused_spans += rejected;
             }
@@ -276,7 +446,7 @@ async fn main() -> Result<()> {
     let until = start + args.duration;
     let tasks: Vec<_> = channels
         .into_iter()
-        .map(|ch| tokio::spawn(worker(ch, args.batch, period, until)))
+        .map(|ch| tokio::spawn(worker(ch, args.signal.clone(), args.batch, period, until)))
         .collect();
     let mut total = WorkerResult {
         sent_spans: 0,
@@ -296,7 +466,8 @@ async fn main() -> Result<()> {
     let elapsed = start.elapsed().as_secs_f64();
     let ms = |q: f64| total.latency_us.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{{\"sent_spans\":{},\"accepted_spans\":{},\"refused_spans\":{},\"errors\":{},\"elapsed_s\":{:.3},\"spans_per_s\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        "{{\"signal\":\"{}\",\"sent_spans\":{},\"accepted_spans\":{},\"refused_spans\":{},\"errors\":{},\"elapsed_s\":{:.3},\"spans_per_s\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+        args.signal,
         total.sent_spans,
         total.accepted_spans,
         total.refused_spans,

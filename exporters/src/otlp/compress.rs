@@ -63,22 +63,7 @@ pub(super) fn compress(
 /// Decompresses an answer compressed with `encoding` (`gzip` or `zstd`), at most
 /// [`MAX_RESPONSE`] bytes of it.
 pub(super) fn decompress(encoding: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let limit = MAX_RESPONSE as u64 + 1;
-    match encoding {
-        "gzip" => flate2::read::GzDecoder::new(body)
-            .take(limit)
-            .read_to_end(&mut out)?,
-        "zstd" => zstd::stream::read::Decoder::new(body)?
-            .take(limit)
-            .read_to_end(&mut out)?,
-        other => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("unknown grpc-encoding '{other}'"),
-            ));
-        }
-    };
+    let out = inflate(encoding, body, MAX_RESPONSE as u64 + 1)?;
     if out.len() > MAX_RESPONSE {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -94,15 +79,28 @@ pub(super) fn decompress_request(
     compression: Compression,
     body: &[u8],
 ) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(body.len() * 4);
-    match compression {
-        Compression::None => out.extend_from_slice(body),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
-        }
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(body)?.read_to_end(&mut out)?;
-        }
+    match compression.encoding() {
+        None => Ok(body.to_vec()),
+        Some(encoding) => inflate(encoding, body, u64::MAX),
     }
+}
+
+/// `body` (`gzip` or `zstd`) decompressed, at most `limit` bytes of it.
+fn inflate(encoding: &str, body: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    match encoding {
+        "gzip" => flate2::read::GzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out)?,
+        "zstd" => zstd::stream::read::Decoder::new(body)?
+            .take(limit)
+            .read_to_end(&mut out)?,
+        other => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("unknown grpc-encoding '{other}'"),
+            ));
+        }
+    };
     Ok(out)
 }

@@ -59,7 +59,7 @@ struct Shared {
 /// One request in the queue: a batch, or the request an encoding exporter made of it.
 #[derive(Clone)]
 enum Payload {
-    /// For exporters that take batches (and with the queue disabled).
+    /// For exporters that take batches.
     Batch(Arc<Batch>),
     /// For exporters that [encode](Exporter::encode): what will be sent, as bytes.
     Encoded(Arc<EncodedRequest>),
@@ -80,14 +80,13 @@ impl Payload {
     /// What the payload weighs in the queue: its items, or the bytes it holds (an encoded
     /// request's body; a batch's encoded length, for exporters that take batches).
     fn weight(&self, sizer: Sizer) -> usize {
-        match (sizer, self) {
-            (Sizer::Items, p) => p.items(),
-            (Sizer::Bytes, Payload::Batch(b)) => b.encoded_len(),
-            (Sizer::Bytes, Payload::Encoded(r)) => r.body.len(),
+        match sizer {
+            Sizer::Items => self.items(),
+            Sizer::Bytes => self.bytes(),
         }
     }
 
-    /// Bytes of the request, for logs.
+    /// Bytes of the request: an encoded request's body, a batch's encoded length.
     fn bytes(&self) -> usize {
         match self {
             Payload::Batch(b) => b.encoded_len(),
@@ -220,33 +219,35 @@ impl QueueSender {
             drop_batch(shared, &batch, REASON_SHUTDOWN);
             return;
         }
-        match &self.mode {
-            Mode::Inline { .. } => deliver(shared, Payload::Batch(batch), acks).await,
-            Mode::Queued {
-                tx,
-                block_on_full,
-                sizer,
-            } => {
-                let requests = prepare(shared, batch);
-                let last = requests.len().saturating_sub(1);
-                let mut acks = Some(acks);
-                for (i, payload) in requests.into_iter().enumerate() {
-                    // Each request of a cut batch holds a claim; the batch's own is settled
-                    // once every piece holds one.
-                    let piece_acks = if i == last {
-                        acks.take().unwrap_or_default()
-                    } else {
-                        acks.clone().unwrap_or_default()
-                    };
+        let requests = prepare(shared, batch);
+        let last = requests.len().saturating_sub(1);
+        let mut acks = Some(acks);
+        for (i, payload) in requests.into_iter().enumerate() {
+            // Each request of a cut batch holds a claim; the batch's own is settled once
+            // every piece holds one.
+            let piece_acks = if i == last {
+                acks.take().unwrap_or_default()
+            } else {
+                acks.clone().unwrap_or_default()
+            };
+            match &self.mode {
+                Mode::Inline { .. } => deliver(shared, payload, piece_acks).await,
+                Mode::Queued {
+                    tx,
+                    block_on_full,
+                    sizer,
+                } => {
                     self.enqueue(tx, *block_on_full, *sizer, payload, piece_acks)
-                        .await;
+                        .await
                 }
-                if let Some(acks) = acks {
-                    // Nothing left to send (every item dropped, counted).
-                    acks.settle();
-                }
-                shared.stats.set_queue(self.len(), self.capacity());
             }
+        }
+        if let Some(acks) = acks {
+            // Nothing left to send (every item dropped, counted).
+            acks.settle();
+        }
+        if matches!(self.mode, Mode::Queued { .. }) {
+            shared.stats.set_queue(self.len(), self.capacity());
         }
     }
 
@@ -391,9 +392,9 @@ fn drop_payload(shared: &Shared, payload: &Payload, reason: &str) {
     );
 }
 
-/// What `batch` is queued as: cut to the exporter's `max_request_size` first (items too
-/// large alone dropped, counted `too_large`), then each piece encoded when the exporter
-/// encodes (a piece it cannot encode is dropped, counted with the error's reason). In order.
+/// The requests `batch` is sent as, in order: cut to the exporter's `max_request_size` first
+/// (items too large alone dropped, counted `too_large`), then each piece encoded when the
+/// exporter encodes (a piece it cannot encode is dropped, counted with the error's reason).
 fn prepare(shared: &Shared, batch: Arc<Batch>) -> Vec<Payload> {
     if batch.is_empty() {
         return vec![Payload::Batch(batch)];
@@ -437,31 +438,17 @@ fn encode(shared: &Shared, piece: Arc<Batch>) -> Option<Payload> {
     }
 }
 
-/// Exports one queued request: a batch is first cut to the exporter's `max_request_size`
-/// (an item too large alone is dropped, counted `too_large`; an encoded request was cut
-/// before it was encoded), and any request the backend refuses as too large is sent again
-/// as two halves. Each request goes through [`deliver_one`], in order. Then `acks` are
-/// settled, unless the shutdown deadline cut delivery short (they are dropped then: lost,
-/// for their source to read again).
+/// Exports one request ([`prepare`] cut it to the exporter's `max_request_size`); a request
+/// the backend refuses as too large is sent again as two halves. Each request goes through
+/// [`deliver_one`], in order. Then `acks` are settled, unless the shutdown deadline cut
+/// delivery short (they are dropped then: lost, for their source to read again).
 async fn deliver(shared: &Shared, payload: Payload, acks: Acks) {
     if payload.is_empty() {
         acks.settle();
         return;
     }
     // A stack: the next request to send is last.
-    let mut work = match payload {
-        Payload::Batch(batch) => match shared.exporter.max_request_size() {
-            Some(limit) if batch.encoded_len() > limit => {
-                let len = batch.encoded_len();
-                fitting_requests(shared, &batch, len, limit)
-                    .into_iter()
-                    .map(Payload::Batch)
-                    .collect()
-            }
-            _ => vec![Payload::Batch(batch)],
-        },
-        encoded => vec![encoded],
-    };
+    let mut work = vec![payload];
     while let Some(request) = work.pop() {
         if let Some(halves) = deliver_one(shared, request).await {
             work.extend(halves.into_iter().rev());

@@ -1743,40 +1743,28 @@ async fn http_bad_requests_get_documented_statuses_and_the_server_keeps_serving(
     assert!(status.message.contains("65536 bytes"), "{}", status.message);
     assert_http_still_serving(&mut h).await;
 
-    // A small gzip body that inflates past the limit ("zip bomb"): 413, not OOM.
-    let bomb = gzip(&vec![0u8; 16 * 1024 * 1024]);
-    assert!(bomb.len() < 64 * 1024);
-    let resp = post(
-        &url,
-        "application/x-protobuf",
-        bomb,
-        &[("content-encoding", "gzip")],
-    )
-    .await;
-    assert_eq!(resp.status(), 413);
-    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
-    assert!(
-        status.message.contains("decompressed"),
-        "{}",
-        status.message
-    );
-    // The same with zstd: 413.
-    let bomb = zstd::bulk::compress(&vec![0u8; 16 * 1024 * 1024], 3).unwrap();
-    assert!(bomb.len() < 64 * 1024);
-    let resp = post(
-        &url,
-        "application/x-protobuf",
-        bomb,
-        &[("content-encoding", "zstd")],
-    )
-    .await;
-    assert_eq!(resp.status(), 413);
-    let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
-    assert!(
-        status.message.contains("decompressed"),
-        "{}",
-        status.message
-    );
+    // A small gzip or zstd body that inflates past the limit ("zip bomb"): 413, not OOM.
+    let zeros = vec![0u8; 16 * 1024 * 1024];
+    for (encoding, bomb) in [
+        ("gzip", gzip(&zeros)),
+        ("zstd", zstd::bulk::compress(&zeros, 3).unwrap()),
+    ] {
+        assert!(bomb.len() < 64 * 1024);
+        let resp = post(
+            &url,
+            "application/x-protobuf",
+            bomb,
+            &[("content-encoding", encoding)],
+        )
+        .await;
+        assert_eq!(resp.status(), 413, "{encoding}");
+        let status = tonic_types::Status::decode(resp.bytes().await.unwrap()).unwrap();
+        assert!(
+            status.message.contains("decompressed"),
+            "{encoding}: {}",
+            status.message
+        );
+    }
     // A corrupt zstd body: 400 naming the coding.
     let resp = post(
         &url,

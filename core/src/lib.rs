@@ -7,6 +7,8 @@
 //! - [`channel`]: bounded channels of batches whose capacity is counted in items; every hop
 //!   of a pipeline and every export queue is one.
 //! - [`pipeline`]: the bounded, all-or-nothing fan-out that receivers send into.
+//! - [`raw`]: spans and log records kept as the protobuf bytes they arrived as, for stages
+//!   that read only resources.
 //! - [`telemetry`]: per-component counters (accepted, refused, sent, failed, dropped, queue
 //!   size) and their conversion to OTLP metrics.
 //! - [`catalog`]: what the node knows about pods and GPUs, written by receivers and read by
@@ -21,6 +23,7 @@ pub mod component;
 pub mod config;
 pub mod metric_set;
 pub mod pipeline;
+pub mod raw;
 pub mod semconv;
 pub mod server;
 pub mod signal;
@@ -35,5 +38,6 @@ pub use component::{
 pub use config::{BearerAuthConfig, HostPort, Secret, TlsClientConfig, TlsServerConfig};
 pub use opentelemetry_proto::tonic as proto;
 pub use pipeline::{Output, Outputs, SendError};
+pub use raw::RawBatch;
 pub use signal::{Batch, Signal, metric_point_count};
 pub use telemetry::{ComponentStats, Counter, ExportFailure, MemoryUse, ReasonCount, Telemetry};

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     ExponentialHistogram, Gauge, Histogram, Metric, ResourceMetrics, ScopeMetrics, Sum, Summary,
@@ -9,6 +11,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use serde::{Deserialize, Serialize};
+
+use crate::raw::RawBatch;
 
 /// One of the three OTLP signals a pipeline carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -65,6 +69,10 @@ pub enum Batch {
     Metrics(Vec<ResourceMetrics>),
     /// `ExportLogsServiceRequest.resource_logs`.
     Logs(Vec<ResourceLogs>),
+    /// Spans or log records kept as the receiver got them: resources decoded, scope entries
+    /// as checked protobuf bytes ([`crate::raw`]). Stages that read items call
+    /// [`into_decoded`](Self::into_decoded) or [`make_decoded`](Self::make_decoded).
+    Raw(RawBatch),
 }
 
 impl Batch {
@@ -84,6 +92,7 @@ impl Batch {
             Batch::Traces(v) => encode(v),
             Batch::Metrics(v) => encode(v),
             Batch::Logs(v) => encode(v),
+            Batch::Raw(r) => r.encode_request(),
         }
     }
 
@@ -96,6 +105,7 @@ impl Batch {
             Batch::Traces(v) => request_len(v),
             Batch::Metrics(v) => request_len(v),
             Batch::Logs(v) => request_len(v),
+            Batch::Raw(r) => r.encoded_len(),
         }
     }
 
@@ -117,6 +127,32 @@ impl Batch {
         })
     }
 
+    /// The batch in an OTLP request of `signal`, as receivers take it: spans and log records
+    /// kept as received when every part of the request is plainly valid
+    /// ([`RawBatch::parse`]), else decoded (the decoder's error when it is not a request).
+    pub fn from_request(signal: Signal, request: Bytes) -> Result<Batch, prost::DecodeError> {
+        match RawBatch::parse(signal, &request) {
+            Some(raw) => Ok(Batch::Raw(raw)),
+            None => Batch::decode_request(signal, &request),
+        }
+    }
+
+    /// This batch with its items as prost types (a [`Batch::Raw`] decoded; others as they are).
+    pub fn into_decoded(self) -> Batch {
+        match self {
+            Batch::Raw(r) => r.decode(),
+            other => other,
+        }
+    }
+
+    /// Decodes a [`Batch::Raw`] in place.
+    pub fn make_decoded(&mut self) {
+        if let Batch::Raw(_) = self {
+            let raw = std::mem::replace(self, Batch::empty(self.signal()));
+            *self = raw.into_decoded();
+        }
+    }
+
     /// An empty batch of `signal`.
     pub fn empty(signal: Signal) -> Self {
         match signal {
@@ -132,6 +168,7 @@ impl Batch {
             Batch::Traces(_) => Signal::Traces,
             Batch::Metrics(_) => Signal::Metrics,
             Batch::Logs(_) => Signal::Logs,
+            Batch::Raw(r) => r.signal(),
         }
     }
 
@@ -154,6 +191,7 @@ impl Batch {
                 .flat_map(|r| &r.scope_logs)
                 .map(|s| s.log_records.len())
                 .sum(),
+            Batch::Raw(r) => r.item_count(),
         }
     }
 
@@ -163,6 +201,7 @@ impl Batch {
             Batch::Traces(v) => v.len(),
             Batch::Metrics(v) => v.len(),
             Batch::Logs(v) => v.len(),
+            Batch::Raw(r) => r.resources.len(),
         }
     }
 
@@ -172,13 +211,21 @@ impl Batch {
     }
 
     /// Appends `other`'s resources to this batch. Returns `other` unchanged when its signal
-    /// differs.
+    /// differs. Raw and decoded batches mix: a decoded batch appended to a raw one has its
+    /// scope entries encoded; a raw one appended to a decoded one is decoded, unless the
+    /// decoded one is empty (then this batch becomes `other`).
     pub fn append(&mut self, other: Batch) -> Result<(), Batch> {
+        if other.signal() != self.signal() {
+            return Err(other);
+        }
         match (self, other) {
             (Batch::Traces(a), Batch::Traces(b)) => a.extend(b),
             (Batch::Metrics(a), Batch::Metrics(b)) => a.extend(b),
             (Batch::Logs(a), Batch::Logs(b)) => a.extend(b),
-            (_, other) => return Err(other),
+            (Batch::Raw(a), Batch::Raw(b)) => return a.append(b).map_err(Batch::Raw),
+            (Batch::Raw(a), b) => return a.append_decoded(b),
+            (a, b @ Batch::Raw(_)) if a.resource_count() == 0 => *a = b,
+            (a, b) => return a.append(b.into_decoded()),
         }
         Ok(())
     }
@@ -190,6 +237,7 @@ impl Batch {
             Batch::Traces(v) => Batch::Traces(v.split_off(at.min(v.len()))),
             Batch::Metrics(v) => Batch::Metrics(v.split_off(at.min(v.len()))),
             Batch::Logs(v) => Batch::Logs(v.split_off(at.min(v.len()))),
+            Batch::Raw(r) => Batch::Raw(r.split_off_resources(at)),
         }
     }
 
@@ -216,6 +264,7 @@ impl Batch {
             return std::mem::replace(self, Batch::empty(self.signal()));
         }
         match self {
+            Batch::Raw(r) => Batch::Raw(r.take_items(n)),
             Batch::Traces(rs) => Batch::Traces(take_front(
                 rs,
                 n,
@@ -307,6 +356,9 @@ impl Batch {
         if len <= max_bytes {
             return vec![(self, len)];
         }
+        // Item by item sizes need the items: a raw batch this long is decoded (rare: requests
+        // are cut to the next hop's limit, and batches built to fit it).
+        self.make_decoded();
         let counts = greedy_counts(&self.size_steps(max_bytes), max_bytes);
         let mut out = Vec::with_capacity(counts.len());
         for n in counts {
@@ -337,6 +389,8 @@ impl Batch {
         let open = |own: usize, children: usize| own - children + 1 + prefix;
         let mut out = Vec::with_capacity(self.item_count());
         match self {
+            // Decoded by `split_to_fit` first.
+            Batch::Raw(_) => {}
             Batch::Traces(rs) => {
                 for (ri, r) in rs.iter().enumerate() {
                     let scopes: usize = r.scope_spans.iter().map(|s| field_len(2, s)).sum();
@@ -482,7 +536,7 @@ fn metric_point_lens(m: &Metric) -> Vec<usize> {
 /// the front of that entry as made by `split(entry, k)`, which must move the entry's first
 /// `k` items (`0 < k < count(entry)`) into a new entry with the same metadata. Stops as soon
 /// as `n` items are taken, so item-less entries after the cut stay in `entries`.
-fn take_front<E>(
+pub(crate) fn take_front<E>(
     entries: &mut Vec<E>,
     n: usize,
     count: impl Fn(&E) -> usize,
@@ -789,6 +843,7 @@ mod tests {
     fn items_in_context(b: &Batch) -> Vec<String> {
         let mut out = Vec::new();
         match b {
+            Batch::Raw(raw) => return items_in_context(&raw.clone().decode()),
             Batch::Traces(rs) => {
                 for r in rs {
                     for s in &r.scope_spans {
@@ -834,6 +889,7 @@ mod tests {
     /// Panics when `b` has a resource, scope or metric entry holding no items.
     fn assert_no_empty_entries(b: &Batch) {
         match b {
+            Batch::Raw(raw) => assert_no_empty_entries(&raw.clone().decode()),
             Batch::Traces(rs) => {
                 for r in rs {
                     assert!(!r.scope_spans.is_empty(), "empty resource in {b:?}");

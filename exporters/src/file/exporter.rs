@@ -134,6 +134,8 @@ pub fn encode_line(batch: &Batch) -> Result<Vec<u8>> {
         Batch::Traces(v) => JsonRequest::Spans(v),
         Batch::Metrics(v) => JsonRequest::Metrics(v),
         Batch::Logs(v) => JsonRequest::Logs(v),
+        // Scope entries shared, not copied; decoded into prost types for JSON.
+        Batch::Raw(raw) => return encode_line(&raw.clone().decode()),
     };
     let mut line = Vec::new();
     request

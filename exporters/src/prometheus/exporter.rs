@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use hpcotel_core::{Batch, ComponentError, ExportError, ExportOutcome, Exporter, HostPort};
+use hpcotel_core::{Batch, ComponentError, ExportError, ExportOutcome, Exporter, HostPort, Signal};
 use tokio_util::sync::CancellationToken;
 
 use super::config::Config;
@@ -93,6 +93,14 @@ impl PrometheusExporter {
 #[async_trait]
 impl Exporter for PrometheusExporter {
     async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
+        let decoded;
+        let batch = match batch {
+            Batch::Raw(raw) if raw.signal() == Signal::Metrics => {
+                decoded = raw.clone().decode();
+                &decoded
+            }
+            other => other,
+        };
         let Batch::Metrics(rm) = batch else {
             // Traces and logs have no Prometheus form: accepted and ignored.
             return Ok(ExportOutcome::default());

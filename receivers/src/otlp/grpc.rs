@@ -2,31 +2,18 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use hpcotel_core::{Batch, SendError};
+use bytes::Bytes;
+use hpcotel_core::{Batch, SendError, Signal};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
-    LogsService, LogsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,30 +45,21 @@ pub(super) async fn serve(
     let handler = Arc::new(Handler {
         shared: shared.clone(),
     });
-    let routes = Routes::new(
-        TraceServiceServer::from_arc(handler.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(limit),
-    )
-    .add_service(
-        MetricsServiceServer::from_arc(handler.clone())
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(limit),
-    )
-    .add_service(
-        LogsServiceServer::from_arc(handler)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Zstd)
-            .max_decoding_message_size(limit),
-    )
+    let routes = Routes::new(RawExportServer::<TraceExport> {
+        handler: handler.clone(),
+        limit,
+        _signal: PhantomData,
+    })
+    .add_service(RawExportServer::<LogsExport> {
+        handler: handler.clone(),
+        limit,
+        _signal: PhantomData,
+    })
+    .add_service(RawExportServer::<MetricsExport> {
+        handler,
+        limit,
+        _signal: PhantomData,
+    })
     .prepare();
     let l = hpcotel_core::server::Listener {
         what: "OTLP/gRPC",
@@ -193,10 +171,10 @@ struct Handler {
 impl Handler {
     /// Authenticates, checks ids, hands over, and maps a refusal to the OTLP-specified
     /// status; `Ok(Some(..))`: some items were refused (a partial success).
-    async fn export<T: Message>(
+    async fn export<T>(
         &self,
         request: Request<T>,
-        to_batch: impl FnOnce(T) -> Batch,
+        to_batch: impl FnOnce(T) -> Result<(Batch, usize), Status>,
     ) -> Result<Option<Invalid>, Status> {
         let Some(&Peer(peer_addr)) = request.extensions().get::<Peer>() else {
             return Err(Status::internal(
@@ -220,9 +198,7 @@ impl Handler {
                 "missing or wrong bearer token (send 'authorization: Bearer <token>')",
             ));
         }
-        let message = request.into_inner();
-        let encoded_len = message.encoded_len();
-        let batch = to_batch(message);
+        let (batch, encoded_len) = to_batch(request.into_inner())?;
         let signal = batch.signal();
         match self
             .shared
@@ -283,36 +259,165 @@ fn refusal_status(e: SendError, message: &str, retry_after: std::time::Duration)
     }
 }
 
-#[tonic::async_trait]
-impl TraceService for Handler {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let refused = Handler::export(self, request, |r| Batch::Traces(r.resource_spans)).await?;
-        Ok(Response::new(response::traces(refused.as_ref())))
+/// The three signals are served by tonic's unary machinery (framing, compression, message
+/// size limit, status) with a codec that hands the handler the message's bytes, so that
+/// [`Batch::from_request`] can keep spans, log records and points as received instead of decoding
+/// them. The services' names, path, compression and limits are those of the generated
+/// `TraceServiceServer`, `MetricsServiceServer` and `LogsServiceServer`.
+trait RawExport: Send + Sync + 'static {
+    /// The gRPC service (`opentelemetry.proto.collector.trace.v1.TraceService`).
+    const SERVICE: &'static str;
+    const SIGNAL: Signal;
+    type Response: Message + Default + Send + 'static;
+    fn response(refused: Option<&Invalid>) -> Self::Response;
+}
+
+struct TraceExport;
+impl RawExport for TraceExport {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const SIGNAL: Signal = Signal::Traces;
+    type Response = ExportTraceServiceResponse;
+    fn response(refused: Option<&Invalid>) -> Self::Response {
+        response::traces(refused)
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for Handler {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let refused =
-            Handler::export(self, request, |r| Batch::Metrics(r.resource_metrics)).await?;
-        Ok(Response::new(response::metrics(refused.as_ref())))
+struct MetricsExport;
+impl RawExport for MetricsExport {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const SIGNAL: Signal = Signal::Metrics;
+    type Response = ExportMetricsServiceResponse;
+    fn response(refused: Option<&Invalid>) -> Self::Response {
+        response::metrics(refused)
     }
 }
 
-#[tonic::async_trait]
-impl LogsService for Handler {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let refused = Handler::export(self, request, |r| Batch::Logs(r.resource_logs)).await?;
-        Ok(Response::new(response::logs(refused.as_ref())))
+struct LogsExport;
+impl RawExport for LogsExport {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const SIGNAL: Signal = Signal::Logs;
+    type Response = ExportLogsServiceResponse;
+    fn response(refused: Option<&Invalid>) -> Self::Response {
+        response::logs(refused)
+    }
+}
+
+/// One raw export service (see [`RawExport`]).
+struct RawExportServer<E> {
+    handler: Arc<Handler>,
+    /// `max_recv_msg_size`, decompressed.
+    limit: usize,
+    _signal: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for RawExportServer<E> {
+    fn clone(&self) -> Self {
+        Self {
+            handler: self.handler.clone(),
+            limit: self.limit,
+            _signal: PhantomData,
+        }
+    }
+}
+
+impl<E: RawExport> tonic::server::NamedService for RawExportServer<E> {
+    const NAME: &'static str = E::SERVICE;
+}
+
+impl<E: RawExport> tower::Service<http::Request<tonic::body::Body>> for RawExportServer<E> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let export = req
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(E::SERVICE))
+            == Some("/Export");
+        let svc = RawUnary::<E> {
+            handler: self.handler.clone(),
+            _signal: PhantomData,
+        };
+        let limit = self.limit;
+        Box::pin(async move {
+            if !export {
+                return Ok(Status::unimplemented("unknown method").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(RequestBytes::<E::Response>(PhantomData))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(limit);
+            Ok(grpc.unary(svc, req).await)
+        })
+    }
+}
+
+/// The handler as tonic's unary service over the request's bytes.
+struct RawUnary<E> {
+    handler: Arc<Handler>,
+    _signal: PhantomData<fn() -> E>,
+}
+
+impl<E: RawExport> tonic::server::UnaryService<Bytes> for RawUnary<E> {
+    type Response = E::Response;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<E::Response>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let handler = self.handler.clone();
+        Box::pin(async move {
+            let refused = handler
+                .export(request, |bytes| {
+                    let len = bytes.len();
+                    // As tonic's prost codec answers a message that does not decode.
+                    let batch = Batch::from_request(E::SIGNAL, bytes)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    Ok((batch, len))
+                })
+                .await?;
+            Ok(Response::new(E::response(refused.as_ref())))
+        })
+    }
+}
+
+/// A codec whose requests are the message's bytes (shared with the decompression buffer,
+/// not copied) and whose responses are prost messages.
+struct RequestBytes<R>(PhantomData<fn() -> R>);
+
+impl<R: Message + Send + 'static> tonic::codec::Codec for RequestBytes<R> {
+    type Encode = R;
+    type Decode = Bytes;
+    type Encoder = tonic_prost::ProstEncoder<R>;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+/// Takes the whole message as [`Bytes`].
+struct BytesDecoder;
+
+impl tonic::codec::Decoder for BytesDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        use bytes::Buf as _;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }

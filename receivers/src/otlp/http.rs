@@ -511,30 +511,36 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Decodes an `Export*ServiceRequest` of `signal` into the batch it carries.
-fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Batch, String> {
+/// Decodes an `Export*ServiceRequest` of `signal` into the batch it carries: protobuf spans
+/// and log records kept as received where they can be ([`Batch::from_request`]).
+fn decode(signal: Signal, encoding: Encoding, body: &Bytes) -> Result<Batch, String> {
+    if encoding == Encoding::Protobuf {
+        return Batch::from_request(signal, body.clone())
+            .map_err(|e| format!("could not decode {} protobuf: {e}", request_name(signal)));
+    }
     Ok(match signal {
         Signal::Traces => Batch::Traces(
-            decode_message::<ExportTraceServiceRequest>(
-                encoding,
-                body,
-                "ExportTraceServiceRequest",
-            )?
-            .resource_spans,
+            decode_message::<ExportTraceServiceRequest>(encoding, body, request_name(signal))?
+                .resource_spans,
         ),
         Signal::Metrics => Batch::Metrics(
-            decode_message::<ExportMetricsServiceRequest>(
-                encoding,
-                body,
-                "ExportMetricsServiceRequest",
-            )?
-            .resource_metrics,
+            decode_message::<ExportMetricsServiceRequest>(encoding, body, request_name(signal))?
+                .resource_metrics,
         ),
         Signal::Logs => Batch::Logs(
-            decode_message::<ExportLogsServiceRequest>(encoding, body, "ExportLogsServiceRequest")?
+            decode_message::<ExportLogsServiceRequest>(encoding, body, request_name(signal))?
                 .resource_logs,
         ),
     })
+}
+
+/// The OTLP request message of `signal`, as errors name it.
+fn request_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "ExportTraceServiceRequest",
+        Signal::Metrics => "ExportMetricsServiceRequest",
+        Signal::Logs => "ExportLogsServiceRequest",
+    }
 }
 
 /// JSON goes through [`super::json::decode`], which reads what the protobuf JSON mapping

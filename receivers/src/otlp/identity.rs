@@ -82,6 +82,10 @@ pub(super) fn apply(
         true
     };
     match batch {
+        Batch::Raw(raw) => raw.resources.retain_mut(|r| {
+            let n = r.item_count() as u64;
+            resource(&mut r.resource, n)
+        }),
         Batch::Traces(rs) => rs.retain_mut(|r| {
             let n = r.scope_spans.iter().map(|s| s.spans.len() as u64).sum();
             resource(&mut r.resource, n)

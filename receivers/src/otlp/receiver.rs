@@ -277,8 +277,15 @@ impl Shared {
         charge: &Charge,
         encoded_len: usize,
     ) -> Result<Outcome, AdmitError> {
+        // A raw batch holds the (decompressed) request's own buffer, not a decoded copy of
+        // it: charged once its length rather than the decoded estimate.
+        let per_byte = if matches!(batch, Batch::Raw(_)) {
+            1
+        } else {
+            DECODED_BYTES_PER_ENCODED_BYTE
+        };
         charge
-            .add(encoded_len.saturating_mul(DECODED_BYTES_PER_ENCODED_BYTE))
+            .add(encoded_len.saturating_mul(per_byte))
             .map_err(AdmitError::Exhausted)?;
         let signal = batch.signal();
         let stats = self.outputs.stats();

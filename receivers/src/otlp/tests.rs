@@ -90,7 +90,14 @@ impl Harness {
     }
 
     /// The next batch of `signal`'s pipeline, failing the test after [`DEADLINE`].
+    /// The next batch of `signal`, decoded.
     async fn next(&mut self, signal: Signal) -> Batch {
+        self.next_as_sent(signal).await.into_decoded()
+    }
+
+    /// The next batch of `signal` as the receiver handed it over (spans and log records
+    /// kept raw where they could be).
+    async fn next_as_sent(&mut self, signal: Signal) -> Batch {
         let rx = self.pipelines[signal.index()]
             .as_mut()
             .expect("no pipeline of that signal");
@@ -384,7 +391,10 @@ async fn grpc_exports_of_each_signal_arrive_as_batches() {
         .expect("trace export")
         .into_inner();
     assert_eq!(resp.partial_success, None);
-    let batch = h.next(Signal::Traces).await;
+    let batch = h.next_as_sent(Signal::Traces).await;
+    // Plainly valid spans travel on as the bytes they came in (hpcotel_core::raw).
+    assert!(matches!(&batch, Batch::Raw(r) if r.signal() == Signal::Traces));
+    let batch = batch.into_decoded();
     assert_eq!(span_names(&batch), ["MPI_Allreduce", "MPI_Barrier"]);
     let Batch::Traces(rs) = &batch else {
         unreachable!()
@@ -403,7 +413,9 @@ async fn grpc_exports_of_each_signal_arrive_as_batches() {
 
     let mut mc = MetricsServiceClient::connect(addr.clone()).await.unwrap();
     mc.export(metrics("hw.gpu.utilization", 87)).await.unwrap();
-    let Batch::Metrics(rm) = h.next(Signal::Metrics).await else {
+    let batch = h.next_as_sent(Signal::Metrics).await;
+    assert!(matches!(&batch, Batch::Raw(r) if r.signal() == Signal::Metrics));
+    let Batch::Metrics(rm) = batch.into_decoded() else {
         panic!("expected metrics")
     };
     let metric = &rm[0].scope_metrics[0].metrics[0];
@@ -637,7 +649,12 @@ async fn http_protobuf_exports_arrive_and_are_answered_in_protobuf() {
         opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(body)
             .expect("protobuf response");
     assert_eq!(decoded.partial_success, None);
-    assert_eq!(span_names(&h.next(Signal::Traces).await), ["a", "b"]);
+    let batch = h.next_as_sent(Signal::Traces).await;
+    assert!(
+        matches!(batch, Batch::Raw(_)),
+        "protobuf spans are kept as received"
+    );
+    assert_eq!(span_names(&batch.into_decoded()), ["a", "b"]);
 
     let resp = post(
         &h.http_url("/v1/metrics"),
@@ -1939,7 +1956,7 @@ async fn shutdown_returns_from_run_and_closes_the_pipelines() {
     // What was accepted is there, and then the pipeline ends: the receiver let go of it.
     let traces_rx = pipelines[Signal::Traces.index()].as_mut().unwrap();
     assert_eq!(
-        span_names(&traces_rx.recv().await.unwrap()),
+        span_names(&traces_rx.recv().await.unwrap().into_decoded()),
         ["before-shutdown"]
     );
     assert!(traces_rx.recv().await.is_none());
@@ -1993,7 +2010,10 @@ async fn a_request_in_flight_at_shutdown_is_finished_and_delivered() {
     conn.write_all(&body).await.unwrap();
     // The request now waits for room; make some.
     let rx = h.pipelines[Signal::Traces.index()].as_mut().unwrap();
-    assert_eq!(span_names(&rx.recv().await.unwrap()), ["first"]);
+    assert_eq!(
+        span_names(&rx.recv().await.unwrap().into_decoded()),
+        ["first"]
+    );
     let mut response = Vec::new();
     tokio::time::timeout(DEADLINE, conn.read_to_end(&mut response))
         .await
@@ -2001,7 +2021,10 @@ async fn a_request_in_flight_at_shutdown_is_finished_and_delivered() {
         .unwrap();
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert_eq!(span_names(&rx.recv().await.unwrap()), ["in-flight"]);
+    assert_eq!(
+        span_names(&rx.recv().await.unwrap().into_decoded()),
+        ["in-flight"]
+    );
     tokio::time::timeout(DEADLINE, h.task)
         .await
         .expect("run did not return")

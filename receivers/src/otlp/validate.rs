@@ -123,6 +123,8 @@ pub fn retain_valid(batch: &mut Batch) -> Option<Invalid> {
     // (items refused, reason with the path) per refusal, in request order.
     let mut refusals: Vec<(u64, String)> = Vec::new();
     match batch {
+        // Kept raw only when every id passed these rules ([`hpcotel_core::raw`]).
+        Batch::Raw(_) => {}
         Batch::Traces(resources) => {
             for (r, rs) in resources.iter_mut().enumerate() {
                 for (s, ss) in rs.scope_spans.iter_mut().enumerate() {

@@ -359,10 +359,11 @@ impl Shared {
                 self.totals[signal.index()].fetch_add(items as u64, Ordering::SeqCst);
                 if self.record {
                     let mut r = lock(&self.received);
-                    match batch {
+                    match batch.into_decoded() {
                         Batch::Traces(v) => r.traces.extend(v),
                         Batch::Metrics(v) => r.metrics.extend(v),
                         Batch::Logs(v) => r.logs.extend(v),
+                        Batch::Raw(_) => {}
                     }
                 }
                 a

@@ -11,7 +11,7 @@ use hpcotel_core::proto::logs::v1::ResourceLogs;
 use hpcotel_core::proto::resource::v1::Resource;
 use hpcotel_core::semconv;
 use hpcotel_core::telemetry;
-use hpcotel_core::{Batch, Catalog, ComponentError, ComponentStats, Processor};
+use hpcotel_core::{Batch, Catalog, ComponentError, ComponentStats, Processor, Signal};
 
 use super::Config;
 
@@ -66,10 +66,27 @@ pub(super) fn enrich(
     if snapshot.pods.is_empty() {
         return;
     }
-    if let Batch::Logs(rs) = batch
-        && rollout_window > 0
-    {
-        join_rollouts(snapshot, rollout_window, rs);
+    if rollout_window > 0 {
+        // Log records kept raw are decoded only when one of their pods' Applications is
+        // rolling out (or just was): joining sets ids on the records themselves.
+        if let Batch::Raw(raw) = batch
+            && raw.signal() == Signal::Logs
+        {
+            let mut finder = Enricher::finder(snapshot);
+            let joins = raw.resources.iter().any(|r| {
+                r.resource
+                    .as_ref()
+                    .and_then(|res| finder.find_pod(&res.attributes))
+                    .and_then(|uid| rollout_of(snapshot, uid, rollout_window))
+                    .is_some()
+            });
+            if joins {
+                batch.make_decoded();
+            }
+        }
+        if let Batch::Logs(rs) = batch {
+            join_rollouts(snapshot, rollout_window, rs);
+        }
     }
     if allowed.is_empty() {
         return;
@@ -90,6 +107,10 @@ pub(super) fn enrich(
         Batch::Logs(rs) => rs
             .iter_mut()
             .for_each(|r| enricher.resource(&mut r.resource)),
+        Batch::Raw(raw) => raw
+            .resources
+            .iter_mut()
+            .for_each(|r| enricher.resource(&mut r.resource)),
     }
 }
 
@@ -104,12 +125,7 @@ struct RolloutWindow {
 /// Sets the trace of the rollout in progress (or just ended) of the pod's Application on
 /// every log record of that pod timed inside the rollout's window and without a trace id.
 fn join_rollouts(snapshot: &Snapshot, window: u64, logs: &mut [ResourceLogs]) {
-    let mut finder = Enricher {
-        snapshot,
-        allowed: &[],
-        by_name: None,
-        added: HashMap::new(),
-    };
+    let mut finder = Enricher::finder(snapshot);
     let mut windows: HashMap<&str, Option<RolloutWindow>> = HashMap::new();
     for rl in logs {
         let Some(resource) = &rl.resource else {
@@ -118,19 +134,9 @@ fn join_rollouts(snapshot: &Snapshot, window: u64, logs: &mut [ResourceLogs]) {
         let Some(uid) = finder.find_pod(&resource.attributes) else {
             continue;
         };
-        let w = windows.entry(uid).or_insert_with(|| {
-            let app = snapshot.correlate(uid)?.app?;
-            let op = app.operation?;
-            let trace_id = rollout_trace_id(&app.uid, op.started_unix_nano);
-            Some(RolloutWindow {
-                span_id: rollout_span_id(&trace_id, "root"),
-                trace_id,
-                from: op.started_unix_nano,
-                to: op
-                    .finished_unix_nano
-                    .map_or(u64::MAX, |f| f.saturating_add(window)),
-            })
-        });
+        let w = windows
+            .entry(uid)
+            .or_insert_with(|| rollout_of(snapshot, uid, window));
         let Some(w) = w else { continue };
         for record in rl
             .scope_logs
@@ -150,6 +156,22 @@ fn join_rollouts(snapshot: &Snapshot, window: u64, logs: &mut [ResourceLogs]) {
     }
 }
 
+/// The rollout the logs of pod `uid` may join: its Application's operation in progress or
+/// last finished, with `window` after its end.
+fn rollout_of(snapshot: &Snapshot, uid: &str, window: u64) -> Option<RolloutWindow> {
+    let app = snapshot.correlate(uid)?.app?;
+    let op = app.operation?;
+    let trace_id = rollout_trace_id(&app.uid, op.started_unix_nano);
+    Some(RolloutWindow {
+        span_id: rollout_span_id(&trace_id, "root"),
+        trace_id,
+        from: op.started_unix_nano,
+        to: op
+            .finished_unix_nano
+            .map_or(u64::MAX, |f| f.saturating_add(window)),
+    })
+}
+
 /// One batch's lookups, memoised.
 struct Enricher<'s> {
     snapshot: &'s Snapshot,
@@ -161,6 +183,16 @@ struct Enricher<'s> {
 }
 
 impl<'s> Enricher<'s> {
+    /// An enricher that only finds pods.
+    fn finder(snapshot: &'s Snapshot) -> Self {
+        Enricher {
+            snapshot,
+            allowed: &[],
+            by_name: None,
+            added: HashMap::new(),
+        }
+    }
+
     fn resource(&mut self, resource: &mut Option<Resource>) {
         let Some(resource) = resource else { return };
         let Some(uid) = self.find_pod(&resource.attributes) else {

@@ -176,6 +176,7 @@ fn attributes(batch: &Batch) -> Vec<Vec<(String, String)>> {
         Batch::Traces(rs) => rs.iter().map(|r| &r.resource).collect(),
         Batch::Metrics(rs) => rs.iter().map(|r| &r.resource).collect(),
         Batch::Logs(rs) => rs.iter().map(|r| &r.resource).collect(),
+        Batch::Raw(raw) => raw.resources.iter().map(|r| &r.resource).collect(),
     };
     resources
         .into_iter()
@@ -548,4 +549,70 @@ async fn pod_logs_inside_a_rollout_window_join_its_trace() {
         panic!("logs")
     };
     assert!(rl[0].scope_logs[0].log_records[0].trace_id.is_empty());
+}
+
+/// `batch` as a receiver hands it over: encoded and taken back kept raw.
+fn as_received(batch: &Batch) -> Batch {
+    let raw = Batch::from_request(batch.signal(), batch.encode_request().into()).unwrap();
+    assert!(matches!(raw, Batch::Raw(_)), "kept raw");
+    raw
+}
+
+#[tokio::test]
+async fn batches_kept_raw_are_enriched_as_decoded_ones_are() {
+    use hpcotel_core::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    // Spans: the resource gets the pod's attributes, the spans stay raw.
+    let mut spans = traces(vec![
+        resource(&[("k8s.pod.uid", "pod-a")]),
+        resource(&[("service.name", "elsewhere")]),
+    ]);
+    if let Batch::Traces(rs) = &mut spans {
+        for r in rs.iter_mut() {
+            r.scope_spans[0].spans[0].trace_id = vec![1; 16];
+            r.scope_spans[0].spans[0].span_id = vec![1; 8];
+        }
+    }
+    let decoded = run_one(&catalog(), &Config::default(), spans.clone()).await;
+    let raw = run_one(&catalog(), &Config::default(), as_received(&spans)).await;
+    assert!(
+        matches!(raw, Batch::Raw(_)),
+        "spans are not decoded to be enriched"
+    );
+    assert_eq!(attributes(&raw), attributes(&decoded));
+    assert_eq!(raw.into_decoded(), decoded);
+
+    // Log records of a pod whose Application is rolling out join its trace: decoded for it.
+    let logs = |uid: &str| {
+        Batch::Logs(vec![ResourceLogs {
+            resource: resource(&[("k8s.pod.uid", uid)]),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: 210 * S,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+    };
+    let joined = run_one(&catalog(), &Config::default(), as_received(&logs("pod-a"))).await;
+    let Batch::Logs(rl) = &joined else {
+        panic!("decoded to join the rollout: {joined:?}")
+    };
+    assert_eq!(
+        rl[0].scope_logs[0].log_records[0].trace_id,
+        rollout_trace_id("app-uid", 200 * S)
+    );
+    assert_eq!(
+        joined,
+        run_one(&catalog(), &Config::default(), logs("pod-a")).await
+    );
+    // A pod the Catalog does not know: nothing to join, the records stay raw.
+    let other = run_one(
+        &catalog(),
+        &Config::default(),
+        as_received(&logs("unknown")),
+    )
+    .await;
+    assert!(matches!(other, Batch::Raw(_)));
 }

@@ -25,6 +25,9 @@ CONCURRENCY="${CONCURRENCY:-4}"
 COLLECTORS="${COLLECTORS:-hpcotel rotel}"
 SIGNAL="${SIGNAL:-traces}"         # traces (spans), logs (log records) or metrics (data points)
 COMPRESSION="${COMPRESSION:-gzip}" # export compression of both collectors: gzip (their default) or none
+# RESULTS_TSV=FILE appends one tab-separated row per collector (benches/export-cost.sh reads it):
+# signal, compression, rate, connections, collector, items/s, p99 ms, CPU us/item, peak RSS MiB,
+# delivered/accepted, the collector's CPUs (COLLECTOR_CPUS, or -).
 COLLECTOR_CPUS="${COLLECTOR_CPUS:-}" # e.g. 0: pin the collector under test (taskset -c), loadgen and sink elsewhere
 OTHER_CPUS="${OTHER_CPUS:-}"         # e.g. 1: where loadgen and sink run when the collector is pinned
 SINK_GRPC="127.0.0.1:14317"
@@ -160,6 +163,10 @@ for collector in $COLLECTORS; do
   RESULT_RSS[$collector]="$rss_mib"
   RESULT_CPU[$collector]="$cpu_us"
   rows+=("$(printf '%-8s %12s %10s %12s %14s %22s' "$collector" "$rate" "$p99" "$cpu_us" "$rss_mib" "$delivered/$accepted")")
+  if [ -n "${RESULTS_TSV:-}" ]; then
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$SIGNAL" "$COMPRESSION" "$RATE" "$CONCURRENCY" \
+      "$collector" "$rate" "$p99" "$cpu_us" "$rss_mib" "$delivered/$accepted" "${COLLECTOR_CPUS:--}" >>"$RESULTS_TSV"
+  fi
   if [ "$delivered" -lt "$accepted" ]; then
     log "$collector delivered $delivered of $accepted accepted spans"
     status=1

@@ -7,9 +7,13 @@ use serde::{Deserialize, Serialize};
 
 /// Default for [`QueueConfig::enabled`].
 pub const DEFAULT_QUEUE_ENABLED: bool = true;
-/// Default for [`QueueConfig::queue_size`], in items (spans, metric points, log records).
-/// About 50 MB at the ~1 kB a typical span or data point takes in memory.
+/// Default for [`QueueConfig::queue_size`] with `sizer: items` (spans, metric points, log
+/// records). The OTLP exporters hold them encoded and compressed (tens to hundreds of bytes
+/// each); other exporters decoded (about 1 kB each).
 pub const DEFAULT_QUEUE_SIZE: usize = 50_000;
+/// Default for [`QueueConfig::queue_size`] with `sizer: bytes`: 16 MiB of requests as they will
+/// be sent (with gzip, a few hundred thousand spans).
+pub const DEFAULT_QUEUE_SIZE_BYTES: usize = 16 << 20;
 /// Default for [`QueueConfig::num_consumers`].
 pub const DEFAULT_NUM_CONSUMERS: usize = 4;
 /// Default for [`QueueConfig::block_on_full`].
@@ -30,7 +34,7 @@ pub const DEFAULT_MAX_ELAPSED_TIME: Duration = Duration::from_secs(300);
 
 /// `sending_queue`: the bounded in-memory queue in front of an exporter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "QueueInput")]
 pub struct QueueConfig {
     /// Queue batches and export them from `num_consumers` background tasks. When false, the
     /// sender exports inline (with retry) in its own task. Default: true.
@@ -42,8 +46,8 @@ pub struct QueueConfig {
     /// Default: `items`.
     pub sizer: Sizer,
     /// Capacity of the queue, in the sizer's unit (at least 1). A request larger than the
-    /// whole queue waits for it to empty, then goes alone. Default: 50000.
-    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
+    /// whole queue waits for it to empty, then goes alone. Default: 50000 items, or 16777216
+    /// (16 MiB) with `sizer: bytes`.
     pub queue_size: usize,
     /// Number of concurrent export tasks (at least 1). Default: 4.
     #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
@@ -52,6 +56,51 @@ pub struct QueueConfig {
     /// their clients RESOURCE_EXHAUSTED / 429); false drops the batch, counted as dropped with
     /// reason `queue_full`. Default: true.
     pub block_on_full: bool,
+}
+
+/// [`QueueConfig`] as written: `queue_size`'s default depends on the sizer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct QueueInput {
+    enabled: bool,
+    sizer: Sizer,
+    #[serde(deserialize_with = "at_least_one_given")]
+    queue_size: Option<usize>,
+    #[serde(deserialize_with = "hpcotel_core::config::at_least_one")]
+    num_consumers: usize,
+    block_on_full: bool,
+}
+
+impl Default for QueueInput {
+    fn default() -> Self {
+        let d = QueueConfig::default();
+        Self {
+            enabled: d.enabled,
+            sizer: d.sizer,
+            queue_size: None,
+            num_consumers: d.num_consumers,
+            block_on_full: d.block_on_full,
+        }
+    }
+}
+
+impl From<QueueInput> for QueueConfig {
+    fn from(i: QueueInput) -> Self {
+        Self {
+            enabled: i.enabled,
+            sizer: i.sizer,
+            queue_size: i.queue_size.unwrap_or(match i.sizer {
+                Sizer::Items => DEFAULT_QUEUE_SIZE,
+                Sizer::Bytes => DEFAULT_QUEUE_SIZE_BYTES,
+            }),
+            num_consumers: i.num_consumers,
+            block_on_full: i.block_on_full,
+        }
+    }
+}
+
+fn at_least_one_given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    hpcotel_core::config::at_least_one(d).map(Some)
 }
 
 /// What a queue's capacity counts.

@@ -314,6 +314,15 @@ fn configs_parse_with_defaults_and_reject_bad_values() {
     assert_eq!(q.sizer, Sizer::Items);
     let q: QueueConfig = serde_yaml::from_str("sizer: bytes\nqueue_size: 8388608").unwrap();
     assert_eq!((q.sizer, q.queue_size), (Sizer::Bytes, 8 << 20));
+    // Without a size, each sizer has its own default: 50000 bytes would hold a few requests.
+    let q: QueueConfig = serde_yaml::from_str("sizer: bytes").unwrap();
+    assert_eq!(q.queue_size, super::config::DEFAULT_QUEUE_SIZE_BYTES);
+    let q: QueueConfig = serde_yaml::from_str("sizer: items").unwrap();
+    assert_eq!(q.queue_size, super::config::DEFAULT_QUEUE_SIZE);
+    let e = serde_yaml::from_str::<QueueConfig>("sizer: bytes\nnum_consumers: 0").unwrap_err();
+    assert!(e.to_string().contains("at least 1"), "{e}");
+    let e = serde_yaml::from_str::<QueueConfig>("sizr: bytes").unwrap_err();
+    assert!(e.to_string().contains("unknown field `sizr`"), "{e}");
     let e = serde_yaml::from_str::<QueueConfig>("sizer: requests").unwrap_err();
     assert!(
         e.to_string()

@@ -50,6 +50,24 @@ fn attributes(i: usize) -> Vec<KeyValue> {
     ]
 }
 
+/// Ids for odd items, none for even ones.
+fn optional_id(i: usize, byte: u8, len: usize) -> Vec<u8> {
+    if i.is_multiple_of(2) {
+        vec![]
+    } else {
+        vec![byte; len]
+    }
+}
+
+/// `body` as a length-delimited field.
+fn frame(field: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
+    prost::encoding::encode_varint(body.len() as u64, &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
 fn span(i: usize) -> Span {
     Span {
         trace_id: vec![i as u8 + 1; 16],
@@ -145,16 +163,8 @@ fn logs() -> Vec<ResourceLogs> {
                         attributes: attributes(i as usize),
                         dropped_attributes_count: 0,
                         flags: 1,
-                        trace_id: if i.is_multiple_of(2) {
-                            vec![]
-                        } else {
-                            vec![3; 16]
-                        },
-                        span_id: if i.is_multiple_of(2) {
-                            vec![]
-                        } else {
-                            vec![3; 8]
-                        },
+                        trace_id: optional_id(i as usize, 3, 16),
+                        span_id: optional_id(i as usize, 3, 8),
                         event_name: "e".into(),
                     })
                     .collect(),
@@ -274,13 +284,6 @@ fn what_the_walker_is_not_sure_of_is_decoded_as_before() {
 fn request_with_span_field(extra: &[u8]) -> Bytes {
     let mut span = span(0).encode_to_vec();
     span.extend_from_slice(extra);
-    let frame = |field: u32, body: &[u8]| {
-        let mut out = Vec::new();
-        prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
-        prost::encoding::encode_varint(body.len() as u64, &mut out);
-        out.extend_from_slice(body);
-        out
-    };
     let scope = frame(2, &span);
     let resource = frame(2, &scope);
     Bytes::from(frame(1, &resource))
@@ -317,27 +320,27 @@ fn unknown_fields_wrong_wire_types_and_bad_utf8_go_to_prost() {
     assert!(Batch::from_request(Signal::Traces, cut).is_err());
 }
 
-/// Whatever the walker keeps, prost decodes, to the same spans: requests damaged at every
-/// byte in turn (each byte set to several values) are either refused by the walker or
-/// decode, raw and by prost, to equal batches.
-#[test]
-fn kept_requests_decode_as_prost_decodes_them() {
-    let rs: Vec<ResourceSpans> = traces().into_iter().take(1).collect();
-    let request = trace_request(&rs).to_vec();
+/// Damages `request` at every byte in turn (each byte set to several values): whatever the
+/// walker keeps raw must decode, by prost, to the same items, counted the same.
+fn assert_kept_requests_decode_as_prost(signal: Signal, request: &[u8]) {
     let (mut kept, mut refused) = (0, 0);
     for at in 0..request.len() {
         for value in [0x00u8, 0x01, 0x7f, 0x80, 0xff, request[at] ^ 0x08] {
-            let mut damaged = request.clone();
+            let mut damaged = request.to_vec();
             damaged[at] = value;
             let damaged = Bytes::from(damaged);
-            match RawBatch::parse(Signal::Traces, &damaged) {
+            match RawBatch::parse(signal, &damaged) {
                 Some(batch) => {
                     kept += 1;
-                    let by_prost =
-                        Batch::decode_request(Signal::Traces, &damaged).unwrap_or_else(|e| {
-                            panic!("byte {at} = {value:#x}: kept raw, prost says {e}")
-                        });
+                    let by_prost = Batch::decode_request(signal, &damaged).unwrap_or_else(|e| {
+                        panic!("byte {at} = {value:#x}: kept raw, prost says {e}")
+                    });
                     assert_eq!(batch.encoded_len(), batch.encode_request().len());
+                    assert_eq!(
+                        batch.item_count(),
+                        by_prost.item_count(),
+                        "byte {at} = {value:#x}"
+                    );
                     // Compared encoded: a damaged double may be NaN, never equal to itself.
                     assert_eq!(
                         Batch::Raw(batch).into_decoded().encode_request(),
@@ -353,6 +356,13 @@ fn kept_requests_decode_as_prost_decodes_them() {
         kept > 100 && refused > 100,
         "kept {kept}, refused {refused}"
     );
+}
+
+/// Whatever the walker keeps, prost decodes, to the same spans.
+#[test]
+fn kept_requests_decode_as_prost_decodes_them() {
+    let rs: Vec<ResourceSpans> = traces().into_iter().take(1).collect();
+    assert_kept_requests_decode_as_prost(Signal::Traces, &trace_request(&rs));
 }
 
 #[test]
@@ -438,16 +448,8 @@ fn exemplars(i: usize) -> Vec<Exemplar> {
     vec![Exemplar {
         filtered_attributes: attributes(i),
         time_unix_nano: 9,
-        span_id: if i.is_multiple_of(2) {
-            vec![]
-        } else {
-            vec![4; 8]
-        },
-        trace_id: if i.is_multiple_of(2) {
-            vec![]
-        } else {
-            vec![4; 16]
-        },
+        span_id: optional_id(i, 4, 8),
+        trace_id: optional_id(i, 4, 16),
         value: Some(exemplar::Value::AsDouble(1.5)),
     }]
 }
@@ -617,13 +619,6 @@ fn metrics_the_walker_is_not_sure_of_are_decoded() {
     let first = rm[0].scope_metrics[0].metrics.remove(0);
     let mut metric = first.encode_to_vec();
     metric.extend_from_slice(&extra);
-    let frame = |field: u32, body: &[u8]| {
-        let mut out = Vec::new();
-        prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut out);
-        prost::encoding::encode_varint(body.len() as u64, &mut out);
-        out.extend_from_slice(body);
-        out
-    };
     let request = Bytes::from(frame(1, &frame(2, &frame(2, &metric))));
     assert!(RawBatch::parse(Signal::Metrics, &request).is_none());
     // The second gauge's point merged into the first gauge's three.
@@ -652,37 +647,5 @@ fn metric_cuts_inside_a_metric_match_the_decoded_cut() {
 
 #[test]
 fn kept_metric_requests_decode_as_prost_decodes_them() {
-    let request = metric_request(&metrics()).to_vec();
-    let (mut kept, mut refused) = (0, 0);
-    for at in 0..request.len() {
-        for value in [0x00u8, 0x01, 0x7f, 0x80, 0xff, request[at] ^ 0x08] {
-            let mut damaged = request.clone();
-            damaged[at] = value;
-            let damaged = Bytes::from(damaged);
-            match RawBatch::parse(Signal::Metrics, &damaged) {
-                Some(batch) => {
-                    kept += 1;
-                    let by_prost =
-                        Batch::decode_request(Signal::Metrics, &damaged).unwrap_or_else(|e| {
-                            panic!("byte {at} = {value:#x}: kept raw, prost says {e}")
-                        });
-                    assert_eq!(
-                        batch.item_count(),
-                        by_prost.item_count(),
-                        "byte {at} = {value:#x}"
-                    );
-                    assert_eq!(
-                        Batch::Raw(batch).into_decoded().encode_request(),
-                        by_prost.encode_request(),
-                        "byte {at} = {value:#x}"
-                    );
-                }
-                None => refused += 1,
-            }
-        }
-    }
-    assert!(
-        kept > 100 && refused > 100,
-        "kept {kept}, refused {refused}"
-    );
+    assert_kept_requests_decode_as_prost(Signal::Metrics, &metric_request(&metrics()));
 }

@@ -15,6 +15,8 @@
 //!   processors through cheap snapshots.
 //! - [`metric_set`]: the builder receivers that sample use for their OTLP metrics.
 //! - [`semconv`]: every attribute and metric name hpcotel emits, defined once.
+//! - [`wal`]: the write-ahead log under the durable export queue: checksummed segments,
+//!   one cursor per consumer, recovery that cuts torn tails and skips corruption.
 
 pub mod ack;
 pub mod catalog;
@@ -28,6 +30,7 @@ pub mod semconv;
 pub mod server;
 pub mod signal;
 pub mod telemetry;
+pub mod wal;
 
 pub use ack::{AckSource, Acks, Settled};
 pub use catalog::{Catalog, Correlation, PodRef};

@@ -1,0 +1,246 @@
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::{Error, Fsync, Options, Position, Wal};
+
+fn options(dir: &Path) -> Options {
+    Options {
+        dir: dir.to_owned(),
+        max_bytes: 1 << 20,
+        segment_bytes: 4096,
+        fsync: Fsync::Always,
+    }
+}
+
+fn record(i: usize) -> Vec<u8> {
+    format!("record {i:05} ").repeat(1 + i % 7).into_bytes()
+}
+
+/// Everything `consumer` can read, committing as it goes.
+fn drain(wal: &mut Wal, consumer: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let batch = wal.read(consumer, 16).unwrap();
+        let Some(last) = batch.last() else {
+            return out;
+        };
+        wal.commit(consumer, last.next).unwrap();
+        out.extend(batch.into_iter().map(|r| r.payload));
+    }
+}
+
+fn segments(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn records_come_back_in_order_across_segments_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    assert_eq!(recovery, Default::default());
+    for i in 0..300 {
+        wal.append(&record(i)).unwrap();
+    }
+    assert!(
+        segments(dir.path()).len() >= 4,
+        "rolled over into several segments"
+    );
+    // Read half, then "crash" (drop without a clean close) and reopen.
+    let mut got = Vec::new();
+    while got.len() < 150 {
+        let batch = wal.read("otlp", 10).unwrap();
+        wal.commit("otlp", batch.last().unwrap().next).unwrap();
+        got.extend(batch.into_iter().map(|r| r.payload));
+    }
+    drop(wal);
+    let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    assert_eq!(recovery.undelivered, 150);
+    assert_eq!(recovery.truncated_bytes + recovery.corrupted_bytes, 0);
+    got.extend(drain(&mut wal, "otlp"));
+    let want: Vec<_> = (0..300).map(record).collect();
+    assert_eq!(got, want);
+    // Every segment but the active one is gone once delivered.
+    assert_eq!(segments(dir.path()).len(), 1);
+}
+
+#[test]
+fn each_consumer_has_its_own_cursor_and_segments_wait_for_the_slowest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(options(dir.path()), &["fast", "slow"]).unwrap();
+    for i in 0..200 {
+        wal.append(&record(i)).unwrap();
+    }
+    let before = segments(dir.path()).len();
+    assert_eq!(drain(&mut wal, "fast").len(), 200);
+    assert_eq!(segments(dir.path()).len(), before, "slow still needs them");
+    let first = wal.read("slow", 1).unwrap();
+    assert_eq!(first[0].payload, record(0));
+    assert_eq!(drain(&mut wal, "slow").len(), 200);
+    assert_eq!(segments(dir.path()).len(), 1);
+    assert!(matches!(
+        wal.read("nobody", 1),
+        Err(Error::UnknownConsumer(name)) if name == "nobody"
+    ));
+}
+
+#[test]
+fn a_torn_tail_is_cut_at_the_last_good_record_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    for i in 0..20 {
+        wal.append(&record(i)).unwrap();
+    }
+    drop(wal);
+    // Cut the last segment in the middle of its last record.
+    let last = segments(dir.path()).pop().unwrap();
+    let len = fs::metadata(&last).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    assert!(recovery.truncated_bytes > 0, "{recovery:?}");
+    assert_eq!(recovery.records, 19);
+    assert_eq!(recovery.corrupted_bytes, 0);
+    // The log goes on appending after the last good record.
+    wal.append(b"after the crash").unwrap();
+    let got = drain(&mut wal, "otlp");
+    let mut want: Vec<_> = (0..19).map(record).collect();
+    want.push(b"after the crash".to_vec());
+    assert_eq!(got, want);
+}
+
+#[test]
+fn flipped_bytes_cost_only_the_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    let mut positions = Vec::new();
+    for i in 0..40 {
+        positions.push(wal.append(&record(i)).unwrap());
+    }
+    drop(wal);
+    // Damage record 5's payload, and record 9's length field (so its frame's end is lost).
+    let flip = |at: Position, delta: u64| {
+        let path = dir.path().join(format!("{:020}.wal", at.segment));
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(path)
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at.offset + delta).unwrap();
+        f.write_all_at(&[b[0] ^ 0x5a], at.offset + delta).unwrap();
+    };
+    flip(positions[5], 14);
+    flip(positions[9], 5);
+    let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    assert_eq!(recovery.records, 38, "{recovery:?}");
+    assert!(recovery.corrupted_bytes > 0);
+    assert!(!recovery.corrupted_segments.is_empty());
+    let got = drain(&mut wal, "otlp");
+    let want: Vec<_> = (0..40).filter(|i| *i != 5 && *i != 9).map(record).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_segment_of_zeros_is_skipped_and_the_rest_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    let mut positions = Vec::new();
+    for i in 0..300 {
+        positions.push(wal.append(&record(i)).unwrap());
+    }
+    drop(wal);
+    let zeroed = positions[100].segment;
+    let path = dir.path().join(format!("{zeroed:020}.wal"));
+    let len = fs::metadata(&path).unwrap().len();
+    fs::write(&path, vec![0u8; len as usize]).unwrap();
+    let lost = positions.iter().filter(|p| p.segment == zeroed).count();
+    let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
+    assert_eq!(recovery.corrupted_bytes, len);
+    assert_eq!(recovery.corrupted_segments, [zeroed]);
+    assert_eq!(recovery.records, (300 - lost) as u64);
+    let got = drain(&mut wal, "otlp");
+    let want: Vec<_> = (0..300)
+        .filter(|&i| positions[i].segment != zeroed)
+        .map(record)
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_full_budget_refuses_appends_until_delivery_frees_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        max_bytes: 16 * 1024,
+        ..options(dir.path())
+    };
+    let (mut wal, _) = Wal::open(opts.clone(), &["otlp"]).unwrap();
+    let mut accepted = 0;
+    let full = loop {
+        match wal.append(&record(accepted)) {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(full, Error::Full { used, max, no_space: false } if used <= max && max == 16 * 1024),
+        "{full}"
+    );
+    assert!(wal.used_bytes() <= 16 * 1024);
+    let got = drain(&mut wal, "otlp");
+    assert_eq!(got.len(), accepted);
+    wal.append(b"room again").unwrap();
+    assert_eq!(drain(&mut wal, "otlp"), [b"room again".to_vec()]);
+}
+
+#[test]
+fn a_damaged_cursor_file_means_delivering_again_not_skipping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(options(dir.path()), &["otlp/backend"]).unwrap();
+    for i in 0..10 {
+        wal.append(&record(i)).unwrap();
+    }
+    let first = wal.read("otlp/backend", 4).unwrap();
+    wal.commit("otlp/backend", first.last().unwrap().next)
+        .unwrap();
+    drop(wal);
+    let cursor = dir.path().join("cursors").join("otlp~backend");
+    let mut bytes = fs::read(&cursor).unwrap();
+    bytes[3] ^= 0xff;
+    fs::write(&cursor, bytes).unwrap();
+    let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp/backend"]).unwrap();
+    assert_eq!(recovery.undelivered, 10);
+    assert_eq!(drain(&mut wal, "otlp/backend").len(), 10);
+}
+
+#[test]
+fn interval_sync_syncs_only_when_due_and_dirty() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        fsync: Fsync::Every(std::time::Duration::ZERO),
+        ..options(dir.path())
+    };
+    let (mut wal, _) = Wal::open(opts, &["otlp"]).unwrap();
+    assert!(!wal.sync_if_due().unwrap(), "nothing to sync");
+    wal.append(b"x").unwrap();
+    assert!(wal.sync_if_due().unwrap());
+    assert!(!wal.sync_if_due().unwrap());
+    let opts = Options {
+        fsync: Fsync::Every(std::time::Duration::from_secs(3600)),
+        ..options(dir.path())
+    };
+    let (mut wal, recovery) = Wal::open(opts, &["otlp"]).unwrap();
+    assert_eq!(recovery.records, 1);
+    wal.append(b"y").unwrap();
+    assert!(!wal.sync_if_due().unwrap(), "not due for an hour");
+}

@@ -34,8 +34,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod handle;
 #[cfg(test)]
 mod tests;
+
+pub use handle::WalHandle;
 
 /// The marker that opens every frame.
 const MAGIC: [u8; 4] = *b"HWAL";
@@ -163,6 +166,8 @@ pub struct Wal {
     last_sync: Instant,
     /// Appended or committed since the last sync.
     dirty: bool,
+    /// Syncs done since opened.
+    syncs: u64,
 }
 
 /// What scanning a frame at an offset found.
@@ -366,6 +371,7 @@ impl Wal {
             cursors,
             last_sync: Instant::now(),
             dirty: false,
+            syncs: 0,
         };
         sync_dir(&dir)?;
         wal.delete_consumed()?;
@@ -380,6 +386,16 @@ impl Wal {
     /// Appends `payload`; synced before it returns under [`Fsync::Always`]. Refused with
     /// [`Error::Full`] when it would pass `max_bytes` or the file system has no room.
     pub fn append(&mut self, payload: &[u8]) -> Result<Position> {
+        let at = self.append_unsynced(payload)?;
+        if self.opts.fsync == Fsync::Always {
+            self.sync()?;
+        }
+        Ok(at)
+    }
+
+    /// [`append`](Self::append) without the sync, whatever the policy: the caller syncs (the
+    /// handle's thread syncs a group of appends once).
+    fn append_unsynced(&mut self, payload: &[u8]) -> Result<Position> {
         if payload.len() > MAX_RECORD_BYTES {
             return Err(Error::TooLarge { len: payload.len() });
         }
@@ -416,9 +432,6 @@ impl Wal {
         self.segments
             .insert(self.active_id, at.offset + frame.len() as u64);
         self.dirty = true;
-        if self.opts.fsync == Fsync::Always {
-            self.sync()?;
-        }
         Ok(at)
     }
 
@@ -444,6 +457,7 @@ impl Wal {
         sync_dir(&self.opts.dir.join(CURSORS))?;
         self.last_sync = Instant::now();
         self.dirty = false;
+        self.syncs += 1;
         Ok(())
     }
 
@@ -536,6 +550,11 @@ impl Wal {
             sync_dir(&self.opts.dir.join(CURSORS))?;
         }
         self.delete_consumed()
+    }
+
+    /// Syncs done since the log was opened.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     /// Where `consumer` reads next.

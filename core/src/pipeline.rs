@@ -46,35 +46,60 @@ impl SendError {
 /// The pipelines one signal of a receiver feeds.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
-    senders: Vec<(String, channel::Sender)>,
+    /// (pipeline, its input, whether its first stage is a write-ahead log).
+    senders: Vec<(String, channel::Sender, bool)>,
 }
+
+/// How long a hand-over to a pipeline with a write-ahead log waits for the log to have the
+/// batch before the client is told to retry.
+pub const LOGGED_WAIT: Duration = Duration::from_secs(10);
 
 impl Output {
     /// Adds a pipeline (by name) to feed.
     pub fn push(&mut self, pipeline: impl Into<String>, sender: channel::Sender) {
-        self.senders.push((pipeline.into(), sender));
+        self.senders.push((pipeline.into(), sender, false));
+    }
+
+    /// Adds a pipeline whose first stage is a write-ahead log: a hand-over to it completes
+    /// only once the log has the batch (the log's stage settles the acks it gets).
+    pub fn push_logged(&mut self, pipeline: impl Into<String>, sender: channel::Sender) {
+        self.senders.push((pipeline.into(), sender, true));
     }
 
     /// Names of the pipelines fed.
     pub fn pipelines(&self) -> impl Iterator<Item = &str> {
-        self.senders.iter().map(|(n, _)| n.as_str())
+        self.senders.iter().map(|(n, _, _)| n.as_str())
+    }
+
+    fn logged(&self) -> bool {
+        self.senders.iter().any(|(_, _, logged)| *logged)
     }
 
     /// Sends `batch` through every permit. A pipeline whose stage went away after its room
     /// was reserved (only a stage killed at the end of a failed shutdown) makes the whole
     /// hand-over [`SendError::Closed`], so the client is told to retry and nothing is
     /// counted as accepted that a pipeline did not get.
-    /// Each pipeline gets a clone of `acks`.
-    fn deliver(permits: Vec<Permit>, batch: Batch, acks: Acks) -> Result<(), SendError> {
+    /// Each pipeline gets a clone of `acks`; pipelines with a write-ahead log a clone of
+    /// `logged` too.
+    fn deliver(
+        &self,
+        permits: Vec<Permit>,
+        batch: Batch,
+        acks: Acks,
+        logged: &Acks,
+    ) -> Result<(), SendError> {
         let n = permits.len();
         let mut delivered = true;
         let mut batch = Some((batch, acks));
-        for (i, permit) in permits.into_iter().enumerate() {
-            let (b, a) = if i + 1 == n {
+        for (i, (permit, (_, _, is_logged))) in permits.into_iter().zip(&self.senders).enumerate() {
+            let (b, mut a) = if i + 1 == n {
                 batch.take().expect("one batch per hand-over")
             } else {
                 batch.clone().expect("one batch per hand-over")
             };
+            if *is_logged {
+                a.merge(logged.clone());
+            }
             delivered &= permit.send_acked(b, a).is_ok();
         }
         if delivered {
@@ -84,24 +109,67 @@ impl Output {
         }
     }
 
-    fn try_send(&self, batch: Batch, items: usize) -> Result<(), SendError> {
+    fn try_send(&self, batch: Batch, items: usize, logged: &Acks) -> Result<(), SendError> {
         let mut permits = Vec::with_capacity(self.senders.len());
-        for (_, s) in &self.senders {
+        for (_, s, _) in &self.senders {
             match s.try_reserve(items) {
                 Ok(p) => permits.push(p),
                 Err(TryReserveError::Full) => return Err(SendError::Full),
                 Err(TryReserveError::Closed) => return Err(SendError::Closed),
             }
         }
-        Self::deliver(permits, batch, Acks::none())
+        self.deliver(permits, batch, Acks::none(), logged)
     }
 
-    async fn send(&self, batch: Batch, items: usize, acks: Acks) -> Result<(), SendError> {
+    async fn send(
+        &self,
+        batch: Batch,
+        items: usize,
+        acks: Acks,
+        logged: &Acks,
+    ) -> Result<(), SendError> {
         let mut permits = Vec::with_capacity(self.senders.len());
-        for (_, s) in &self.senders {
+        for (_, s, _) in &self.senders {
             permits.push(s.reserve(items).await.map_err(|_| SendError::Closed)?);
         }
-        Self::deliver(permits, batch, acks)
+        self.deliver(permits, batch, acks, logged)
+    }
+}
+
+/// What a hand-over to pipelines with a write-ahead log waits on: the acks those pipelines'
+/// logs settle once they hold the batch.
+struct LoggedWait {
+    acks: Acks,
+    settled: tokio::sync::mpsc::UnboundedReceiver<crate::ack::Settled>,
+}
+
+impl LoggedWait {
+    /// `None` when no pipeline of `output` has a log (then nothing is waited for).
+    fn new(output: &Output) -> (Option<LoggedWait>, Acks) {
+        if !output.logged() {
+            return (None, Acks::none());
+        }
+        let (mut source, settled) = crate::ack::AckSource::new();
+        let (_, acks) = source.hand_over();
+        (
+            Some(LoggedWait {
+                acks: acks.clone(),
+                settled,
+            }),
+            acks,
+        )
+    }
+
+    /// Waits until every log has the batch: `Full` (retry later) when one could not take it
+    /// (its budget is full, its disk failed) or did not within [`LOGGED_WAIT`].
+    async fn wait(self) -> Result<(), SendError> {
+        let LoggedWait { acks, mut settled } = self;
+        // Our own clone: settled here, so only the logs' clones are waited on.
+        acks.settle();
+        match tokio::time::timeout(LOGGED_WAIT, settled.recv()).await {
+            Ok(Some(s)) if s.delivered => Ok(()),
+            _ => Err(SendError::Full),
+        }
     }
 }
 
@@ -136,6 +204,32 @@ impl Outputs {
             .unwrap_or_else(PoisonError::into_inner);
         let output = p.per_signal[signal.index()].get_or_insert_with(Arc::default);
         Arc::make_mut(output).push(name, sender);
+    }
+
+    /// [`add_logged`](Self::add_logged) when `logged`, else [`add`](Self::add).
+    pub fn add_logged_if(
+        &mut self,
+        logged: bool,
+        signal: Signal,
+        name: impl Into<String>,
+        sender: channel::Sender,
+    ) {
+        if logged {
+            self.add_logged(signal, name, sender)
+        } else {
+            self.add(signal, name, sender)
+        }
+    }
+
+    /// Adds pipeline `name` whose first stage is a write-ahead log ([`Output::push_logged`]):
+    /// hand-overs to it complete once the log holds the batch.
+    pub fn add_logged(&mut self, signal: Signal, name: impl Into<String>, sender: channel::Sender) {
+        let mut p = self
+            .pipelines
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let output = p.per_signal[signal.index()].get_or_insert_with(Arc::default);
+        Arc::make_mut(output).push_logged(name, sender);
     }
 
     /// The output for `signal`: [`SendError::NoPipeline`] when no pipeline of that signal
@@ -188,26 +282,47 @@ impl Outputs {
 
     /// Hands `batch` over without waiting. [`SendError::Full`] means the client should be
     /// told to retry (gRPC RESOURCE_EXHAUSTED, HTTP 429 + Retry-After).
+    ///
+    /// Pipelines with a write-ahead log get the batch but are not waited on.
     pub fn try_send(&self, batch: Batch) -> Result<(), SendError> {
         let (signal, items) = (batch.signal(), batch.item_count());
-        let result = self.output(signal).and_then(|o| o.try_send(batch, items));
+        let result = self.output(signal).and_then(|o| {
+            let (_, logged) = LoggedWait::new(&o);
+            let r = o.try_send(batch, items, &logged);
+            logged.settle();
+            r
+        });
         self.count(signal, items, &result);
         result
     }
 
     /// Hands `batch` over, waiting up to `wait` for room before answering
-    /// [`SendError::Full`]. A zero `wait` behaves as [`Outputs::try_send`].
+    /// [`SendError::Full`] (a zero `wait`: not at all). When a pipeline has a write-ahead log,
+    /// this returns once the log holds the batch (at most [`LOGGED_WAIT`] more), so a client
+    /// answered "accepted" has its data on disk.
     pub async fn send_within(&self, batch: Batch, wait: Duration) -> Result<(), SendError> {
-        if wait.is_zero() {
-            return self.try_send(batch);
-        }
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
             Err(e) => Err(e),
-            Ok(o) => match tokio::time::timeout(wait, o.send(batch, items, Acks::none())).await {
-                Ok(r) => r,
-                Err(_) => Err(SendError::Full),
-            },
+            Ok(o) => {
+                let (waiter, logged) = LoggedWait::new(&o);
+                let handed = if wait.is_zero() {
+                    o.try_send(batch, items, &logged)
+                } else {
+                    match tokio::time::timeout(wait, o.send(batch, items, Acks::none(), &logged))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(SendError::Full),
+                    }
+                };
+                // Ours is settled: only the logs' clones decide.
+                logged.settle();
+                match (handed, waiter) {
+                    (Ok(()), Some(w)) => w.wait().await,
+                    (r, _) => r,
+                }
+            }
         };
         self.count(signal, items, &result);
         result
@@ -225,7 +340,16 @@ impl Outputs {
         let (signal, items) = (batch.signal(), batch.item_count());
         let result = match self.output(signal) {
             Err(e) => Err(e),
-            Ok(o) => o.send(batch, items, acks).await,
+            Ok(o) => {
+                let (waiter, logged) = LoggedWait::new(&o);
+                let handed = o.send(batch, items, acks, &logged).await;
+                // Ours is settled: only the logs' clones decide.
+                logged.settle();
+                match (handed, waiter) {
+                    (Ok(()), Some(w)) => w.wait().await,
+                    (r, _) => r,
+                }
+            }
         };
         self.count(signal, items, &result);
         result

@@ -138,6 +138,11 @@ pub struct PipelineConfig {
     /// receivers answer "retry later". Default: 16384.
     #[serde(default = "default_pipeline_queue")]
     pub queue_size: usize,
+    /// A write-ahead log at the head of this pipeline: receivers answer their clients only
+    /// once a batch is in it, and it is replayed after a crash (see
+    /// `service::durable`). Default: none (the pipeline holds data in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_ahead_log: Option<crate::service::durable::WriteAheadLogConfig>,
 }
 
 fn default_pipeline_queue() -> usize {
@@ -342,6 +347,35 @@ impl Config {
                     format!("{at}.queue_size"),
                     "expected a positive number of items, got 0".into(),
                 ));
+            }
+            if let Some(w) = &p.write_ahead_log {
+                if w.directory.as_os_str().is_empty() {
+                    return Err((
+                        format!("{at}.write_ahead_log.directory"),
+                        "expected a directory for the log, got an empty path".into(),
+                    ));
+                }
+                if w.max_size_mib == 0 {
+                    return Err((
+                        format!("{at}.write_ahead_log.max_size_mib"),
+                        "expected a positive size in MiB, got 0".into(),
+                    ));
+                }
+                // Two logs in one directory would write each other's segments.
+                if let Some((other, _)) = self.service.pipelines.iter().find(|(o, q)| {
+                    *o < id
+                        && q.write_ahead_log
+                            .as_ref()
+                            .is_some_and(|x| x.directory == w.directory)
+                }) {
+                    return Err((
+                        format!("{at}.write_ahead_log.directory"),
+                        format!(
+                            "'{}' is already the write-ahead log of pipeline '{other}'; each pipeline needs its own",
+                            w.directory.display()
+                        ),
+                    ));
+                }
             }
             check_list(&at, "receivers", &p.receivers, |r| {
                 let cfg = self

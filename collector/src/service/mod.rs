@@ -20,6 +20,7 @@
 //! `starting` while components are built, `running` once every pipeline's tasks run,
 //! `stopping` from the shutdown signal on.
 
+pub mod durable;
 mod self_telemetry;
 mod status;
 mod summary;
@@ -176,6 +177,26 @@ impl Collector {
         for (name, p) in pipelines {
             let signal = config::pipeline_signal(name).expect("validated pipeline id");
             let (input_tx, mut rx) = channel::channel(p.queue_size);
+            if let Some(w) = &p.write_ahead_log {
+                let (tx, next_rx) = channel::channel(p.queue_size);
+                let stage = durable::start(name, signal, w, rx, tx).map_err(|e| Error::Build {
+                    kind: "pipeline",
+                    id: ComponentId::new(name.as_str(), None),
+                    source: format!("write_ahead_log: {e}").into(),
+                })?;
+                let (writer, reader) = (stage.writer, stage.reader);
+                let at = format!("{name}/write_ahead_log");
+                let at2 = at.clone();
+                stages.spawn(async move {
+                    writer.await;
+                    (at, Ok(()))
+                });
+                stages.spawn(async move {
+                    reader.await;
+                    (at2, Ok(()))
+                });
+                rx = next_rx;
+            }
             for pid in &p.processors {
                 let (tx, next_rx) = channel::channel(p.queue_size);
                 let processor = config.processors[pid].build(&catalog);
@@ -203,7 +224,12 @@ impl Collector {
                     .or_insert_with(|| {
                         Outputs::new(telemetry.register(ComponentKind::Receiver, rid.clone()))
                     })
-                    .add(signal, name.clone(), input_tx.clone());
+                    .add_logged_if(
+                        p.write_ahead_log.is_some(),
+                        signal,
+                        name.clone(),
+                        input_tx.clone(),
+                    );
             }
             if signal == Signal::Metrics && self_level == SelfMetricsLevel::Basic {
                 // Self-metrics are not counted as any receiver's.

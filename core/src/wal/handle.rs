@@ -3,6 +3,7 @@
 //! (group commit): under [`Fsync::Always`] the thread writes every append waiting in its queue,
 //! syncs once, then answers them all, so durability costs one fsync per burst, not per request.
 
+use std::future::Future;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -16,7 +17,12 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 
 enum Command {
     Append(Vec<u8>, oneshot::Sender<Result<Position>>),
-    Read(String, usize, oneshot::Sender<Result<Vec<Record>>>),
+    Read(
+        String,
+        Option<Position>,
+        usize,
+        oneshot::Sender<Result<Vec<Record>>>,
+    ),
     Commit(String, Position, oneshot::Sender<Result<()>>),
     Syncs(oneshot::Sender<u64>),
 }
@@ -51,20 +57,28 @@ impl WalHandle {
         Ok((WalHandle { tx }, recovery))
     }
 
-    /// Appends `payload`; resolves once it is written, and synced under [`Fsync::Always`].
-    pub async fn append(&self, payload: Vec<u8>) -> Result<Position> {
+    /// Appends `payload`: queued to the log's thread at once (so appends keep the order of
+    /// the calls, and appends submitted together share a sync); the future resolves once it is
+    /// written, and synced under [`Fsync::Always`].
+    pub fn append(&self, payload: Vec<u8>) -> impl Future<Output = Result<Position>> + use<> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Append(payload, reply))
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let sent = self.tx.send(Command::Append(payload, reply));
+        async move {
+            sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        }
     }
 
-    /// [`Wal::read`].
-    pub async fn read(&self, consumer: &str, max: usize) -> Result<Vec<Record>> {
+    /// [`Wal::read`] (`from: None`: from `consumer`'s cursor) or [`Wal::read_at`].
+    pub async fn read(
+        &self,
+        consumer: &str,
+        from: Option<Position>,
+        max: usize,
+    ) -> Result<Vec<Record>> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Command::Read(consumer.to_owned(), max, reply))
+            .send(Command::Read(consumer.to_owned(), from, max, reply))
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
@@ -110,8 +124,11 @@ fn run(mut wal: Wal, rx: mpsc::Receiver<Command>) {
                     let r = wal.append_unsynced(&payload);
                     waiting.push((r, reply));
                 }
-                Command::Read(consumer, max, reply) => {
-                    let _ = reply.send(wal.read(&consumer, max));
+                Command::Read(consumer, from, max, reply) => {
+                    let _ = reply.send(match from {
+                        Some(at) => wal.read_at(at, max),
+                        None => wal.read(&consumer, max),
+                    });
                 }
                 Command::Commit(consumer, next, reply) => {
                     let _ = reply.send(wal.commit(&consumer, next));

@@ -53,13 +53,23 @@ const SEGMENT_SUFFIX: &str = ".wal";
 /// Directory of cursor files, one per consumer.
 const CURSORS: &str = "cursors";
 
-/// When appended records are synced to stable storage.
+/// Default for [`Fsync`]: every 200 ms.
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+/// When appended records are synced to stable storage. Default: every
+/// [`DEFAULT_FSYNC_INTERVAL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
     /// Before each append returns.
     Always,
     /// When [`Wal::sync_if_due`] finds this long passed since the last sync.
     Every(Duration),
+}
+
+impl Default for Fsync {
+    fn default() -> Self {
+        Fsync::Every(DEFAULT_FSYNC_INTERVAL)
+    }
 }
 
 /// How a log is laid out and bounded.
@@ -476,10 +486,26 @@ impl Wal {
     /// Up to `max` records `consumer` has not committed past, in order, with the position
     /// after each. Corrupt bytes are skipped.
     pub fn read(&self, consumer: &str, max: usize) -> Result<Vec<Record>> {
-        let mut at = *self
+        let at = *self
             .cursors
             .get(consumer)
             .ok_or_else(|| Error::UnknownConsumer(consumer.to_owned()))?;
+        self.read_at(at, max)
+    }
+
+    /// Up to `max` records from `at` (a [`Record::next`], or a cursor), for a consumer that
+    /// reads ahead of what it has committed.
+    pub fn read_at(&self, mut at: Position, max: usize) -> Result<Vec<Record>> {
+        // A position in a segment deleted since (every consumer is past it) reads on from the
+        // oldest one kept.
+        if let Some((&oldest, _)) = self.segments.iter().next()
+            && at.segment < oldest
+        {
+            at = Position {
+                segment: oldest,
+                offset: 0,
+            };
+        }
         let mut out = Vec::new();
         while out.len() < max {
             let Some(&len) = self.segments.get(&at.segment) else {
@@ -562,8 +588,31 @@ impl Wal {
         self.cursors.get(consumer).copied()
     }
 
-    /// Deletes the segments before the oldest cursor's (never the active one).
+    /// Deletes the segments before the oldest cursor's. When every cursor is at the end of
+    /// the active segment (and it holds a quarter of a segment or more), a new one is begun
+    /// first, so a log read to its end frees its space.
     fn delete_consumed(&mut self) -> Result<()> {
+        let active_len = self.segments.get(&self.active_id).copied().unwrap_or(0);
+        let end = Position {
+            segment: self.active_id,
+            offset: active_len,
+        };
+        // (Not for a few bytes: a log kept drained would create a file per commit.)
+        if active_len >= self.opts.segment_bytes / 4
+            && !self.cursors.is_empty()
+            && self.cursors.values().all(|c| *c >= end)
+        {
+            self.roll()?;
+            let start = Position {
+                segment: self.active_id,
+                offset: 0,
+            };
+            let names: Vec<String> = self.cursors.keys().cloned().collect();
+            for name in names {
+                self.cursors.insert(name.clone(), start);
+                write_cursor(&self.opts.dir, &name, start)?;
+            }
+        }
         let Some(oldest) = self.cursors.values().map(|c| c.segment).min() else {
             return Ok(());
         };

@@ -267,7 +267,7 @@ async fn concurrent_appends_through_the_handle_share_syncs_and_all_come_back() {
     positions.sort_by_key(|(_, p)| *p);
     let mut got = Vec::new();
     loop {
-        let batch = wal.read("otlp", 32).await.unwrap();
+        let batch = wal.read("otlp", None, 32).await.unwrap();
         let Some(last) = batch.last() else { break };
         wal.commit("otlp", last.next).await.unwrap();
         got.extend(batch.into_iter().map(|r| r.payload));
@@ -282,4 +282,25 @@ async fn concurrent_appends_through_the_handle_share_syncs_and_all_come_back() {
     drop(wal);
     let (_, recovery) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
     assert_eq!(recovery.undelivered, 0, "commits survived the reopen");
+}
+
+#[test]
+fn a_log_read_to_its_end_frees_its_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(options(dir.path()), &["a", "b"]).unwrap();
+    while wal.used_bytes() < 3000 {
+        wal.append(&record(1)).unwrap();
+    }
+    drain(&mut wal, "a");
+    assert!(wal.used_bytes() >= 3000, "b has not read it yet");
+    drain(&mut wal, "b");
+    assert_eq!(wal.used_bytes(), 0);
+    wal.append(b"next").unwrap();
+    assert_eq!(drain(&mut wal, "a"), [b"next".to_vec()]);
+    drop(wal);
+    // The cursors moved to the new segment survive a restart.
+    let (mut wal, recovery) = Wal::open(options(dir.path()), &["a", "b"]).unwrap();
+    assert_eq!(recovery.undelivered, 1, "b has not read 'next'");
+    assert_eq!(drain(&mut wal, "b"), [b"next".to_vec()]);
+    assert!(drain(&mut wal, "a").is_empty());
 }

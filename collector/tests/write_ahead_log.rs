@@ -353,3 +353,131 @@ async fn send_until_refused_or(
     }
     acked
 }
+
+/// The frames of a segment as the log's format documents them (magic `HWAL`, length, CRC-32,
+/// payload): (offset, frame length, span names of the request in it). Read independently of
+/// hpcotel's reader, to know which spans each record holds.
+fn frames(path: &std::path::Path) -> Vec<(usize, usize, Vec<String>)> {
+    use prost::Message;
+    let buf = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 12 <= buf.len() {
+        assert_eq!(&buf[at..at + 4], b"HWAL", "{} at {at}", path.display());
+        let len = u32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap()) as usize;
+        let payload = &buf[at + 12..at + 12 + len];
+        let request =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                payload,
+            )
+            .unwrap();
+        let names = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(|s| s.name.clone())
+            .collect();
+        out.push((at, 12 + len, names));
+        at += 12 + len;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_log_is_cut_and_skipped_and_every_intact_record_delivered() {
+    let sink = OtlpSink::start().await;
+    sink.set_behaviour(Behaviour::Fail {
+        grpc: tonic::Code::Unavailable,
+        http: 503,
+        retry_after: None,
+        message: "backend down".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = free_port();
+    // 8 MiB: segments of 1 MiB.
+    let cfg = config_sized(grpc, &sink.grpc_endpoint(), dir.path(), "always", 8);
+    let mut hpcotel = Hpcotel::start(&cfg);
+    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    let segments = || {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut r = 0;
+    while segments().len() < 4 {
+        let first = r * SPANS_PER_REQUEST;
+        client
+            .export(spans_request("damaged", first, SPANS_PER_REQUEST))
+            .await
+            .expect("accepted into the log");
+        r += 1;
+    }
+    hpcotel.kill9();
+
+    let segs = segments();
+    let parsed: Vec<_> = segs.iter().map(|p| frames(p)).collect();
+    let mut lost: Vec<String> = Vec::new();
+    // 1. Flip a byte inside the fourth record of the first segment.
+    let (at, len, names) = &parsed[0][3];
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    bytes[at + len / 2] ^= 0x40;
+    std::fs::write(&segs[0], bytes).unwrap();
+    lost.extend(names.iter().cloned());
+    // 2. Zeros over the whole second segment.
+    let size = std::fs::metadata(&segs[1]).unwrap().len() as usize;
+    std::fs::write(&segs[1], vec![0u8; size]).unwrap();
+    lost.extend(parsed[1].iter().flat_map(|f| f.2.iter().cloned()));
+    // 3. The last segment cut in the middle of its last record (a torn write).
+    let last = segs.len() - 1;
+    let (at, len, names) = parsed[last].last().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segs[last])
+        .unwrap()
+        .set_len((at + len / 2) as u64)
+        .unwrap();
+    lost.extend(names.iter().cloned());
+    let intact: Vec<String> = parsed
+        .iter()
+        .flatten()
+        .flat_map(|f| f.2.iter().cloned())
+        .filter(|n| !lost.contains(n))
+        .collect();
+
+    sink.set_behaviour(Behaviour::Accept);
+    let mut hpcotel = Hpcotel::start(&cfg);
+    let (missing, repeated) = wait_for_every(&sink, &intact).await;
+    let got = delivered(&sink);
+    let log = hpcotel.wait_for_log("damaged records cut or skipped", Duration::from_secs(10));
+    eprintln!(
+        "damaged log: {} segments, {} records; {} spans intact, {} in damaged records; \
+         {missing} intact missing, {repeated} twice; hpcotel said: {}",
+        segs.len(),
+        parsed.iter().map(Vec::len).sum::<usize>(),
+        intact.len(),
+        lost.len(),
+        log.lines()
+            .find(|l| l.contains("damaged records"))
+            .unwrap_or_default()
+    );
+    assert_eq!(missing, 0, "intact records were not delivered");
+    assert_eq!(repeated, 0);
+    assert!(
+        lost.iter().all(|n| !got.contains_key(n)),
+        "a damaged record was delivered"
+    );
+    assert!(log.contains("truncated_bytes") && log.contains("corrupted_bytes"));
+    // It goes on taking data into the repaired log.
+    client
+        .export(spans_request("after", 0, SPANS_PER_REQUEST))
+        .await
+        .expect("accepted after recovery");
+    hpcotel.sigterm();
+}

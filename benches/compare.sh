@@ -6,6 +6,8 @@
 #   ROTEL_AGENT=/path/to/rotel-agent COLLECTORS="hpcotel" benches/compare.sh
 #
 #   RATE=40000 COMPRESSION=none benches/compare.sh   # both collectors exporting uncompressed
+#   COLLECTORS="hpcotel hpcotel-wal" RATE=40000 benches/compare.sh  # in-memory vs write-ahead log
+#                                                     # (WAL_FSYNC=always|200ms, default 200ms)
 #   SIGNAL=logs RATE=40000 benches/compare.sh         # log records (or metrics: data points)
 #
 # For each collector: start it forwarding 127.0.0.1:24317 -> otlp-sink 127.0.0.1:14317, run
@@ -83,7 +85,7 @@ find_rotel() {
 }
 
 build=(-p hpcotel-benches --bin otlp-loadgen -p hpcotel-testkit --bin otlp-sink)
-case " $COLLECTORS " in *" hpcotel "*) build+=(-p hpcotel --bin hpcotel) ;; esac
+case " $COLLECTORS " in *" hpcotel "* | *" hpcotel-wal "*) build+=(-p hpcotel --bin hpcotel) ;; esac
 log "building release binaries: ${build[*]}"
 cargo build --release "${build[@]}" >&2
 HPCOTEL="$TARGET_DIR/release/hpcotel"
@@ -104,6 +106,12 @@ for collector in $COLLECTORS; do
   case "$collector" in
     hpcotel)
       cmd=(env BENCH_COMPRESSION="$COMPRESSION" "$HPCOTEL" run --config "$ROOT/benches/hpcotel-bench.yaml")
+      ;;
+    hpcotel-wal)
+      # The same config with a write-ahead log at the head of each pipeline (fsync default).
+      mkdir -p "$WORK/wal"
+      cmd=(env BENCH_COMPRESSION="$COMPRESSION" BENCH_WAL_DIR="$WORK/wal" BENCH_WAL_FSYNC="${WAL_FSYNC:-200ms}"
+           "$HPCOTEL" run --config "$ROOT/benches/hpcotel-bench-wal.yaml")
       ;;
     rotel)
       rotel="$(find_rotel)"
@@ -182,6 +190,12 @@ if [ -n "${RESULT_RATE[hpcotel]:-}" ] && [ -n "${RESULT_RATE[rotel]:-}" ]; then
       -v c="${RESULT_RSS[hpcotel]}" -v d="${RESULT_RSS[rotel]}" \
       -v e="${RESULT_CPU[hpcotel]}" -v f="${RESULT_CPU[rotel]}" \
       'BEGIN { printf "hpcotel/rotel: throughput x%.2f, CPU per item x%.2f, peak RSS x%.2f\n", (b > 0 ? a / b : 0), (f > 0 ? e / f : 0), (d > 0 ? c / d : 0) }'
+fi
+if [ -n "${RESULT_RATE[hpcotel]:-}" ] && [ -n "${RESULT_RATE[hpcotel-wal]:-}" ]; then
+  awk -v a="${RESULT_RATE[hpcotel-wal]}" -v b="${RESULT_RATE[hpcotel]}" \
+      -v c="${RESULT_RSS[hpcotel-wal]}" -v d="${RESULT_RSS[hpcotel]}" \
+      -v e="${RESULT_CPU[hpcotel-wal]}" -v f="${RESULT_CPU[hpcotel]}" \
+      'BEGIN { printf "hpcotel-wal/hpcotel: throughput x%.2f, CPU per item x%.2f, peak RSS x%.2f\n", (b > 0 ? a / b : 0), (f > 0 ? e / f : 0), (d > 0 ? c / d : 0) }'
 fi
 echo "(raw results and logs in $WORK)"
 exit $status

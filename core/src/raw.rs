@@ -71,6 +71,17 @@ impl RawBatch {
     /// every part of it is plainly valid; `None` when it must be decoded (see the module doc:
     /// malformed, an id to refuse or rewrite, an unknown field, or a metrics request).
     pub fn parse(signal: Signal, request: &Bytes) -> Option<RawBatch> {
+        Self::parse_with(signal, request, Check::Full)
+    }
+
+    /// `request` kept raw without checking it again: for a request this process parsed
+    /// before and read back from its write-ahead log (checksummed), only the resources are
+    /// decoded and the items counted. `None` only for what `parse` would not have kept.
+    pub fn parse_logged(signal: Signal, request: &Bytes) -> Option<RawBatch> {
+        Self::parse_with(signal, request, Check::Count)
+    }
+
+    fn parse_with(signal: Signal, request: &Bytes, check: Check) -> Option<RawBatch> {
         let scope = match signal {
             Signal::Traces => Schema::ScopeSpans,
             Signal::Logs => Schema::ScopeLogs,
@@ -84,7 +95,7 @@ impl RawBatch {
                 return None;
             }
             let range = r.len_delimited_range()?;
-            resources.push(RawResource::parse(&request.slice(range), scope)?);
+            resources.push(RawResource::parse(&request.slice(range), scope, check)?);
         }
         Some(RawBatch { signal, resources })
     }
@@ -221,7 +232,7 @@ impl RawBatch {
 }
 
 impl RawResource {
-    fn parse(entry: &Bytes, scope: Schema) -> Option<RawResource> {
+    fn parse(entry: &Bytes, scope: Schema, check: Check) -> Option<RawResource> {
         let mut out = RawResource::default();
         let mut r = Reader::new(entry);
         while !r.done() {
@@ -238,7 +249,7 @@ impl RawResource {
                     .ok()?,
                 2 => {
                     let bytes = entry.slice(range);
-                    let items = walk(&bytes, scope, 3).ok()?;
+                    let items = walk(&bytes, scope, 3, check).ok()?;
                     out.scopes.push(RawScope { bytes, items });
                 }
                 3 => out.schema_url = std::str::from_utf8(&entry[range]).ok()?.to_owned(),
@@ -611,9 +622,19 @@ impl<'a> Ids<'a> {
     }
 }
 
-/// Checks `buf` as a `schema` message, all the way down; returns how many field-2 entries it
-/// has (a scope entry's items).
-fn walk(buf: &[u8], schema: Schema, depth: u32) -> Result<usize, Unsure> {
+/// How much [`walk`] looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Everything, down to each string's UTF-8 and each id.
+    Full,
+    /// Only what counting items needs (bytes this process checked before, read back from its
+    /// write-ahead log under a checksum).
+    Count,
+}
+
+/// Checks `buf` as a `schema` message, all the way down ([`Check::Full`]); returns how many
+/// items it holds (a scope entry's spans, log records or metric points).
+fn walk(buf: &[u8], schema: Schema, depth: u32, check: Check) -> Result<usize, Unsure> {
     if depth > MAX_DEPTH {
         return Err(Unsure);
     }
@@ -634,10 +655,23 @@ fn walk(buf: &[u8], schema: Schema, depth: u32) -> Result<usize, Unsure> {
                 ids.note(schema, field, v);
             }
             (Kind::Str, LEN) => {
-                std::str::from_utf8(r.len_delimited().ok_or(Unsure)?).map_err(|_| Unsure)?;
+                let v = r.len_delimited().ok_or(Unsure)?;
+                if check == Check::Full {
+                    std::str::from_utf8(v).map_err(|_| Unsure)?;
+                }
             }
             (Kind::Msg(inner), LEN) => {
-                let inner_items = walk(r.len_delimited().ok_or(Unsure)?, inner, depth + 1)?;
+                let v = r.len_delimited().ok_or(Unsure)?;
+                // Counting needs the inside of metrics and their data messages only.
+                let counted = matches!(
+                    inner,
+                    Schema::Metric | Schema::Points(_) | Schema::Aggregated(_)
+                );
+                let inner_items = if check == Check::Full || counted {
+                    walk(v, inner, depth + 1, check)?
+                } else {
+                    0
+                };
                 items += match (schema, inner) {
                     // A scope entry's spans and log records; a data message's points.
                     (Schema::ScopeSpans | Schema::ScopeLogs, Schema::Span | Schema::LogRecord) => 1,
@@ -671,7 +705,7 @@ fn walk(buf: &[u8], schema: Schema, depth: u32) -> Result<usize, Unsure> {
             _ => return Err(Unsure),
         }
     }
-    if ids.pass(schema) && data_fields <= 1 {
+    if (check == Check::Count || ids.pass(schema)) && data_fields <= 1 {
         Ok(items)
     } else {
         Err(Unsure)

@@ -137,6 +137,19 @@ impl Batch {
         }
     }
 
+    /// [`from_request`](Self::from_request) for a request read back from this process's
+    /// write-ahead log: it was checked when received, so it is only counted
+    /// ([`RawBatch::parse_logged`]); one that was not kept raw then is decoded again.
+    pub fn from_logged_request(
+        signal: Signal,
+        request: Bytes,
+    ) -> Result<Batch, prost::DecodeError> {
+        match RawBatch::parse_logged(signal, &request) {
+            Some(raw) => Ok(Batch::Raw(raw)),
+            None => Batch::decode_request(signal, &request),
+        }
+    }
+
     /// This batch with its items as prost types (a [`Batch::Raw`] decoded; others as they are).
     pub fn into_decoded(self) -> Batch {
         match self {

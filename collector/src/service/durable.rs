@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hpcotel_core::ack::{AckSource, Settled};
 use hpcotel_core::wal::{self, Fsync, Position, WalHandle};
 use hpcotel_core::{Batch, Signal, channel};
@@ -32,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 pub const DEFAULT_MAX_SIZE_MIB: u64 = 1024;
 /// Default for [`WriteAheadLogConfig::fsync`]: every 200 ms.
 pub use hpcotel_core::wal::DEFAULT_FSYNC_INTERVAL;
+/// Batches the writer submits to the log at a time, at most.
+const MAX_GROUP: usize = 256;
 /// Records the reader takes from the log at a time.
 const READ_AHEAD: usize = 64;
 
@@ -163,18 +164,35 @@ async fn write(
     pipeline: String,
 ) {
     let mut in_flight = tokio::task::JoinSet::new();
-    while let Some((batch, acks)) = input.recv_acked().await {
+    while let Some(first) = input.recv_acked().await {
+        // What waits in the channel goes to the log as one submission (one sync).
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match input.try_recv_acked() {
+                Some(next) => group.push(next),
+                None => break,
+            }
+        }
+        let payloads = group.iter().map(|(b, _)| b.encode_request()).collect();
+        let acks: Vec<_> = group.into_iter().map(|(_, a)| a).collect();
         // Submitted now, in order; answered once written (and synced, per `fsync`).
-        let append = log.append(batch.encode_request());
+        let append = log.append_many(payloads);
         let appended = appended.clone();
         let pipeline = pipeline.clone();
         in_flight.spawn(async move {
             match append.await {
-                Ok(_) => {
-                    acks.settle();
+                Ok(results) => {
+                    for (r, acks) in results.into_iter().zip(acks) {
+                        match r {
+                            Ok(_) => acks.settle(),
+                            // Dropped unsettled: the receiver tells its client to retry.
+                            Err(e) => {
+                                tracing::warn!(pipeline = %pipeline, error = %e, "write-ahead log refused a batch")
+                            }
+                        }
+                    }
                     appended.notify_one();
                 }
-                // The acks are dropped unsettled: the receiver tells its client to retry.
                 Err(e) => {
                     tracing::warn!(pipeline = %pipeline, error = %e, "write-ahead log refused a batch")
                 }
@@ -255,7 +273,7 @@ async fn read(
         }
         for record in records {
             next = Some(record.next);
-            let batch = match Batch::from_request(signal, Bytes::from(record.payload)) {
+            let batch = match Batch::from_logged_request(signal, record.payload) {
                 Ok(b) => b,
                 Err(e) => {
                     // Checksummed, so only a record written by another version could fail.

@@ -649,3 +649,26 @@ fn metric_cuts_inside_a_metric_match_the_decoded_cut() {
 fn kept_metric_requests_decode_as_prost_decodes_them() {
     assert_kept_requests_decode_as_prost(Signal::Metrics, &metric_request(&metrics()));
 }
+
+#[test]
+fn requests_read_back_from_the_log_are_counted_as_when_they_were_checked() {
+    let traces = trace_request(&traces());
+    let logs = Bytes::from(
+        ExportLogsServiceRequest {
+            resource_logs: logs(),
+        }
+        .encode_to_vec(),
+    );
+    let metrics = metric_request(&metrics());
+    for (signal, request) in [
+        (Signal::Traces, traces),
+        (Signal::Logs, logs),
+        (Signal::Metrics, metrics),
+    ] {
+        assert_eq!(
+            RawBatch::parse_logged(signal, &request),
+            RawBatch::parse(signal, &request),
+            "{signal}"
+        );
+    }
+}

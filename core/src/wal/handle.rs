@@ -17,6 +17,7 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 
 enum Command {
     Append(Vec<u8>, oneshot::Sender<Result<Position>>),
+    AppendMany(Vec<Vec<u8>>, oneshot::Sender<Result<Vec<Result<Position>>>>),
     Read(
         String,
         Option<Position>,
@@ -63,6 +64,21 @@ impl WalHandle {
     pub fn append(&self, payload: Vec<u8>) -> impl Future<Output = Result<Position>> + use<> {
         let (reply, answer) = oneshot::channel();
         let sent = self.tx.send(Command::Append(payload, reply));
+        async move {
+            sent.map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())?
+        }
+    }
+
+    /// Appends each of `payloads`, in order, as one submission (one wake-up of the log's
+    /// thread, one sync); the future resolves with each append's result once all are written
+    /// (and synced under [`Fsync::Always`]).
+    pub fn append_many(
+        &self,
+        payloads: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<Vec<Result<Position>>>> + use<> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.tx.send(Command::AppendMany(payloads, reply));
         async move {
             sent.map_err(|_| gone())?;
             answer.await.map_err(|_| gone())?
@@ -117,12 +133,20 @@ fn run(mut wal: Wal, rx: mpsc::Receiver<Command>) {
         };
         // Everything waiting now is one group: appends are written, synced once, answered.
         let mut waiting = Vec::new();
+        let mut waiting_many = Vec::new();
+        let mut any_written = false;
         for command in std::iter::once(first).chain(rx.try_iter()) {
             match command {
                 Command::Append(payload, reply) => {
                     // Written without a sync each; the group's one sync follows.
                     let r = wal.append_unsynced(&payload);
+                    any_written |= r.is_ok();
                     waiting.push((r, reply));
+                }
+                Command::AppendMany(payloads, reply) => {
+                    let rs: Vec<_> = payloads.iter().map(|p| wal.append_unsynced(p)).collect();
+                    any_written |= rs.iter().any(Result::is_ok);
+                    waiting_many.push((rs, reply));
                 }
                 Command::Read(consumer, from, max, reply) => {
                     let _ = reply.send(match from {
@@ -138,7 +162,7 @@ fn run(mut wal: Wal, rx: mpsc::Receiver<Command>) {
                 }
             }
         }
-        let synced = if always && waiting.iter().any(|(r, _)| r.is_ok()) {
+        let synced = if always && any_written {
             wal.sync()
         } else {
             wal.sync_if_due().map(|_| ())
@@ -148,15 +172,21 @@ fn run(mut wal: Wal, rx: mpsc::Receiver<Command>) {
                 for (r, reply) in waiting {
                     let _ = reply.send(r);
                 }
+                for (rs, reply) in waiting_many {
+                    let _ = reply.send(Ok(rs));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "write-ahead log sync failed; appends refused");
-                let message = e.to_string();
+                let failed = || Error::Io {
+                    path: wal.opts.dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                };
                 for (_, reply) in waiting {
-                    let _ = reply.send(Err(Error::Io {
-                        path: wal.opts.dir.clone(),
-                        source: std::io::Error::other(message.clone()),
-                    }));
+                    let _ = reply.send(Err(failed()));
+                }
+                for (_, reply) in waiting_many {
+                    let _ = reply.send(Err(failed()));
                 }
             }
         }

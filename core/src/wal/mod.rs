@@ -48,6 +48,8 @@ const HEADER: usize = 12;
 pub const DEFAULT_SEGMENT_BYTES: u64 = 8 << 20;
 /// Largest payload a frame holds (the OTLP receivers' message limit is far below it).
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
+/// Bytes a read takes from a segment at a time (more for a record larger than this).
+const READ_CHUNK: u64 = 256 << 10;
 /// Suffix of segment files.
 const SEGMENT_SUFFIX: &str = ".wal";
 /// Directory of cursor files, one per consumer.
@@ -156,8 +158,8 @@ pub struct Recovery {
 /// [`commit`](Wal::commit) once it is delivered).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The payload as appended.
-    pub payload: Vec<u8>,
+    /// The payload as appended (a slice of the read buffer).
+    pub payload: bytes::Bytes,
     /// Where the next record begins.
     pub next: Position,
 }
@@ -173,6 +175,8 @@ pub struct Wal {
     active_id: u64,
     /// Consumer → where it reads next.
     cursors: HashMap<String, Position>,
+    /// Consumer → its cursor file.
+    cursor_files: HashMap<String, CursorFile>,
     last_sync: Instant,
     /// Appended or committed since the last sync.
     dirty: bool,
@@ -325,13 +329,14 @@ impl Wal {
         }
         let oldest = segments.keys().next().copied().unwrap_or(1);
         let mut cursors = HashMap::new();
+        let mut cursor_files = HashMap::new();
         for &name in consumers {
-            let at = read_cursor(&dir, name)
-                .filter(|p| p.segment >= oldest)
-                .unwrap_or(Position {
-                    segment: oldest,
-                    offset: 0,
-                });
+            let (file, at) = CursorFile::open(&dir, name)?;
+            cursor_files.insert(name.to_owned(), file);
+            let at = at.filter(|p| p.segment >= oldest).unwrap_or(Position {
+                segment: oldest,
+                offset: 0,
+            });
             // Past what the segment holds now (records appended, read and committed, then
             // lost to power loss before their sync): read on from its end.
             let at = match segments.get(&at.segment) {
@@ -379,6 +384,7 @@ impl Wal {
             active,
             active_id,
             cursors,
+            cursor_files,
             last_sync: Instant::now(),
             dirty: false,
             syncs: 0,
@@ -464,7 +470,9 @@ impl Wal {
     pub fn sync(&mut self) -> Result<()> {
         let path = segment_path(&self.opts.dir, self.active_id);
         self.active.sync_data().map_err(io_error(&path))?;
-        sync_dir(&self.opts.dir.join(CURSORS))?;
+        for c in self.cursor_files.values_mut() {
+            c.sync()?;
+        }
         self.last_sync = Instant::now();
         self.dirty = false;
         self.syncs += 1;
@@ -523,27 +531,47 @@ impl Wal {
             }
             let path = segment_path(&self.opts.dir, at.segment);
             let file = File::open(&path).map_err(io_error(&path))?;
-            let mut buf = vec![0; (len - at.offset) as usize];
-            file.read_exact_at(&mut buf, at.offset)
-                .map_err(io_error(&path))?;
-            let s = scan(&buf, 0);
-            for (payload, next) in s.records.into_iter().take(max - out.len()) {
-                out.push(Record {
-                    payload: buf[payload].to_vec(),
-                    next: Position {
+            let remaining = len - at.offset;
+            let mut chunk = READ_CHUNK.min(remaining);
+            loop {
+                let mut buf = vec![0; chunk as usize];
+                file.read_exact_at(&mut buf, at.offset)
+                    .map_err(io_error(&path))?;
+                let buf = bytes::Bytes::from(buf);
+                let partial = chunk < remaining;
+                let s = scan(&buf, 0);
+                // A chunk's end may cut a frame: what reads as corrupt up to the end of a
+                // partial chunk is not known yet.
+                let known = match s.corrupt.last() {
+                    Some(run) if partial && run.end == buf.len() => run.start,
+                    _ => buf.len(),
+                };
+                let before = out.len();
+                for (payload, next) in s.records.into_iter().take(max - out.len()) {
+                    out.push(Record {
+                        payload: buf.slice(payload),
+                        next: Position {
+                            segment: at.segment,
+                            offset: at.offset + next as u64,
+                        },
+                    });
+                }
+                if known == 0 && out.len() == before && partial {
+                    // Not one whole frame in the chunk (a large record): read more.
+                    chunk = (chunk * 2).min(remaining);
+                    continue;
+                }
+                at = match out.last() {
+                    // `max` reached inside this chunk.
+                    Some(r) if out.len() == max && r.next.segment == at.segment => r.next,
+                    // Everything known read (what is left of it was corrupt).
+                    _ => Position {
                         segment: at.segment,
-                        offset: at.offset + next as u64,
+                        offset: at.offset + known as u64,
                     },
-                });
+                };
+                break;
             }
-            // Whatever is left of the segment was corrupt, or `max` was reached.
-            at = match out.last() {
-                Some(r) if r.next.segment == at.segment && out.len() == max => r.next,
-                _ => Position {
-                    segment: at.segment,
-                    offset: len,
-                },
-            };
         }
         // A read that ends on a segment's end moves on to the next, so that committing it
         // lets the segment go.
@@ -570,11 +598,12 @@ impl Wal {
             return Ok(());
         }
         *cursor = next;
-        write_cursor(&self.opts.dir, consumer, next)?;
-        self.dirty = true;
-        if self.opts.fsync == Fsync::Always {
-            sync_dir(&self.opts.dir.join(CURSORS))?;
+        // Written now (a process crash keeps it), synced with the next sync: a cursor lost
+        // to power loss only means delivering again.
+        if let Some(f) = self.cursor_files.get_mut(consumer) {
+            f.write(next)?;
         }
+        self.dirty = true;
         self.delete_consumed()
     }
 
@@ -607,10 +636,11 @@ impl Wal {
                 segment: self.active_id,
                 offset: 0,
             };
-            let names: Vec<String> = self.cursors.keys().cloned().collect();
-            for name in names {
-                self.cursors.insert(name.clone(), start);
-                write_cursor(&self.opts.dir, &name, start)?;
+            for (name, cursor) in self.cursors.iter_mut() {
+                *cursor = start;
+                if let Some(f) = self.cursor_files.get_mut(name) {
+                    f.write(start)?;
+                }
             }
         }
         let Some(oldest) = self.cursors.values().map(|c| c.segment).min() else {
@@ -654,30 +684,87 @@ fn cursor_path(dir: &Path, consumer: &str) -> PathBuf {
     dir.join(CURSORS).join(safe)
 }
 
-fn read_cursor(dir: &Path, consumer: &str) -> Option<Position> {
-    let bytes = fs::read(cursor_path(dir, consumer)).ok()?;
-    let (data, crc) = bytes.split_at_checked(16)?;
-    if crc32fast::hash(data).to_le_bytes() != *crc {
-        return None;
-    }
-    Some(Position {
-        segment: u64::from_le_bytes(data[..8].try_into().ok()?),
-        offset: u64::from_le_bytes(data[8..].try_into().ok()?),
-    })
+/// A consumer's cursor file: two slots of (sequence, segment, offset, CRC-32 of the three),
+/// written in turn in place, so a torn write spoils only the newer slot and the older one
+/// stands (records delivered again, never skipped); no rename, so no forced writeback.
+#[derive(Debug)]
+struct CursorFile {
+    path: PathBuf,
+    file: File,
+    seq: u64,
+    /// Written since the last sync.
+    dirty: bool,
 }
 
-/// Writes the cursor to a temporary file and renames it over the old one, so a crash leaves
-/// the old cursor or the new one, never half of each.
-fn write_cursor(dir: &Path, consumer: &str, at: Position) -> Result<()> {
-    let path = cursor_path(dir, consumer);
-    let tmp = path.with_extension("tmp");
-    let mut data = Vec::with_capacity(20);
-    data.extend_from_slice(&at.segment.to_le_bytes());
-    data.extend_from_slice(&at.offset.to_le_bytes());
-    let crc = crc32fast::hash(&data);
-    data.extend_from_slice(&crc.to_le_bytes());
-    fs::write(&tmp, &data).map_err(io_error(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_error(&path))
+const CURSOR_SLOT: usize = 28;
+
+impl CursorFile {
+    /// Opens (or creates) `consumer`'s cursor file; the newest valid slot's position.
+    fn open(dir: &Path, consumer: &str) -> Result<(CursorFile, Option<Position>)> {
+        let path = cursor_path(dir, consumer);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        let mut bytes = vec![0u8; 2 * CURSOR_SLOT];
+        let n = file.read_at(&mut bytes, 0).map_err(io_error(&path))?;
+        bytes.truncate(n);
+        let best = bytes
+            .chunks_exact(CURSOR_SLOT)
+            .filter_map(|slot| {
+                let (data, crc) = slot.split_at(24);
+                (crc32fast::hash(data).to_le_bytes() == *crc).then(|| {
+                    let word = |i: usize| {
+                        u64::from_le_bytes(data[i..i + 8].try_into().unwrap_or_default())
+                    };
+                    (
+                        word(0),
+                        Position {
+                            segment: word(8),
+                            offset: word(16),
+                        },
+                    )
+                })
+            })
+            .max_by_key(|(seq, _)| *seq);
+        let seq = best.map_or(0, |(seq, _)| seq);
+        Ok((
+            CursorFile {
+                path,
+                file,
+                seq,
+                dirty: false,
+            },
+            best.map(|(_, at)| at),
+        ))
+    }
+
+    fn write(&mut self, at: Position) -> Result<()> {
+        self.seq += 1;
+        let mut data = Vec::with_capacity(CURSOR_SLOT);
+        data.extend_from_slice(&self.seq.to_le_bytes());
+        data.extend_from_slice(&at.segment.to_le_bytes());
+        data.extend_from_slice(&at.offset.to_le_bytes());
+        let crc = crc32fast::hash(&data);
+        data.extend_from_slice(&crc.to_le_bytes());
+        let slot = (self.seq % 2) as usize * CURSOR_SLOT;
+        self.file
+            .write_all_at(&data, slot as u64)
+            .map_err(io_error(&self.path))?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.dirty {
+            self.file.sync_data().map_err(io_error(&self.path))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -26,7 +26,7 @@ fn drain(wal: &mut Wal, consumer: &str) -> Vec<Vec<u8>> {
             return out;
         };
         wal.commit(consumer, last.next).unwrap();
-        out.extend(batch.into_iter().map(|r| r.payload));
+        out.extend(batch.into_iter().map(|r| r.payload.to_vec()));
     }
 }
 
@@ -57,7 +57,7 @@ fn records_come_back_in_order_across_segments_and_restarts() {
     while got.len() < 150 {
         let batch = wal.read("otlp", 10).unwrap();
         wal.commit("otlp", batch.last().unwrap().next).unwrap();
-        got.extend(batch.into_iter().map(|r| r.payload));
+        got.extend(batch.into_iter().map(|r| r.payload.to_vec()));
     }
     drop(wal);
     let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp"]).unwrap();
@@ -81,7 +81,7 @@ fn each_consumer_has_its_own_cursor_and_segments_wait_for_the_slowest() {
     assert_eq!(drain(&mut wal, "fast").len(), 200);
     assert_eq!(segments(dir.path()).len(), before, "slow still needs them");
     let first = wal.read("slow", 1).unwrap();
-    assert_eq!(first[0].payload, record(0));
+    assert_eq!(first[0].payload.to_vec(), record(0));
     assert_eq!(drain(&mut wal, "slow").len(), 200);
     assert_eq!(segments(dir.path()).len(), 1);
     assert!(matches!(
@@ -210,14 +210,28 @@ fn a_damaged_cursor_file_means_delivering_again_not_skipping() {
     for i in 0..10 {
         wal.append(&record(i)).unwrap();
     }
-    let first = wal.read("otlp/backend", 4).unwrap();
-    wal.commit("otlp/backend", first.last().unwrap().next)
+    // Two commits: after 4 records, then after 7 (the newer slot).
+    let batch = wal.read("otlp/backend", 4).unwrap();
+    wal.commit("otlp/backend", batch.last().unwrap().next)
+        .unwrap();
+    let batch = wal.read("otlp/backend", 3).unwrap();
+    wal.commit("otlp/backend", batch.last().unwrap().next)
         .unwrap();
     drop(wal);
     let cursor = dir.path().join("cursors").join("otlp~backend");
-    let mut bytes = fs::read(&cursor).unwrap();
-    bytes[3] ^= 0xff;
-    fs::write(&cursor, bytes).unwrap();
+    let bytes = fs::read(&cursor).unwrap();
+    // A torn write of the newer slot (seq 2 is slot 0): the older cursor stands.
+    let mut torn = bytes.clone();
+    torn[10] ^= 0xff;
+    fs::write(&cursor, &torn).unwrap();
+    let (wal, recovery) = Wal::open(options(dir.path()), &["otlp/backend"]).unwrap();
+    assert_eq!(
+        recovery.undelivered, 6,
+        "back to the commit after 4 records"
+    );
+    drop(wal);
+    // Both slots spoiled: everything is delivered again.
+    fs::write(&cursor, vec![0xa5; bytes.len()]).unwrap();
     let (mut wal, recovery) = Wal::open(options(dir.path()), &["otlp/backend"]).unwrap();
     assert_eq!(recovery.undelivered, 10);
     assert_eq!(drain(&mut wal, "otlp/backend").len(), 10);
@@ -270,7 +284,7 @@ async fn concurrent_appends_through_the_handle_share_syncs_and_all_come_back() {
         let batch = wal.read("otlp", None, 32).await.unwrap();
         let Some(last) = batch.last() else { break };
         wal.commit("otlp", last.next).await.unwrap();
-        got.extend(batch.into_iter().map(|r| r.payload));
+        got.extend(batch.into_iter().map(|r| r.payload.to_vec()));
     }
     let want: Vec<_> = positions.iter().map(|(i, _)| record(*i)).collect();
     assert_eq!(got, want);
@@ -303,4 +317,31 @@ fn a_log_read_to_its_end_frees_its_space() {
     assert_eq!(recovery.undelivered, 1, "b has not read 'next'");
     assert_eq!(drain(&mut wal, "b"), [b"next".to_vec()]);
     assert!(drain(&mut wal, "a").is_empty());
+}
+
+#[test]
+fn records_larger_than_a_read_chunk_come_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        segment_bytes: 4 << 20,
+        max_bytes: 64 << 20,
+        ..options(dir.path())
+    };
+    let (mut wal, _) = Wal::open(opts, &["otlp"]).unwrap();
+    let big: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 600 << 10]).collect();
+    wal.append(b"small").unwrap();
+    for b in &big {
+        wal.append(b).unwrap();
+    }
+    let mut want = vec![b"small".to_vec()];
+    want.extend(big);
+    // One record at a time, so each read starts mid-segment.
+    let mut got = Vec::new();
+    loop {
+        let batch = wal.read("otlp", 1).unwrap();
+        let Some(last) = batch.last() else { break };
+        wal.commit("otlp", last.next).unwrap();
+        got.extend(batch.into_iter().map(|r| r.payload.to_vec()));
+    }
+    assert_eq!(got, want);
 }

@@ -144,6 +144,7 @@ pub(super) fn start(
             appended.clone(),
             written.clone(),
             pipeline.to_owned(),
+            cfg.fsync,
         )),
         reader: Box::pin(read(
             log,
@@ -156,14 +157,42 @@ pub(super) fn start(
     })
 }
 
+/// Settles each batch's acks whose append succeeded (the receiver then answers its client);
+/// the others are dropped unsettled, so their clients are told to retry.
+async fn settle_appended(
+    append: impl Future<Output = wal::Result<Vec<wal::Result<Position>>>>,
+    acks: Vec<hpcotel_core::Acks>,
+    appended: Arc<Notify>,
+    pipeline: String,
+) {
+    match append.await {
+        Ok(results) => {
+            for (r, acks) in results.into_iter().zip(acks) {
+                match r {
+                    Ok(_) => acks.settle(),
+                    Err(e) => {
+                        tracing::warn!(pipeline = %pipeline, error = %e, "write-ahead log refused a batch")
+                    }
+                }
+            }
+            appended.notify_one();
+        }
+        Err(e) => {
+            tracing::warn!(pipeline = %pipeline, error = %e, "write-ahead log refused a batch")
+        }
+    }
+}
+
 async fn write(
     mut input: channel::Receiver,
     log: WalHandle,
     appended: Arc<Notify>,
     written: CancellationToken,
     pipeline: String,
+    fsync: Fsync,
 ) {
     let mut in_flight = tokio::task::JoinSet::new();
+    let always = fsync == Fsync::Always;
     while let Some(first) = input.recv_acked().await {
         // What waits in the channel goes to the log as one submission (one sync).
         let mut group = vec![first];
@@ -177,28 +206,15 @@ async fn write(
         let acks: Vec<_> = group.into_iter().map(|(_, a)| a).collect();
         // Submitted now, in order; answered once written (and synced, per `fsync`).
         let append = log.append_many(payloads);
-        let appended = appended.clone();
-        let pipeline = pipeline.clone();
-        in_flight.spawn(async move {
-            match append.await {
-                Ok(results) => {
-                    for (r, acks) in results.into_iter().zip(acks) {
-                        match r {
-                            Ok(_) => acks.settle(),
-                            // Dropped unsettled: the receiver tells its client to retry.
-                            Err(e) => {
-                                tracing::warn!(pipeline = %pipeline, error = %e, "write-ahead log refused a batch")
-                            }
-                        }
-                    }
-                    appended.notify_one();
-                }
-                Err(e) => {
-                    tracing::warn!(pipeline = %pipeline, error = %e, "write-ahead log refused a batch")
-                }
-            }
-        });
-        while in_flight.try_join_next().is_some() {}
+        let settle = settle_appended(append, acks, appended.clone(), pipeline.clone());
+        if always {
+            // Waiting for a sync: let the next group be written meanwhile (group commit).
+            in_flight.spawn(settle);
+            while in_flight.try_join_next().is_some() {}
+        } else {
+            // Written already: nothing to wait for.
+            settle.await;
+        }
     }
     while in_flight.join_next().await.is_some() {}
     written.cancel();

@@ -1,87 +1,132 @@
-//! The log behind an async handle: one thread owns the [`Wal`] and does its file I/O, so
-//! async tasks never block on a write or an fsync, and concurrent appends share one sync
-//! (group commit): under [`Fsync::Always`] the thread writes every append waiting in its queue,
-//! syncs once, then answers them all, so durability costs one fsync per burst, not per request.
+//! The log behind a cloneable async handle. Appends, reads and commits run inline under a
+//! mutex: each is a write to or a read from the page cache (microseconds), so no task waits
+//! on another thread for them. Syncs — the slow part — run on a thread of their own, outside
+//! the mutex, on cloned file handles: every [`Fsync::Every`] interval when something changed,
+//! or, under [`Fsync::Always`], as soon as an append asks. An append under `Always` resolves
+//! once a sync that covers it has finished; appends made while a sync runs share the next one
+//! (group commit), so durability costs one fsync per burst, not one per request.
 
 use std::future::Future;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use super::{Error, Fsync, Options, Position, Record, Recovery, Result, Wal};
 
-/// How long the thread waits for work before it checks whether an interval sync is due.
-const IDLE_TICK: Duration = Duration::from_millis(50);
+/// How long the sync thread sleeps when nothing asks for a sync (under `Always`), to notice
+/// that every handle is gone.
+const IDLE_TICK: Duration = Duration::from_millis(200);
 
-enum Command {
-    Append(Vec<u8>, oneshot::Sender<Result<Position>>),
-    AppendMany(Vec<Vec<u8>>, oneshot::Sender<Result<Vec<Result<Position>>>>),
-    Read(
-        String,
-        Option<Position>,
-        usize,
-        oneshot::Sender<Result<Vec<Record>>>,
-    ),
-    Commit(String, Position, oneshot::Sender<Result<()>>),
-    Syncs(oneshot::Sender<u64>),
+struct Shared {
+    wal: Mutex<Wal>,
+    /// Appends durable so far (a count), or the error that stopped syncing.
+    synced: watch::Sender<std::result::Result<u64, String>>,
+    /// Nudges the sync thread (under `Always`).
+    nudge: Mutex<mpsc::Sender<()>>,
+    fsync: Fsync,
 }
 
-/// A cloneable async handle to a log owned by its own thread. The thread ends (after a final
-/// sync) when every handle is dropped.
+/// A cloneable async handle to a log. The sync thread ends, after a final sync, when every
+/// handle is dropped.
 #[derive(Clone)]
 pub struct WalHandle {
-    tx: mpsc::Sender<Command>,
-}
-
-/// The thread is gone: it ended on an I/O error it reported, or every handle was dropped.
-fn gone() -> Error {
-    Error::Io {
-        path: Default::default(),
-        source: std::io::Error::other("write-ahead log thread ended"),
-    }
+    shared: Arc<Shared>,
 }
 
 impl WalHandle {
-    /// Opens the log (see [`Wal::open`]) and starts its thread.
+    /// Opens the log (see [`Wal::open`]) and starts its sync thread.
     pub fn open(opts: Options, consumers: &[&str]) -> Result<(WalHandle, Recovery)> {
+        let fsync = opts.fsync;
         let (wal, recovery) = Wal::open(opts, consumers)?;
-        let (tx, rx) = mpsc::channel();
+        let (nudge, nudged) = mpsc::channel();
+        let (synced, _) = watch::channel(Ok(0));
+        let shared = Arc::new(Shared {
+            wal: Mutex::new(wal),
+            synced,
+            nudge: Mutex::new(nudge),
+            fsync,
+        });
+        let weak = Arc::downgrade(&shared);
         thread::Builder::new()
-            .name("hpcotel-wal".into())
-            .spawn(move || run(wal, rx))
+            .name("hpcotel-wal-sync".into())
+            .spawn(move || sync_loop(weak, nudged, fsync))
             .map_err(|source| Error::Io {
                 path: Default::default(),
                 source,
             })?;
-        Ok((WalHandle { tx }, recovery))
+        Ok((WalHandle { shared }, recovery))
     }
 
-    /// Appends `payload`: queued to the log's thread at once (so appends keep the order of
-    /// the calls, and appends submitted together share a sync); the future resolves once it is
-    /// written, and synced under [`Fsync::Always`].
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.shared
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `payload` now (so appends keep the order of the calls); the future resolves
+    /// at once, or under [`Fsync::Always`] once a sync covers it.
     pub fn append(&self, payload: Vec<u8>) -> impl Future<Output = Result<Position>> + use<> {
-        let (reply, answer) = oneshot::channel();
-        let sent = self.tx.send(Command::Append(payload, reply));
+        let appended = {
+            let mut wal = self.wal();
+            wal.append_unsynced(&payload).map(|at| (at, wal.appended()))
+        };
+        let wait = self.durable(appended.as_ref().map_or(0, |(_, n)| *n));
         async move {
-            sent.map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())?
+            let (at, _) = appended?;
+            wait.await?;
+            Ok(at)
         }
     }
 
-    /// Appends each of `payloads`, in order, as one submission (one wake-up of the log's
-    /// thread, one sync); the future resolves with each append's result once all are written
-    /// (and synced under [`Fsync::Always`]).
+    /// Appends each of `payloads`, in order; each append's result, once (under
+    /// [`Fsync::Always`]) a sync covers them all.
     pub fn append_many(
         &self,
         payloads: Vec<Vec<u8>>,
     ) -> impl Future<Output = Result<Vec<Result<Position>>>> + use<> {
-        let (reply, answer) = oneshot::channel();
-        let sent = self.tx.send(Command::AppendMany(payloads, reply));
+        let (results, upto) = {
+            let mut wal = self.wal();
+            let rs: Vec<_> = payloads.iter().map(|p| wal.append_unsynced(p)).collect();
+            (rs, wal.appended())
+        };
+        let wait = self.durable(upto);
         async move {
-            sent.map_err(|_| gone())?;
-            answer.await.map_err(|_| gone())?
+            wait.await?;
+            Ok(results)
+        }
+    }
+
+    /// Resolves once the first `upto` appends are durable per the policy (at once under
+    /// [`Fsync::Every`]).
+    fn durable(&self, upto: u64) -> impl Future<Output = Result<()>> + use<> {
+        let mut synced = (self.shared.fsync == Fsync::Always).then(|| {
+            let _ = self
+                .shared
+                .nudge
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .send(());
+            self.shared.synced.subscribe()
+        });
+        async move {
+            let Some(synced) = synced.as_mut() else {
+                return Ok(());
+            };
+            let state = synced
+                .wait_for(|s| s.as_ref().map_or(true, |n| *n >= upto))
+                .await
+                .map_err(|_| gone())?;
+            match &*state {
+                Ok(_) => Ok(()),
+                Err(message) => Err(Error::Io {
+                    path: Default::default(),
+                    source: std::io::Error::other(message.clone()),
+                }),
+            }
         }
     }
 
@@ -92,106 +137,84 @@ impl WalHandle {
         from: Option<Position>,
         max: usize,
     ) -> Result<Vec<Record>> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Read(consumer.to_owned(), from, max, reply))
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let wal = self.wal();
+        match from {
+            Some(at) => wal.read_at(at, max),
+            None => wal.read(consumer, max),
+        }
     }
 
     /// [`Wal::commit`].
     pub async fn commit(&self, consumer: &str, next: Position) -> Result<()> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Commit(consumer.to_owned(), next, reply))
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.wal().commit(consumer, next)
     }
-}
 
-impl WalHandle {
     /// Syncs done since the log was opened (fewer than appends under load: group commit).
     pub async fn syncs(&self) -> Result<u64> {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send(Command::Syncs(reply)).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())
+        Ok(self.wal().syncs())
     }
 }
 
-fn run(mut wal: Wal, rx: mpsc::Receiver<Command>) {
-    let always = wal.opts.fsync == Fsync::Always;
+/// The sync thread was stopped by an error, or the log is gone.
+fn gone() -> Error {
+    Error::Io {
+        path: Default::default(),
+        source: std::io::Error::other("write-ahead log closed"),
+    }
+}
+
+fn sync_loop(shared: std::sync::Weak<Shared>, nudged: mpsc::Receiver<()>, fsync: Fsync) {
+    let wait = match fsync {
+        Fsync::Always => IDLE_TICK,
+        Fsync::Every(d) => d,
+    };
     loop {
-        let first = match rx.recv_timeout(IDLE_TICK) {
-            Ok(c) => c,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Err(e) = wal.sync_if_due() {
-                    tracing::error!(error = %e, "write-ahead log sync failed");
-                }
+        let asked = nudged.recv_timeout(wait);
+        // Everyone who asked while the last sync ran is covered by this one.
+        while nudged.try_recv().is_ok() {}
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if asked == Err(mpsc::RecvTimeoutError::Disconnected) {
+            return;
+        }
+        let job = {
+            let mut wal = shared.wal.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = match fsync {
+                Fsync::Always => asked.is_ok() || wal.dirty,
+                Fsync::Every(_) => wal.dirty,
+            };
+            if !due {
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            wal.begin_sync()
         };
-        // Everything waiting now is one group: appends are written, synced once, answered.
-        let mut waiting = Vec::new();
-        let mut waiting_many = Vec::new();
-        let mut any_written = false;
-        for command in std::iter::once(first).chain(rx.try_iter()) {
-            match command {
-                Command::Append(payload, reply) => {
-                    // Written without a sync each; the group's one sync follows.
-                    let r = wal.append_unsynced(&payload);
-                    any_written |= r.is_ok();
-                    waiting.push((r, reply));
-                }
-                Command::AppendMany(payloads, reply) => {
-                    let rs: Vec<_> = payloads.iter().map(|p| wal.append_unsynced(p)).collect();
-                    any_written |= rs.iter().any(Result::is_ok);
-                    waiting_many.push((rs, reply));
-                }
-                Command::Read(consumer, from, max, reply) => {
-                    let _ = reply.send(match from {
-                        Some(at) => wal.read_at(at, max),
-                        None => wal.read(&consumer, max),
-                    });
-                }
-                Command::Commit(consumer, next, reply) => {
-                    let _ = reply.send(wal.commit(&consumer, next));
-                }
-                Command::Syncs(reply) => {
-                    let _ = reply.send(wal.syncs());
-                }
-            }
-        }
-        let synced = if always && any_written {
-            wal.sync()
-        } else {
-            wal.sync_if_due().map(|_| ())
-        };
-        match synced {
-            Ok(()) => {
-                for (r, reply) in waiting {
-                    let _ = reply.send(r);
-                }
-                for (rs, reply) in waiting_many {
-                    let _ = reply.send(Ok(rs));
-                }
+        let result = job.and_then(|job| {
+            let upto = job.upto;
+            job.run().map(|()| upto)
+        });
+        match result {
+            Ok(upto) => {
+                shared
+                    .wal
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .finish_sync();
+                let _ = shared.synced.send_replace(Ok(upto));
             }
             Err(e) => {
-                tracing::error!(error = %e, "write-ahead log sync failed; appends refused");
-                let failed = || Error::Io {
-                    path: wal.opts.dir.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                };
-                for (_, reply) in waiting {
-                    let _ = reply.send(Err(failed()));
-                }
-                for (_, reply) in waiting_many {
-                    let _ = reply.send(Err(failed()));
-                }
+                tracing::error!(error = %e, "write-ahead log sync failed");
+                let _ = shared.synced.send_replace(Err(e.to_string()));
             }
         }
     }
-    if let Err(e) = wal.sync() {
-        tracing::error!(error = %e, "write-ahead log final sync failed");
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let wal = self.wal.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = wal.sync() {
+            tracing::error!(error = %e, "write-ahead log final sync failed");
+        }
     }
 }

@@ -182,6 +182,26 @@ pub struct Wal {
     dirty: bool,
     /// Syncs done since opened.
     syncs: u64,
+    /// Appends done since opened.
+    appends: u64,
+}
+
+/// A sync prepared by [`Wal::begin_sync`]: files to sync, and how many appends they cover.
+#[derive(Debug)]
+pub struct SyncJob {
+    files: Vec<(PathBuf, File)>,
+    /// Every append up to this count is durable once [`run`](Self::run) returns.
+    pub upto: u64,
+}
+
+impl SyncJob {
+    /// Syncs the files (blocking: the caller is a thread of its own).
+    pub fn run(self) -> Result<()> {
+        for (path, f) in self.files {
+            f.sync_data().map_err(io_error(&path))?;
+        }
+        Ok(())
+    }
 }
 
 /// What scanning a frame at an offset found.
@@ -388,6 +408,7 @@ impl Wal {
             last_sync: Instant::now(),
             dirty: false,
             syncs: 0,
+            appends: 0,
         };
         sync_dir(&dir)?;
         wal.delete_consumed()?;
@@ -411,7 +432,7 @@ impl Wal {
 
     /// [`append`](Self::append) without the sync, whatever the policy: the caller syncs (the
     /// handle's thread syncs a group of appends once).
-    fn append_unsynced(&mut self, payload: &[u8]) -> Result<Position> {
+    pub(crate) fn append_unsynced(&mut self, payload: &[u8]) -> Result<Position> {
         if payload.len() > MAX_RECORD_BYTES {
             return Err(Error::TooLarge { len: payload.len() });
         }
@@ -448,6 +469,7 @@ impl Wal {
         self.segments
             .insert(self.active_id, at.offset + frame.len() as u64);
         self.dirty = true;
+        self.appends += 1;
         Ok(at)
     }
 
@@ -464,6 +486,39 @@ impl Wal {
             .map_err(io_error(&path))?;
         self.segments.insert(self.active_id, 0);
         sync_dir(&self.opts.dir)
+    }
+
+    /// Appends written so far (a count that only grows), for [`SyncJob::upto`].
+    pub fn appended(&self) -> u64 {
+        self.appends
+    }
+
+    /// What a sync now has to do, to run without holding the log (handles cloned): the
+    /// active segment and the cursor files written since the last one.
+    pub fn begin_sync(&mut self) -> Result<SyncJob> {
+        let path = segment_path(&self.opts.dir, self.active_id);
+        let mut files = vec![(
+            path.clone(),
+            self.active.try_clone().map_err(io_error(&path))?,
+        )];
+        for c in self.cursor_files.values_mut().filter(|c| c.dirty) {
+            files.push((
+                c.path.clone(),
+                c.file.try_clone().map_err(io_error(&c.path))?,
+            ));
+            c.dirty = false;
+        }
+        self.dirty = false;
+        Ok(SyncJob {
+            files,
+            upto: self.appends,
+        })
+    }
+
+    /// Records that a [`SyncJob`] ran.
+    pub fn finish_sync(&mut self) {
+        self.last_sync = Instant::now();
+        self.syncs += 1;
     }
 
     /// Syncs the active segment and the cursors to stable storage.

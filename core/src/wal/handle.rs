@@ -12,6 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::{Error, Fsync, Options, Position, Record, Recovery, Result, Wal};
@@ -20,8 +23,75 @@ use super::{Error, Fsync, Options, Position, Record, Recovery, Result, Wal};
 /// that every handle is gone.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 
+/// Records appended and not yet read, kept in memory (up to [`TAIL_BYTES`]) so that a reader
+/// that keeps up gets them without reading the file back: (start, next, payload).
+#[derive(Default)]
+struct Tail {
+    records: VecDeque<(Position, Position, Bytes)>,
+    bytes: usize,
+}
+
+/// Most payload bytes the tail keeps; appends past it are read back from the file.
+const TAIL_BYTES: usize = 8 << 20;
+
+struct Inner {
+    wal: Wal,
+    tail: Tail,
+}
+
+impl Inner {
+    fn append(&mut self, payload: Bytes) -> Result<Position> {
+        let at = self.wal.append_unsynced(&payload)?;
+        if self.tail.bytes + payload.len() <= TAIL_BYTES {
+            let next = Position {
+                segment: at.segment,
+                offset: at.offset + (super::HEADER + payload.len()) as u64,
+            };
+            self.tail.bytes += payload.len();
+            self.tail.records.push_back((at, next, payload));
+        }
+        Ok(at)
+    }
+
+    /// Up to `max` records from `at`: from the tail while it holds the very next ones, else
+    /// from the file.
+    fn read_at(&mut self, mut at: Position, max: usize) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(&(start, next, _)) = self.tail.records.front() else {
+                break;
+            };
+            // The next record may begin the next segment after a roll.
+            let follows = start == at
+                || (start
+                    == Position {
+                        segment: at.segment + 1,
+                        offset: 0,
+                    }
+                    && self.wal.segments.get(&at.segment) == Some(&at.offset));
+            if start < at {
+                // Read from the file already (the reader fell behind the tail once).
+                let (_, _, p) = self.tail.records.pop_front().expect("front");
+                self.tail.bytes -= p.len();
+                continue;
+            }
+            if !follows {
+                break;
+            }
+            let (_, _, payload) = self.tail.records.pop_front().expect("front");
+            self.tail.bytes -= payload.len();
+            out.push(Record { payload, next });
+            at = next;
+        }
+        if out.is_empty() {
+            return self.wal.read_at(at, max);
+        }
+        Ok(out)
+    }
+}
+
 struct Shared {
-    wal: Mutex<Wal>,
+    wal: Mutex<Inner>,
     /// Appends durable so far (a count), or the error that stopped syncing.
     synced: watch::Sender<std::result::Result<u64, String>>,
     /// Nudges the sync thread (under `Always`).
@@ -44,7 +114,10 @@ impl WalHandle {
         let (nudge, nudged) = mpsc::channel();
         let (synced, _) = watch::channel(Ok(0));
         let shared = Arc::new(Shared {
-            wal: Mutex::new(wal),
+            wal: Mutex::new(Inner {
+                wal,
+                tail: Tail::default(),
+            }),
             synced,
             nudge: Mutex::new(nudge),
             fsync,
@@ -60,7 +133,7 @@ impl WalHandle {
         Ok((WalHandle { shared }, recovery))
     }
 
-    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+    fn wal(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.shared
             .wal
             .lock()
@@ -71,8 +144,10 @@ impl WalHandle {
     /// at once, or under [`Fsync::Always`] once a sync covers it.
     pub fn append(&self, payload: Vec<u8>) -> impl Future<Output = Result<Position>> + use<> {
         let appended = {
-            let mut wal = self.wal();
-            wal.append_unsynced(&payload).map(|at| (at, wal.appended()))
+            let mut inner = self.wal();
+            inner
+                .append(Bytes::from(payload))
+                .map(|at| (at, inner.wal.appended()))
         };
         let wait = self.durable(appended.as_ref().map_or(0, |(_, n)| *n));
         async move {
@@ -89,9 +164,12 @@ impl WalHandle {
         payloads: Vec<Vec<u8>>,
     ) -> impl Future<Output = Result<Vec<Result<Position>>>> + use<> {
         let (results, upto) = {
-            let mut wal = self.wal();
-            let rs: Vec<_> = payloads.iter().map(|p| wal.append_unsynced(p)).collect();
-            (rs, wal.appended())
+            let mut inner = self.wal();
+            let rs: Vec<_> = payloads
+                .into_iter()
+                .map(|p| inner.append(Bytes::from(p)))
+                .collect();
+            (rs, inner.wal.appended())
         };
         let wait = self.durable(upto);
         async move {
@@ -137,21 +215,21 @@ impl WalHandle {
         from: Option<Position>,
         max: usize,
     ) -> Result<Vec<Record>> {
-        let wal = self.wal();
+        let mut inner = self.wal();
         match from {
-            Some(at) => wal.read_at(at, max),
-            None => wal.read(consumer, max),
+            Some(at) => inner.read_at(at, max),
+            None => inner.wal.read(consumer, max),
         }
     }
 
     /// [`Wal::commit`].
     pub async fn commit(&self, consumer: &str, next: Position) -> Result<()> {
-        self.wal().commit(consumer, next)
+        self.wal().wal.commit(consumer, next)
     }
 
     /// Syncs done since the log was opened (fewer than appends under load: group commit).
     pub async fn syncs(&self) -> Result<u64> {
-        Ok(self.wal().syncs())
+        Ok(self.wal().wal.syncs())
     }
 }
 
@@ -179,7 +257,8 @@ fn sync_loop(shared: std::sync::Weak<Shared>, nudged: mpsc::Receiver<()>, fsync:
             return;
         }
         let job = {
-            let mut wal = shared.wal.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut inner = shared.wal.lock().unwrap_or_else(PoisonError::into_inner);
+            let wal = &mut inner.wal;
             let due = match fsync {
                 Fsync::Always => asked.is_ok() || wal.dirty,
                 Fsync::Every(_) => wal.dirty,
@@ -199,6 +278,7 @@ fn sync_loop(shared: std::sync::Weak<Shared>, nudged: mpsc::Receiver<()>, fsync:
                     .wal
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
+                    .wal
                     .finish_sync();
                 let _ = shared.synced.send_replace(Ok(upto));
             }
@@ -212,8 +292,8 @@ fn sync_loop(shared: std::sync::Weak<Shared>, nudged: mpsc::Receiver<()>, fsync:
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let wal = self.wal.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = wal.sync() {
+        let inner = self.wal.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = inner.wal.sync() {
             tracing::error!(error = %e, "write-ahead log final sync failed");
         }
     }

@@ -394,6 +394,7 @@ impl Wal {
         let path = segment_path(&dir, active_id);
         let active = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(io_error(&path))?;
@@ -481,6 +482,7 @@ impl Wal {
         let path = segment_path(&self.opts.dir, self.active_id);
         self.active = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(io_error(&path))?;
@@ -585,7 +587,13 @@ impl Wal {
                 continue;
             }
             let path = segment_path(&self.opts.dir, at.segment);
-            let file = File::open(&path).map_err(io_error(&path))?;
+            let opened;
+            let file = if at.segment == self.active_id {
+                &self.active
+            } else {
+                opened = File::open(&path).map_err(io_error(&path))?;
+                &opened
+            };
             let remaining = len - at.offset;
             let mut chunk = READ_CHUNK.min(remaining);
             loop {

@@ -1040,6 +1040,7 @@ fn the_pods_provide_what_their_config_needs_with_least_privilege() {
         "exporters.file.enabled=true,cluster.deployment.enabled=true",
         "receivers.otlp.hostPort=false,receivers.otlp.service.enabled=true",
         "containerLogs.enabled=false",
+        "containerLogs.enabled=false,cluster.deployment.enabled=true,writeAheadLog.enabled=false",
         "containerLogs.enabled=false,cluster.deployment.enabled=true",
     ] {
         let docs = documents(&template(None, &["--set", set]));
@@ -1060,9 +1061,15 @@ fn the_pods_provide_what_their_config_needs_with_least_privilege() {
             "containerLogs.enabled=false" => {
                 assert!(!volumes.contains("container-logs"), "{volumes:?}")
             }
-            // Neither leader election, container logs nor the file exporter: no state.
-            "containerLogs.enabled=false,cluster.deployment.enabled=true" => {
+            // Neither leader election, container logs, the file exporter nor a write-ahead
+            // log: no state.
+            "containerLogs.enabled=false,cluster.deployment.enabled=true,writeAheadLog.enabled=false" =>
+            {
                 assert!(!volumes.contains("state"), "{volumes:?}")
+            }
+            // The write-ahead log alone keeps the node's state directory.
+            "containerLogs.enabled=false,cluster.deployment.enabled=true" => {
+                assert!(volumes.contains("state"), "{volumes:?}")
             }
             _ => {}
         }

@@ -239,7 +239,11 @@ app.kubernetes.io/part-of: hpcotel
 {{- range $signal, $recv := dict "traces" $traces "metrics" $metrics "logs" $logs -}}
 {{- $exp := ternary $metricsExporters $all (eq $signal "metrics") -}}
 {{- with include "hpcotel.pipeline" (dict "receivers" $recv "processors" $procs "exporters" $exp "queueSize" $v.pipelineQueueSize) -}}
-{{- $_ := set $pipelines $signal (fromYaml .) -}}
+{{- $pipeline := fromYaml . -}}
+{{- if and $v.writeAheadLog.enabled (ne $signal "metrics") -}}
+{{- $_ := set $pipeline "write_ahead_log" (dict "directory" (printf "%s/wal/%s" $v.stateDir $signal) "max_size_mib" (int $v.writeAheadLog.maxSizeMib) "fsync" $v.writeAheadLog.fsync) -}}
+{{- end -}}
+{{- $_ := set $pipelines $signal $pipeline -}}
 {{- end -}}
 {{- end -}}
 {{- if not $pipelines -}}

